@@ -1,0 +1,249 @@
+"""FastAPI app factory, error handling, RED metrics and the Mangum entry point.
+
+Written once and used by the order, inventory and gremlin APIs:
+
+    from functions.common.api import ApiError, create_app, make_api_handler
+
+    app = create_app("inventory")
+
+    @app.get("/products")
+    def list_products(): ...
+
+    api_handler = make_api_handler(app)          # Lambda handler (API Gateway REST v1 proxy)
+
+Guarantees for every app built here:
+- every error body is JSON `{"message": ...}`; validation errors name the field (422, or 400 for
+  malformed JSON); a body over 16 KiB is refused with 413 before the route runs;
+- an unexpected exception becomes `500 {"message": "internal error"}` (logged with its stack
+  trace, never returned to the caller);
+- `HttpRequests` (route, method, status_class) and `HttpRequestDuration` (route, method) are
+  emitted for every request, with the route *template* (e.g. `/orders/{orderId}`), or
+  `unmatched` for unknown paths;
+- `ColdStart` is emitted once per environment by the Lambda handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from mangum import Mangum
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from functions.common.observability import MetricUnit, get_logger, put_metric, record_cold_start
+
+__all__ = ["MAX_BODY_BYTES", "ApiError", "create_app", "make_api_handler", "json_error", "ensure_event_loop"]
+
+MAX_BODY_BYTES = 16 * 1024
+
+
+class ApiError(Exception):
+    """Raise from a route (or service code) to answer `status_code` with `{"message", **extra}`."""
+
+    def __init__(self, status_code: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.extra = extra
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is read; an HTTPException so FastAPI's body parsing passes it on."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail=f"request body is larger than {MAX_BODY_BYTES} bytes")
+
+
+def json_error(status_code: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status_code, content={"message": message, **extra}, headers=headers)
+
+
+# --------------------------------------------------------------------------- validation errors
+
+
+def _field_name(loc: Iterable[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        source, parts = parts[0], parts[1:]
+        if not parts:
+            return "request body" if source == "body" else source
+    return ".".join(parts) or "request"
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    if any(err.get("type") == "json_invalid" for err in errors):
+        detail = next(err for err in errors if err.get("type") == "json_invalid")
+        reason = (detail.get("ctx") or {}).get("error", "invalid JSON")
+        return json_error(400, f"request body is not valid JSON: {reason}")
+    described = []
+    fields = []
+    for err in errors:
+        field = _field_name(err.get("loc", ()))
+        fields.append(field)
+        if err.get("type") == "missing" and field == "request body":
+            described.append("request body is required (a JSON object)")
+        elif err.get("type") == "extra_forbidden":
+            described.append(f"{field}: unknown field is not allowed")
+        else:
+            described.append(f"{field}: {err.get('msg', 'invalid value')}")
+    details = [
+        {"field": field, "type": err.get("type"), "message": err.get("msg")} for field, err in zip(fields, errors)
+    ]
+    return json_error(422, "invalid request: " + "; ".join(described), errors=details)
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+class _ObservedRequestMiddleware:
+    """Pure ASGI middleware: body size limit, last-resort error handling, RED metrics."""
+
+    def __init__(self, app: Any, service: str) -> None:
+        self.app = app
+        self.service = service
+        self.logger = get_logger(service)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started_at = time.perf_counter()
+        state = {"status": 500, "started": False}
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                state["started"] = True
+            await send(message)
+
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > MAX_BODY_BYTES:
+                await _send_json(send_wrapper, 413, {"message": _BodyTooLarge().detail})
+                return
+            received = 0
+
+            async def limited_receive() -> dict:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > MAX_BODY_BYTES:
+                        raise _BodyTooLarge()
+                return message
+
+            await self.app(scope, limited_receive, send_wrapper)
+        except _BodyTooLarge as exc:
+            if not state["started"]:
+                await _send_json(send_wrapper, 413, {"message": exc.detail})
+        except Exception:  # noqa: BLE001 - last resort: never a stack trace to the caller
+            self.logger.exception("unhandled error", extra={"path": scope.get("path"), "method": scope.get("method")})
+            if not state["started"]:
+                await _send_json(send_wrapper, 500, {"message": "internal error"})
+        finally:
+            self._record(scope, state["status"], (time.perf_counter() - started_at) * 1000.0)
+
+    def _record(self, scope: dict, status: int, duration_ms: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "GET")
+        status_class = f"{status // 100}xx"
+        put_metric(
+            "HttpRequests", MetricUnit.Count, 1, service=self.service,
+            route=template, method=method, status_class=status_class,
+        )
+        put_metric(
+            "HttpRequestDuration", MetricUnit.Milliseconds, round(duration_ms, 3), service=self.service,
+            route=template, method=method,
+        )
+
+
+def _content_length(scope: dict) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_json(send: Callable, status: int, content: dict) -> None:
+    body = json.dumps(content).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def create_app(service_name: str, *, title: str | None = None) -> FastAPI:
+    """A FastAPI app with Valerix error handling and RED metrics. No I/O happens here."""
+    app = FastAPI(
+        title=title or f"Valerix {service_name}",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        debug=False,
+    )
+    app.state.service_name = service_name
+    logger = get_logger(service_name)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return json_error(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ApiError)
+    async def _on_api_error(_: Request, exc: ApiError) -> JSONResponse:
+        if exc.status_code >= 500:
+            logger.warning("request failed", extra={"status": exc.status_code, "error": exc.message})
+        return json_error(exc.status_code, exc.message, **exc.extra)
+
+    app.add_middleware(_ObservedRequestMiddleware, service=service_name)
+    return app
+
+
+def ensure_event_loop() -> asyncio.AbstractEventLoop:
+    """Mangum runs the ASGI app on the calling thread's event loop; make sure there is one."""
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        if loop.is_closed():
+            raise RuntimeError("closed")
+        return loop
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        return loop
+
+
+def make_api_handler(app: FastAPI, service_name: str | None = None) -> Callable[[dict, Any], dict]:
+    """The Lambda entry point for an API Gateway (REST v1 proxy) event."""
+    service = service_name or getattr(app.state, "service_name", "api")
+    ensure_event_loop()
+    mangum = Mangum(app, lifespan="off")
+
+    def api_handler(event: dict, context: Any) -> dict:
+        record_cold_start(service, context)
+        ensure_event_loop()
+        return mangum(event, context)
+
+    api_handler.app = app  # type: ignore[attr-defined]
+    return api_handler
