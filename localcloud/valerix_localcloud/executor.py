@@ -1,0 +1,401 @@
+"""LocalStack Lambda runtime executor that runs each execution environment as a local process.
+
+LocalStack's only built-in executor starts a Docker container per environment. This one
+starts `python -m awslambdaric <handler>` (AWS's own runtime interface client) in its own
+process group, with the function's environment variables, and speaks the Lambda Runtime
+API to it through `RuntimeApiServer`. It honours what AWS honours:
+
+* timeout: the process group is killed and the invoke reports `Sandbox.Timedout`;
+* memory: the environment is killed when its resident memory exceeds the configured size;
+* a runtime that exits or crashes mid-invoke yields `Runtime.ExitError`; the next invoke
+  cold-starts a fresh process (the environment is replaced, as on AWS);
+* concurrency: LocalStack creates one executor per concurrent environment, so concurrent
+  invokes run in parallel processes;
+* logs: START / END / REPORT lines (with duration, billed duration, memory, init duration)
+  around the function's own output, shipped to CloudWatch Logs by LocalStack.
+
+With LocalStack's hot-reload convention (code in the magic `hot-reload` bucket, S3 key = a
+local folder) the code is read straight from that folder, so edits apply at the next cold
+start.
+
+Selected with `LAMBDA_RUNTIME_EXECUTOR=valerix-process`; the interpreter that runs the
+functions is `VALERIX_LAMBDA_PYTHON` (the project virtualenv, which holds requirements.txt).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import math
+import os
+import select
+import signal
+import subprocess
+import sys
+import termios
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+
+from localstack.services.lambda_.invocation.executor_endpoint import StatusErrorException
+from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
+from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecutor
+
+from valerix_localcloud.runtime_api import Invocation, RuntimeApiServer, error_payload
+
+LOG = logging.getLogger(__name__)
+
+INIT_TIMEOUT_SECONDS = 10.0  # AWS's init phase limit for on-demand functions
+POLL_SECONDS = 0.02
+# Host variables a Python process needs to start at all; nothing else leaks from LocalStack.
+PASSTHROUGH_HOST_VARS = ("PATH", "HOME", "LANG", "LC_ALL", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+def _lambda_python() -> str:
+    return os.environ.get("VALERIX_LAMBDA_PYTHON") or sys.executable
+
+
+class OutputCollector:
+    """Reads a runtime's merged stdout/stderr and hands out the lines of each invoke."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._partial = b""
+        self._eof = False
+        self.recent: deque[str] = deque(maxlen=500)
+        threading.Thread(target=self._pump, name="valerix-runtime-output", daemon=True).start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                readable, _, _ = select.select([self._fd], [], [], 0.5)
+            except (OSError, ValueError):
+                break
+            if not readable:
+                continue
+            with self._lock:
+                data = os.read(self._fd, 65536)
+                if not data:
+                    self._eof = True
+                    self._flush_partial()
+                    break
+                self._partial += data
+                *complete, self._partial = self._partial.split(b"\n")
+                for line in complete:
+                    self._append(line)
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+
+    def _append(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace")
+        self._lines.append(line)
+        self.recent.append(line)
+
+    def _flush_partial(self) -> None:
+        if self._partial:
+            self._append(self._partial)
+            self._partial = b""
+
+    def _pipe_is_empty(self) -> bool:
+        if self._eof:
+            return True
+        try:
+            buf = bytearray(4)
+            fcntl.ioctl(self._fd, termios.FIONREAD, buf)
+            return int.from_bytes(buf, sys.byteorder) == 0
+        except OSError:
+            return True
+
+    def take(self, drain_seconds: float = 0.05) -> list[str]:
+        """Everything written so far, waiting briefly for bytes still in the pipe."""
+        deadline = time.monotonic() + drain_seconds
+        while True:
+            with self._lock:
+                if self._pipe_is_empty() or time.monotonic() >= deadline:
+                    self._flush_partial()
+                    lines, self._lines = self._lines, []
+                    return lines
+            time.sleep(0.001)
+
+
+class ProcessRuntimeExecutor(RuntimeExecutor):
+    def __init__(self, id: str, function_version: FunctionVersion) -> None:
+        super().__init__(id=id, function_version=function_version)
+        self._env: dict[str, str] = {}
+        self._process: subprocess.Popen | None = None
+        self._api: RuntimeApiServer | None = None
+        self._output: OutputCollector | None = None
+        self._init_duration_ms: float | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    # --- RuntimeExecutor interface ------------------------------------------------------
+
+    def start(self, env_vars: dict[str, str]) -> None:
+        runtime = str(self.function_version.config.runtime or "")
+        if not runtime.startswith("python"):
+            raise StatusErrorException(
+                "unsupported runtime",
+                payload=error_payload(
+                    "Runtime.InvalidRuntime",
+                    f"the valerix-process executor runs Python functions only, not {runtime!r}",
+                ),
+            )
+        self._env = {key: str(value) for key, value in env_vars.items()}
+        with self._lock:
+            self._cold_start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        with self._lock:
+            self._terminate()
+
+    def get_address(self) -> str:
+        return "127.0.0.1"
+
+    def get_endpoint_from_executor(self) -> str:
+        return "127.0.0.1"
+
+    def get_runtime_endpoint(self) -> str:
+        from localstack import config
+
+        return f"http://127.0.0.1:{config.GATEWAY_LISTEN[0].port}/_localstack_lambda/{self.id}"
+
+    def get_logs(self) -> str:
+        return "\n".join(self._output.recent) if self._output else ""
+
+    @classmethod
+    def prepare_version(cls, function_version: FunctionVersion) -> None:
+        if function_version.config.code:
+            function_version.config.code.prepare_for_execution()
+
+    @classmethod
+    def cleanup_version(cls, function_version: FunctionVersion) -> None:
+        pass  # prepare_version only unpacks code, which LocalStack itself cleans up
+
+    @classmethod
+    def validate_environment(cls) -> bool:
+        python = _lambda_python()
+        probe = subprocess.run(
+            [python, "-c", "import awslambdaric"], capture_output=True, text=True
+        )
+        if probe.returncode != 0:
+            LOG.warning(
+                "valerix-process executor: %s cannot import awslambdaric (%s); set "
+                "VALERIX_LAMBDA_PYTHON to an interpreter with the functions' requirements",
+                python, probe.stderr.strip(),
+            )
+            return False
+        return True
+
+    def invoke(self, payload: dict[str, str]) -> InvocationResult:
+        request_id = payload["invoke-id"]
+        with self._lock:
+            cold_start_error = None
+            if not self._is_alive():
+                try:
+                    self._cold_start()
+                except StatusErrorException as exc:
+                    cold_start_error = exc
+            if cold_start_error is not None:
+                return InvocationResult(request_id, cold_start_error.payload, True, "")
+            return self._invoke_locked(request_id, payload)
+
+    # --- process lifecycle --------------------------------------------------------------
+
+    def _code_dir(self) -> str:
+        return str(self.function_version.config.code.get_unzipped_code_location())
+
+    def _process_env(self, runtime_api: str, code_dir: str) -> dict[str, str]:
+        env = {name: os.environ[name] for name in PASSTHROUGH_HOST_VARS if name in os.environ}
+        env.update(self._env)
+        env.update({
+            "AWS_LAMBDA_RUNTIME_API": runtime_api,
+            "LAMBDA_TASK_ROOT": code_dir,
+            "PYTHONPATH": code_dir,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        })
+        return env
+
+    def _cold_start(self) -> None:
+        self._terminate()
+        code_dir = self._code_dir()
+        handler = self.function_version.config.handler
+        started = time.perf_counter()
+        self._api = RuntimeApiServer().start()
+        read_fd, write_fd = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                [_lambda_python(), "-m", "awslambdaric", handler],
+                cwd=code_dir,
+                env=self._process_env(self._api.address, code_dir),
+                stdin=subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                start_new_session=True,
+            )
+        finally:
+            os.close(write_fd)
+        _remember_runtime_pid(self._process.pid)
+        self._output = OutputCollector(read_fd)
+        deadline = time.monotonic() + INIT_TIMEOUT_SECONDS
+        while not self._api.wait_until_ready(POLL_SECONDS):
+            if self._api.init_error is not None or self._process.poll() is not None:
+                break
+            if time.monotonic() > deadline:
+                break
+        if not self._api.wait_until_ready(0):
+            output = "\n".join(self._output.take())
+            init_error = self._api.init_error
+            self._terminate()
+            LOG.warning("Lambda %s failed to initialise:\n%s", self._name(), output)
+            payload = init_error.body if init_error else error_payload(
+                "Runtime.ExitError",
+                f"Runtime failed to start within {INIT_TIMEOUT_SECONDS:.0f} s or exited: "
+                f"{output[-2000:]}",
+            )
+            raise StatusErrorException("Environment startup failed", payload=payload)
+        self._init_duration_ms = (time.perf_counter() - started) * 1000
+
+    def _is_alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _terminate(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._process.wait(timeout=5)
+        if self._process is not None:
+            _forget_runtime_pid(self._process.pid)
+        self._process = None
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    def _name(self) -> str:
+        return self.function_version.id.function_name
+
+    # --- one invoke ---------------------------------------------------------------------
+
+    def _invoke_locked(self, request_id: str, payload: dict[str, str]) -> InvocationResult:
+        config = self.function_version.config
+        timeout = float(config.timeout)
+        memory_mb = int(config.memory_size)
+        init_duration_ms, self._init_duration_ms = self._init_duration_ms, None
+        pre_invoke_lines = self._output.take(drain_seconds=0)  # init output belongs here
+        started = time.perf_counter()
+        self._api.submit(Invocation(
+            request_id=request_id,
+            payload=payload["payload"].encode(),
+            function_arn=payload["invoked-function-arn"],
+            deadline_ms=int((time.time() + timeout) * 1000),
+            trace_id=payload.get("trace-id", ""),
+        ))
+        outcome, failure, max_rss_mb = self._await_outcome(request_id, timeout, memory_mb)
+        duration_ms = (time.perf_counter() - started) * 1000
+
+        if outcome is not None and failure is None:
+            # The runtime posts the result and then asks for the next event; once it asks,
+            # everything the invoke printed is in the pipe.
+            self._api.wait_until_ready(0.25)
+            body_lines = self._output.take()
+            is_error = outcome.kind != "response"
+            body = outcome.body
+        else:
+            self._terminate_keep_output()
+            body_lines = self._output.take()
+            body_lines.append(f"{_now()} {request_id} {failure[1]}")
+            is_error = True
+            body = error_payload(failure[0], f"RequestId: {request_id} Error: {failure[1]}")
+
+        report = (
+            f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+            f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {memory_mb} MB\t"
+            f"Max Memory Used: {max_rss_mb} MB"
+        )
+        if init_duration_ms is not None:
+            report += f"\tInit Duration: {init_duration_ms:.2f} ms"
+        logs = "\n".join([
+            *pre_invoke_lines,
+            f"START RequestId: {request_id} Version: {self.function_version.id.qualifier}",
+            *body_lines,
+            f"END RequestId: {request_id}",
+            report,
+        ]) + "\n"
+        return InvocationResult(request_id, body, is_error, logs)
+
+    def _await_outcome(self, request_id: str, timeout: float, memory_mb: int):
+        """(outcome, failure, max_rss_mb); failure = (errorType, message) when the runtime died."""
+        deadline = time.monotonic() + timeout
+        max_rss = 0
+        try:
+            import psutil
+
+            watched = psutil.Process(self._process.pid)
+        except Exception:  # noqa: BLE001 - memory reporting is best effort
+            watched = None
+        while True:
+            outcome = self._api.wait_outcome(request_id, POLL_SECONDS)
+            if outcome is not None and outcome.kind != "init_error":
+                return outcome, None, max(max_rss, 1)
+            if watched is not None:
+                try:
+                    rss = watched.memory_info().rss
+                    rss += sum(child.memory_info().rss for child in watched.children(True))
+                    max_rss = max(max_rss, math.ceil(rss / 2**20))
+                except Exception:  # noqa: BLE001 - process vanished between calls
+                    pass
+            if max_rss > memory_mb:
+                return None, (
+                    "Runtime.OutOfMemory",
+                    f"Runtime exited with error: signal: killed (memory {max_rss} MB > "
+                    f"{memory_mb} MB)",
+                ), max_rss
+            exit_code = self._process.poll()
+            if exit_code is not None:
+                late = self._api.wait_outcome(request_id, 0)
+                if late is not None and late.kind != "init_error":
+                    return late, None, max(max_rss, 1)
+                status = f"signal: {-exit_code}" if exit_code < 0 else f"exit status {exit_code}"
+                return None, ("Runtime.ExitError", f"Runtime exited with error: {status}"), max_rss
+            if time.monotonic() > deadline:
+                return None, ("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), max_rss
+
+    def _terminate_keep_output(self) -> None:
+        """Kill the environment; the output collector keeps whatever the process printed."""
+        output = self._output
+        self._terminate()
+        self._output = output
+
+
+def _runtime_pid_dir() -> str | None:
+    # `make down` kills whatever is listed here, even if LocalStack itself died abruptly:
+    # runtimes live in their own process groups so that a timeout can kill one cleanly.
+    return os.environ.get("VALERIX_RUNTIME_PID_DIR")
+
+
+def _remember_runtime_pid(pid: int) -> None:
+    if directory := _runtime_pid_dir():
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, str(pid)), "w") as marker:
+            marker.write(str(pid))
+
+
+def _forget_runtime_pid(pid: int) -> None:
+    if directory := _runtime_pid_dir():
+        try:
+            os.unlink(os.path.join(directory, str(pid)))
+        except OSError:
+            pass
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

