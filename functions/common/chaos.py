@@ -1,0 +1,474 @@
+"""The gremlin: chaos document model and the injector inventory obeys.
+
+Document (SSM parameter ``GREMLIN_PARAMETER_NAME``; every part optional)::
+
+    {"latency": {"enabled": true,  "delayMs": 5000, "every": 1},
+     "error":   {"enabled": false, "statusCode": 500, "percentage": 10},
+     "crash":   {"enabled": false, "when": "after-commit", "every": 4}}
+
+Rules (enforced by :class:`GremlinDocument`, extra fields forbidden everywhere):
+
+* a missing mode is switched off; a mode that is present is switched on unless it says
+  ``"enabled": false``;
+* ``latency.delayMs``: integer 0..60000, required when latency is enabled;
+* ``error.statusCode``: integer 400..599, default 500;
+* ``crash.when``: ``"before-commit"`` (default) or ``"after-commit"``;
+* each mode takes at most one of ``every`` (integer >= 1: the Nth, 2Nth, 3Nth... request is
+  affected) or ``percentage`` (number 0..100: random share); with neither, every request is
+  affected.
+
+Injection semantics (what :class:`GremlinInjector` does on the inventory HTTP reservation
+path):
+
+* ``before_reservation()`` runs before the reservation transaction. For every mode that
+  applies at this point and is enabled (latency, error, crash with ``when: before-commit``)
+  the selection is decided first -- each such ``every: N`` counter is incremented exactly once
+  per request, whatever the other modes decide, so each mode's pattern is independent of the
+  others. Then the effects are applied in this order:
+
+  1. latency: ``time.sleep(delayMs)`` (combines with everything below);
+  2. crash before-commit: log, flush the metric, ``os._exit(1)`` -- a crash wins over an
+     error on the same request;
+  3. error: ``raise InjectedError(statusCode, message)``.
+
+  So one request can get latency plus at most one of {crash, error}.
+* ``after_commit()`` runs after the reservation transaction committed; with ``crash`` enabled
+  and ``when: after-commit`` it counts that request and, if selected, logs, flushes and exits:
+  the stock moved but the caller never hears back (the "Schrödinger" case). Its ``every: N``
+  therefore counts committed reservations (calls to ``after_commit``).
+
+``every: N`` is counted across all execution environments with one atomic DynamoDB counter
+per mode in ``GREMLIN_STATE_TABLE`` (pk ``id``; ``UpdateItem ADD #count :1``; affected when the
+new count ``% N == 0``). The counter id includes a hash of the whole document
+(``latency#<hash>``), so an environment still holding an older document in its cache never
+disturbs the pattern of a new one; ``PUT``/``DELETE /gremlin`` also deletes all counters.
+Requests are counted only while the mode is enabled.
+
+The document is read through Powertools' SSM provider with ``max_age`` =
+``GREMLIN_CACHE_SECONDS`` (default 1, whole seconds), so a change is obeyed within ~2 s.
+Every injection is logged (``mode`` key) and counted as ``GremlinInjections`` (dimension
+``mode``: ``latency`` / ``error`` / ``crash_before_commit`` / ``crash_after_commit``), emitted
+as its own EMF line at once, so it is out before a crash.
+
+Fail open: if SSM or DynamoDB cannot be reached, or the stored document is invalid, nothing
+is injected and a warning is logged; the injector never breaks inventory. After a failed SSM
+read it does not retry for one cache window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import sys
+import threading
+import time
+from typing import Annotated, Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MODES = ("latency", "error", "crash")
+METRIC_NAME = "GremlinInjections"
+DEFAULT_CACHE_SECONDS = 1
+MAX_DELAY_MS = 60_000
+
+Every = Annotated[int, Field(strict=True, ge=1)]
+Percentage = Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)]
+StrictBool = Annotated[bool, Field(strict=True)]
+
+
+# --------------------------------------------------------------------------------------
+# Document model
+# --------------------------------------------------------------------------------------
+
+
+class _Mode(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    enabled: StrictBool = True
+    every: Every | None = None
+    percentage: Percentage | None = None
+
+    @model_validator(mode="after")
+    def _one_selector(self):
+        if self.every is not None and self.percentage is not None:
+            raise ValueError("every: give either 'every' or 'percentage', not both")
+        return self
+
+
+class LatencyMode(_Mode):
+    delay_ms: Annotated[int, Field(strict=True, ge=0, le=MAX_DELAY_MS, alias="delayMs")] = 0
+
+    @model_validator(mode="after")
+    def _delay_required(self):
+        if self.enabled and "delay_ms" not in self.model_fields_set:
+            raise ValueError("delayMs: is required when latency is enabled")
+        return self
+
+
+class ErrorMode(_Mode):
+    status_code: Annotated[int, Field(strict=True, ge=400, le=599, alias="statusCode")] = 500
+
+
+class CrashMode(_Mode):
+    when: Literal["before-commit", "after-commit"] = "before-commit"
+
+
+class GremlinDocument(BaseModel):
+    """The whole gremlin document; missing modes are off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency: LatencyMode = Field(default_factory=lambda: LatencyMode(enabled=False))
+    error: ErrorMode = Field(default_factory=lambda: ErrorMode(enabled=False))
+    crash: CrashMode = Field(default_factory=lambda: CrashMode(enabled=False))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The document incl. defaults, in its public (camelCase) shape; unset selectors omitted."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_json_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @property
+    def any_enabled(self) -> bool:
+        return self.latency.enabled or self.error.enabled or self.crash.enabled
+
+
+def all_off() -> GremlinDocument:
+    """The "all off" document (what ``DELETE /gremlin`` stores)."""
+    return GremlinDocument()
+
+
+ALL_OFF = all_off()
+
+
+class GremlinDocumentError(ValueError):
+    """An invalid gremlin document: ``message`` names the fields, ``errors`` lists them."""
+
+    def __init__(self, message: str, errors: list[dict[str, str]], status_code: int = 422):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+        self.status_code = status_code
+
+
+def _describe(err: dict[str, Any]) -> tuple[str, str]:
+    loc = [str(part) for part in err.get("loc", ())]
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid"))
+    if kind == "extra_forbidden":
+        if len(loc) == 1:
+            return loc[0], f"unknown mode '{loc[0]}' (expected one of: {', '.join(MODES)})"
+        return ".".join(loc), f"unknown field '{loc[-1]}' in {loc[0]}"
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+        field, sep, rest = msg.partition(": ")
+        if sep and field.isidentifier():  # our validators say "<field>: <text>"
+            return ".".join([*loc, field]), rest
+    if kind == "model_type" and not loc:
+        return "body", "the gremlin document must be a JSON object"
+    if kind == "model_type":
+        return ".".join(loc), f"'{loc[-1]}' must be an object"
+    if "input" in err and kind not in ("missing", "value_error"):
+        msg = f"{msg} (got {json.dumps(err['input'], default=str)})"
+    return ".".join(loc) or "body", msg
+
+
+def parse_document(raw: Any) -> GremlinDocument:
+    """Validate a decoded JSON value; raise :class:`GremlinDocumentError` naming each field."""
+    try:
+        return GremlinDocument.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            {"field": field, "message": message}
+            for field, message in (_describe(e) for e in exc.errors(include_url=False))
+        ]
+        text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise GremlinDocumentError(f"invalid gremlin document: {text}", errors) from None
+
+
+def parse_document_json(text: str | bytes | None) -> GremlinDocument:
+    """Decode and validate; malformed JSON is a 400 :class:`GremlinDocumentError`."""
+    if text is None or (isinstance(text, (str, bytes)) and not text.strip()):
+        raise GremlinDocumentError(
+            "request body must be a JSON object (the gremlin document)",
+            [{"field": "body", "message": "missing"}],
+            status_code=400,
+        )
+    try:
+        raw = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GremlinDocumentError(
+            f"request body is not valid JSON: {exc}",
+            [{"field": "body", "message": "not valid JSON"}],
+            status_code=400,
+        ) from None
+    return parse_document(raw)
+
+
+def counter_id(mode: str, doc: GremlinDocument) -> str:
+    """DynamoDB item id of the ``every: N`` counter of ``mode`` under ``doc``."""
+    return f"{mode}#{doc.fingerprint}"
+
+
+# --------------------------------------------------------------------------------------
+# Injector
+# --------------------------------------------------------------------------------------
+
+
+class InjectedError(Exception):
+    """Raised by ``before_reservation()``; inventory answers ``status_code`` + ``{"message"}``."""
+
+    def __init__(self, status_code: int, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+def _cache_seconds_from_env() -> int:
+    raw = os.getenv("GREMLIN_CACHE_SECONDS", "")
+    try:
+        return max(0, int(float(raw))) if raw.strip() else DEFAULT_CACHE_SECONDS
+    except ValueError:
+        return DEFAULT_CACHE_SECONDS
+
+
+def _client_config():
+    from botocore.config import Config
+
+    # Short timeouts, few retries: the gremlin must never stall inventory when AWS is away.
+    return Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"})
+
+
+class GremlinInjector:
+    """Applies the gremlin document on the inventory HTTP path. See the module docstring."""
+
+    def __init__(
+        self,
+        parameter_name: str | None = None,
+        state_table: str | None = None,
+        cache_seconds: int | None = None,
+        *,
+        ssm_client: Any = None,
+        dynamodb_client: Any = None,
+        rng: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.parameter_name = parameter_name if parameter_name is not None else os.getenv("GREMLIN_PARAMETER_NAME", "")
+        self.state_table = state_table if state_table is not None else os.getenv("GREMLIN_STATE_TABLE", "")
+        self.cache_seconds = cache_seconds if cache_seconds is not None else _cache_seconds_from_env()
+        self._ssm_client = ssm_client
+        self._dynamodb_client = dynamodb_client
+        self._provider = None
+        self._rng = rng or random.random
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._unavailable_until = 0.0
+        self._parsed: tuple[str, GremlinDocument] | None = None
+        self._logger = None
+        self._warned_unconfigured = False
+
+    # -- collaborators (lazy: no network, no clients at import) --------------------------
+
+    @property
+    def logger(self):
+        if self._logger is None:
+            from aws_lambda_powertools import Logger
+
+            self._logger = Logger()
+        return self._logger
+
+    def _ssm_provider(self):
+        with self._lock:
+            if self._provider is None:
+                from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+                client = self._ssm_client
+                if client is None:
+                    import boto3
+
+                    client = boto3.client("ssm", config=_client_config())
+                self._provider = SSMProvider(boto3_client=client)
+            return self._provider
+
+    def _dynamodb(self):
+        with self._lock:
+            if self._dynamodb_client is None:
+                import boto3
+
+                self._dynamodb_client = boto3.client("dynamodb", config=_client_config())
+            return self._dynamodb_client
+
+    # -- document -------------------------------------------------------------------------
+
+    def document(self) -> GremlinDocument:
+        """The current document (cached ``cache_seconds``); all off when unknown (fail open)."""
+        if not self.parameter_name:
+            if not self._warned_unconfigured:
+                self._warned_unconfigured = True
+                self.logger.warning("gremlin disabled: GREMLIN_PARAMETER_NAME is not set")
+            return ALL_OFF
+        if self._clock() < self._unavailable_until:
+            return ALL_OFF
+        try:
+            raw = self._ssm_provider().get(self.parameter_name, max_age=self.cache_seconds)
+        except Exception as exc:  # noqa: BLE001 -- fail open, whatever went wrong
+            self._unavailable_until = self._clock() + max(self.cache_seconds, 1)
+            cause = exc.__cause__ or exc.__context__
+            code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause else None
+            if code == "ParameterNotFound":
+                self.logger.info("gremlin parameter not found; gremlin is off", extra={"parameter": self.parameter_name})
+            else:
+                self.logger.warning(
+                    "gremlin parameter unreadable; failing open (no injection)",
+                    extra={"parameter": self.parameter_name, "error": str(exc)},
+                )
+            return ALL_OFF
+        parsed = self._parsed
+        if parsed is not None and parsed[0] == raw:
+            return parsed[1]
+        try:
+            doc = parse_document_json(raw)
+        except GremlinDocumentError as exc:
+            self.logger.warning("stored gremlin document is invalid; failing open", extra={"error": exc.message})
+            doc = ALL_OFF
+        self._parsed = (raw, doc)
+        return doc
+
+    # -- selection ------------------------------------------------------------------------
+
+    def _selected(self, mode: str, config: _Mode, doc: GremlinDocument) -> bool:
+        if config.percentage is not None:
+            return self._rng() * 100.0 < config.percentage
+        if config.every is None or config.every == 1:
+            return True  # every request: nothing to count
+        count = self._count(mode, doc)
+        return count is not None and count % config.every == 0
+
+    def _count(self, mode: str, doc: GremlinDocument) -> int | None:
+        """Atomically count this request for ``mode``; ``None`` when the table is unreachable."""
+        if not self.state_table:
+            self.logger.warning("gremlin 'every' needs GREMLIN_STATE_TABLE; failing open", extra={"mode": mode})
+            return None
+        try:
+            result = self._dynamodb().update_item(
+                TableName=self.state_table,
+                Key={"id": {"S": counter_id(mode, doc)}},
+                UpdateExpression="ADD #count :one",
+                ExpressionAttributeNames={"#count": "count"},
+                ExpressionAttributeValues={":one": {"N": "1"}},
+                ReturnValues="UPDATED_NEW",
+            )
+            return int(result["Attributes"]["count"]["N"])
+        except Exception as exc:  # noqa: BLE001 -- fail open
+            self.logger.warning(
+                "gremlin counter unavailable; failing open (no injection)",
+                extra={"mode": mode, "table": self.state_table, "error": str(exc)},
+            )
+            return None
+
+    # -- effects --------------------------------------------------------------------------
+
+    def _record(self, mode: str, message: str, **extra: Any) -> None:
+        """Log the injection and emit its metric at once (its own EMF line)."""
+        try:
+            self.logger.warning(message, extra={"gremlin": True, "mode": mode, **extra})
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+            with single_metric(
+                name=METRIC_NAME,
+                unit=MetricUnit.Count,
+                value=1,
+                namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or "Valerix",
+                default_dimensions={"mode": mode},
+            ):
+                pass
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _crash(self, mode: str, message: str) -> None:
+        self._record(mode, message)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(1)
+
+    def before_reservation(self) -> None:
+        """Latency, then crash before-commit or error. May sleep, raise InjectedError or exit."""
+        doc = self.document()
+        if not doc.any_enabled:
+            return
+        latency = doc.latency.enabled and self._selected("latency", doc.latency, doc)
+        crash = (
+            doc.crash.enabled
+            and doc.crash.when == "before-commit"
+            and self._selected("crash", doc.crash, doc)
+        )
+        error = doc.error.enabled and self._selected("error", doc.error, doc)
+        if latency:
+            self._record("latency", "gremlin: injecting latency", delayMs=doc.latency.delay_ms)
+            time.sleep(doc.latency.delay_ms / 1000.0)
+        if crash:
+            self._crash("crash_before_commit", "gremlin: crashing before commit")
+        if error:
+            code = doc.error.status_code
+            self._record("error", "gremlin: injecting error", statusCode=code)
+            raise InjectedError(code, f"gremlin: injected error {code}")
+
+    def after_commit(self) -> None:
+        """Crash after-commit (the caller never hears back). Call right after the commit."""
+        doc = self.document()
+        if doc.crash.enabled and doc.crash.when == "after-commit" and self._selected("crash", doc.crash, doc):
+            self._crash("crash_after_commit", "gremlin: crashing after commit")
+
+
+_INJECTOR: GremlinInjector | None = None
+_INJECTOR_LOCK = threading.Lock()
+
+
+def injector() -> GremlinInjector:
+    """The process-wide injector (created on first use from the environment)."""
+    global _INJECTOR
+    if _INJECTOR is None:
+        with _INJECTOR_LOCK:
+            if _INJECTOR is None:
+                _INJECTOR = GremlinInjector()
+    return _INJECTOR
+
+
+def reset_injector(new: GremlinInjector | None = None) -> None:
+    """Replace (or drop) the process-wide injector; for tests."""
+    global _INJECTOR
+    with _INJECTOR_LOCK:
+        _INJECTOR = new
+
+
+__all__ = [
+    "ALL_OFF",
+    "CrashMode",
+    "ErrorMode",
+    "GremlinDocument",
+    "GremlinDocumentError",
+    "GremlinInjector",
+    "InjectedError",
+    "LatencyMode",
+    "METRIC_NAME",
+    "MODES",
+    "all_off",
+    "counter_id",
+    "injector",
+    "parse_document",
+    "parse_document_json",
+    "reset_injector",
+]

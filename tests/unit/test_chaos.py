@@ -1,0 +1,355 @@
+"""Gremlin document model and injector (moto: SSM + DynamoDB)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functions.common import chaos
+from functions.common.chaos import (
+    GremlinDocumentError,
+    GremlinInjector,
+    InjectedError,
+    all_off,
+    counter_id,
+    parse_document,
+    parse_document_json,
+)
+
+PARAM = "/valerix/test/gremlin"
+TABLE = "valerix-test-gremlin-state"
+
+
+# ---------------------------------------------------------------- document model
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "words"),
+    [
+        ({"latency": {"delayMs": -5}}, "latency.delayMs", "greater than or equal to 0"),
+        ({"latency": {"delayMs": 60001}}, "latency.delayMs", "less than or equal to 60000"),
+        ({"latency": {"enabled": True}}, "latency.delayMs", "required"),
+        ({"latency": {"delayMs": "5000"}}, "latency.delayMs", "valid integer"),
+        ({"latency": {"delayMs": 10, "every": 0}}, "latency.every", "greater than or equal to 1"),
+        ({"latency": {"delayMs": 10, "every": 2, "percentage": 5}}, "latency.every", "not both"),
+        ({"error": {"percentage": 101}}, "error.percentage", "less than or equal to 100"),
+        ({"error": {"percentage": -1}}, "error.percentage", "greater than or equal to 0"),
+        ({"error": {"statusCode": 200}}, "error.statusCode", "greater than or equal to 400"),
+        ({"error": {"statusCode": 600}}, "error.statusCode", "less than or equal to 599"),
+        ({"error": {"enabled": "yes"}}, "error.enabled", "valid boolean"),
+        ({"crash": {"when": "sometimes"}}, "crash.when", "before-commit"),
+        ({"crash": {"when": "after-commit", "mode": "hard"}}, "crash.mode", "unknown field"),
+        ({"meteor": {"enabled": True}}, "meteor", "unknown mode"),
+        ({"latency": 5}, "latency", "must be an object"),
+        ([1, 2], "body", "JSON object"),
+    ],
+)
+def test_nonsense_is_rejected_naming_the_field(raw, field, words):
+    with pytest.raises(GremlinDocumentError) as info:
+        parse_document(raw)
+    err = info.value
+    assert err.status_code == 422
+    assert field in err.message and words in err.message
+    assert any(e["field"] == field for e in err.errors)
+
+
+@pytest.mark.parametrize("text", [b"", b"   ", b"{not json", None])
+def test_malformed_json_is_400(text):
+    with pytest.raises(GremlinDocumentError) as info:
+        parse_document_json(text)
+    assert info.value.status_code == 400
+    assert "body" in info.value.message
+
+
+def test_defaults_and_all_off():
+    assert all_off().to_json_dict() == {
+        "latency": {"enabled": False, "delayMs": 0},
+        "error": {"enabled": False, "statusCode": 500},
+        "crash": {"enabled": False, "when": "before-commit"},
+    }
+    assert not all_off().any_enabled
+    doc = parse_document({"error": {"percentage": 12.5}})
+    assert doc.error.enabled and doc.error.status_code == 500 and doc.error.percentage == 12.5
+    assert not doc.latency.enabled and not doc.crash.enabled
+
+
+def test_design_example_round_trips():
+    example = {
+        "latency": {"enabled": True, "delayMs": 5000, "every": 1},
+        "error": {"enabled": False, "statusCode": 500, "percentage": 10},
+        "crash": {"enabled": False, "when": "after-commit", "every": 4},
+    }
+    doc = parse_document(example)
+    assert doc.to_json_dict() == example
+    assert parse_document_json(doc.to_json()) == doc
+    assert counter_id("latency", doc) == counter_id("latency", parse_document(example))
+    assert counter_id("latency", doc) != counter_id("latency", all_off())
+
+
+# ---------------------------------------------------------------- injector fixtures
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "inventory",
+        "POWERTOOLS_METRICS_NAMESPACE": "Valerix",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        ssm = boto3.client("ssm")
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield ssm, ddb
+    chaos.reset_injector()
+
+
+def put_doc(ssm, doc):
+    ssm.put_parameter(Name=PARAM, Value=json.dumps(doc), Type="String", Overwrite=True)
+
+
+def make_injector(ssm, ddb, **kwargs):
+    kwargs.setdefault("cache_seconds", 0)
+    return GremlinInjector(PARAM, TABLE, ssm_client=ssm, dynamodb_client=ddb, **kwargs)
+
+
+class Exited(BaseException):
+    """Stands in for the process exit (BaseException, like SystemExit: nothing catches it)."""
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    slept = []
+    monkeypatch.setattr(chaos.time, "sleep", lambda seconds: slept.append(seconds))
+    return slept
+
+
+@pytest.fixture
+def fake_exit(monkeypatch, capsys):
+    """os._exit replaced: records the exit code and what had been written to stdout by then."""
+    calls = []
+
+    def _exit(code):
+        calls.append({"code": code, "stdout_before_exit": capsys.readouterr().out})
+        raise Exited(code)
+
+    monkeypatch.setattr(chaos.os, "_exit", _exit)
+    return calls
+
+
+def metric_lines(text):
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"_aws"' in line]
+    return [m for m in lines if chaos.METRIC_NAME in m]
+
+
+def run_requests(inj, n):
+    """Run n reservations through before_reservation; the 1-based numbers that got an error."""
+    affected = []
+    for i in range(1, n + 1):
+        try:
+            inj.before_reservation()
+        except InjectedError:
+            affected.append(i)
+    return affected
+
+
+# ---------------------------------------------------------------- injector behaviour
+
+
+def test_every_3_is_counted_across_environments(aws):
+    ssm, ddb = aws
+    put_doc(ssm, {"error": {"statusCode": 503, "every": 3}})
+    env_a, env_b = make_injector(ssm, ddb), make_injector(ssm, ddb)
+    affected = []
+    for i in range(1, 13):  # requests alternate between two execution environments
+        try:
+            (env_a if i % 2 else env_b).before_reservation()
+        except InjectedError as exc:
+            assert exc.status_code == 503
+            affected.append(i)
+    assert affected == [3, 6, 9, 12]
+
+
+def test_error_raises_configured_code_and_counts_metric(aws, capsys, caplog):
+    ssm, ddb = aws
+    put_doc(ssm, {"error": {"statusCode": 418}})
+    with pytest.raises(InjectedError) as info:
+        make_injector(ssm, ddb).before_reservation()
+    assert info.value.status_code == 418 and "418" in info.value.message
+    out = capsys.readouterr().out
+    [metric] = metric_lines(out)
+    assert metric["mode"] == "error" and metric["service"] == "inventory" and metric[chaos.METRIC_NAME] == [1.0]
+    assert any(getattr(r, "mode", None) == "error" and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_latency_sleeps_delay_and_is_counted(aws, no_sleep, capsys):
+    ssm, ddb = aws
+    put_doc(ssm, {"latency": {"delayMs": 1500, "every": 2}})
+    inj = make_injector(ssm, ddb)
+    for _ in range(4):
+        inj.before_reservation()
+    assert no_sleep == [1.5, 1.5]
+    assert [m["mode"] for m in metric_lines(capsys.readouterr().out)] == ["latency", "latency"]
+
+
+def test_percentage_0_and_100(aws, no_sleep):
+    ssm, ddb = aws
+    put_doc(ssm, {"error": {"percentage": 0}})
+    assert run_requests(make_injector(ssm, ddb), 50) == []
+    put_doc(ssm, {"error": {"percentage": 100}})
+    assert run_requests(make_injector(ssm, ddb), 50) == list(range(1, 51))
+
+
+def test_percentage_uses_random(aws):
+    ssm, ddb = aws
+    put_doc(ssm, {"error": {"percentage": 30}})
+    values = iter([0.1, 0.5, 0.29, 0.3, 0.99])
+    inj = make_injector(ssm, ddb, rng=lambda: next(values))
+    assert run_requests(inj, 5) == [1, 3]
+
+
+def test_no_selector_means_every_request(aws):
+    ssm, ddb = aws
+    put_doc(ssm, {"error": {}})
+    assert run_requests(make_injector(ssm, ddb), 3) == [1, 2, 3]
+
+
+def test_disabled_and_missing_document_inject_nothing(aws, no_sleep):
+    ssm, ddb = aws
+    assert run_requests(make_injector(ssm, ddb), 3) == []  # no parameter yet
+    put_doc(ssm, {"error": {"enabled": False, "every": 1}, "latency": {"enabled": False, "delayMs": 10}})
+    assert run_requests(make_injector(ssm, ddb), 3) == [] and no_sleep == []
+
+
+def test_counts_only_while_enabled(aws):
+    ssm, ddb = aws
+    on = {"error": {"every": 3}}
+    put_doc(ssm, on)
+    inj = make_injector(ssm, ddb)
+    assert run_requests(inj, 2) == []
+    put_doc(ssm, {"error": {"enabled": False, "every": 3}})
+    assert run_requests(inj, 5) == []
+    put_doc(ssm, on)
+    assert run_requests(inj, 3) == [1]  # the 3rd counted request overall under this document
+
+
+def test_cache_picks_up_a_change_within_the_window(aws, monkeypatch):
+    ssm, ddb = aws
+    from aws_lambda_powertools.utilities.parameters import base
+
+    now = [dt.datetime(2030, 1, 1, 12, 0, 0)]
+
+    class FakeDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return now[0]
+
+    monkeypatch.setattr(base, "datetime", FakeDatetime)
+    put_doc(ssm, {"error": {"statusCode": 500}})
+    inj = make_injector(ssm, ddb, cache_seconds=1)
+    assert run_requests(inj, 1) == [1]
+    put_doc(ssm, {"error": {"enabled": False}})  # switched off: cached for up to the window
+    now[0] += dt.timedelta(milliseconds=500)
+    assert run_requests(inj, 1) == [1]
+    now[0] += dt.timedelta(milliseconds=1600)  # past the 1 s window (well within 2 s)
+    assert run_requests(inj, 1) == []
+
+
+def test_fail_open_when_table_missing(aws, caplog, capsys):
+    ssm, ddb = aws
+    ddb.delete_table(TableName=TABLE)
+    put_doc(ssm, {"error": {"every": 2}})
+    assert run_requests(make_injector(ssm, ddb), 4) == []
+    assert metric_lines(capsys.readouterr().out) == []
+    assert any("failing open" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_fail_open_when_ssm_unreachable(aws, caplog):
+    ssm, ddb = aws
+
+    class BrokenSSM:
+        def get_parameter(self, **_kw):
+            raise ConnectionError("endpoint unreachable")
+
+    inj = GremlinInjector(PARAM, TABLE, cache_seconds=1, ssm_client=BrokenSSM(), dynamodb_client=ddb)
+    inj.before_reservation()
+    inj.after_commit()
+    assert not inj.document().any_enabled
+    assert any("failing open" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_fail_open_on_invalid_stored_document(aws):
+    ssm, ddb = aws
+    ssm.put_parameter(Name=PARAM, Value='{"error": {"statusCode": 9000}}', Type="String")
+    assert run_requests(make_injector(ssm, ddb), 2) == []
+
+
+def test_crash_before_commit_flushes_metric_then_exits(aws, fake_exit, caplog):
+    ssm, ddb = aws
+    put_doc(ssm, {"crash": {"when": "before-commit", "every": 2}, "error": {"statusCode": 500}})
+    inj = make_injector(ssm, ddb)
+    with pytest.raises(InjectedError):  # request 1: no crash, so the error applies
+        inj.before_reservation()
+    with pytest.raises(Exited):  # request 2: crash wins over error
+        inj.before_reservation()
+    [call] = fake_exit
+    assert call["code"] == 1
+    [metric] = metric_lines(call["stdout_before_exit"])[-1:]
+    assert metric["mode"] == "crash_before_commit"
+    assert any(r.getMessage() == "gremlin: crashing before commit" and getattr(r, "mode", None) == "crash_before_commit"
+               for r in caplog.records)
+
+
+def test_crash_after_commit_only_in_after_commit(aws, fake_exit):
+    ssm, ddb = aws
+    put_doc(ssm, {"crash": {"when": "after-commit", "every": 2}})
+    inj = make_injector(ssm, ddb)
+    for _ in range(4):
+        inj.before_reservation()  # never crashes before the commit
+    inj.after_commit()  # committed reservation 1
+    with pytest.raises(Exited):
+        inj.after_commit()  # committed reservation 2
+    [call] = fake_exit
+    [metric] = metric_lines(call["stdout_before_exit"])
+    assert metric["mode"] == "crash_after_commit"
+
+
+def test_latency_combines_with_error(aws, no_sleep):
+    ssm, ddb = aws
+    put_doc(ssm, {"latency": {"delayMs": 200}, "error": {"every": 2}})
+    inj = make_injector(ssm, ddb)
+    assert run_requests(inj, 4) == [2, 4]
+    assert no_sleep == [0.2] * 4
+
+
+def test_singleton_is_lazy_and_shared(aws, monkeypatch):
+    monkeypatch.setenv("GREMLIN_PARAMETER_NAME", PARAM)
+    monkeypatch.setenv("GREMLIN_STATE_TABLE", TABLE)
+    monkeypatch.setenv("GREMLIN_CACHE_SECONDS", "3")
+    chaos.reset_injector()
+    first = chaos.injector()
+    assert first is chaos.injector()
+    assert (first.parameter_name, first.state_table, first.cache_seconds) == (PARAM, TABLE, 3)
+    assert first._provider is None and first._dynamodb_client is None  # nothing created yet
+    first.before_reservation()  # no parameter: nothing happens
+
+
+def test_unconfigured_injector_is_a_no_op(monkeypatch):
+    monkeypatch.delenv("GREMLIN_PARAMETER_NAME", raising=False)
+    inj = GremlinInjector()
+    inj.before_reservation()
+    inj.after_commit()
