@@ -277,11 +277,15 @@ class GremlinInjector:
     # -- collaborators (lazy: no network, no clients at import) --------------------------
 
     @property
+    def service(self) -> str:
+        return os.getenv("POWERTOOLS_SERVICE_NAME") or "inventory"
+
+    @property
     def logger(self):
         if self._logger is None:
-            from aws_lambda_powertools import Logger
+            from functions.common.observability import get_logger
 
-            self._logger = Logger()
+            self._logger = get_logger(self.service)
         return self._logger
 
     def _ssm_provider(self):
@@ -382,16 +386,9 @@ class GremlinInjector:
         except Exception:  # noqa: BLE001
             pass
         try:
-            from aws_lambda_powertools.metrics import MetricUnit, single_metric
+            from functions.common.observability import MetricUnit, put_metric
 
-            with single_metric(
-                name=METRIC_NAME,
-                unit=MetricUnit.Count,
-                value=1,
-                namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE") or "Valerix",
-                default_dimensions={"mode": mode},
-            ):
-                pass
+            put_metric(METRIC_NAME, MetricUnit.Count, 1, service=self.service, mode=mode)
         except Exception:  # noqa: BLE001
             pass
 

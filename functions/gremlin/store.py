@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from functions.common.chaos import GremlinDocument, GremlinDocumentError, all_off, parse_document_json
+from functions.common.observability import get_logger
 
-logger = Logger()
+logger = get_logger("gremlin")
 
 
 class StoreUnavailable(RuntimeError):

@@ -1,0 +1,209 @@
+"""Gremlin control API through the Lambda handler (API Gateway REST proxy events, moto)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functions.common import chaos
+from functions.common.chaos import GremlinInjector, InjectedError, counter_id, parse_document
+
+PARAM = "/valerix/test/gremlin"
+TABLE = "valerix-test-gremlin-state"
+CONTEXT = SimpleNamespace(
+    function_name="valerix-gremlin",
+    memory_limit_in_mb=256,
+    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:valerix-gremlin",
+    aws_request_id="req-1",
+    get_remaining_time_in_millis=lambda: 30_000,
+)
+
+
+def rest_event(method: str, path: str = "/gremlin", body: str | None = None, headers: dict | None = None) -> dict:
+    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", **(headers or {})}
+    if body is not None:
+        headers.setdefault("Content-Type", "application/json")
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": path,
+            "httpMethod": method,
+            "path": f"/prod{path}",
+            "stage": "prod",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": "pytest"},
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+@pytest.fixture
+def gremlin(monkeypatch):
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "gremlin",
+        "POWERTOOLS_METRICS_NAMESPACE": "Valerix",
+        "GREMLIN_PARAMETER_NAME": PARAM,
+        "GREMLIN_STATE_TABLE": TABLE,
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        from functions.gremlin import app as gremlin_app
+        from functions.gremlin.handler import api_handler
+
+        gremlin_app.get_store.cache_clear()
+
+        def call(method: str, body=None, raw: str | None = None, path: str = "/gremlin"):
+            text = raw if raw is not None else (json.dumps(body) if body is not None else None)
+            response = api_handler(rest_event(method, path, text), CONTEXT)
+            return response["statusCode"], json.loads(response["body"]) if response["body"] else None
+
+        yield SimpleNamespace(call=call, ssm=boto3.client("ssm"), ddb=ddb)
+        gremlin_app.get_store.cache_clear()
+    chaos.reset_injector()
+
+
+ALL_OFF = {
+    "latency": {"enabled": False, "delayMs": 0},
+    "error": {"enabled": False, "statusCode": 500},
+    "crash": {"enabled": False, "when": "before-commit"},
+}
+EXAMPLE = {
+    "latency": {"enabled": True, "delayMs": 5000, "every": 1},
+    "error": {"enabled": False, "statusCode": 500, "percentage": 10},
+    "crash": {"enabled": False, "when": "after-commit", "every": 4},
+}
+
+
+def stored(ssm):
+    return json.loads(ssm.get_parameter(Name=PARAM)["Parameter"]["Value"])
+
+
+def test_get_without_document_is_all_off(gremlin):
+    assert gremlin.call("GET") == (200, ALL_OFF)
+
+
+def test_put_get_delete_round_trip(gremlin):
+    status, body = gremlin.call("PUT", EXAMPLE)
+    assert (status, body) == (200, EXAMPLE)
+    assert stored(gremlin.ssm) == EXAMPLE
+    assert gremlin.call("GET") == (200, EXAMPLE)
+
+    status, body = gremlin.call("PUT", {"error": {"statusCode": 503, "every": 3}})  # overwrite
+    assert status == 200
+    assert body == {**ALL_OFF, "error": {"enabled": True, "statusCode": 503, "every": 3}}
+    assert gremlin.call("GET") == (200, body)
+
+    assert gremlin.call("DELETE") == (200, ALL_OFF)
+    assert stored(gremlin.ssm) == ALL_OFF
+    assert gremlin.call("GET") == (200, ALL_OFF)
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ({"latency": {"enabled": True, "delayMs": -1}}, "latency.delayMs"),
+        ({"error": {"enabled": True, "percentage": 150}}, "error.percentage"),
+        ({"error": {"enabled": True, "percentage": -3}}, "error.percentage"),
+        ({"error": {"statusCode": 302}}, "error.statusCode"),
+        ({"crash": {"enabled": True, "when": "during-lunch"}}, "crash.when"),
+        ({"flood": {"enabled": True}}, "flood"),
+        ({"latency": {"delayMs": 10, "jitter": 5}}, "latency.jitter"),
+        ({"latency": {"delayMs": 10, "every": 3, "percentage": 50}}, "latency.every"),
+        ({"crash": {"every": 0}}, "crash.every"),
+        ({"latency": {"enabled": True}}, "latency.delayMs"),
+        ("latency", "body"),
+    ],
+)
+def test_nonsense_is_4xx_naming_the_field_and_nothing_stored(gremlin, doc, field):
+    gremlin.call("PUT", EXAMPLE)
+    status, body = gremlin.call("PUT", doc)
+    assert status == 422
+    assert field in body["message"], body
+    assert any(err["field"] == field for err in body["errors"])
+    assert stored(gremlin.ssm) == EXAMPLE  # nothing stored
+
+
+@pytest.mark.parametrize("raw", ["{nope", "", "[1,"])
+def test_malformed_json_is_400(gremlin, raw):
+    status, body = gremlin.call("PUT", raw=raw)
+    assert status == 400 and "body" in body["message"]
+
+
+def test_unknown_route_and_method_are_json_errors(gremlin):
+    status, body = gremlin.call("POST", {"a": 1})
+    assert status == 405 and body["message"]
+    status, body = gremlin.call("GET", path="/gremlins")
+    assert status == 404 and body["message"]
+
+
+def test_put_and_delete_reset_counters_and_the_injector_follows(gremlin):
+    ssm, ddb = gremlin.ssm, gremlin.ddb
+    gremlin.call("PUT", {"error": {"statusCode": 500, "every": 3}})
+    env_a = GremlinInjector(PARAM, TABLE, cache_seconds=0, ssm_client=ssm, dynamodb_client=ddb)
+    env_b = GremlinInjector(PARAM, TABLE, cache_seconds=0, ssm_client=ssm, dynamodb_client=ddb)
+
+    def affected(n):
+        hits = []
+        for i in range(1, n + 1):
+            try:
+                (env_a if i % 2 else env_b).before_reservation()
+            except InjectedError as exc:
+                assert exc.status_code == 500
+                hits.append(i)
+        return hits
+
+    assert affected(10) == [3, 6, 9]
+    doc = parse_document(stored(ssm))
+    item = ddb.get_item(TableName=TABLE, Key={"id": {"S": counter_id("error", doc)}})["Item"]
+    assert item["count"]["N"] == "10"
+
+    gremlin.call("PUT", {"error": {"statusCode": 500, "every": 3}})  # same document again
+    assert ddb.scan(TableName=TABLE)["Count"] == 0  # counters reset
+    assert affected(4) == [3]
+
+    gremlin.call("DELETE")
+    assert ddb.scan(TableName=TABLE)["Count"] == 0
+    assert affected(6) == []
+
+
+def test_store_faults_are_503_not_stack_traces(gremlin):
+    gremlin.ddb.delete_table(TableName=TABLE)
+    status, body = gremlin.call("PUT", EXAMPLE)
+    assert status == 503 and "counters" in body["message"]
+    assert "Traceback" not in json.dumps(body)
+
+
+def test_unconfigured_function_is_503(gremlin, monkeypatch):
+    from functions.gremlin import app as gremlin_app
+
+    monkeypatch.delenv("GREMLIN_PARAMETER_NAME")
+    gremlin_app.get_store.cache_clear()
+    status, body = gremlin.call("GET")
+    assert status == 503 and "GREMLIN_PARAMETER_NAME" in body["message"]
