@@ -51,8 +51,9 @@ Every injection is logged (``mode`` key) and counted as ``GremlinInjections`` (d
 as its own EMF line at once, so it is out before a crash.
 
 Fail open: if SSM or DynamoDB cannot be reached, or the stored document is invalid, nothing
-is injected and a warning is logged; the injector never breaks inventory. After a failed SSM
-read it does not retry for one cache window.
+is injected and a warning is logged; the injector never breaks inventory. AWS calls use short
+timeouts (0.5 s connect, 1 s read, one retry), and after a failed SSM read or counter update
+the injector does not try again for one cache window (at least 1 s).
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def _client_config():
     from botocore.config import Config
 
     # Short timeouts, few retries: the gremlin must never stall inventory when AWS is away.
-    return Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"})
+    return Config(connect_timeout=0.5, read_timeout=1, retries={"max_attempts": 2, "mode": "standard"})
 
 
 class GremlinInjector:
@@ -270,6 +271,7 @@ class GremlinInjector:
         self._clock = clock
         self._lock = threading.Lock()
         self._unavailable_until = 0.0
+        self._counters_unavailable_until = 0.0
         self._parsed: tuple[str, GremlinDocument] | None = None
         self._logger = None
         self._warned_unconfigured = False
@@ -360,6 +362,8 @@ class GremlinInjector:
         if not self.state_table:
             self.logger.warning("gremlin 'every' needs GREMLIN_STATE_TABLE; failing open", extra={"mode": mode})
             return None
+        if self._clock() < self._counters_unavailable_until:
+            return None  # a recent failure: do not stall every request on a dead table
         try:
             result = self._dynamodb().update_item(
                 TableName=self.state_table,
@@ -371,6 +375,7 @@ class GremlinInjector:
             )
             return int(result["Attributes"]["count"]["N"])
         except Exception as exc:  # noqa: BLE001 -- fail open
+            self._counters_unavailable_until = self._clock() + max(self.cache_seconds, 1)
             self.logger.warning(
                 "gremlin counter unavailable; failing open (no injection)",
                 extra={"mode": mode, "table": self.state_table, "error": str(exc)},

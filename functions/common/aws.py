@@ -1,0 +1,59 @@
+"""boto3 clients, created lazily once per execution environment (never at import time).
+
+boto3 finds its endpoint itself (AWS_ENDPOINT_URL locally); nothing here hard-codes one.
+Timeouts are short and retries bounded so an AWS hiccup cannot eat a request's budget.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+__all__ = ["client", "fast_client", "reset_clients"]
+
+_CONFIG = Config(
+    connect_timeout=2,
+    read_timeout=5,
+    retries={"max_attempts": 3, "mode": "standard"},
+)
+
+# For calls on the hot path of a request with a hard budget (circuit-breaker state).
+_FAST_CONFIG = Config(
+    connect_timeout=0.5,
+    read_timeout=0.5,
+    retries={"max_attempts": 2, "mode": "standard"},
+)
+
+_clients: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def client(service: str) -> Any:
+    """A cached boto3 client (boto3 clients are thread-safe; the session creation is not)."""
+    return _cached(service, _CONFIG)
+
+
+def fast_client(service: str) -> Any:
+    """A cached boto3 client with sub-second timeouts, for calls inside a latency budget."""
+    return _cached(service, _FAST_CONFIG, suffix="#fast")
+
+
+def _cached(service: str, config: Config, suffix: str = "") -> Any:
+    key = service + suffix
+    existing = _clients.get(key)
+    if existing is not None:
+        return existing
+    with _lock:
+        existing = _clients.get(key)
+        if existing is None:
+            existing = boto3.session.Session().client(service, config=config)
+            _clients[key] = existing
+        return existing
+
+
+def reset_clients() -> None:
+    with _lock:
+        _clients.clear()

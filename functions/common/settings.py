@@ -1,0 +1,133 @@
+"""Typed settings, parsed once per execution environment from the environment variables set by CDK.
+
+Every variable is listed in docs/ARCHITECTURE.md. Values are parsed (and numbers validated) on
+first use of `get_settings()`, never at import time. A variable a function does not need may be
+absent; reading a required one that is missing raises `SettingsError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Mapping
+
+__all__ = ["Settings", "SettingsError", "get_settings", "reset_settings"]
+
+
+class SettingsError(RuntimeError):
+    """A required environment variable is missing or malformed."""
+
+
+def _required(env_name: str, value: str | None) -> str:
+    if value is None or value.strip() == "":
+        raise SettingsError(f"environment variable {env_name} is not set (required by this function)")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise SettingsError(f"environment variable {name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    service_name: str
+    metrics_namespace: str
+    # optional-at-parse, required-at-use values (see properties below)
+    _db_secret_arn: str | None
+    _inventory_api_url: str | None
+    _inventory_queue_url: str | None
+    _completion_queue_url: str | None
+    _idempotency_table: str | None
+    _circuit_breaker_table: str | None
+    gremlin_parameter_name: str | None
+    gremlin_state_table: str | None
+    inventory_call_budget_ms: int
+    circuit_failure_threshold: int
+    circuit_recovery_timeout_seconds: int
+    circuit_success_threshold: int
+    circuit_cache_seconds: int
+    gremlin_cache_seconds: int
+    secret_cache_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        url = env.get("INVENTORY_API_URL")
+        return cls(
+            service_name=env.get("POWERTOOLS_SERVICE_NAME") or "valerix",
+            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or "Valerix",
+            _db_secret_arn=env.get("DB_SECRET_ARN"),
+            _inventory_api_url=url.rstrip("/") if url else url,
+            _inventory_queue_url=env.get("INVENTORY_QUEUE_URL"),
+            _completion_queue_url=env.get("COMPLETION_QUEUE_URL"),
+            _idempotency_table=env.get("IDEMPOTENCY_TABLE"),
+            _circuit_breaker_table=env.get("CIRCUIT_BREAKER_TABLE"),
+            gremlin_parameter_name=env.get("GREMLIN_PARAMETER_NAME"),
+            gremlin_state_table=env.get("GREMLIN_STATE_TABLE"),
+            inventory_call_budget_ms=_int(env, "INVENTORY_CALL_BUDGET_MS", 2000),
+            circuit_failure_threshold=_int(env, "CIRCUIT_FAILURE_THRESHOLD", 5),
+            circuit_recovery_timeout_seconds=_int(env, "CIRCUIT_RECOVERY_TIMEOUT_SECONDS", 10),
+            circuit_success_threshold=_int(env, "CIRCUIT_SUCCESS_THRESHOLD", 1),
+            circuit_cache_seconds=_int(env, "CIRCUIT_CACHE_SECONDS", 2, minimum=0),
+            gremlin_cache_seconds=_int(env, "GREMLIN_CACHE_SECONDS", 1, minimum=0),
+            secret_cache_seconds=_int(env, "DB_SECRET_CACHE_SECONDS", 300, minimum=0),
+        )
+
+    @property
+    def db_secret_arn(self) -> str:
+        return _required("DB_SECRET_ARN", self._db_secret_arn)
+
+    @property
+    def inventory_api_url(self) -> str:
+        return _required("INVENTORY_API_URL", self._inventory_api_url)
+
+    @property
+    def inventory_queue_url(self) -> str:
+        return _required("INVENTORY_QUEUE_URL", self._inventory_queue_url)
+
+    @property
+    def completion_queue_url(self) -> str:
+        return _required("COMPLETION_QUEUE_URL", self._completion_queue_url)
+
+    @property
+    def idempotency_table(self) -> str:
+        return _required("IDEMPOTENCY_TABLE", self._idempotency_table)
+
+    @property
+    def circuit_breaker_table(self) -> str:
+        return _required("CIRCUIT_BREAKER_TABLE", self._circuit_breaker_table)
+
+    @property
+    def inventory_call_budget_seconds(self) -> float:
+        return self.inventory_call_budget_ms / 1000.0
+
+
+_settings: Settings | None = None
+_lock = threading.Lock()
+
+
+def get_settings() -> Settings:
+    """The settings of this execution environment, parsed once."""
+    global _settings
+    if _settings is None:
+        with _lock:
+            if _settings is None:
+                _settings = Settings.from_env()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Forget the parsed settings (tests change the environment between cases)."""
+    global _settings
+    with _lock:
+        _settings = None

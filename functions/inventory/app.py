@@ -1,0 +1,138 @@
+"""Inventory HTTP routes (FastAPI). Logic lives in service.py, SQL in repository.py."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Annotated, Any
+
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.common.api import ApiError, create_app, json_error
+from functions.common.db import DatabaseUnavailable
+from functions.common.health import database_check, queue_check, run_checks
+from functions.common.observability import MetricUnit, get_logger, put_metric
+from functions.common.settings import get_settings
+from functions.inventory import repository, service
+
+SERVICE = service.SERVICE
+logger = get_logger(SERVICE)
+
+app = create_app(SERVICE)
+
+PRODUCT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+ProductId = Annotated[str, PathParam(pattern=PRODUCT_ID_PATTERN, description="product id")]
+
+
+class ReservationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    orderId: str = Field(min_length=1, max_length=64)
+    productId: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=1000)
+
+
+class ProductUpsert(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    stock: int = Field(ge=0, le=1_000_000_000)
+
+
+# ----------------------------------------------------------------------------- gremlin hook
+
+_NO_CHAOS_WARNED = False
+
+
+class _NoInjectedError(Exception):
+    """Stand-in when functions.common.chaos is not deployed: never raised."""
+
+
+class _NoChaos:
+    def before_reservation(self) -> None:
+        return None
+
+    def after_commit(self) -> None:
+        return None
+
+
+def _chaos() -> tuple[Any, type[BaseException]]:
+    """(injector, InjectedError) from functions.common.chaos, or no-ops if it is absent."""
+    global _NO_CHAOS_WARNED
+    try:
+        chaos = importlib.import_module("functions.common.chaos")
+    except ModuleNotFoundError as exc:
+        if exc.name != "functions.common.chaos":
+            raise
+        if not _NO_CHAOS_WARNED:
+            _NO_CHAOS_WARNED = True
+            logging.getLogger(__name__).warning("functions.common.chaos not found; gremlin disabled")
+        return _NoChaos(), _NoInjectedError
+    return chaos.injector(), chaos.InjectedError
+
+
+# ----------------------------------------------------------------------------- routes
+
+
+@app.post("/inventory/reservations")
+def create_reservation(request: ReservationRequest) -> JSONResponse:
+    injector, injected_error = _chaos()
+    try:
+        injector.before_reservation()  # latency / error / crash before-commit
+        outcome = service.reserve(request.orderId, request.productId, request.quantity)
+        injector.after_commit()  # crash after-commit: the "Schrödinger" case
+    except injected_error as exc:
+        status = int(getattr(exc, "status_code", 500))
+        return json_error(status, f"injected fault (gremlin): HTTP {status}")
+    except DatabaseUnavailable as exc:
+        logger.warning("reservation failed: database unavailable", extra={"error": str(exc)})
+        raise ApiError(503, "inventory database unavailable, try again later") from exc
+    if outcome.replay:
+        put_metric("IdempotentReplays", MetricUnit.Count, 1, service=SERVICE, source="http")
+        status = 200 if outcome.reserved else 409
+    else:
+        status = 201 if outcome.reserved else 409
+    return JSONResponse(status_code=status, content=outcome.body())
+
+
+@app.get("/products")
+def list_products() -> dict[str, Any]:
+    try:
+        return {"products": service.list_products()}
+    except DatabaseUnavailable as exc:
+        raise ApiError(503, "inventory database unavailable") from exc
+
+
+@app.get("/products/{productId}")
+def get_product(productId: ProductId) -> dict[str, Any]:
+    try:
+        return service.get_product(productId)
+    except service.ProductNotFound as exc:
+        raise ApiError(404, f"product '{productId}' not found") from exc
+    except DatabaseUnavailable as exc:
+        raise ApiError(503, "inventory database unavailable") from exc
+
+
+@app.put("/admin/products/{productId}")
+def put_product(productId: ProductId, request: ProductUpsert) -> JSONResponse:
+    # The x-api-key is enforced by API Gateway (usage plan), not here.
+    try:
+        product, created = service.upsert_product(productId, request.name, request.stock)
+    except DatabaseUnavailable as exc:
+        raise ApiError(503, "inventory database unavailable") from exc
+    return JSONResponse(status_code=201 if created else 200, content=product)
+
+
+@app.get("/health/inventory")
+def health() -> JSONResponse:
+    settings = get_settings()
+    checks = {
+        "database": database_check(repository.database),
+        "inventoryQueue": queue_check(lambda: settings.inventory_queue_url),
+    }
+    if settings._completion_queue_url:
+        checks["completionQueue"] = queue_check(lambda: settings.completion_queue_url)
+    status, body = run_checks(SERVICE, checks)
+    return JSONResponse(status_code=status, content=body)

@@ -1,0 +1,72 @@
+"""Order Lambda entry points (thin): API, completion consumer, migrations.
+
+- `api_handler`: API Gateway REST v1 proxy -> FastAPI app (app.py) via Mangum.
+- `completion_handler`: SQS order-completion queue, `{orderId, status: CONFIRMED|REJECTED,
+  reason}` per record. Powertools BatchProcessor with partial batch failures; applying a
+  completion is idempotent (conditional UPDATE from PENDING/QUEUED only), so duplicates and
+  late messages never flip a final state. A failing record (database down, malformed body) is
+  retried by SQS and ends in the DLQ after maxReceiveCount.
+- `migrate_handler`: applies migrations/ (returns {"applied": [...], "seeded": false}).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from functions.common.api import make_api_handler
+from functions.common.observability import MetricUnit, get_logger, put_metric, record_cold_start
+from functions.order import service
+from functions.order.app import app
+
+logger = get_logger(service.SERVICE)
+
+api_handler = make_api_handler(app, service.SERVICE)
+
+
+class Completion(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    orderId: str = Field(min_length=1, max_length=64)
+    status: Literal["CONFIRMED", "REJECTED"]
+    reason: str | None = None
+
+
+class PoisonMessage(ValueError):
+    """A record that can never succeed; it fails until SQS moves it to the DLQ."""
+
+
+def _record_handler(record: SQSRecord) -> str:
+    try:
+        completion = Completion.model_validate(json.loads(record.body))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        logger.error("malformed completion message", extra={"message_id": record.message_id, "error": str(exc)})
+        raise PoisonMessage(str(exc)) from exc
+    return service.apply_completion(completion.orderId, completion.status, completion.reason)
+
+
+def completion_handler(event: dict, context: Any) -> dict:
+    record_cold_start(service.SERVICE, context)
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response = process_partial_response(
+        event=event, record_handler=_record_handler, processor=processor, context=context
+    )
+    failed = len(response.get("batchItemFailures", []))
+    processed = len(event.get("Records", [])) - failed
+    if processed:
+        put_metric("QueueRecords", MetricUnit.Count, processed, service=service.SERVICE, outcome="processed")
+    if failed:
+        put_metric("QueueRecords", MetricUnit.Count, failed, service=service.SERVICE, outcome="failed")
+        for exc_type, exc_value, _ in processor.exceptions:
+            logger.warning("completion record failed", extra={"error_type": getattr(exc_type, "__name__", str(exc_type)),
+                                                              "error": str(exc_value)})
+    return response
+
+
+def migrate_handler(event: Any = None, context: Any = None) -> dict:
+    record_cold_start(service.SERVICE, context)
+    return service.migrate()

@@ -1,0 +1,93 @@
+"""SQL of the order service (order_db: orders). pg8000 native, named parameters.
+
+State changes are only made through `update_status` (conditional on the current status) and
+`delete_pending`, both called from service.transition_order / service._discard_pending_order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pg8000.native
+
+from functions.common.db import Database, get_database
+from functions.common.settings import get_settings
+
+Conn = pg8000.native.Connection
+
+_COLUMNS = "order_id, status, reason, product_id, quantity, created_at, updated_at, idempotency_key"
+
+
+def database() -> Database:
+    """The order database of this environment (tests may replace this function)."""
+    settings = get_settings()
+    return get_database(settings.db_secret_arn, secret_max_age=settings.secret_cache_seconds,
+                        application_name="valerix-order")
+
+
+def _iso(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _order(row: list[Any]) -> dict[str, Any]:
+    return {
+        "orderId": row[0],
+        "status": row[1],
+        "reason": row[2],
+        "productId": row[3],
+        "quantity": row[4],
+        "createdAt": _iso(row[5]),
+        "updatedAt": _iso(row[6]),
+        "_idempotencyKey": row[7],
+    }
+
+
+def public(order: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in order.items() if not k.startswith("_")}
+
+
+def insert_order(conn: Conn, order_id: str, product_id: str, quantity: int, status: str,
+                 idempotency_key: str | None) -> dict[str, Any] | None:
+    """Insert a new order; None when `idempotency_key` is already taken (nothing inserted)."""
+    rows = conn.run(
+        f"INSERT INTO orders (order_id, product_id, quantity, status, idempotency_key) "
+        f"VALUES (:o, :p, :q, :s, :k) ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_COLUMNS}",
+        o=order_id, p=product_id, q=quantity, s=status, k=idempotency_key,
+    )
+    return _order(rows[0]) if rows else None
+
+
+def get_order(conn: Conn, order_id: str) -> dict[str, Any] | None:
+    rows = conn.run(f"SELECT {_COLUMNS} FROM orders WHERE order_id = :o", o=order_id)
+    return _order(rows[0]) if rows else None
+
+
+def get_order_by_idempotency_key(conn: Conn, key: str) -> dict[str, Any] | None:
+    rows = conn.run(f"SELECT {_COLUMNS} FROM orders WHERE idempotency_key = :k", k=key)
+    return _order(rows[0]) if rows else None
+
+
+def list_orders(conn: Conn, limit: int) -> list[dict[str, Any]]:
+    rows = conn.run(
+        f"SELECT {_COLUMNS} FROM orders ORDER BY created_at DESC, order_id DESC LIMIT :n", n=limit
+    )
+    return [_order(r) for r in rows]
+
+
+def update_status(conn: Conn, order_id: str, to_status: str, reason: str | None,
+                  from_statuses: list[str]) -> dict[str, Any] | None:
+    """Conditional transition; None when the order is not in one of `from_statuses` (or unknown)."""
+    rows = conn.run(
+        f"UPDATE orders SET status = :t, reason = :r, updated_at = clock_timestamp() "
+        f"WHERE order_id = :o AND status = ANY(CAST(:f AS text[])) RETURNING {_COLUMNS}",
+        o=order_id, t=to_status, r=reason, f=from_statuses,
+    )
+    return _order(rows[0]) if rows else None
+
+
+def delete_pending(conn: Conn, order_id: str) -> bool:
+    rows = conn.run("DELETE FROM orders WHERE order_id = :o AND status = 'PENDING' RETURNING order_id", o=order_id)
+    return bool(rows)
