@@ -63,6 +63,7 @@ def gremlin(monkeypatch):
         "POWERTOOLS_METRICS_NAMESPACE": "Valerix",
         "GREMLIN_PARAMETER_NAME": PARAM,
         "GREMLIN_STATE_TABLE": TABLE,
+        "GREMLIN_CACHE_SECONDS": "0",
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -166,7 +167,8 @@ def test_unknown_route_and_method_are_json_errors(gremlin):
 def test_put_and_delete_reset_counters_and_the_injector_follows(gremlin):
     ssm, ddb = gremlin.ssm, gremlin.ddb
     gremlin.call("PUT", {"error": {"statusCode": 500, "every": 3}})
-    env_a = GremlinInjector(PARAM, TABLE, cache_seconds=0, ssm_client=ssm, dynamodb_client=ddb)
+    chaos.reset_injector()
+    env_a = chaos.injector()  # the process-wide one, configured from the environment
     env_b = GremlinInjector(PARAM, TABLE, cache_seconds=0, ssm_client=ssm, dynamodb_client=ddb)
 
     def affected(n):

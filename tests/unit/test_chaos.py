@@ -275,20 +275,30 @@ def test_fail_open_when_table_missing(aws, caplog, capsys):
     put_doc(ssm, {"error": {"every": 2}})
     assert run_requests(make_injector(ssm, ddb), 4) == []
     assert metric_lines(capsys.readouterr().out) == []
+    failures = [r for r in caplog.records if "counter unavailable" in r.getMessage()]
+    assert len(failures) == 1  # later requests in the same window skip the dead table
     assert any("failing open" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
 
 
 def test_fail_open_when_ssm_unreachable(aws, caplog):
     ssm, ddb = aws
+    calls = []
+    now = [100.0]
 
     class BrokenSSM:
         def get_parameter(self, **_kw):
+            calls.append(now[0])
             raise ConnectionError("endpoint unreachable")
 
-    inj = GremlinInjector(PARAM, TABLE, cache_seconds=1, ssm_client=BrokenSSM(), dynamodb_client=ddb)
+    inj = GremlinInjector(PARAM, TABLE, cache_seconds=1, ssm_client=BrokenSSM(), dynamodb_client=ddb,
+                          clock=lambda: now[0])
     inj.before_reservation()
     inj.after_commit()
     assert not inj.document().any_enabled
+    assert calls == [100.0]  # not retried within the window
+    now[0] += 1.01
+    inj.before_reservation()
+    assert calls == [100.0, 101.01]
     assert any("failing open" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
 
 
@@ -353,3 +363,33 @@ def test_unconfigured_injector_is_a_no_op(monkeypatch):
     inj = GremlinInjector()
     inj.before_reservation()
     inj.after_commit()
+
+
+def test_real_process_exit_flushes_metric_and_log_first(tmp_path):
+    """No monkeypatching: a child process really exits 1 and its stdout has the metric + log."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = f"""
+import json, boto3
+from moto import mock_aws
+with mock_aws():
+    boto3.client("ssm").put_parameter(Name={PARAM!r}, Type="String",
+        Value=json.dumps({{"crash": {{"when": "before-commit"}}}}))
+    from functions.common.chaos import injector
+    injector().before_reservation()
+    print("SURVIVED")
+"""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1",
+           "GREMLIN_PARAMETER_NAME": PARAM, "POWERTOOLS_SERVICE_NAME": "inventory", "PYTHONPATH": str(root)}
+    env.pop("AWS_ENDPOINT_URL", None)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "SURVIVED" not in proc.stdout
+    [metric] = metric_lines(proc.stdout)
+    assert metric["mode"] == "crash_before_commit"
+    assert "gremlin: crashing before commit" in proc.stdout
