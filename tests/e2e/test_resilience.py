@@ -1,0 +1,157 @@
+"""Issue 5 end to end: the real gremlin against the deployed services, real timing."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def gremlin_off_afterwards(api):
+    api.gremlin_off()
+    yield
+    api.gremlin_off()
+
+
+@pytest.fixture
+def closed_circuit(api):
+    """Waits until order's circuit is closed again (a previous test may have opened it)."""
+    _wait_circuit(api, "closed", timeout=60, probe=True)
+
+
+def _circuit_state(api) -> str:
+    body = api.http.get("/health/order").json()
+    return str(body["checks"].get("circuit", {}).get("state", "")).lower()
+
+
+def _wait_circuit(api, state, timeout, probe=False):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _circuit_state(api) == state:
+            return
+        if probe:  # a half-open circuit only closes after successful probes
+            api.order(api.new_product(stock=5), 1)
+        time.sleep(1)
+    raise AssertionError(f"circuit not {state} after {timeout}s (now {_circuit_state(api)})")
+
+
+def _timed_order(api, product, quantity=1):
+    started = time.monotonic()
+    response = api.order(product, quantity)
+    return response, time.monotonic() - started
+
+
+def test_slow_inventory_queues_within_budget_and_orders_complete_once(api, closed_circuit):
+    product = api.new_product(stock=20)
+    api.gremlin({"latency": {"enabled": True, "delayMs": 5000, "every": 1}})
+    time.sleep(2.5)  # the inventory's gremlin cache picks the change up within 2 s
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda q: _timed_order(api, product, q), [1, 2, 3]))
+    for response, elapsed in results:
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "QUEUED"
+        assert elapsed <= 2.2 + 0.3, f"QUEUED answer took {elapsed:.2f}s"  # 0.3 s: client+gateway
+    api.gremlin_off()
+    final = api.wait_final([r.json()["orderId"] for r, _ in results])
+    assert {o["status"] for o in final.values()} == {"CONFIRMED"}
+    time.sleep(6)  # let every slow synchronous reservation that was still sleeping finish
+    assert api.stock(product) == 20 - 6
+    assert len(api.reservations(product)) == 3
+
+
+def test_crash_after_commit_every_second_request_moves_stock_once(api, closed_circuit):
+    product = api.new_product(stock=50)
+    api.gremlin({"crash": {"enabled": True, "when": "after-commit", "every": 2}})
+    time.sleep(2.5)
+    responses = [api.order(product, quantity) for quantity in (1, 2, 3, 4, 5, 6)]
+    assert all(r.status_code in (201, 202) for r in responses), [r.text for r in responses]
+    assert any(r.status_code == 202 for r in responses), "no crash was observed"
+    api.gremlin_off()
+    final = api.wait_final([r.json()["orderId"] for r in responses])
+    confirmed = sum(o["quantity"] for o in final.values() if o["status"] == "CONFIRMED")
+    assert {o["status"] for o in final.values()} == {"CONFIRMED"}
+    assert 50 - api.stock(product) == confirmed == 21
+    assert len(api.reservations(product)) == 6
+
+
+def test_injected_500_queues_orders_and_never_rejects_them(api, closed_circuit):
+    product = api.new_product(stock=10)
+    api.gremlin({"error": {"enabled": True, "statusCode": 500, "every": 1}})
+    time.sleep(2.5)
+    responses = [api.order(product, 1) for _ in range(3)]
+    assert [r.status_code for r in responses] == [202, 202, 202], [r.text for r in responses]
+    assert all(r.json()["status"] == "QUEUED" for r in responses)
+    api.gremlin_off()
+    final = api.wait_final([r.json()["orderId"] for r in responses])
+    assert {o["status"] for o in final.values()} == {"CONFIRMED"}
+    assert api.stock(product) == 7
+
+
+def test_circuit_opens_short_circuits_and_closes_after_recovery(api, localcloud, closed_circuit):
+    product = api.new_product(stock=100)
+    api.gremlin({"error": {"enabled": True, "statusCode": 503, "every": 1}})
+    time.sleep(2.5)
+    for _ in range(12):
+        response = api.order(product, 1)
+        assert response.status_code == 202
+        if "circuit" in response.json().get("reason", ""):
+            break
+    _wait_circuit(api, "open", timeout=5)
+    # Open: straight to the queue, inventory not called at all.
+    inventory_calls_before = _reservation_calls(localcloud)
+    timings = []
+    for _ in range(5):
+        response, elapsed = _timed_order(api, product, 1)
+        assert response.status_code == 202
+        assert response.json()["reason"] == "circuit open"
+        timings.append(elapsed)
+    assert sorted(timings)[2] < 0.1, f"open-circuit answers took {timings}"
+    assert _reservation_calls(localcloud) == inventory_calls_before
+    api.gremlin_off()
+    _wait_circuit(api, "closed", timeout=60, probe=True)
+    response = api.order(product, 1)
+    assert response.status_code == 201 and response.json()["status"] == "CONFIRMED"
+
+
+def _reservation_calls(cloud) -> int:
+    """How many reservation requests inventory's API function has logged so far."""
+    logs = cloud.client("logs")
+    group = f"/aws/lambda/{cloud.stack['InventoryApiFunctionName']}"
+    count, token = 0, None
+    while True:
+        kwargs = {"logGroupName": group, "filterPattern": "\"START RequestId\""}
+        if token:
+            kwargs["nextToken"] = token
+        page = logs.filter_log_events(**kwargs)
+        count += len(page["events"])
+        token = page.get("nextToken")
+        if not token:
+            return count
+
+
+def test_every_third_request_is_affected_exactly(api):
+    product = api.new_product(stock=100)
+    api.gremlin({"error": {"enabled": True, "statusCode": 503, "every": 3}})
+    time.sleep(2.5)
+    codes = []
+    for index in range(9):
+        response = api.http.post("/inventory/reservations", json={
+            "orderId": f"every3-{product}-{index}", "productId": product, "quantity": 1})
+        codes.append(response.status_code)
+    assert codes == [201, 201, 503, 201, 201, 503, 201, 201, 503], codes
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+def test_gremlin_admin_routes_require_the_api_key(localcloud, method):
+    response = httpx.request(method, f"{localcloud.api_url}/gremlin",
+                             json={"latency": {"enabled": True, "delayMs": 1}})
+    assert response.status_code == 403
+    with_wrong_key = httpx.request(method, f"{localcloud.api_url}/gremlin",
+                                   headers={"x-api-key": "wrong-key-0123456789012345"},
+                                   json={"latency": {"enabled": True, "delayMs": 1}})
+    assert with_wrong_key.status_code == 403
