@@ -209,11 +209,10 @@ def build_summary(store: MetricStore, now: float | None = None, window_s: int = 
 
     average, samples = window(now_ms + 5000)  # tolerate a little clock skew into the future
     step_ms = series_step_s * 1000
-    last = (now_ms // step_ms) * step_ms
     series = []
-    for k in range(series_points - 1, -1, -1):
-        end = last - k * step_ms
-        avg, n = window(end)
+    for k in range(series_points - 1, -1, -1):  # oldest first, the last point is "now"
+        end = now_ms - k * step_ms
+        avg, n = (average, samples) if k == 0 else window(end)
         series.append({"t": end // 1000, "averageMs": None if avg is None else round(avg, 1), "samples": n})
 
     invocations = store.sum_by("valerix_http_requests", "service")
