@@ -24,8 +24,10 @@ down:
 status:
 	@$(VENV)/bin/python -m valerix_localcloud status
 
+# The lifecycle test stops the local cloud, so it runs after everything else.
 test: deps test-deps
-	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest --ignore=tests/lifecycle $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest tests/lifecycle $(PYTEST_ARGS)
 
 # Fast feedback: everything that needs neither the local cloud nor a browser.
 test-unit: deps

@@ -1,0 +1,78 @@
+"""`make up` twice in a row works; `make down` leaves no process and no open port behind.
+
+Runs in its own pytest invocation after the rest of the suite (see the Makefile), because it
+stops the local cloud the other tests use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from valerix_localcloud import cli
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "localcloud")}
+    return subprocess.run([sys.executable, "-m", "valerix_localcloud", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _our_processes() -> list[psutil.Process]:
+    """Processes started from this checkout's state or virtualenvs."""
+    state = str(REPO / ".valerix")
+    venv = str(REPO / ".venv")
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            cwd = process.info["cwd"] or ""
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if process.pid == os.getpid():
+            continue
+        if state in cmdline or state in cwd or ("awslambdaric" in cmdline and venv in cmdline):
+            found.append(process)
+    return found
+
+
+def test_up_twice_then_down_leaves_nothing_behind():
+    first = _cli("up")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "==> cdklocal deploy" in first.stdout and "done in" in first.stdout
+    outputs = json.loads(cli.OUTPUTS_FILE.read_text())
+
+    second = _cli("up")
+    assert second.returncode == 0, second.stdout + second.stderr
+    again = json.loads(cli.OUTPUTS_FILE.read_text())
+    assert again["api_url"] == outputs["api_url"], "re-running up must update, not recreate"
+    products = httpx.get(f"{again['api_url']}/products", timeout=30)
+    assert products.status_code == 200
+
+    ports = [cli.PORT, cli.EXPORTER_PORT] + [int(db["port"]) for db in again["databases"].values()]
+    assert any(_listening(port) for port in ports)
+
+    down = _cli("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert [port for port in ports if _listening(port)] == []
+    leftovers = _our_processes()
+    assert leftovers == [], [" ".join(p.cmdline()) for p in leftovers]
+    assert not cli.OUTPUTS_FILE.exists()
