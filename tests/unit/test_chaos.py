@@ -393,3 +393,8 @@ with mock_aws():
     [metric] = metric_lines(proc.stdout)
     assert metric["mode"] == "crash_before_commit"
     assert "gremlin: crashing before commit" in proc.stdout
+
+
+def test_minimal_all_off_document_as_deployed_by_infra_is_valid():
+    doc = parse_document({"latency": {"enabled": False}, "error": {"enabled": False}, "crash": {"enabled": False}})
+    assert doc == all_off()
