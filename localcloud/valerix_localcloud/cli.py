@@ -134,7 +134,7 @@ def up(hot_reload: bool) -> dict:
     with step("cdklocal bootstrap", "see .valerix/logs/cdk-bootstrap.log"):
         if not stack_exists(cfn, "CDKToolkit"):
             run(["npx", "--no-install", "cdklocal", "bootstrap", f"aws://000000000000/{REGION}",
-                 "--no-notices"], "cdk-bootstrap")
+                 "--no-notices", "--output", str(STATE / "cdk.out")], "cdk-bootstrap")
     context = {
         "target": "local",
         "stackName": STACK_NAME,
@@ -146,7 +146,8 @@ def up(hot_reload: bool) -> dict:
     }
     with step("cdklocal deploy (target=local)", "see .valerix/logs/cdk-deploy.log"):
         cmd = ["npx", "--no-install", "cdklocal", "deploy", STACK_NAME, "--require-approval",
-               "never", "--no-notices", "--outputs-file", str(CDK_OUTPUTS_FILE)]
+               "never", "--no-notices", "--outputs-file", str(CDK_OUTPUTS_FILE),
+               "--output", str(STATE / "cdk.out")]
         for key, value in context.items():
             cmd += ["-c", f"{key}={value}"]
         run(cmd, "cdk-deploy")
