@@ -208,7 +208,9 @@ class Exporter:
         t = Metric("valerix_exporter_last_success_timestamp_seconds",
                    "Unix time of the last poll without errors.", "gauge")
         t.add_sample("valerix_exporter_last_success_timestamp_seconds", {}, self.last_success or 0)
-        return [m, g, p, t]
+        st = Metric("valerix_exporter_start_time_seconds", "Unix time the exporter started.", "gauge")
+        st.add_sample("valerix_exporter_start_time_seconds", {}, self.started)
+        return [m, g, p, t, st]
 
     def run(self) -> None:
         while not self._stop.is_set():
@@ -238,7 +240,8 @@ class Exporter:
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            # HTTP/1.0: one connection per request, so no scraper stays attached to a closed exporter
+            protocol_version = "HTTP/1.0"
 
             def log_message(self, fmt, *args):  # quiet access log
                 log.debug("http %s", fmt % args)
@@ -267,6 +270,9 @@ class Exporter:
 
             def do_GET(self):
                 path = self.path.split("?", 1)[0].rstrip("/") or "/"
+                if exporter._stop.is_set():
+                    self.close_connection = True
+                    return self._json(503, {"message": "exporter stopping"})
                 try:
                     if path == "/metrics":
                         encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
