@@ -212,7 +212,7 @@ def get_product(product_id: str) -> dict[str, Any]:
 def upsert_product(product_id: str, name: str | None, stock: int) -> tuple[dict[str, Any], bool]:
     with repository.database().transaction() as conn:
         product, created = repository.upsert_product(conn, product_id, name, stock)
-    logger.info("product upserted", extra={"product_id": product_id, "stock": stock, "created": created})
+    logger.info("product upserted", extra={"product_id": product_id, "stock": stock, "product_created": created})
     return product, created
 
 

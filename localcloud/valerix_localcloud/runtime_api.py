@@ -125,13 +125,17 @@ class RuntimeApiServer:
                 pass
 
             def _reply(self, status: int, body: bytes = b"", headers: dict | None = None):
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if body:
-                    self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if body:
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The runtime was killed (timeout, crash, shutdown) while waiting for work.
+                    self.close_connection = True
 
             def _body(self) -> bytes:
                 length = int(self.headers.get("Content-Length") or 0)
