@@ -1,0 +1,83 @@
+"""Backup Lambda entry points (thin; logic in service.py).
+
+- `backup_handler` (EventBridge every 4 h; on demand / `make backup`): a restore point per
+  service database, then local retention. Event (all optional): `{"services": ["order"],
+  "prune": true}`. Returns `{"points": [...], "errors": {}, "pruned": {...}}`; raises when a
+  database could not be backed up (so the invocation counts as an error and alarms).
+- `sync_handler` (EventBridge daily): the one external call of the day, then external
+  retention. Returns `{"status": "synced" | "refused" | "nothing_to_sync", ...}`.
+- `restore_handler` (on demand / `make restore POINT=...`): `{"point": "<ref>"}` restores into a
+  fresh database and returns its name and the verified tables; `{"list": true}` lists local
+  points and external bundles instead. A refused restore raises (nothing is left behind).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from functions.backup.errors import BackupError
+from functions.backup.service import BackupService
+from functions.backup.settings import BackupSettings
+from functions.common import aws
+from functions.common.observability import get_logger, record_cold_start
+
+SERVICE = "backup"
+logger = get_logger(SERVICE)
+
+_service: BackupService | None = None
+_lock = threading.Lock()
+
+
+def get_service() -> BackupService:
+    global _service
+    if _service is None:
+        with _lock:
+            if _service is None:
+                _service = BackupService(BackupSettings.from_env(), s3=aws.client("s3"), kms=aws.client("kms"))
+    return _service
+
+
+def reset_service(service: BackupService | None = None) -> None:
+    """Tests: forget (or replace) the cached service."""
+    global _service
+    with _lock:
+        _service = service
+
+
+@logger.inject_lambda_context(log_event=False)
+def backup_handler(event: dict | None, context: Any) -> dict:
+    record_cold_start(SERVICE, context)
+    event = event or {}
+    service = get_service()
+    result = service.backup_all(event.get("services"))
+    if event.get("prune", True):
+        result["pruned"] = service.prune_local()
+    if result["errors"]:
+        raise BackupError(f"backup failed for {sorted(result['errors'])}: {result['errors']}")
+    return result
+
+
+@logger.inject_lambda_context(log_event=False)
+def sync_handler(event: dict | None, context: Any) -> dict:
+    record_cold_start(SERVICE, context)
+    event = event or {}
+    service = get_service()
+    result = service.sync()
+    if event.get("prune", True):
+        result["pruned"] = service.prune_external()
+    return result
+
+
+@logger.inject_lambda_context(log_event=False)
+def restore_handler(event: dict | None, context: Any) -> dict:
+    record_cold_start(SERVICE, context)
+    event = event or {}
+    service = get_service()
+    if event.get("list"):
+        return {"points": service.list_points(event.get("service")), "bundles": service.list_bundles()}
+    point = event.get("point")
+    if not isinstance(point, str) or not point.strip():
+        raise BackupError('restore needs {"point": "points/<service>/<stamp>.vbk"} or '
+                          '{"point": "external:bundles/<day>.tar:points/<service>/<stamp>.vbk"}')
+    return service.restore(point)
