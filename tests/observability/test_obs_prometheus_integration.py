@@ -117,14 +117,15 @@ def test_real_prometheus_scrapes_counts_histogram_and_alerts(world, prometheus_f
     assert {"OrderApiLatencyHigh", "DlqNotEmpty", "CircuitOpen"} <= firing
 
     # a restart of the exporter: Prometheus sees no reset, no double count
-    total = prom.value("sum(valerix_http_request_duration_seconds_count)")
+    order_count = 'sum(valerix_http_request_duration_seconds_count{service="order"})'
+    total = prom.wait_for_value(order_count, lambda v: v == len(durations) + 6)
     started = prom.value("valerix_exporter_start_time_seconds")
     world["exporter"].close()
     world["exporter"] = start_exporter(world["session"], world["state"], world["port"], world["queues"])
     # wait until Prometheus has scraped the new exporter (a couple of times)
     prom.wait_for_value("valerix_exporter_start_time_seconds", lambda v: v > started, timeout=15)
     time.sleep(2)
-    assert prom.value("sum(valerix_http_request_duration_seconds_count)") == total
+    assert prom.value(order_count) == total
     assert prom.value('sum(valerix_order_outcomes_total{status="CONFIRMED"})') == confirmed
     assert prom.value("sum(resets(valerix_order_outcomes_total[5m]))") == 0
 

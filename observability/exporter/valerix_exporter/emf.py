@@ -6,7 +6,7 @@ One CloudWatch log event may carry several lines; every line is judged on its ow
 * a line that is a JSON object without ``_aws`` (a structured log line) or a line that does not
   look like JSON at all (``START``/``END``/``REPORT``, plain text) is *ignored*;
 * a line that looks like EMF but is not a valid EMF document is a *parse error* with a reason:
-  ``invalid_json`` (starts with ``{`` but is not JSON, e.g. a truncated line), ``not_an_object``,
+  ``invalid_json`` (starts with ``{`` but is not a JSON object, e.g. a truncated line),
   ``prefixed`` (EMF JSON preceded by other text: CloudWatch would not extract it either),
   ``invalid_emf`` (``_aws`` metadata malformed), ``missing_value`` / ``invalid_value``
   (a declared metric has no usable value).
@@ -25,6 +25,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+PARSE_ERROR_REASONS = ("invalid_json", "prefixed", "invalid_emf", "missing_value", "invalid_value")
 TIME_UNITS = {"Seconds": 1.0, "Milliseconds": 1e-3, "Microseconds": 1e-6}
 _RESERVED_LABELS = {"le", "quantile", "namespace", "job", "instance"}
 
@@ -155,8 +156,8 @@ def parse_message(message: str, default_timestamp_ms: int) -> LineResult:
             except ValueError:
                 result.errors.append("invalid_json")
                 continue
-            if not isinstance(doc, dict):
-                result.errors.append("not_an_object")
+            if not isinstance(doc, dict):  # e.g. '{...} trailing' is not JSON, so this stays rare
+                result.errors.append("invalid_json")
                 continue
             if "_aws" not in doc:
                 result.ignored_lines += 1

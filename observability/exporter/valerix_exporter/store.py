@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from .emf import TIME_UNITS, MetricRecord, snake_case
+from .emf import PARSE_ERROR_REASONS, TIME_UNITS, MetricRecord, snake_case
 
 PREFIX = "valerix_"
 # Buckets suited to the order API's 2 s budget of its synchronous inventory call.
@@ -72,6 +72,15 @@ class MetricStore:
                     "Log lines that are not EMF (START/END/REPORT, structured logs, text).")
         self.family("valerix_exporter_dropped_records", COUNTER,
                     "EMF metrics not exported, by reason (namespace, type_conflict).")
+        # known series start at 0 so that rate()/sum() work before the first occurrence
+        for reason in PARSE_ERROR_REASONS:
+            self.inc("valerix_exporter_parse_errors", (("reason", reason),), 0)
+        for result in ("processed", "duplicate"):
+            self.inc("valerix_exporter_log_events", (("result", result),), 0)
+        for reason in ("namespace", "type_conflict"):
+            self.inc("valerix_exporter_dropped_records", (("reason", reason),), 0)
+        self.inc("valerix_exporter_emf_documents", (), 0)
+        self.inc("valerix_exporter_ignored_lines", (), 0)
 
     def family(self, name: str, kind: str, help_text: str, persistent: bool = True) -> Family:
         fam = self.families.get(name)
