@@ -7,6 +7,8 @@ fake exporter summary on <port+1> (cross-origin, CORS like the real ones). It mi
 contract closely enough for layout and interaction work: products, orders (latency gremlin ->
 2 s then QUEUED, confirmed a few seconds later), gremlin (admin key "devkey"), health, summary.
 POST /_dev/db/<service>/down|up on the API port simulates a stopped database.
+With `--proxy` the API port instead forwards to the real local cloud's API (adding CORS
+headers), and config.json points the summary at the real exporter.
 Not used by the browser tests themselves, which run against the real local cloud.
 """
 
@@ -183,14 +185,53 @@ def api_handler(state: State):
     return Handler
 
 
-def static_handler(api_base: str):
+def proxy_handler(api_url: str):
+    import httpx
+
+    client = httpx.Client(timeout=35.0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_OPTIONS(self):
+            self.send_response(204)
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+            self.send_header("Access-Control-Allow-Headers", "Content-Type, Idempotency-Key, X-Api-Key")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def forward(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            headers = {k: v for k, v in self.headers.items()
+                       if k.lower() in ("content-type", "idempotency-key", "x-api-key")}
+            try:
+                r = client.request(self.command, api_url + self.path, content=self.rfile.read(n) if n else None,
+                                   headers=headers)
+                status, body, ctype = r.status_code, r.content, r.headers.get("content-type", "application/json")
+            except httpx.HTTPError as exc:
+                status, body, ctype = 502, json.dumps({"message": str(exc)}).encode(), "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = forward
+
+    return Handler
+
+
+def static_handler(api_base: str, metrics_base: str | None = None):
     class Handler(SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
         def do_GET(self):
             if self.path.split("?")[0] == "/config.json":
-                body = json.dumps({"apiUrl": api_base, "metricsUrl": api_base}).encode()
+                body = json.dumps({"apiUrl": api_base, "metricsUrl": metrics_base or api_base}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -202,11 +243,14 @@ def static_handler(api_base: str):
     return partial(Handler, directory=str(WEB))
 
 
-def serve(port: int) -> tuple[ThreadingHTTPServer, ThreadingHTTPServer]:
+def serve(port: int, proxy: dict | None = None) -> tuple[ThreadingHTTPServer, ThreadingHTTPServer]:
     ThreadingHTTPServer.daemon_threads = True
-    state = State()
-    api = ThreadingHTTPServer(("127.0.0.1", port + 1), api_handler(state))
-    web = ThreadingHTTPServer(("127.0.0.1", port), static_handler(f"http://127.0.0.1:{port + 1}"))
+    if proxy:
+        api = ThreadingHTTPServer(("127.0.0.1", port + 1), proxy_handler(proxy["api_url"]))
+        web = ThreadingHTTPServer(("127.0.0.1", port), static_handler(f"http://127.0.0.1:{port + 1}", proxy["metrics_url"]))
+    else:
+        api = ThreadingHTTPServer(("127.0.0.1", port + 1), api_handler(State()))
+        web = ThreadingHTTPServer(("127.0.0.1", port), static_handler(f"http://127.0.0.1:{port + 1}"))
     for server in (api, web):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     return web, api
@@ -215,8 +259,12 @@ def serve(port: int) -> tuple[ThreadingHTTPServer, ThreadingHTTPServer]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8700)
+    parser.add_argument("--proxy", action="store_true", help="forward to the local cloud in .valerix/outputs.json")
     args = parser.parse_args()
-    serve(args.port)
+    outputs = None
+    if args.proxy:
+        outputs = json.loads((WEB.parent / ".valerix" / "outputs.json").read_text())
+    serve(args.port, outputs)
     print(f"dashboard on http://127.0.0.1:{args.port}/ (API + summary on :{args.port + 1}, admin key {ADMIN_KEY})")
     try:
         while True:

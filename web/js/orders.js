@@ -6,7 +6,10 @@ import { $, announce, every, fmtTime, h } from "./ui.js";
 
 const STORAGE_KEY = "valerix.orders";
 const MAX_ORDERS = 50;
-const POLL_MS = 2000;
+const TICK_MS = 1000;
+// Seconds between polls of one open order: quick at first, then every 5 s. Every poll is an
+// order-service request and counts in its average latency, so the dashboard stays frugal.
+const BACKOFF_MS = [1500, 2000, 3000, 4000, 5000];
 const OPEN = new Set(["QUEUED", "PENDING"]);
 
 let orders = loadOrders();
@@ -84,12 +87,13 @@ export async function placeOrder(productId, quantity) {
     firstStatus: result.status,
     createdAt: data.createdAt || now,
     updatedAt: data.updatedAt || now,
+    polls: 0,
+    nextPollAt: Date.now() + BACKOFF_MS[0],
   };
   orders = [order, ...orders.filter((o) => o.orderId !== order.orderId)].slice(0, MAX_ORDERS);
   saveOrders();
   render();
   announce(`Order ${short(order.orderId)} ${order.status}${order.reason ? `: ${order.reason}` : ""}`);
-  if (isOpen(order) && poller) poller.now();
   return order;
 }
 
@@ -120,8 +124,13 @@ async function onSubmit(event) {
 
 // ---- polling open orders ------------------------------------------------------------------
 async function pollOpenOrders() {
-  const open = openOrders();
+  const now = Date.now();
+  const open = openOrders().filter((o) => !o.nextPollAt || o.nextPollAt <= now);
   if (!open.length) return;
+  for (const o of open) {
+    o.polls = (o.polls || 0) + 1;
+    o.nextPollAt = now + BACKOFF_MS[Math.min(o.polls, BACKOFF_MS.length - 1)];
+  }
   const results = await Promise.all(open.map((o) => api(`/orders/${encodeURIComponent(o.orderId)}`)));
   let changed = false;
   results.forEach((result, i) => {
@@ -186,6 +195,6 @@ export function initOrders() {
     if (event.key === STORAGE_KEY) { orders = loadOrders(); render(); }
   });
   render();
-  poller = every(POLL_MS, pollOpenOrders);
+  poller = every(TICK_MS, pollOpenOrders);
   every(15000, loadProducts);
 }

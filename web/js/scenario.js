@@ -10,12 +10,27 @@ import { $, h, sleep } from "./ui.js";
 export const SCENARIO = {
   latency: { enabled: true, delayMs: 5000, every: 1 },
   burst: 10,
+  inFlight: 3,        // the local cloud runs on a couple of cores: a burst, not a stampede
   settleMs: 2500,     // the gremlin is read through a ~1 s cache
-  holdMs: 12000,      // keep the gremlin on a little after the burst
+  holdMs: 18000,      // gremlin on for this long after the burst started
   recoveryMs: 45000,  // how long to watch for the recovery
 };
 
 let running = false;
+
+/** Run `fn` over `items` with at most `limit` calls in flight; results in input order. */
+async function pool(items, limit, fn) {
+  const results = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
 
 function log(text, state = "info") {
   const item = h("li", { dataset: { state } }, `${new Date().toLocaleTimeString([], { hour12: false })} ${text}`);
@@ -50,7 +65,8 @@ async function run() {
     await sleep(SCENARIO.settleMs);
 
     log(`Firing a burst of ${ids.length} orders: each waits at most 2 s for inventory, then falls back to the queue…`);
-    const results = await Promise.all(ids.map((id) => placeOrder(id, 1)));
+    const burstStarted = Date.now();
+    const results = await pool(ids, SCENARIO.inFlight, (id) => placeOrder(id, 1));
     const count = (s) => results.filter((r) => r.status === s).length;
     const failed = results.filter((r) => r.error).length;
     log(`Burst answered: ${count("QUEUED")} QUEUED, ${count("CONFIRMED")} CONFIRMED, ${count("REJECTED")} REJECTED${failed ? `, ${failed} failed` : ""}.`,
@@ -58,7 +74,7 @@ async function run() {
     refreshMonitor();
 
     log("Holding the gremlin on: the latency alert should turn red…");
-    await sleep(SCENARIO.holdMs);
+    await sleep(Math.max(0, burstStarted + SCENARIO.holdMs - Date.now()));
     const summary = latestSummary();
     if (summary && summary.orderLatency && summary.orderLatency.averageMs) {
       log(`Order service average now ${Math.round(summary.orderLatency.averageMs)} ms.`,
