@@ -3,7 +3,7 @@
 
 import { api, config, metrics, describe } from "./api.js";
 import { sparkline } from "./sparkline.js";
-import { $, announce, every, fmtMs, fmtNum, h } from "./ui.js";
+import { $, announce, every, fmtMs, fmtMsShort, fmtNum, h } from "./ui.js";
 
 export const ALERT_MS = 1000;
 const SUMMARY_MS = 2000;
@@ -57,8 +57,8 @@ function renderMetrics(summary) {
       h("th", { scope: "row" }, name),
       h("td", {}, fmtNum(f.invocations)),
       h("td", { class: f.errors > 0 ? "bad" : "" }, fmtNum(f.errors)),
-      h("td", {}, fmtMs(f.p50Ms)),
-      h("td", {}, fmtMs(f.p95Ms)),
+      h("td", {}, fmtMsShort(f.p50Ms)),
+      h("td", {}, fmtMsShort(f.p95Ms)),
       h("td", {}, fmtNum(f.coldStarts))));
   $("#metrics-table tbody").replaceChildren(...(rows.length ? rows
     : [h("tr", {}, h("td", { colspan: 6, class: "hint" }, "no function metrics yet"))]));
@@ -128,10 +128,16 @@ function applyHealth(service, result) {
   if (db) {
     if (db.status === "UP") setLight(`${service}-db`, "up", db.latencyMs !== undefined ? `UP · ${fmtMs(db.latencyMs)}` : "UP");
     else setLight(`${service}-db`, "down", "DOWN", checkError(db) || "database check failed");
+  } else if (result.status === 0) {
+    setLight(`${service}-db`, "unknown", "not checked", `the ${service} service did not answer`);
   } else {
-    setLight(`${service}-db`, "unknown", "no database check in the answer", result.status ? describe(result) : result.error);
+    setLight(`${service}-db`, "unknown", "no database check in the answer", describe(result));
   }
+  if (service === "order" && typeof body.circuitState === "string") healthCircuit = body.circuitState;
 }
+
+// the order service reports its circuit in its health answer; the exporter's gauge wins when present
+let healthCircuit = null;
 
 async function pollHealth() {
   const [order, inventory] = await Promise.all([
@@ -157,8 +163,9 @@ function applySummaryLights(summary) {
     else if (depth > 0) setLight(id, "warn", detail, `${fmtNum(depth)} message(s) waiting`);
     else setLight(id, "up", detail);
   }
-  if (!summary) { setLight("circuit", "unknown", "metrics unavailable"); return; }
-  const circuit = String(summary.circuitState || "closed").toLowerCase().replace("_", "-");
+  const reported = (summary && summary.circuitState) || healthCircuit;
+  if (!reported) { setLight("circuit", "unknown", "metrics unavailable"); return; }
+  const circuit = String(reported).toLowerCase().replace("_", "-");
   const state = circuit === "closed" ? "up" : circuit === "open" ? "down" : "warn";
   setLight("circuit", state, circuit,
     circuit === "open" ? "order answers QUEUED at once, without calling inventory"

@@ -65,6 +65,12 @@ export function fmtMs(value) {
   return `${Math.round(value)} ms`;
 }
 
+/** Shorter, for table cells: "85 ms", "2.05 s". */
+export function fmtMsShort(value) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "—";
+  return value >= 1000 ? `${(value / 1000).toFixed(value >= 10000 ? 1 : 2)} s` : `${Math.round(value)} ms`;
+}
+
 export function fmtNum(value) {
   if (value === null || value === undefined) return "—";
   return Number.isInteger(value) ? String(value) : value.toFixed(1);
