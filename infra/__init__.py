@@ -1,0 +1,1 @@
+"""Valerix CDK app (Python): one stack definition for target=local and target=aws."""

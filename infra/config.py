@@ -1,0 +1,150 @@
+"""Typed view of the CDK context the Valerix app accepts.
+
+Every knob is a context key (`-c key=value` on the command line or `context` in cdk.json):
+
+| key | default | meaning |
+|---|---|---|
+| `target` | `local` | `local` (LocalStack + local Postgres) or `aws` (RDS, VPC, backups) |
+| `stackName` | `Valerix` | CloudFormation stack name (also prefixes function names) |
+| `stageName` | `prod` | API Gateway stage |
+| `localstackEndpoint` | `http://127.0.0.1:4566` | local only: LocalStack edge URL (INVENTORY_API_URL, website URL) |
+| `adminApiKey` | a fixed dev value | local only: value of the admin API key (`make up` generates one) |
+| `orderDbSecret` / `inventoryDbSecret` | local Postgres defaults | local only: JSON `{host, port, username, password, dbname, engine}` |
+| `hotReload` | `false` | local only: LocalStack hot-reload code (`hot-reload` bucket, repo root) |
+| `metricsUrl` | `http://127.0.0.1:9108` local, empty on aws | written into the website's config.json |
+| `corsOrigins` | the website origin | comma-separated extra origins allowed by CORS |
+| `throttleRateLimit` / `throttleBurstLimit` | 50 / 100 | API stage throttling |
+| `logRetentionDays` | 14 | retention of every function log group |
+| `dbInstanceClass` | `t4g.micro` | aws only: RDS instance class |
+| `dbMultiAz` | `false` | aws only: Multi-AZ RDS |
+| `dbDeletionProtection` | `true` | aws only: RDS deletion protection |
+| `natGateways` | 1 | aws only: NAT gateways (the order API reaches the public REST API through it) |
+| `alarmTopicArn` | none | SNS topic that receives alarm state changes |
+| `account` / `region` | none (environment-agnostic) | pin the stack environment |
+| `nag` | `true` | apply cdk-nag AwsSolutions checks during synth |
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from constructs import Node
+
+TARGETS = ("local", "aws")
+
+DEFAULT_LOCAL_ADMIN_API_KEY = "valerix-local-admin-key-change-me"
+DEFAULT_LOCALSTACK_ENDPOINT = "http://127.0.0.1:4566"
+
+
+def _default_db_secret(dbname: str, port: int) -> dict[str, Any]:
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "username": "valerix",
+        "password": "valerix",
+        "dbname": dbname,
+        "engine": "postgres",
+    }
+
+
+def _as_bool(value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _as_int(value: Any, default: int) -> int:
+    if value is None or value == "":
+        return default
+    return int(value)
+
+
+def _as_secret(value: Any, default: dict[str, Any], key: str) -> dict[str, Any]:
+    if value is None or value == "":
+        return dict(default)
+    data = json.loads(value) if isinstance(value, str) else dict(value)
+    if not isinstance(data, dict):
+        raise ValueError(f"context {key} must be a JSON object")
+    merged = {**default, **data}
+    merged["port"] = int(merged["port"])
+    missing = [k for k in ("host", "port", "username", "password", "dbname") if merged.get(k) in (None, "")]
+    if missing:
+        raise ValueError(f"context {key} lacks {', '.join(missing)}")
+    return merged
+
+
+@dataclass(frozen=True)
+class ValerixConfig:
+    target: str = "local"
+    stack_name: str = "Valerix"
+    stage_name: str = "prod"
+    localstack_endpoint: str = DEFAULT_LOCALSTACK_ENDPOINT
+    admin_api_key: str = DEFAULT_LOCAL_ADMIN_API_KEY
+    order_db_secret: dict[str, Any] = field(default_factory=lambda: _default_db_secret("order_db", 5433))
+    inventory_db_secret: dict[str, Any] = field(
+        default_factory=lambda: _default_db_secret("inventory_db", 5434)
+    )
+    hot_reload: bool = False
+    metrics_url: str = ""
+    cors_origins: tuple[str, ...] = ()
+    throttle_rate_limit: int = 50
+    throttle_burst_limit: int = 100
+    log_retention_days: int = 14
+    db_instance_class: str = "t4g.micro"
+    db_multi_az: bool = False
+    db_deletion_protection: bool = True
+    nat_gateways: int = 1
+    alarm_topic_arn: str | None = None
+    account: str | None = None
+    region: str | None = None
+    nag: bool = True
+
+    @property
+    def is_aws(self) -> bool:
+        return self.target == "aws"
+
+    @property
+    def is_local(self) -> bool:
+        return self.target == "local"
+
+    @classmethod
+    def from_context(cls, ctx: Mapping[str, Any] | Node) -> "ValerixConfig":
+        get = ctx.try_get_context if isinstance(ctx, Node) else ctx.get
+        target = str(get("target") or "local").strip().lower()
+        if target not in TARGETS:
+            raise ValueError(f"context target must be one of {TARGETS}, got {target!r}")
+        admin_key = str(get("adminApiKey") or DEFAULT_LOCAL_ADMIN_API_KEY)
+        if len(admin_key) < 20:
+            raise ValueError("context adminApiKey must be at least 20 characters (API Gateway rule)")
+        origins = tuple(o.strip().rstrip("/") for o in str(get("corsOrigins") or "").split(",") if o.strip())
+        default_metrics = "http://127.0.0.1:9108" if target == "local" else ""
+        metrics_url = get("metricsUrl")
+        return cls(
+            target=target,
+            stack_name=str(get("stackName") or "Valerix"),
+            stage_name=str(get("stageName") or "prod"),
+            localstack_endpoint=str(get("localstackEndpoint") or DEFAULT_LOCALSTACK_ENDPOINT).rstrip("/"),
+            admin_api_key=admin_key,
+            order_db_secret=_as_secret(get("orderDbSecret"), _default_db_secret("order_db", 5433), "orderDbSecret"),
+            inventory_db_secret=_as_secret(
+                get("inventoryDbSecret"), _default_db_secret("inventory_db", 5434), "inventoryDbSecret"
+            ),
+            hot_reload=_as_bool(get("hotReload"), False),
+            metrics_url=default_metrics if metrics_url is None else str(metrics_url),
+            cors_origins=origins,
+            throttle_rate_limit=_as_int(get("throttleRateLimit"), 50),
+            throttle_burst_limit=_as_int(get("throttleBurstLimit"), 100),
+            log_retention_days=_as_int(get("logRetentionDays"), 14),
+            db_instance_class=str(get("dbInstanceClass") or "t4g.micro"),
+            db_multi_az=_as_bool(get("dbMultiAz"), False),
+            db_deletion_protection=_as_bool(get("dbDeletionProtection"), True),
+            nat_gateways=_as_int(get("natGateways"), 1),
+            alarm_topic_arn=get("alarmTopicArn") or None,
+            account=get("account") or None,
+            region=get("region") or None,
+            nag=_as_bool(get("nag"), True),
+        )

@@ -1,0 +1,1 @@
+"""Small, single-purpose constructs the Valerix stack is composed from."""

@@ -1,0 +1,146 @@
+"""The public REST API (API Gateway v1): Lambda proxy routes, CORS, stage throttling,
+access/execution logging, and the admin API key + usage plan."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.constructs.service_function import retention_days
+from infra.nag import acknowledge_all
+
+CORS_ALLOW_HEADERS = ["Content-Type", "Idempotency-Key", "X-Api-Key", "Authorization"]
+CORS_ALLOW_METHODS = ["GET", "POST", "PUT", "DELETE", "OPTIONS"]
+
+
+class ValerixApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        api_name: str,
+        stage_name: str,
+        cors_origins: Sequence[str],
+        throttle_rate_limit: int,
+        throttle_burst_limit: int,
+        log_retention_days: int,
+        admin_api_key_value: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.stage_name = stage_name
+        self._integrations: dict[str, apigw.LambdaIntegration] = {}
+
+        self.access_log_group = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=retention_days(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.rest_api = apigw.RestApi(
+            self,
+            "RestApi",
+            rest_api_name=api_name,
+            description="Valerix public API: orders, inventory, gremlin, health",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            api_key_source_type=apigw.ApiKeySourceType.HEADER,
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
+            deploy_options=apigw.StageOptions(
+                stage_name=stage_name,
+                throttling_rate_limit=throttle_rate_limit,
+                throttling_burst_limit=throttle_burst_limit,
+                metrics_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_log_group),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+            ),
+            default_cors_preflight_options=apigw.CorsOptions(
+                allow_origins=list(cors_origins),
+                allow_methods=CORS_ALLOW_METHODS,
+                allow_headers=CORS_ALLOW_HEADERS,
+                max_age=Duration.hours(1),
+            ),
+        )
+
+        # Errors produced by API Gateway itself (missing API key, throttling, ...) must be
+        # readable by the dashboard too.
+        cors_headers = {
+            "Access-Control-Allow-Origin": f"'{cors_origins[0]}'",
+            "Access-Control-Allow-Headers": "'" + ",".join(CORS_ALLOW_HEADERS) + "'",
+            "Vary": "'Origin'",
+        }
+        for response_id, response_type in (
+            ("Default4xx", apigw.ResponseType.DEFAULT_4_XX),
+            ("Default5xx", apigw.ResponseType.DEFAULT_5_XX),
+        ):
+            self.rest_api.add_gateway_response(
+                response_id,
+                type=response_type,
+                response_headers=cors_headers,
+                templates={"application/json": '{"message": $context.error.messageString}'},
+            )
+
+        # Admin API key: generated on AWS (read it with `aws apigateway get-api-key
+        # --api-key <AdminApiKeyId> --include-value`), fixed from context locally.
+        self.admin_api_key = self.rest_api.add_api_key(
+            "AdminApiKey",
+            description="Admin key for PUT/DELETE /gremlin and /admin/*",
+            value=admin_api_key_value,
+        )
+        self.admin_usage_plan = self.rest_api.add_usage_plan(
+            "AdminUsagePlan",
+            name=f"{api_name}-admin",
+            description="Admin callers (x-api-key)",
+            throttle=apigw.ThrottleSettings(rate_limit=10, burst_limit=20),
+            api_stages=[apigw.UsagePlanPerApiStage(api=self.rest_api, stage=self.rest_api.deployment_stage)],
+        )
+        self.admin_usage_plan.add_api_key(self.admin_api_key)
+
+        acknowledge_all(
+            self.rest_api,
+            {
+                "AwsSolutions-APIG2": "Requests are validated by the FastAPI/pydantic apps so that "
+                "invalid input gets the contract's JSON 400/422 naming the field; gateway validation "
+                "would answer with a different error shape.",
+                "AwsSolutions-APIG3": "No WAF: not emulated locally and out of the demo's budget; "
+                "stage throttling and the admin usage plan limit abuse. Add a WebACL for production.",
+                "AwsSolutions-APIG4": "The shop API is public by contract (anonymous customers); "
+                "mutating admin routes (PUT/DELETE /gremlin, /admin/*) require the API key.",
+                "AwsSolutions-COG4": "No Cognito user pool: the contract has anonymous customers and "
+                "an API-key protected admin surface.",
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonAPIGatewayPushToCloudWatchLogs]": "API Gateway's account-level CloudWatch role "
+                "uses the AWS managed push-to-logs policy, the documented setup for execution/access logging.",
+            },
+        )
+
+    def _integration(self, fn: lambda_.IFunction) -> apigw.LambdaIntegration:
+        key = fn.node.path
+        if key not in self._integrations:
+            self._integrations[key] = apigw.LambdaIntegration(fn, proxy=True, allow_test_invoke=False)
+        return self._integrations[key]
+
+    def route(self, path: str, method: str, fn: lambda_.IFunction, *, api_key_required: bool = False) -> apigw.Method:
+        resource = self.rest_api.root.resource_for_path(path)
+        return resource.add_method(method, self._integration(fn), api_key_required=api_key_required)
+
+    @property
+    def rest_api_id(self) -> str:
+        return self.rest_api.rest_api_id

@@ -1,0 +1,159 @@
+"""One Lambda function with its own role, its own log group and the Powertools environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.nag import acknowledge
+
+POWERTOOLS_METRICS_NAMESPACE = "Valerix"
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+}
+
+
+def retention_days(days: int) -> logs.RetentionDays:
+    try:
+        return _RETENTION[days]
+    except KeyError:
+        raise ValueError(f"logRetentionDays must be one of {sorted(_RETENTION)}, got {days}") from None
+
+
+@dataclass
+class FunctionVpcPlacement:
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    security_group: ec2.ISecurityGroup
+
+
+@dataclass
+class ServiceFunctionProps:
+    service: str  # POWERTOOLS_SERVICE_NAME: order | inventory | gremlin
+    handler: str  # functions.<service>.handler.<name>
+    function_name: str
+    description: str
+    code: lambda_.Code
+    timeout: Duration
+    memory_size: int = 512
+    environment: dict[str, str] = field(default_factory=dict)
+    log_retention_days: int = 14
+    vpc: FunctionVpcPlacement | None = None
+
+
+class ServiceFunction(Construct):
+    """A python3.12 Lambda function, least-privilege role, log group with retention.
+
+    The role starts empty: it can only write to this function's own log group (and manage
+    its VPC network interfaces when it runs in a VPC). Everything else is granted by the
+    stack through the resources' own `grant*` methods.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, props: ServiceFunctionProps) -> None:
+        super().__init__(scope, construct_id)
+        self.service = props.service
+
+        self.log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            log_group_name=f"/aws/lambda/{props.function_name}",
+            retention=retention_days(props.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of {props.function_name} (least privilege)",
+        )
+        self.log_group.grant_write(self.role)
+
+        environment = {
+            "POWERTOOLS_SERVICE_NAME": props.service,
+            "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            **props.environment,
+        }
+
+        vpc_kwargs = {}
+        if props.vpc is not None:
+            vpc_kwargs = dict(
+                vpc=props.vpc.vpc,
+                vpc_subnets=props.vpc.subnets,
+                security_groups=[props.vpc.security_group],
+            )
+            # Lambda needs these EC2 actions to attach the function to the VPC; they do not
+            # support resource-level permissions (AWS documents Resource "*").
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="LambdaVpcNetworkInterfaces",
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeSubnets",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    resources=["*"],
+                )
+            )
+
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=props.function_name,
+            description=props.description,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler=props.handler,
+            code=props.code,
+            timeout=props.timeout,
+            memory_size=props.memory_size,
+            environment=environment,
+            role=self.role,
+            log_group=self.log_group,
+            **vpc_kwargs,
+        )
+        # The function must not start before its role can write logs.
+        self.function.node.add_dependency(self.role)
+
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "python3.12 is the runtime fixed by the design: the AWS bundle ships cp312 manylinux "
+            "wheels and the local executor emulates 3.12.",
+        )
+        if props.vpc is not None:
+            acknowledge(
+                self.role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "The ec2 network-interface actions a VPC-attached Lambda needs do not support "
+                "resource-level permissions; no data resource is involved.",
+            )
+
+    @property
+    def function_name(self) -> str:
+        return self.function.function_name
+
+    @property
+    def log_group_name(self) -> str:
+        return self.log_group.log_group_name

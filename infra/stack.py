@@ -1,0 +1,349 @@
+"""The Valerix stack: one definition for target=local (LocalStack + local Postgres) and
+target=aws (VPC + RDS + AWS Backup). See docs/ARCHITECTURE.md for handlers and env vars."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import AssetHashType, Aws, CfnOutput, Duration, Fn, Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import triggers
+from constructs import Construct
+
+from infra import bundling
+from infra.config import ValerixConfig
+from infra.constructs.alarms import FunctionAlarms
+from infra.constructs.api import ValerixApi
+from infra.constructs.backup import DatabaseBackups
+from infra.constructs.databases import Databases, ServiceDatabase
+from infra.constructs.queue_pair import QueuePair
+from infra.constructs.service_function import ServiceFunction, ServiceFunctionProps
+from infra.constructs.state import StateStores
+from infra.constructs.website import Website
+from infra.nag import acknowledge_all
+
+# DynamoDB actions the Powertools idempotency and circuit-breaker persistence layers use.
+IDEMPOTENCY_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+CIRCUIT_BREAKER_TABLE_ACTIONS = IDEMPOTENCY_TABLE_ACTIONS
+GREMLIN_COUNTER_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+QUEUE_HEALTH_ACTIONS = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+
+# Timeouts. The inventory consumer must outlive the gremlin's longest latency (60 s).
+ORDER_API_TIMEOUT = Duration.seconds(15)
+ORDER_COMPLETION_TIMEOUT = Duration.seconds(30)
+INVENTORY_API_TIMEOUT = Duration.seconds(29)
+INVENTORY_QUEUE_TIMEOUT = Duration.seconds(90)
+MIGRATE_TIMEOUT = Duration.minutes(5)
+GREMLIN_TIMEOUT = Duration.seconds(10)
+MAX_RECEIVE_COUNT = 5
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    key: str  # output prefix, e.g. OrderApi -> OrderApiFunctionName
+    service: str
+    handler: str
+    name_suffix: str
+    description: str
+    timeout: Duration
+    memory_size: int
+
+
+FUNCTION_SPECS = {
+    "OrderApi": FunctionSpec("OrderApi", "order", "functions.order.handler.api_handler", "order-api",
+                             "Order REST API (FastAPI + Mangum)", ORDER_API_TIMEOUT, 512),
+    "OrderCompletion": FunctionSpec("OrderCompletion", "order", "functions.order.handler.completion_handler",
+                                    "order-completion", "Applies queued order outcomes (SQS)",
+                                    ORDER_COMPLETION_TIMEOUT, 256),
+    "OrderMigrate": FunctionSpec("OrderMigrate", "order", "functions.order.handler.migrate_handler",
+                                 "order-migrate", "order_db migrations (run after deploy)", MIGRATE_TIMEOUT, 256),
+    "InventoryApi": FunctionSpec("InventoryApi", "inventory", "functions.inventory.handler.api_handler",
+                                 "inventory-api", "Inventory REST API (FastAPI + Mangum)", INVENTORY_API_TIMEOUT, 512),
+    "InventoryQueue": FunctionSpec("InventoryQueue", "inventory", "functions.inventory.handler.queue_handler",
+                                   "inventory-queue", "Reserves stock for queued orders (SQS)",
+                                   INVENTORY_QUEUE_TIMEOUT, 512),
+    "InventoryMigrate": FunctionSpec("InventoryMigrate", "inventory", "functions.inventory.handler.migrate_handler",
+                                     "inventory-migrate", "inventory_db migrations + seed (run after deploy)",
+                                     MIGRATE_TIMEOUT, 256),
+    "Gremlin": FunctionSpec("Gremlin", "gremlin", "functions.gremlin.handler.api_handler", "gremlin",
+                            "Gremlin chaos control API", GREMLIN_TIMEOUT, 256),
+}  # fmt: skip
+
+
+class ValerixStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: ValerixConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        prefix = config.stack_name
+
+        # ---------------------------------------------------------------- data
+        self.databases = Databases(self, "Databases", config=config)
+        self.state = StateStores(self, "State", parameter_prefix=f"/{prefix.lower()}")
+        self.inventory_queue = QueuePair(
+            self, "InventoryQueues", alarm_name=f"{prefix}-inventory-dlq-not-empty",
+            consumer_timeout=INVENTORY_QUEUE_TIMEOUT, max_receive_count=MAX_RECEIVE_COUNT,
+        )  # fmt: skip
+        self.completion_queue = QueuePair(
+            self, "CompletionQueues", alarm_name=f"{prefix}-completion-dlq-not-empty",
+            consumer_timeout=ORDER_COMPLETION_TIMEOUT, max_receive_count=MAX_RECEIVE_COUNT,
+        )  # fmt: skip
+        self.website = Website(self, "Website", config=config)
+
+        # ---------------------------------------------------------------- api
+        cors_origins = [*self.website.origins, *config.cors_origins]
+        self.api = ValerixApi(
+            self,
+            "Api",
+            api_name=f"{prefix}-api",
+            stage_name=config.stage_name,
+            cors_origins=cors_origins,
+            throttle_rate_limit=config.throttle_rate_limit,
+            throttle_burst_limit=config.throttle_burst_limit,
+            log_retention_days=config.log_retention_days,
+            admin_api_key_value=None if config.is_aws else config.admin_api_key,
+        )
+        # Built from the API id (not from the stage/deployment) so functions can reference it
+        # without a dependency cycle through the methods that integrate them.
+        if config.is_aws:
+            self.api_url = f"https://{self.api.rest_api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{config.stage_name}"
+        else:
+            self.api_url = f"{config.localstack_endpoint}/_aws/execute-api/{self.api.rest_api_id}/{config.stage_name}"
+        cors_env = {"CORS_ALLOW_ORIGINS": Fn.join(",", cors_origins)}
+
+        # ---------------------------------------------------------------- functions
+        self.code = self._function_code()
+        order_db, inventory_db = self.databases.order, self.databases.inventory
+        iq, cq = self.inventory_queue.queue, self.completion_queue.queue
+        tables = self.state
+        gremlin_env = {
+            "GREMLIN_PARAMETER_NAME": tables.gremlin_parameter.parameter_name,
+            "GREMLIN_STATE_TABLE": tables.gremlin_state_table.table_name,
+        }
+
+        f = self.functions = {}
+        f["OrderApi"] = self._function("OrderApi", order_db, {
+            "INVENTORY_API_URL": self.api_url,
+            "INVENTORY_QUEUE_URL": iq.queue_url,
+            "COMPLETION_QUEUE_URL": cq.queue_url,
+            "IDEMPOTENCY_TABLE": tables.idempotency_table.table_name,
+            "CIRCUIT_BREAKER_TABLE": tables.circuit_breaker_table.table_name,
+            "INVENTORY_CALL_BUDGET_MS": "2000",
+            "CIRCUIT_FAILURE_THRESHOLD": "5",
+            "CIRCUIT_RECOVERY_TIMEOUT_SECONDS": "10",
+            **cors_env,
+        })  # fmt: skip
+        f["OrderCompletion"] = self._function("OrderCompletion", order_db, {"COMPLETION_QUEUE_URL": cq.queue_url})
+        f["OrderMigrate"] = self._function("OrderMigrate", order_db, {})
+        f["InventoryApi"] = self._function("InventoryApi", inventory_db, {
+            "INVENTORY_QUEUE_URL": iq.queue_url,
+            **gremlin_env,
+            "GREMLIN_CACHE_SECONDS": "1",
+            **cors_env,
+        })  # fmt: skip
+        f["InventoryQueue"] = self._function("InventoryQueue", inventory_db, {
+            "INVENTORY_QUEUE_URL": iq.queue_url,
+            "COMPLETION_QUEUE_URL": cq.queue_url,
+            "IDEMPOTENCY_TABLE": tables.idempotency_table.table_name,
+            **gremlin_env,
+            "GREMLIN_CACHE_SECONDS": "1",
+        })  # fmt: skip
+        f["InventoryMigrate"] = self._function("InventoryMigrate", inventory_db, {})
+        f["Gremlin"] = self._function("Gremlin", None, {**gremlin_env, **cors_env})
+
+        # ---------------------------------------------------------------- grants (least privilege)
+        order_api = f["OrderApi"].function
+        iq.grant_send_messages(order_api)
+        cq.grant(order_api, *QUEUE_HEALTH_ACTIONS)
+        tables.idempotency_table.grant(order_api, *IDEMPOTENCY_TABLE_ACTIONS)
+        tables.circuit_breaker_table.grant(order_api, *CIRCUIT_BREAKER_TABLE_ACTIONS)
+
+        inventory_api = f["InventoryApi"].function
+        iq.grant(inventory_api, *QUEUE_HEALTH_ACTIONS)
+        tables.gremlin_parameter.grant_read(inventory_api)
+        tables.gremlin_state_table.grant(inventory_api, *GREMLIN_COUNTER_ACTIONS)
+
+        inventory_consumer = f["InventoryQueue"].function
+        cq.grant_send_messages(inventory_consumer)
+        tables.idempotency_table.grant(inventory_consumer, *IDEMPOTENCY_TABLE_ACTIONS)
+        tables.gremlin_parameter.grant_read(inventory_consumer)
+        tables.gremlin_state_table.grant(inventory_consumer, *GREMLIN_COUNTER_ACTIONS)
+
+        gremlin = f["Gremlin"].function
+        tables.gremlin_parameter.grant_read(gremlin)
+        tables.gremlin_parameter.grant_write(gremlin)
+        tables.gremlin_state_table.grant_read_write_data(gremlin)
+
+        # ---------------------------------------------------------------- queue consumers
+        inventory_consumer.add_event_source(
+            event_sources.SqsEventSource(iq, batch_size=5, report_batch_item_failures=True)
+        )
+        f["OrderCompletion"].function.add_event_source(
+            event_sources.SqsEventSource(cq, batch_size=10, report_batch_item_failures=True)
+        )
+
+        # ---------------------------------------------------------------- routes
+        api = self.api
+        api.route("/orders", "POST", order_api)
+        api.route("/orders", "GET", order_api)
+        api.route("/orders/{orderId}", "GET", order_api)
+        api.route("/health/order", "GET", order_api)
+        api.route("/products", "GET", inventory_api)
+        api.route("/products/{productId}", "GET", inventory_api)
+        api.route("/admin/products/{productId}", "PUT", inventory_api, api_key_required=True)
+        api.route("/inventory/reservations", "POST", inventory_api)
+        api.route("/health/inventory", "GET", inventory_api)
+        api.route("/gremlin", "GET", gremlin)
+        api.route("/gremlin", "PUT", gremlin, api_key_required=True)
+        api.route("/gremlin", "DELETE", gremlin, api_key_required=True)
+
+        # ---------------------------------------------------------------- migrations on deploy
+        self.triggers: list[triggers.Trigger] = []
+        if config.is_aws:
+            for key, db in (("OrderMigrate", order_db), ("InventoryMigrate", inventory_db)):
+                assert db.instance is not None and self.databases.vpc is not None
+                self.triggers.append(
+                    triggers.Trigger(
+                        self,
+                        f"{key}Trigger",
+                        handler=f[key].function,
+                        execute_after=[db.instance, self.databases.vpc],
+                        execute_on_handler_change=True,
+                        invocation_type=triggers.InvocationType.REQUEST_RESPONSE,
+                        timeout=MIGRATE_TIMEOUT,
+                    )
+                )
+
+        # ---------------------------------------------------------------- backups (aws)
+        self.backups = None
+        if config.is_aws:
+            self.backups = DatabaseBackups(
+                self, "Backups", instances=self.databases.instances, vault_name_prefix=prefix.lower()
+            )
+
+        # ---------------------------------------------------------------- website content
+        if config.is_aws:
+            self.website.deploy_content(web_dir=bundling.REPO_ROOT / "web", api_url=self.api_url,
+                                        metrics_url=config.metrics_url)  # fmt: skip
+
+        # ---------------------------------------------------------------- alarms
+        self.alarms = FunctionAlarms(
+            self,
+            "Alarms",
+            name_prefix=prefix,
+            functions=f,
+            latency_function=f["OrderApi"],
+            extra_alarms=[self.inventory_queue.dlq_alarm, self.completion_queue.dlq_alarm],
+            alarm_topic_arn=config.alarm_topic_arn,
+        )
+
+        self._outputs()
+        self._suppress_cdk_internals()
+
+    # ------------------------------------------------------------------ helpers
+    def _function_code(self) -> lambda_.Code:
+        if self.config.is_local and self.config.hot_reload:
+            # LocalStack hot reload: the "hot-reload" bucket + an absolute host path. The path
+            # is the repo root so handlers stay `functions.<service>.handler.<name>`.
+            return lambda_.Code.from_bucket(
+                s3.Bucket.from_bucket_name(self, "HotReloadBucket", "hot-reload"),
+                str(bundling.REPO_ROOT),
+            )
+        path, asset_hash = bundling.stage_function_bundle(self.config.target)
+        return lambda_.Code.from_asset(
+            str(path),
+            asset_hash_type=AssetHashType.CUSTOM,
+            asset_hash=asset_hash,
+            exclude=[".valerix-complete"],
+        )
+
+    def _function(self, key: str, db: ServiceDatabase | None, environment: dict[str, str]) -> ServiceFunction:
+        spec = FUNCTION_SPECS[key]
+        env = dict(environment)
+        if db is not None:
+            env["DB_SECRET_ARN"] = db.secret.secret_arn
+        fn = ServiceFunction(
+            self,
+            key,
+            ServiceFunctionProps(
+                service=spec.service,
+                handler=spec.handler,
+                function_name=f"{self.config.stack_name}-{spec.name_suffix}",
+                description=spec.description,
+                code=self.code,
+                timeout=spec.timeout,
+                memory_size=spec.memory_size,
+                environment=env,
+                log_retention_days=self.config.log_retention_days,
+                vpc=db.function_placement if db is not None else None,
+            ),
+        )
+        if db is not None:
+            db.secret.grant_read(fn.function)
+        return fn
+
+    def _outputs(self) -> None:
+        cfg = self.config
+        state = self.state
+        outputs = {
+            "Target": cfg.target,
+            "ApiUrl": self.api_url,
+            "ApiId": self.api.rest_api_id,
+            "ApiStageName": cfg.stage_name,
+            "WebsiteUrl": self.website.website_url,
+            "WebsiteBucketName": self.website.bucket.bucket_name,
+            "AdminApiKeyId": self.api.admin_api_key.key_id,
+            "InventoryQueueUrl": self.inventory_queue.queue.queue_url,
+            "InventoryDlqUrl": self.inventory_queue.dlq.queue_url,
+            "CompletionQueueUrl": self.completion_queue.queue.queue_url,
+            "CompletionDlqUrl": self.completion_queue.dlq.queue_url,
+            "IdempotencyTableName": state.idempotency_table.table_name,
+            "CircuitBreakerTableName": state.circuit_breaker_table.table_name,
+            "GremlinStateTableName": state.gremlin_state_table.table_name,
+            "GremlinParameterName": state.gremlin_parameter.parameter_name,
+            "OrderDbSecretArn": self.databases.order.secret.secret_arn,
+            "InventoryDbSecretArn": self.databases.inventory.secret.secret_arn,
+            "LogGroupNames": Fn.join(",", [fn.log_group_name for fn in self.functions.values()]),
+        }
+        for key, fn in self.functions.items():
+            outputs[f"{key}FunctionName"] = fn.function_name
+        if cfg.is_local:
+            outputs["AdminApiKey"] = cfg.admin_api_key
+        for key, value in outputs.items():
+            CfnOutput(self, key, value=value)
+        if cfg.is_aws:
+            CfnOutput(
+                self,
+                "AdminApiKeyValueCommand",
+                value=f"aws apigateway get-api-key --include-value --query value --output text --api-key {self.api.admin_api_key.key_id}",
+                description="Prints the generated admin API key",
+            )
+
+    def _suppress_cdk_internals(self) -> None:
+        """Reasoned acknowledgments for the Lambda-backed providers CDK itself adds."""
+        basic_role = (
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"
+        )
+        for child in self.node.children:
+            if child.node.id.startswith("Custom::CDKBucketDeployment"):
+                label = "CDK BucketDeployment provider (uploads web/ + config.json, AWS only)"
+                website_bucket = self.resolve(self.get_logical_id(self.website.bucket.node.default_child))
+                rules = {
+                    basic_role: f"{label}: CDK-managed role that writes its own logs; not application code.",
+                    "AwsSolutions-L1": f"{label}: runtime chosen by CDK and updated with aws-cdk-lib.",
+                }
+                for finding in (
+                    "Action::s3:GetObject*",
+                    "Action::s3:GetBucket*",
+                    "Action::s3:List*",
+                    "Action::s3:DeleteObject*",
+                    "Action::s3:Abort*",
+                    "Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*",
+                    f"Resource::<{website_bucket}.Arn>/*",
+                ):
+                    rules[f"AwsSolutions-IAM5[{finding}]"] = (
+                        f"{label}: CDK's own grant, scoped to the CDK asset bucket (read) and the "
+                        "website bucket (sync with prune); functions never get these."
+                    )
+                acknowledge_all(child, rules)
