@@ -25,11 +25,13 @@ functions is `VALERIX_LAMBDA_PYTHON` (the project virtualenv, which holds requir
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import math
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import termios
@@ -46,7 +48,9 @@ from valerix_localcloud.runtime_api import Invocation, RuntimeApiServer, error_p
 
 LOG = logging.getLogger(__name__)
 
-INIT_TIMEOUT_SECONDS = 10.0  # AWS's init phase limit for on-demand functions
+# AWS's init phase limit is 10 s; many environments starting at once on a 2-core laptop
+# need more, so it is configurable and a little more generous by default.
+INIT_TIMEOUT_SECONDS = float(os.environ.get("VALERIX_INIT_TIMEOUT_SECONDS", "30"))
 POLL_SECONDS = 0.02
 # Host variables a Python process needs to start at all; nothing else leaks from LocalStack.
 PASSTHROUGH_HOST_VARS = ("PATH", "HOME", "LANG", "LC_ALL", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
@@ -123,11 +127,106 @@ class OutputCollector:
             time.sleep(0.001)
 
 
+class RuntimeProcess:
+    """The OS process of one environment: a plain child, or a child of the zygote."""
+
+    def __init__(self, pid: int, popen: subprocess.Popen | None = None,
+                 exit_file: str | None = None) -> None:
+        self.pid = pid
+        self._popen = popen
+        self._exit_file = exit_file
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        if self._popen is not None:
+            self.returncode = self._popen.poll()
+            return self.returncode
+        try:
+            with open(self._exit_file) as status:
+                self.returncode = int(status.read().strip())
+        except (OSError, ValueError):
+            return None
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 5
+        while self.poll() is None and time.monotonic() < deadline:
+            if self._popen is not None:
+                try:
+                    self._popen.wait(timeout=0.1)
+                except subprocess.TimeoutExpired:
+                    pass
+            else:
+                time.sleep(0.01)
+        if self._exit_file:
+            try:
+                os.unlink(self._exit_file)
+            except OSError:
+                pass
+
+
+class Zygote:
+    """Client of the fork server (zygote.py), started once per LocalStack process."""
+
+    _lock = threading.Lock()
+    _instance: "Zygote | None" = None
+
+    def __init__(self) -> None:
+        base = os.environ.get("VALERIX_RUNTIME_PID_DIR") or os.path.join(
+            os.environ.get("TMPDIR", "/tmp"), "valerix-runtimes")
+        os.makedirs(base, exist_ok=True)
+        self.socket_path = os.path.join(base, "zygote.sock")
+        self.exit_dir = os.path.join(base, "exits")
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
+        env = {name: os.environ[name] for name in PASSTHROUGH_HOST_VARS if name in os.environ}
+        env["PYTHONUNBUFFERED"] = "1"
+        self._log = open(os.path.join(base, "zygote.log"), "ab")
+        self.process = subprocess.Popen(
+            [_lambda_python(), script, self.socket_path, self.exit_dir],
+            cwd=base, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            start_new_session=True,
+        )
+        _remember_runtime_pid(self.process.pid)
+        deadline = time.monotonic() + INIT_TIMEOUT_SECONDS
+        while not os.path.exists(self.socket_path):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Lambda zygote did not start (see {base}/zygote.log)")
+            time.sleep(0.02)
+
+    @classmethod
+    def get(cls) -> "Zygote":
+        with cls._lock:
+            if cls._instance is None or cls._instance.process.poll() is not None:
+                cls._instance = Zygote()
+            return cls._instance
+
+    def spawn(self, cwd: str, env: dict[str, str], handler: str, output_fd: int) -> RuntimeProcess:
+        request = json.dumps({"cwd": cwd, "env": env, "handler": handler}).encode()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(INIT_TIMEOUT_SECONDS)
+            conn.connect(self.socket_path)
+            socket.send_fds(conn, [request], [output_fd])
+            answer = json.loads(conn.recv(65536))
+        if "pid" not in answer:
+            raise RuntimeError(f"the Lambda zygote refused to fork: {answer}")
+        return RuntimeProcess(answer["pid"], exit_file=os.path.join(self.exit_dir, str(answer["pid"])))
+
+
+def _use_zygote() -> bool:
+    return os.environ.get("VALERIX_LAMBDA_ZYGOTE", "1") != "0"
+
+
 class ProcessRuntimeExecutor(RuntimeExecutor):
     def __init__(self, id: str, function_version: FunctionVersion) -> None:
         super().__init__(id=id, function_version=function_version)
         self._env: dict[str, str] = {}
-        self._process: subprocess.Popen | None = None
+        self._process: RuntimeProcess | None = None
         self._api: RuntimeApiServer | None = None
         self._output: OutputCollector | None = None
         self._init_duration_ms: float | None = None
@@ -230,16 +329,21 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         started = time.perf_counter()
         self._api = RuntimeApiServer().start()
         read_fd, write_fd = os.pipe()
+        env = self._process_env(self._api.address, code_dir)
         try:
-            self._process = subprocess.Popen(
-                [_lambda_python(), "-m", "awslambdaric", handler],
-                cwd=code_dir,
-                env=self._process_env(self._api.address, code_dir),
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-                start_new_session=True,
-            )
+            self._process = None
+            if _use_zygote():
+                try:
+                    self._process = Zygote.get().spawn(code_dir, env, handler, write_fd)
+                except Exception as exc:  # noqa: BLE001 - fall back to a plain process
+                    LOG.warning("Lambda zygote unavailable (%s); starting a plain process", exc)
+            if self._process is None:
+                popen = subprocess.Popen(
+                    [_lambda_python(), "-m", "awslambdaric", handler],
+                    cwd=code_dir, env=env, stdin=subprocess.DEVNULL,
+                    stdout=write_fd, stderr=write_fd, start_new_session=True,
+                )
+                self._process = RuntimeProcess(popen.pid, popen=popen)
         finally:
             os.close(write_fd)
         _remember_runtime_pid(self._process.pid)
@@ -267,13 +371,8 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         return self._process is not None and self._process.poll() is None
 
     def _terminate(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            try:
-                os.killpg(self._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self._process.wait(timeout=5)
         if self._process is not None:
+            self._process.kill()
             _forget_runtime_pid(self._process.pid)
         self._process = None
         if self._api is not None:

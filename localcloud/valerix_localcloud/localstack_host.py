@@ -231,6 +231,8 @@ class LocalStackHost:
         if not self.runtime_pid_dir.exists():
             return
         for marker in self.runtime_pid_dir.iterdir():
+            if not marker.name.isdigit():
+                continue
             try:
                 os.killpg(int(marker.name), signal.SIGKILL)
             except (ValueError, ProcessLookupError, PermissionError):
