@@ -1,0 +1,305 @@
+"""Logical, encrypted database backups under a one-call-a-day external limit (issue 9).
+
+Works on both targets (on AWS it complements the AWS Backup plan of `backup.py`; locally it is
+the only backup). Creates:
+
+* `bucket` — local backups bucket: restore points `points/<service>/<stamp>.vbk` and daily sync
+  records `sync/<day>.json` (private, TLS only, access-logged; lifecycle expiry one day after the
+  code's own 7-day retention, as a backstop).
+* `external_bucket` — the "external" backup target: one `bundles/<day>.tar` per day, written
+  with `If-None-Match: *` (the one-call-a-day guard); lifecycle backstop one day after the 30-day
+  retention.
+* `key` — KMS key (rotation on) for the per-point data keys (envelope encryption: the objects
+  are AES-256-GCM encrypted by the function before they reach S3).
+* three functions (each a `ServiceFunction`: own least-privilege role and log group),
+  `POWERTOOLS_SERVICE_NAME=backup`:
+
+  | key | handler | trigger | can |
+  |---|---|---|---|
+  | `Backup` | `functions.backup.handler.backup_handler` | EventBridge `cron(0 */4 * * ? *)` + on demand | read both DB secrets, `kms:GenerateDataKey`, write/list/read/delete `points/*`, delete old `sync/*` |
+  | `BackupSync` | `functions.backup.handler.sync_handler` | EventBridge `cron(50 23 * * ? *)` (daily) | read `points/*` + `sync/*`, write `sync/*`; external: put/list/delete `bundles/*` |
+  | `BackupRestore` | `functions.backup.handler.restore_handler` | on demand (`make restore POINT=...`) | read both DB secrets, `kms:Decrypt`, read both buckets |
+
+  KMS permissions carry the condition `kms:EncryptionContext:purpose = valerix-backup`.
+* target=aws: the functions run in the databases' VPC (app subnets) with their own security
+  group, which both RDS instances admit on the Postgres port.
+
+Wiring (in `ValerixStack.__init__`, after `self.code` and the other functions exist, before
+`FunctionAlarms` and `self._outputs()`)::
+
+    from infra.constructs.local_backup import LocalBackup
+
+    self.local_backup = LocalBackup(
+        self, "LocalBackup",
+        code=self.code,
+        order_db=self.databases.order,
+        inventory_db=self.databases.inventory,
+        name_prefix=prefix,
+        log_retention_days=config.log_retention_days,
+        removal_policy=RemovalPolicy.RETAIN if config.is_aws else RemovalPolicy.DESTROY,
+    )
+    f.update(self.local_backup.functions)  # -> BackupFunctionName, BackupSyncFunctionName,
+                                           #    BackupRestoreFunctionName outputs, alarms, log groups
+
+and in `_outputs()`: `outputs.update(self.local_backup.outputs())` (BackupBucketName,
+ExternalBackupBucketName, BackupKeyArn).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.constructs.databases import POSTGRES_PORT, ServiceDatabase
+from infra.constructs.service_function import FunctionVpcPlacement, ServiceFunction, ServiceFunctionProps
+from infra.nag import acknowledge, acknowledge_all
+
+SERVICE = "backup"
+ENCRYPTION_CONTEXT_PURPOSE = "valerix-backup"  # functions/backup/service.py:encryption_context
+POINTS, SYNC, BUNDLES = "points/*", "sync/*", "bundles/*"
+
+BACKUP_TIMEOUT = Duration.minutes(10)
+SYNC_TIMEOUT = Duration.minutes(5)
+RESTORE_TIMEOUT = Duration.minutes(15)
+
+
+class LocalBackup(Construct):
+    """Backup buckets, KMS key, backup/sync/restore functions and their schedules.
+
+    Args:
+        code: the shared function asset (its root holds the `functions/` package).
+        order_db, inventory_db: the two `ServiceDatabase`s (secrets; on AWS also the RDS
+            instances and the VPC placement).
+        name_prefix: function names become `<prefix>-backup`, `<prefix>-backup-sync`,
+            `<prefix>-backup-restore`; the KMS alias `alias/<prefix>-backups`.
+        log_retention_days: retention of the three log groups.
+        removal_policy: of the buckets and the key (RETAIN on AWS; DESTROY for LocalStack).
+        backup_schedule / sync_schedule: override the EventBridge schedules.
+        local_retention_days / external_retention_days: 7 / 30 (passed to the functions).
+
+    Attributes: `bucket`, `external_bucket`, `access_logs_bucket`, `key`, `functions`
+    (`{"Backup", "BackupSync", "BackupRestore"}` -> ServiceFunction), `backup_rule`,
+    `sync_rule`, `security_group` (AWS only), and `outputs()`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        order_db: ServiceDatabase,
+        inventory_db: ServiceDatabase,
+        name_prefix: str,
+        log_retention_days: int = 14,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        backup_schedule: events.Schedule | None = None,
+        sync_schedule: events.Schedule | None = None,
+        local_retention_days: int = 7,
+        external_retention_days: int = 30,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._databases = (order_db, inventory_db)
+
+        # ------------------------------------------------------------ storage + key
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="Valerix logical backups: wraps the per-restore-point AES-256 data keys",
+            alias=f"alias/{name_prefix.lower()}-backups",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+        )
+        self.access_logs_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            removal_policy=removal_policy,
+        )
+        acknowledge(
+            self.access_logs_bucket,
+            "AwsSolutions-S1",
+            "This is the server-access-log bucket of the two backup buckets; logging it into "
+            "itself would loop.",
+        )
+        self.bucket = self._bucket(
+            "Bucket", "backups/", removal_policy,
+            [s3.LifecycleRule(id="PointsBackstop", prefix="points/", expiration=Duration.days(local_retention_days + 1)),
+             s3.LifecycleRule(id="SyncRecordsBackstop", prefix="sync/",
+                              expiration=Duration.days(external_retention_days + 1))],
+        )  # fmt: skip
+        self.external_bucket = self._bucket(
+            "ExternalBucket", "external/", removal_policy,
+            [s3.LifecycleRule(id="BundlesBackstop", prefix="bundles/",
+                              expiration=Duration.days(external_retention_days + 1))],
+        )  # fmt: skip
+
+        # ------------------------------------------------------------ network (aws)
+        self.security_group: ec2.SecurityGroup | None = None
+        placement: FunctionVpcPlacement | None = None
+        if order_db.function_placement is not None:
+            vpc_placement = order_db.function_placement
+            self.security_group = ec2.SecurityGroup(
+                self,
+                "FunctionsSg",
+                vpc=vpc_placement.vpc,
+                description="Valerix backup functions (Postgres to both databases, HTTPS to S3/KMS)",
+                allow_all_outbound=True,
+            )
+            placement = FunctionVpcPlacement(
+                vpc=vpc_placement.vpc, subnets=vpc_placement.subnets, security_group=self.security_group
+            )
+            for db in self._databases:
+                if db.instance is not None:
+                    db.instance.connections.allow_from(
+                        self.security_group, ec2.Port.tcp(POSTGRES_PORT), f"Postgres from the backup functions ({db.name})"
+                    )
+
+        # ------------------------------------------------------------ functions
+        common_env = {
+            "BACKUP_BUCKET": self.bucket.bucket_name,
+            "EXTERNAL_BUCKET": self.external_bucket.bucket_name,
+            "BACKUP_KMS_KEY_ID": self.key.key_arn,
+            "BACKUP_LOCAL_RETENTION_DAYS": str(local_retention_days),
+            "BACKUP_EXTERNAL_RETENTION_DAYS": str(external_retention_days),
+        }
+        db_env = {
+            "ORDER_DB_SECRET_ARN": order_db.secret.secret_arn,
+            "INVENTORY_DB_SECRET_ARN": inventory_db.secret.secret_arn,
+        }
+
+        def function(key: str, suffix: str, handler: str, description: str, timeout: Duration, memory: int,
+                     env: dict[str, str], vpc: FunctionVpcPlacement | None) -> ServiceFunction:
+            return ServiceFunction(
+                self,
+                key,
+                ServiceFunctionProps(
+                    service=SERVICE,
+                    handler=f"functions.backup.handler.{handler}",
+                    function_name=f"{name_prefix}-{suffix}",
+                    description=description,
+                    code=code,
+                    timeout=timeout,
+                    memory_size=memory,
+                    environment=env,
+                    log_retention_days=log_retention_days,
+                    vpc=vpc,
+                ),
+            )
+
+        backup = function("Backup", "backup", "backup_handler",
+                          "Encrypted logical restore point of each database (every 4 h, on demand)",
+                          BACKUP_TIMEOUT, 1024, {**common_env, **db_env}, placement)
+        sync = function("BackupSync", "backup-sync", "sync_handler",
+                        "Daily: the one external call, a bundle of every restore point since the last sync",
+                        SYNC_TIMEOUT, 1024, common_env, None)
+        restore = function("BackupRestore", "backup-restore", "restore_handler",
+                           "Restores a point (local or external) into a fresh database and verifies it",
+                           RESTORE_TIMEOUT, 1024, {**common_env, **db_env}, placement)
+        self.functions = {"Backup": backup, "BackupSync": sync, "BackupRestore": restore}
+
+        # ------------------------------------------------------------ grants (least privilege)
+        for db in self._databases:
+            db.secret.grant_read(backup.function)
+            db.secret.grant_read(restore.function)
+        self._kms(backup, "kms:GenerateDataKey")
+        self._kms(restore, "kms:Decrypt")
+
+        local, external = self.bucket, self.external_bucket
+        self._s3(backup, "BackupPoints", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], local, POINTS)
+        self._s3(backup, "BackupPruneSyncRecords", ["s3:GetObject", "s3:DeleteObject"], local, SYNC)
+        self._list(backup, local)
+
+        self._s3(sync, "SyncReadPoints", ["s3:GetObject"], local, POINTS)
+        self._s3(sync, "SyncRecords", ["s3:GetObject", "s3:PutObject"], local, SYNC)
+        self._list(sync, local)
+        self._s3(sync, "SyncDeliverBundles", ["s3:PutObject", "s3:DeleteObject"], external, BUNDLES)
+        self._list(sync, external)
+
+        self._s3(restore, "RestoreReadPoints", ["s3:GetObject"], local, POINTS)
+        self._s3(restore, "RestoreReadBundles", ["s3:GetObject"], external, BUNDLES)
+        self._list(restore, local)
+        self._list(restore, external)
+
+        # ------------------------------------------------------------ schedules
+        self.backup_rule = events.Rule(
+            self,
+            "BackupSchedule",
+            description="Valerix: a restore point of each database every 4 hours",
+            schedule=backup_schedule or events.Schedule.cron(minute="0", hour="*/4"),
+            targets=[targets.LambdaFunction(backup.function, event=events.RuleTargetInput.from_object(
+                {"source": "schedule"}), retry_attempts=2, max_event_age=Duration.hours(1))],
+        )  # fmt: skip
+        self.sync_rule = events.Rule(
+            self,
+            "SyncSchedule",
+            description="Valerix: the one daily call to the external backup target",
+            schedule=sync_schedule or events.Schedule.cron(minute="50", hour="23"),
+            targets=[targets.LambdaFunction(sync.function, event=events.RuleTargetInput.from_object(
+                {"source": "schedule"}), retry_attempts=2, max_event_age=Duration.minutes(9))],
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ helpers
+    def _bucket(self, construct_id: str, log_prefix: str, removal_policy: RemovalPolicy,
+                lifecycle_rules: list[s3.LifecycleRule]) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            construct_id,
+            encryption=s3.BucketEncryption.S3_MANAGED,  # objects are already AES-GCM envelope-encrypted
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix=log_prefix,
+            lifecycle_rules=lifecycle_rules,
+            removal_policy=removal_policy,
+        )
+
+    def _kms(self, fn: ServiceFunction, action: str) -> None:
+        fn.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid=action.replace("kms:", "Kms"),
+                actions=[action],
+                resources=[self.key.key_arn],
+                conditions={"StringEquals": {"kms:EncryptionContext:purpose": ENCRYPTION_CONTEXT_PURPOSE}},
+            )
+        )
+
+    def _s3(self, fn: ServiceFunction, sid: str, actions: list[str], bucket: s3.Bucket, prefix: str) -> None:
+        fn.role.add_to_principal_policy(
+            iam.PolicyStatement(sid=sid, actions=actions, resources=[bucket.arn_for_objects(prefix)])
+        )
+        stack = Stack.of(self)
+        logical_id = stack.resolve(stack.get_logical_id(bucket.node.default_child))
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}]",
+            f"Object-level S3 actions ({', '.join(actions)}) limited to the `{prefix}` key prefix of "
+            "one backup bucket: restore points/bundles are named by timestamp, so a wildcard within "
+            "the prefix is the narrowest possible resource.",
+        )
+
+    @staticmethod
+    def _list(fn: ServiceFunction, bucket: s3.Bucket) -> None:
+        fn.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+        )
+
+    def outputs(self) -> dict[str, str]:
+        """Stack outputs besides the function names (those come from `functions`)."""
+        return {
+            "BackupBucketName": self.bucket.bucket_name,
+            "ExternalBackupBucketName": self.external_bucket.bucket_name,
+            "BackupKeyArn": self.key.key_arn,
+        }

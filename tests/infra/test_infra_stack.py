@@ -1,0 +1,499 @@
+"""CDK assertion tests of the Valerix stack, for both targets (see infra/ and docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+
+EXPECTED_FUNCTIONS = {
+    # output key prefix: (handler, POWERTOOLS_SERVICE_NAME, needs a database)
+    "OrderApi": ("functions.order.handler.api_handler", "order", True),
+    "OrderCompletion": ("functions.order.handler.completion_handler", "order", True),
+    "OrderMigrate": ("functions.order.handler.migrate_handler", "order", True),
+    "InventoryApi": ("functions.inventory.handler.api_handler", "inventory", True),
+    "InventoryQueue": ("functions.inventory.handler.queue_handler", "inventory", True),
+    "InventoryMigrate": ("functions.inventory.handler.migrate_handler", "inventory", True),
+    "Gremlin": ("functions.gremlin.handler.api_handler", "gremlin", False),
+}
+
+EXPECTED_ROUTES = {
+    ("/orders", "POST"): "OrderApi",
+    ("/orders", "GET"): "OrderApi",
+    ("/orders/{orderId}", "GET"): "OrderApi",
+    ("/health/order", "GET"): "OrderApi",
+    ("/products", "GET"): "InventoryApi",
+    ("/products/{productId}", "GET"): "InventoryApi",
+    ("/admin/products/{productId}", "PUT"): "InventoryApi",
+    ("/inventory/reservations", "POST"): "InventoryApi",
+    ("/health/inventory", "GET"): "InventoryApi",
+    ("/gremlin", "GET"): "Gremlin",
+    ("/gremlin", "PUT"): "Gremlin",
+    ("/gremlin", "DELETE"): "Gremlin",
+}
+ADMIN_ROUTES = {("/admin/products/{productId}", "PUT"), ("/gremlin", "PUT"), ("/gremlin", "DELETE")}
+
+REQUIRED_OUTPUTS = [
+    "ApiUrl", "WebsiteUrl", "WebsiteBucketName", "AdminApiKeyId", "InventoryQueueUrl", "InventoryDlqUrl",
+    "CompletionQueueUrl", "CompletionDlqUrl", "IdempotencyTableName", "CircuitBreakerTableName",
+    "GremlinStateTableName", "GremlinParameterName", "OrderDbSecretArn", "InventoryDbSecretArn",
+    "LogGroupNames", *(f"{key}FunctionName" for key in EXPECTED_FUNCTIONS),
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------- helpers
+def functions_by_key(s) -> dict[str, tuple[str, dict]]:
+    """Output key prefix -> (logical id, resource) of the 7 service functions."""
+    out = {}
+    for logical_id, res in s.of_type("AWS::Lambda::Function").items():
+        name = res["Properties"].get("FunctionName")
+        for key in EXPECTED_FUNCTIONS:
+            suffix = {"OrderApi": "order-api", "OrderCompletion": "order-completion",
+                      "OrderMigrate": "order-migrate", "InventoryApi": "inventory-api",
+                      "InventoryQueue": "inventory-queue", "InventoryMigrate": "inventory-migrate",
+                      "Gremlin": "gremlin"}[key]  # fmt: skip
+            if name == f"Valerix-{suffix}":
+                out[key] = (logical_id, res)
+    return out
+
+
+def env_of(res: dict) -> dict:
+    return res["Properties"]["Environment"]["Variables"]
+
+
+def ref_id(value) -> str | None:
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return value["Ref"]
+        if "Fn::GetAtt" in value:
+            return value["Fn::GetAtt"][0]
+    return None
+
+
+def resource_paths(s) -> dict[str, str]:
+    """API Gateway Resource logical id -> full path."""
+    resources = s.of_type("AWS::ApiGateway::Resource")
+    paths: dict[str, str] = {}
+
+    def path_of(logical_id: str) -> str:
+        if logical_id not in paths:
+            props = resources[logical_id]["Properties"]
+            parent = ref_id(props["ParentId"])
+            prefix = path_of(parent) if parent in resources else ""
+            paths[logical_id] = f"{prefix}/{props['PathPart']}"
+        return paths[logical_id]
+
+    for logical_id in resources:
+        path_of(logical_id)
+    return paths
+
+
+def api_methods(s) -> dict[tuple[str, str], dict]:
+    paths = resource_paths(s)
+    out = {}
+    for res in s.of_type("AWS::ApiGateway::Method").values():
+        props = res["Properties"]
+        resource = ref_id(props["ResourceId"])
+        path = paths.get(resource, "/")
+        out[(path, props["HttpMethod"])] = props
+    return out
+
+
+def statements_of_role(s, role_logical_id: str) -> list[dict]:
+    out = []
+    for res in s.of_type("AWS::IAM::Policy").values():
+        if any(ref_id(r) == role_logical_id for r in res["Properties"].get("Roles", [])):
+            out.extend(res["Properties"]["PolicyDocument"]["Statement"])
+    role = s.resources[role_logical_id]["Properties"]
+    for policy in role.get("Policies", []):
+        out.extend(policy["PolicyDocument"]["Statement"])
+    return out
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+# ---------------------------------------------------------------------------------- synth
+def test_both_targets_synthesize_cleanly(any_synth):
+    assert any_synth.error is None, any_synth.error
+    assert any_synth.template_path.exists()
+
+
+def test_no_api_gateway_v2_anywhere(any_synth):
+    assert not [r for r in any_synth.resources.values() if r["Type"].startswith("AWS::ApiGatewayV2::")]
+
+
+# ---------------------------------------------------------------------------------- functions
+def test_seven_service_functions_with_contract_handlers(any_synth):
+    fns = functions_by_key(any_synth)
+    assert set(fns) == set(EXPECTED_FUNCTIONS)
+    for key, (_, res) in fns.items():
+        handler, service, _ = EXPECTED_FUNCTIONS[key]
+        props = res["Properties"]
+        assert props["Handler"] == handler
+        assert props["Runtime"] == "python3.12"
+        env = env_of(res)
+        assert env["POWERTOOLS_SERVICE_NAME"] == service
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Valerix"
+        assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+
+
+def test_each_function_has_its_own_role_and_log_group_with_retention(any_synth):
+    fns = functions_by_key(any_synth)
+    roles = {ref_id(res["Properties"]["Role"]) for _, res in fns.values()}
+    assert len(roles) == len(fns)
+    log_groups = any_synth.of_type("AWS::Logs::LogGroup")
+    for key, (_, res) in fns.items():
+        log_group_id = ref_id(res["Properties"]["LoggingConfig"]["LogGroup"])
+        log_group = log_groups[log_group_id]["Properties"]
+        assert log_group["LogGroupName"] == f"/aws/lambda/{res['Properties']['FunctionName']}"
+        assert log_group["RetentionInDays"] == 14
+        role = any_synth.resources[ref_id(res["Properties"]["Role"])]["Properties"]
+        assert not role.get("ManagedPolicyArns"), f"{key}: no managed policies on function roles"
+
+
+def test_environment_variables_follow_the_architecture(any_synth):
+    fns = functions_by_key(any_synth)
+    env = {key: env_of(res) for key, (_, res) in fns.items()}
+    for key, (_, _, needs_db) in EXPECTED_FUNCTIONS.items():
+        assert ("DB_SECRET_ARN" in env[key]) is needs_db, key
+    assert {"INVENTORY_API_URL", "INVENTORY_QUEUE_URL", "COMPLETION_QUEUE_URL", "IDEMPOTENCY_TABLE",
+            "CIRCUIT_BREAKER_TABLE"} <= set(env["OrderApi"])  # fmt: skip
+    assert env["OrderApi"]["INVENTORY_CALL_BUDGET_MS"] == "2000"
+    assert env["OrderApi"]["CIRCUIT_FAILURE_THRESHOLD"] == "5"
+    assert env["OrderApi"]["CIRCUIT_RECOVERY_TIMEOUT_SECONDS"] == "10"
+    assert {"INVENTORY_QUEUE_URL", "GREMLIN_PARAMETER_NAME", "GREMLIN_STATE_TABLE"} <= set(env["InventoryApi"])
+    assert env["InventoryApi"]["GREMLIN_CACHE_SECONDS"] == "1"
+    assert {"COMPLETION_QUEUE_URL", "IDEMPOTENCY_TABLE"} <= set(env["InventoryQueue"])
+    assert {"GREMLIN_PARAMETER_NAME", "GREMLIN_STATE_TABLE"} <= set(env["Gremlin"])
+    # order secrets for order functions, inventory secrets for inventory functions
+    order_secret = {json.dumps(env[k]["DB_SECRET_ARN"]) for k in ("OrderApi", "OrderCompletion", "OrderMigrate")}
+    inv_secret = {json.dumps(env[k]["DB_SECRET_ARN"]) for k in ("InventoryApi", "InventoryQueue", "InventoryMigrate")}
+    assert len(order_secret) == 1 and len(inv_secret) == 1 and order_secret != inv_secret
+
+
+def test_inventory_api_url_is_built_from_the_api_id_without_a_cycle(any_synth):
+    _, order_api = functions_by_key(any_synth)["OrderApi"]
+    url = env_of(order_api)["INVENTORY_API_URL"]
+    rest_api_id = next(iter(any_synth.of_type("AWS::ApiGateway::RestApi")))
+    parts = url["Fn::Join"][1]
+    assert {"Ref": rest_api_id} in parts
+    if any_synth.target == "aws":
+        assert parts[0] == "https://" and {"Ref": "AWS::URLSuffix"} in parts and parts[-1] == "/prod"
+    else:
+        assert parts[0] == "http://127.0.0.1:4566/_aws/execute-api/" and parts[-1] == "/prod"
+    assert json.dumps(any_synth.template_dict["Outputs"]["ApiUrl"]["Value"]) == json.dumps(url)
+
+
+def test_timeouts_and_memory(any_synth):
+    fns = functions_by_key(any_synth)
+    timeout = {key: res["Properties"]["Timeout"] for key, (_, res) in fns.items()}
+    assert timeout["InventoryQueue"] >= 60 + 20, "must outlive the gremlin's 60 s maximum delay"
+    assert timeout["InventoryApi"] <= 29 + 1 and timeout["OrderApi"] <= 29
+    for _, res in fns.values():
+        assert 128 <= res["Properties"]["MemorySize"] <= 1024
+
+
+def test_vpc_placement(any_synth):
+    fns = functions_by_key(any_synth)
+    for key, (_, res) in fns.items():
+        in_vpc = "VpcConfig" in res["Properties"]
+        expected = any_synth.target == "aws" and EXPECTED_FUNCTIONS[key][2]
+        assert in_vpc is expected, key
+
+
+# ---------------------------------------------------------------------------------- queues
+def test_queues_have_dlqs_and_consistent_visibility(any_synth):
+    queues = any_synth.of_type("AWS::SQS::Queue")
+    assert len(queues) == 4
+    work = {k: q for k, q in queues.items() if "RedrivePolicy" in q["Properties"]}
+    assert len(work) == 2
+    dlqs = {ref_id(q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]) for q in work.values()}
+    assert dlqs == set(queues) - set(work)
+    fns = {logical: res for logical, res in any_synth.of_type("AWS::Lambda::Function").items()}
+    mappings = any_synth.of_type("AWS::Lambda::EventSourceMapping")
+    for logical_id, q in work.items():
+        props = q["Properties"]
+        assert props["RedrivePolicy"]["maxReceiveCount"] == 5
+        assert props["SqsManagedSseEnabled"] is True
+        consumer = [m for m in mappings.values() if ref_id(m["Properties"]["EventSourceArn"]) == logical_id]
+        assert len(consumer) == 1
+        fn = fns[ref_id(consumer[0]["Properties"]["FunctionName"])]
+        assert props["VisibilityTimeout"] >= 6 * fn["Properties"]["Timeout"]
+
+
+def test_event_source_mappings_report_batch_item_failures(any_synth):
+    mappings = any_synth.of_type("AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 2
+    fns = functions_by_key(any_synth)
+    targets = {ref_id(m["Properties"]["FunctionName"]) for m in mappings.values()}
+    assert targets == {fns["InventoryQueue"][0], fns["OrderCompletion"][0]}
+    for m in mappings.values():
+        assert m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+# ---------------------------------------------------------------------------------- dynamodb / ssm
+def test_dynamodb_tables(any_synth):
+    tables = any_synth.of_type("AWS::DynamoDB::Table")
+    assert len(tables) == 3
+    ttl = []
+    for t in tables.values():
+        p = t["Properties"]
+        assert p["BillingMode"] == "PAY_PER_REQUEST"
+        assert p["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+        assert p["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
+        assert p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        ttl.append(p.get("TimeToLiveSpecification", {}).get("AttributeName"))
+    assert sorted(ttl, key=str) == sorted(["expiration", "expiration", None], key=str)
+    outputs = any_synth.template_dict["Outputs"]
+    for key in ("IdempotencyTableName", "CircuitBreakerTableName", "GremlinStateTableName"):
+        assert ref_id(outputs[key]["Value"]) in tables
+
+
+def test_gremlin_parameter_defaults_to_all_off(any_synth):
+    (param,) = any_synth.of_type("AWS::SSM::Parameter").values()
+    assert param["Properties"]["Type"] == "String"
+    assert json.loads(param["Properties"]["Value"]) == {
+        "latency": {"enabled": False}, "error": {"enabled": False}, "crash": {"enabled": False}
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------- api
+def test_rest_api_routes_are_lambda_proxy_integrations(any_synth):
+    methods = api_methods(any_synth)
+    fns = functions_by_key(any_synth)
+    routes = {k: v for k, v in methods.items() if k[1] != "OPTIONS"}
+    assert set(routes) == set(EXPECTED_ROUTES)
+    for route, props in routes.items():
+        integration = props["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        assert integration["IntegrationHttpMethod"] == "POST"
+        fn_logical_id = fns[EXPECTED_ROUTES[route]][0]
+        assert fn_logical_id in json.dumps(integration["Uri"]), route
+
+
+def test_api_key_required_on_admin_methods_only(any_synth):
+    methods = api_methods(any_synth)
+    required = {route for route, props in methods.items() if props.get("ApiKeyRequired")}
+    assert required == ADMIN_ROUTES
+    t = any_synth.template
+    t.resource_count_is("AWS::ApiGateway::ApiKey", 1)
+    t.resource_count_is("AWS::ApiGateway::UsagePlan", 1)
+    t.resource_count_is("AWS::ApiGateway::UsagePlanKey", 1)
+    t.has_resource_properties("AWS::ApiGateway::UsagePlan", {"ApiStages": Match.any_value()})
+    key = next(iter(any_synth.of_type("AWS::ApiGateway::ApiKey").values()))["Properties"]
+    if any_synth.target == "local":
+        assert key["Value"] == any_synth.context["adminApiKey"]
+        assert any_synth.template_dict["Outputs"]["AdminApiKey"]["Value"] == any_synth.context["adminApiKey"]
+    else:
+        assert "Value" not in key, "generated on AWS"
+        assert "AdminApiKey" not in any_synth.template_dict["Outputs"]
+
+
+def test_cors_preflight_on_every_resource_and_stage_throttling(any_synth):
+    methods = api_methods(any_synth)
+    paths_with_routes = {path for path, _ in EXPECTED_ROUTES}
+    preflight = {path for path, method in methods if method == "OPTIONS"}
+    assert paths_with_routes <= preflight
+    for (path, method), props in methods.items():
+        if method == "OPTIONS":
+            assert props["Integration"]["Type"] == "MOCK"
+            assert not props.get("ApiKeyRequired")
+    (stage,) = any_synth.of_type("AWS::ApiGateway::Stage").values()
+    settings = stage["Properties"]["MethodSettings"][0]
+    assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
+    assert stage["Properties"]["StageName"] == "prod"
+    assert "AccessLogSetting" in stage["Properties"]
+
+
+# ---------------------------------------------------------------------------------- databases
+def test_rds_only_on_aws(aws_synth, local_synth):
+    local_synth.template.resource_count_is("AWS::RDS::DBInstance", 0)
+    local_synth.template.resource_count_is("AWS::EC2::VPC", 0)
+    aws_synth.template.resource_count_is("AWS::RDS::DBInstance", 2)
+    aws_synth.template.resource_count_is("AWS::EC2::VPC", 1)
+    instances = aws_synth.of_type("AWS::RDS::DBInstance")
+    assert sorted(i["Properties"]["DBName"] for i in instances.values()) == ["inventory_db", "order_db"]
+    subnets = aws_synth.of_type("AWS::EC2::Subnet")
+    for instance in instances.values():
+        p = instance["Properties"]
+        assert p["Engine"] == "postgres"
+        assert p["StorageEncrypted"] is True
+        assert p["PubliclyAccessible"] is False
+        assert p["BackupRetentionPeriod"] >= 1
+        assert "MasterUserPassword" in p and "resolve:secretsmanager" in json.dumps(p["MasterUserPassword"])
+        group = aws_synth.resources[ref_id(p["DBSubnetGroupName"])]["Properties"]
+        for subnet in group["SubnetIds"]:
+            tags = {t["Key"]: t["Value"] for t in subnets[ref_id(subnet)]["Properties"]["Tags"]}
+            assert tags["aws-cdk:subnet-type"] == "Isolated"
+        assert len(p["VPCSecurityGroups"]) == 1
+
+
+def test_db_security_groups_admit_only_their_service(aws_synth):
+    ingress = aws_synth.of_type("AWS::EC2::SecurityGroupIngress")
+    assert len(ingress) == 2
+    for rule in ingress.values():
+        p = rule["Properties"]
+        assert p["FromPort"] == p["ToPort"] == 5432
+        assert "SourceSecurityGroupId" in p and "CidrIp" not in p
+
+
+def test_local_secrets_hold_the_local_postgres_endpoints(local_synth):
+    secrets = local_synth.of_type("AWS::SecretsManager::Secret")
+    values = sorted((json.loads(s["Properties"]["SecretString"]) for s in secrets.values()), key=lambda v: v["dbname"])
+    assert values[0] == json.loads(local_synth.context["inventoryDbSecret"])
+    assert values[1] == json.loads(local_synth.context["orderDbSecret"])
+    outputs = local_synth.template_dict["Outputs"]
+    assert {ref_id(outputs["OrderDbSecretArn"]["Value"]), ref_id(outputs["InventoryDbSecretArn"]["Value"])} == set(secrets)
+
+
+def test_backup_plan_only_on_aws(aws_synth, local_synth):
+    local_synth.template.resource_count_is("AWS::Backup::BackupPlan", 0)
+    local_synth.template.resource_count_is("AWS::Backup::BackupVault", 0)
+    (plan,) = aws_synth.of_type("AWS::Backup::BackupPlan").values()
+    vaults = aws_synth.of_type("AWS::Backup::BackupVault")
+    assert len(vaults) == 2
+    kms_vaults = {k for k, v in vaults.items() if "EncryptionKeyArn" in v["Properties"]}
+    assert len(kms_vaults) == 1
+    (copy_vault,) = kms_vaults
+    (local_vault,) = set(vaults) - kms_vaults
+    key = aws_synth.resources[ref_id(vaults[copy_vault]["Properties"]["EncryptionKeyArn"])]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+
+    rules = {r["RuleName"]: r for r in plan["Properties"]["BackupPlan"]["BackupPlanRule"]}
+    every4h = rules["Every4Hours"]
+    assert every4h["ScheduleExpression"] == "cron(0 */4 * * ? *)"
+    assert ref_id(every4h["TargetBackupVault"]) == local_vault
+    assert not every4h.get("CopyActions")
+    daily = rules["DailyWithCopy"]
+    assert daily["ScheduleExpression"] == "cron(30 3 * * ? *)"
+    assert ref_id(daily["TargetBackupVault"]) == local_vault
+    (copy,) = daily["CopyActions"]
+    assert ref_id(copy["DestinationBackupVaultArn"]) == copy_vault
+
+    (selection,) = aws_synth.of_type("AWS::Backup::BackupSelection").values()
+    selected = json.dumps(selection["Properties"]["BackupSelection"]["Resources"])
+    for db in aws_synth.of_type("AWS::RDS::DBInstance"):
+        assert db in selected
+
+
+# ---------------------------------------------------------------------------------- website
+def test_website_bucket_is_public_read_only(any_synth):
+    buckets = any_synth.of_type("AWS::S3::Bucket")
+    (website_id,) = [k for k, b in buckets.items() if "WebsiteConfiguration" in b["Properties"]]
+    assert buckets[website_id]["Properties"]["WebsiteConfiguration"]["IndexDocument"] == "index.html"
+    policy = next(p for p in any_synth.of_type("AWS::S3::BucketPolicy").values()
+                  if ref_id(p["Properties"]["Bucket"]) == website_id)  # fmt: skip
+    public = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+              if s["Effect"] == "Allow" and s.get("Principal") in ("*", {"AWS": "*"})]  # fmt: skip
+    assert len(public) == 1
+    assert as_list(public[0]["Action"]) == ["s3:GetObject"]
+    assert json.dumps(public[0]["Resource"]).endswith('"/*"]]}')
+    block = buckets[website_id]["Properties"]["PublicAccessBlockConfiguration"]
+    assert block["BlockPublicAcls"] is True and block["IgnorePublicAcls"] is True
+    assert ref_id(any_synth.template_dict["Outputs"]["WebsiteBucketName"]["Value"]) == website_id
+
+
+def test_bucket_deployment_and_triggers_only_on_aws(aws_synth, local_synth):
+    aws_synth.template.resource_count_is("Custom::CDKBucketDeployment", 1)
+    aws_synth.template.resource_count_is("Custom::Trigger", 2)
+    # LocalStack community runs no custom resources: the local template must have none.
+    assert not [r for r in local_synth.resources.values() if r["Type"].startswith("Custom::")]
+    triggers = aws_synth.of_type("Custom::Trigger")
+    fns = functions_by_key(aws_synth)
+    versions = aws_synth.of_type("AWS::Lambda::Version")
+    handlers = {ref_id(versions[ref_id(t["Properties"]["HandlerArn"])]["Properties"]["FunctionName"])
+                for t in triggers.values()}  # fmt: skip
+    assert handlers == {fns["OrderMigrate"][0], fns["InventoryMigrate"][0]}
+    dbs = set(aws_synth.of_type("AWS::RDS::DBInstance"))
+    for t in triggers.values():
+        assert dbs & set(t.get("DependsOn", [])), "migrations run after the database exists"
+
+
+def test_website_config_json_is_generated_on_aws(aws_synth):
+    (deployment,) = aws_synth.of_type("Custom::CDKBucketDeployment").values()
+    markers = json.dumps(deployment["Properties"].get("SourceMarkers", []))
+    assert "ApiRestApi" in markers, "config.json carries the API URL"
+
+
+# ---------------------------------------------------------------------------------- alarms
+def test_alarms(any_synth):
+    alarms = list(any_synth.of_type("AWS::CloudWatch::Alarm").values())
+    dlq_alarms = [a for a in alarms if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"]
+    assert len(dlq_alarms) == 2
+    queues = any_synth.of_type("AWS::SQS::Queue")
+    dlqs = {k for k, q in queues.items() if "RedrivePolicy" not in q["Properties"]}
+    for alarm in dlq_alarms:
+        (dim,) = alarm["Properties"]["Dimensions"]
+        assert "QueueName" == dim["Name"] and ref_id(dim["Value"]) in dlqs
+        assert alarm["Properties"]["Threshold"] == 1
+    p99 = [a for a in alarms if a["Properties"].get("ExtendedStatistic") == "p99"]
+    assert len(p99) == 1 and p99[0]["Properties"]["MetricName"] == "Duration"
+    fns = functions_by_key(any_synth)
+    assert ref_id(p99[0]["Properties"]["Dimensions"][0]["Value"]) == fns["OrderApi"][0]
+    errors = [a for a in alarms if a["Properties"].get("MetricName") == "Errors"]
+    assert {ref_id(a["Properties"]["Dimensions"][0]["Value"]) for a in errors} == {v[0] for v in fns.values()}
+
+
+# ---------------------------------------------------------------------------------- outputs
+def test_outputs(any_synth):
+    outputs = any_synth.template_dict["Outputs"]
+    missing = [key for key in REQUIRED_OUTPUTS if key not in outputs]
+    assert not missing
+    for key in outputs:
+        assert "Export" not in outputs[key], "outputs are export-free"
+    fns = functions_by_key(any_synth)
+    for key, (logical_id, _) in fns.items():
+        assert ref_id(outputs[f"{key}FunctionName"]["Value"]) == logical_id
+    joined = outputs["LogGroupNames"]["Value"]["Fn::Join"]
+    assert joined[0] == ","
+    log_groups = {ref_id(v) for v in joined[1]}
+    assert log_groups == {ref_id(res["Properties"]["LoggingConfig"]["LogGroup"]) for _, res in fns.values()}
+
+
+# ---------------------------------------------------------------------------------- iam
+DATA_SERVICES = ("dynamodb", "sqs", "s3", "ssm", "secretsmanager", "kms", "rds", "logs")
+
+
+def test_no_wildcard_actions_on_data_resources(any_synth):
+    for logical_id, res in any_synth.resources.items():
+        if res["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::Role"):
+            continue
+        docs = [res["Properties"].get("PolicyDocument")] if res["Type"] != "AWS::IAM::Role" else [
+            p["PolicyDocument"] for p in res["Properties"].get("Policies", [])]  # fmt: skip
+        for doc in filter(None, docs):
+            for st in doc["Statement"]:
+                for action in as_list(st.get("Action", [])):
+                    assert action != "*", logical_id
+                    service, _, name = action.partition(":")
+                    assert name != "*", f"{logical_id}: {action}"
+                    if service in DATA_SERVICES and st["Effect"] == "Allow":
+                        assert st.get("Resource") != "*", f"{logical_id}: {action} on *"
+
+
+def test_service_roles_are_least_privilege(any_synth):
+    fns = functions_by_key(any_synth)
+    for key, (_, res) in fns.items():
+        for st in statements_of_role(any_synth, ref_id(res["Properties"]["Role"])):
+            actions = as_list(st["Action"])
+            assert st["Effect"] == "Allow"
+            for action in actions:
+                assert "*" not in action, f"{key}: {action}"
+            if st.get("Resource") == "*" or "*" in as_list(st.get("Resource")):
+                assert all(a.startswith("ec2:") and "NetworkInterface" in a or a == "ec2:DescribeSubnets"
+                           or a.endswith("PrivateIpAddresses") for a in actions), f"{key}: {actions}"  # fmt: skip
+    # spot checks of who may do what
+    def actions_of(key):
+        return {a for st in statements_of_role(any_synth, ref_id(fns[key][1]["Properties"]["Role"]))
+                for a in as_list(st["Action"])}  # fmt: skip
+
+    assert "sqs:SendMessage" in actions_of("OrderApi")
+    assert "sqs:SendMessage" in actions_of("InventoryQueue")
+    assert "sqs:SendMessage" not in actions_of("InventoryApi")
+    assert "ssm:PutParameter" in actions_of("Gremlin")
+    assert "ssm:PutParameter" not in actions_of("InventoryApi")
+    assert "sqs:ReceiveMessage" in actions_of("OrderCompletion")
+    assert not any(a.startswith("dynamodb:") for a in actions_of("OrderMigrate"))
+    assert "secretsmanager:GetSecretValue" not in actions_of("Gremlin")
