@@ -29,6 +29,7 @@ _FAST_CONFIG = Config(
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
+_session: boto3.session.Session | None = None  # one session: service models are loaded once
 
 
 def client(service: str) -> Any:
@@ -42,6 +43,7 @@ def fast_client(service: str) -> Any:
 
 
 def _cached(service: str, config: Config, suffix: str = "") -> Any:
+    global _session
     key = service + suffix
     existing = _clients.get(key)
     if existing is not None:
@@ -49,7 +51,9 @@ def _cached(service: str, config: Config, suffix: str = "") -> Any:
     with _lock:
         existing = _clients.get(key)
         if existing is None:
-            existing = boto3.session.Session().client(service, config=config)
+            if _session is None:
+                _session = boto3.session.Session()
+            existing = _session.client(service, config=config)
             _clients[key] = existing
         return existing
 

@@ -85,7 +85,8 @@ def create_reservation(request: ReservationRequest) -> JSONResponse:
         injector.after_commit()  # crash after-commit: the "Schrödinger" case
     except injected_error as exc:
         status = int(getattr(exc, "status_code", 500))
-        return json_error(status, f"injected fault (gremlin): HTTP {status}")
+        message = getattr(exc, "message", None) or f"injected fault (gremlin): HTTP {status}"
+        return json_error(status, message)
     except DatabaseUnavailable as exc:
         logger.warning("reservation failed: database unavailable", extra={"error": str(exc)})
         raise ApiError(503, "inventory database unavailable, try again later") from exc

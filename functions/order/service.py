@@ -38,6 +38,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 PENDING, QUEUED, CONFIRMED, REJECTED = "PENDING", "QUEUED", "CONFIRMED", "REJECTED"
 FINAL = frozenset({CONFIRMED, REJECTED})
 UNKNOWN_PRODUCT = "unknown product"
+FALLBACK_RESERVE = 0.1  # seconds of the budget kept for queueing the order after a timeout
 
 # to_status -> statuses it may be reached from
 ALLOWED_FROM: dict[str, list[str]] = {
@@ -114,6 +115,12 @@ def _discard_pending_order(order_id: str) -> None:
 
 def place_order(product_id: str, quantity: int, idempotency_key: str | None = None) -> OrderResult:
     settings = get_settings()
+    client = inventory_client.get_client()  # one-time setup (cold start) happens before the clock starts
+    aws.client("sqs")
+    # The budget runs from the moment the request is taken: the order insert comes out of it,
+    # and FALLBACK_RESERVE is kept for the queue fallback, so a caller whose inventory call timed
+    # out still has its QUEUED answer within ~budget.
+    deadline = time.monotonic() + settings.inventory_call_budget_seconds - FALLBACK_RESERVE
     order_id = str(uuid.uuid4())
     with repository.database().transaction() as conn:
         order = repository.insert_order(conn, order_id, product_id, quantity, PENDING, idempotency_key)
@@ -122,12 +129,11 @@ def place_order(product_id: str, quantity: int, idempotency_key: str | None = No
     if order is None:
         return _replay(existing, product_id, quantity, idempotency_key)
 
-    deadline = time.monotonic() + settings.inventory_call_budget_seconds
     started = time.perf_counter()
     fallback: str | None = None
     reply: inventory_client.InventoryReply | None = None
     try:
-        reply = inventory_client.get_client().reserve(order_id, product_id, quantity, deadline)
+        reply = client.reserve(order_id, product_id, quantity, deadline)
     except inventory_client.InventoryUnavailable as exc:
         fallback = exc.kind
         logger.warning("inventory call failed; queueing the order",

@@ -1,0 +1,429 @@
+"""Component-test fixtures for the order and inventory services.
+
+Real Postgres (the session `postgres_servers` fixture: one server per service, like the two RDS
+instances) + moto (`mock_aws`) for SQS, DynamoDB and Secrets Manager. Lambda handlers are called
+directly with API Gateway REST v1 / SQS events. Order reaches inventory over real HTTP: the
+inventory FastAPI app is served by uvicorn in a thread (`inventory_server`).
+
+Nothing here is autouse: only tests that ask for `valerix` get the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+import uvicorn
+from moto import mock_aws
+
+REGION = "us-east-1"
+IDEMPOTENCY_TABLE = "valerix-test-idempotency"
+CIRCUIT_TABLE = "valerix-test-circuit"
+
+
+def lambda_context(name: str = "valerix-test") -> SimpleNamespace:
+    return SimpleNamespace(
+        function_name=name,
+        function_version="$LATEST",
+        memory_limit_in_mb=256,
+        invoked_function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:{name}",
+        aws_request_id=str(uuid.uuid4()),
+        log_group_name=f"/aws/lambda/{name}",
+        log_stream_name="stream",
+        get_remaining_time_in_millis=lambda: 30_000,
+    )
+
+
+def rest_event(method: str, path: str, body: Any = None, headers: dict | None = None,
+               query: dict | None = None, raw_body: str | None = None) -> dict:
+    """An API Gateway REST v1 proxy event, as API Gateway sends it to the function."""
+    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", **(headers or {})}
+    text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
+    if text is not None:
+        headers.setdefault("Content-Type", "application/json")
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method,
+            "path": f"/prod{path}",
+            "stage": "prod",
+            "requestId": str(uuid.uuid4()),
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": "pytest"},
+        },
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+@dataclasses.dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict
+
+
+def call_api(handler: Callable, method: str, path: str, body: Any = None, **kwargs: Any) -> Reply:
+    result = handler(rest_event(method, path, body, **kwargs), lambda_context())
+    text = result.get("body") or ""
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = text
+    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    return Reply(result["statusCode"], parsed, headers)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThreadedServer:
+    """uvicorn serving an ASGI app on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.active = 0
+        self._active_lock = threading.Lock()
+        inner = app
+
+        async def counting_app(scope: dict, receive: Any, send: Any) -> None:
+            with self._active_lock:
+                self.active += 1
+            try:
+                await inner(scope, receive, send)
+            finally:
+                with self._active_lock:
+                    self.active -= 1
+
+        config = uvicorn.Config(counting_app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="off", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "ThreadedServer":
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def wait_idle(self, timeout: float = 15.0) -> None:
+        """Wait for in-flight requests (e.g. a slow reservation the caller gave up on)."""
+        deadline = time.monotonic() + timeout
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def inventory_server() -> Iterator[ThreadedServer]:
+    from functions.inventory.app import app
+
+    server = ThreadedServer(app).start()
+    yield server
+    server.stop()
+
+
+def reset_all_caches() -> None:
+    from aws_lambda_powertools.utilities.circuit_breaker import base as cb_base
+
+    from functions.common import aws, chaos, db, settings
+    from functions.inventory import service as inventory_service
+    from functions.order import inventory_client
+
+    settings.reset_settings()
+    inventory_client.reset_client()
+    inventory_service.reset_caches()
+    db.reset_databases()
+    aws.reset_clients()
+    chaos.reset_injector(None)
+    with cb_base._COUNTERS_LOCK:
+        cb_base._LOCAL_FAILURES.clear()
+        cb_base._LOCAL_SUCCESSES.clear()
+        cb_base._LAST_OBSERVED_STATE.clear()
+
+
+def warm_up() -> None:
+    """Create the order function's clients like a warm Lambda environment has them."""
+    from functions.common import aws
+    from functions.order import inventory_client
+
+    inventory_client.get_client()
+    aws.client("sqs")
+    aws.client("dynamodb")
+
+
+def reset_schema(server: Any) -> None:
+    conn = server.connect()
+    try:
+        conn.execute_simple("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        conn.close()
+
+
+class Chaos:
+    """A stand-in gremlin injector the tests program: hooks run in the inventory request thread."""
+
+    def __init__(self) -> None:
+        self.before: Callable[[], None] | None = None
+        self.after: Callable[[], None] | None = None
+        self.calls = 0
+
+    def before_reservation(self) -> None:
+        self.calls += 1
+        if self.before:
+            self.before()
+
+    def after_commit(self) -> None:
+        if self.after:
+            self.after()
+
+
+@dataclasses.dataclass
+class Valerix:
+    """Handles on the whole component environment of one test."""
+
+    order_db: Any
+    inventory_db: Any
+    inventory_queue_url: str
+    completion_queue_url: str
+    chaos: Chaos
+    monkeypatch: Any
+
+    # -- handlers ---------------------------------------------------------------------
+    @property
+    def order_api(self) -> Callable:
+        from functions.order.handler import api_handler
+
+        return api_handler
+
+    @property
+    def inventory_api(self) -> Callable:
+        from functions.inventory.handler import api_handler
+
+        return api_handler
+
+    def order(self, product_id: str = "widget", quantity: int = 1, key: str | None = None) -> Reply:
+        headers = {"Idempotency-Key": key} if key else None
+        return call_api(self.order_api, "POST", "/orders", {"productId": product_id, "quantity": quantity},
+                        headers=headers)
+
+    def set_env(self, **values: str) -> None:
+        from functions.common import settings
+        from functions.order import inventory_client
+
+        for key, value in values.items():
+            self.monkeypatch.setenv(key, value)
+        settings.reset_settings()
+        inventory_client.reset_client()
+        warm_up()
+
+    # -- database views ---------------------------------------------------------------
+    def stock(self, product_id: str) -> int | None:
+        rows = self.inventory_db.run("SELECT stock FROM products WHERE product_id = :p", p=product_id)
+        return rows[0][0] if rows else None
+
+    def set_stock(self, product_id: str, stock: int, name: str | None = None) -> None:
+        self.inventory_db.run(
+            "INSERT INTO products (product_id, name, stock) VALUES (:p, :n, :s) "
+            "ON CONFLICT (product_id) DO UPDATE SET stock = :s",
+            p=product_id, n=name or product_id.title(), s=stock,
+        )
+
+    def order_row(self, order_id: str) -> dict | None:
+        rows = self.order_db.run(
+            "SELECT order_id, status, reason, product_id, quantity FROM orders WHERE order_id = :o", o=order_id
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return {"orderId": r[0], "status": r[1], "reason": r[2], "productId": r[3], "quantity": r[4]}
+
+    def count(self, db: str, table: str) -> int:
+        conn = self.order_db if db == "order" else self.inventory_db
+        return conn.run(f"SELECT count(*) FROM {table}")[0][0]
+
+    def snapshot(self) -> dict:
+        """Everything both databases hold, for "nothing changed" assertions."""
+        return {
+            "orders": self.order_db.run("SELECT * FROM orders ORDER BY order_id"),
+            "products": self.inventory_db.run("SELECT product_id, name, stock FROM products ORDER BY product_id"),
+            "reservations": self.inventory_db.run("SELECT * FROM reservations ORDER BY order_id"),
+        }
+
+    # -- queues -------------------------------------------------------------------------
+    def queue_depth(self, url: str) -> int:
+        attrs = boto3.client("sqs").get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def receive(self, url: str, max_messages: int = 10) -> list[dict]:
+        """One receive (like one Lambda batch); the messages stay invisible for 60 s."""
+        return boto3.client("sqs").receive_message(
+            QueueUrl=url, MaxNumberOfMessages=max_messages, VisibilityTimeout=60, WaitTimeSeconds=0
+        ).get("Messages", [])
+
+    def sqs_event(self, messages: list[dict], queue_url: str) -> dict:
+        queue_name = queue_url.rsplit("/", 1)[-1]
+        return {
+            "Records": [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000)),
+                                   "SenderId": "test", "ApproximateFirstReceiveTimestamp": "0"},
+                    "messageAttributes": {},
+                    "md5OfBody": m.get("MD5OfBody", ""),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:{queue_name}",
+                    "awsRegion": REGION,
+                }
+                for m in messages
+            ]
+        }
+
+    def deliver(self, url: str, handler: Callable, messages: list[dict], redeliver_failed: bool = False) -> dict:
+        """What the SQS event source mapping does: invoke, then delete the records that succeeded.
+
+        Failed records stay in the queue (invisible until their visibility timeout, or visible
+        again at once with `redeliver_failed`)."""
+        response = handler(self.sqs_event(messages, url), lambda_context())
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        sqs = boto3.client("sqs")
+        for m in messages:
+            if m["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            elif redeliver_failed:
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+        return response
+
+    def drain_inventory_queue(self) -> int:
+        from functions.inventory.handler import queue_handler
+
+        total = 0
+        while messages := self.receive(self.inventory_queue_url):
+            self.deliver(self.inventory_queue_url, queue_handler, messages)
+            total += len(messages)
+        return total
+
+    def drain_completion_queue(self) -> int:
+        from functions.order.handler import completion_handler
+
+        total = 0
+        while messages := self.receive(self.completion_queue_url):
+            self.deliver(self.completion_queue_url, completion_handler, messages)
+            total += len(messages)
+        return total
+
+    def drain(self) -> None:
+        self.drain_inventory_queue()
+        self.drain_completion_queue()
+
+
+@pytest.fixture
+def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix]:
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_SERVICE_NAME": "order",
+        "POWERTOOLS_METRICS_NAMESPACE": "Valerix",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "INVENTORY_API_URL": inventory_server.url,
+        "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+        "CIRCUIT_BREAKER_TABLE": CIRCUIT_TABLE,
+        "CIRCUIT_FAILURE_THRESHOLD": "5",
+        "CIRCUIT_RECOVERY_TIMEOUT_SECONDS": "10",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "GREMLIN_PARAMETER_NAME", "GREMLIN_STATE_TABLE",
+                "INVENTORY_CALL_BUDGET_MS", "POWERTOOLS_CIRCUIT_BREAKER_DISABLED"):
+        monkeypatch.delenv(key, raising=False)
+    reset_all_caches()
+    for server in postgres_servers.values():
+        reset_schema(server)
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name=REGION)
+        inventory_queue = sqs.create_queue(QueueName="valerix-test-inventory")["QueueUrl"]
+        completion_queue = sqs.create_queue(QueueName="valerix-test-completion")["QueueUrl"]
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        for table in (IDEMPOTENCY_TABLE, CIRCUIT_TABLE):
+            ddb.create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        order_arn = secrets.create_secret(
+            Name="valerix-test/order-db", SecretString=json.dumps(postgres_servers["order"].secret())
+        )["ARN"]
+        inventory_arn = secrets.create_secret(
+            Name="valerix-test/inventory-db", SecretString=json.dumps(postgres_servers["inventory"].secret())
+        )["ARN"]
+        monkeypatch.setenv("INVENTORY_QUEUE_URL", inventory_queue)
+        monkeypatch.setenv("COMPLETION_QUEUE_URL", completion_queue)
+        monkeypatch.setenv("DB_SECRET_ARN", order_arn)
+
+        # One process hosts both services here; in AWS each function has its own DB_SECRET_ARN.
+        from functions.common.db import get_database
+        from functions.inventory import repository as inventory_repository
+
+        monkeypatch.setattr(inventory_repository, "database", lambda: get_database(inventory_arn))
+
+        from functions.common import chaos as chaos_module
+        from functions.inventory.handler import migrate_handler as migrate_inventory
+        from functions.order.handler import migrate_handler as migrate_order
+
+        fake_chaos = Chaos()
+        chaos_module.reset_injector(fake_chaos)  # type: ignore[arg-type]
+
+        assert migrate_order({}, lambda_context())["applied"]
+        assert migrate_inventory({}, lambda_context())["seeded"] is True
+
+        warm_up()
+        order_conn = postgres_servers["order"].connect()
+        inventory_conn = postgres_servers["inventory"].connect()
+        try:
+            yield Valerix(order_conn, inventory_conn, inventory_queue, completion_queue, fake_chaos, monkeypatch)
+        finally:
+            inventory_server.wait_idle()
+            order_conn.close()
+            inventory_conn.close()
+            reset_all_caches()
