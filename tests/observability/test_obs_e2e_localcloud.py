@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import warnings
 from urllib.parse import urlparse
 
 import httpx
@@ -21,8 +22,9 @@ def by_status(prom) -> dict[str, float]:
     return {r["metric"].get("status", ""): float(r["value"][1]) for r in prom.query(BY_STATUS)}
 
 
-def settled(prom, read, quiet: float = 3.0, timeout: float = 60.0):
-    """The value once it has stopped changing for `quiet` seconds (the exporter has caught up)."""
+def settled(prom, read, quiet: float = 3.0, timeout: float = 30.0):
+    """(value, True) once it has not changed for `quiet` seconds (the exporter has caught up);
+    (value, False) if other traffic kept changing it until `timeout`."""
     last, since = read(prom), time.monotonic()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -31,8 +33,8 @@ def settled(prom, read, quiet: float = 3.0, timeout: float = 60.0):
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:
-            return last
-    raise AssertionError(f"metrics never settled: {last}")
+            return last, True
+    return last, False
 
 
 def test_prometheus_counts_orders_and_latency_from_the_local_cloud(localcloud, prometheus_factory):
@@ -44,7 +46,7 @@ def test_prometheus_counts_orders_and_latency_from_the_local_cloud(localcloud, p
                  headers={"x-api-key": localcloud.admin_api_key})
     assert r.status_code in (200, 201), r.text
 
-    base_status = settled(prom, by_status)
+    base_status, quiet = settled(prom, by_status)
     base_posts = prom.value(POSTS) or 0.0
     responses = [http.post("/orders", json={"productId": product, "quantity": 1}) for _ in range(5)]
     placed: dict[str, int] = {}
@@ -56,11 +58,22 @@ def test_prometheus_counts_orders_and_latency_from_the_local_cloud(localcloud, p
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         current = by_status(prom)
-        if all(current.get(s) == v for s, v in expected.items()):
+        if all(current.get(s, 0.0) >= v for s, v in expected.items()):
             break
         time.sleep(1)
-    assert {s: current.get(s) for s in expected} == expected, (placed, base_status, current)
-    assert prom.wait_for_value(POSTS, lambda v: v >= base_posts + 5, timeout=30) >= base_posts + 5
+    posts = prom.wait_for_value(POSTS, lambda v: v >= base_posts + 5, timeout=30)
+    if quiet:
+        # nobody else placed orders meanwhile: the counts must be exact (nothing lost, nothing twice)
+        current, _ = settled(prom, by_status)
+        others = prom.value(POSTS) - base_posts - 5
+        if others == 0:
+            assert {s: current.get(s, 0.0) for s in expected} == expected, (placed, base_status, current)
+            assert prom.value(POSTS) == base_posts + 5
+            others = None
+    if not quiet or others is not None:  # other tests use the same cloud right now: lower bounds only
+        assert all(current.get(s, 0.0) >= v for s, v in expected.items()), (placed, base_status, current)
+        assert posts >= base_posts + 5
+        warnings.warn("other traffic on the local cloud during the test: order counts checked as lower bounds")
 
     # the latency histogram of POST /orders is there and usable
     buckets = prom.query('valerix_http_request_duration_seconds_bucket{service="order",route="/orders",method="POST"}')
