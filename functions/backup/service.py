@@ -63,7 +63,7 @@ class BackupService:
     def secret(self, service: str) -> databases.ServerSecret:
         if service not in SERVICES:
             raise BackupError(f"unknown service {service!r} (one of {sorted(SERVICES)})")
-        return self._read_secret(self.settings.secret_arns[service])
+        return self._read_secret(self.settings.secret_arn(service))
 
     @staticmethod
     def encryption_context(service: str) -> dict[str, str]:

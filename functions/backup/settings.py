@@ -61,13 +61,25 @@ class BackupSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "BackupSettings":
         env = os.environ if env is None else env
         return cls(
-            secret_arns={service: _required(env, var) for service, (var, _) in SERVICES.items()},
+            # optional at parse (the sync function needs no database), required at use
+            secret_arns={service: env[var].strip() for service, (var, _) in SERVICES.items()
+                         if (env.get(var) or "").strip()},
             bucket=_required(env, "BACKUP_BUCKET"),
             external_bucket=_required(env, "EXTERNAL_BUCKET"),
             kms_key_id=_required(env, "BACKUP_KMS_KEY_ID"),
             local_retention_days=_days(env, "BACKUP_LOCAL_RETENTION_DAYS", 7),
             external_retention_days=_days(env, "BACKUP_EXTERNAL_RETENTION_DAYS", 30),
         )
+
+    def secret_arn(self, service: str) -> str:
+        if service not in SERVICES:
+            raise SettingsError(f"unknown service {service!r} (one of {sorted(SERVICES)})")
+        arn = self.secret_arns.get(service)
+        if not arn:
+            raise SettingsError(
+                f"environment variable {SERVICES[service][0]} is not set (required to back up or restore {service})"
+            )
+        return arn
 
 
 def migrations_dir(service: str) -> Path:
