@@ -75,7 +75,7 @@ def localcloud():
     from valerix_localcloud import cli
 
     started_here = False
-    if not (cli.OUTPUTS_FILE.exists() and cli.localstack().healthy()):
+    if not (cli.OUTPUTS_FILE.exists() and cli.localstack().pid()):
         result = subprocess.run([sys.executable, "-m", "valerix_localcloud", "up"], cwd=REPO_ROOT,
                                 env=_localcloud_env())
         assert result.returncode == 0, "`make up` failed: see the step output above"

@@ -177,14 +177,27 @@ class LocalStackHost:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.endpoint}/_localstack/health", timeout=2) as resp:
+            with urllib.request.urlopen(f"{self.endpoint}/_localstack/health", timeout=5) as resp:
                 return resp.status == 200
         except OSError:
             return False
 
     def start(self, timeout: float = 90.0) -> None:
-        if self.pid() and self.healthy():
-            return
+        if self.pid():
+            # Already running (maybe just slow on a busy machine): never restart it from
+            # under its users, wait for it instead.
+            deadline = time.monotonic() + timeout
+            while not self.healthy():
+                if not self.pid():
+                    break
+                if time.monotonic() > deadline:
+                    raise LocalStackError(
+                        f"LocalStack (pid {self.pid()}) is running but not healthy on "
+                        f"{self.endpoint}; see {self.log_file}, or `make down` and retry"
+                    )
+                time.sleep(0.5)
+            else:
+                return
         self.stop()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file, "ab")
