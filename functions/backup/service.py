@@ -123,11 +123,18 @@ class BackupService:
         if not pending:
             return {"status": "nothing_to_sync", "day": day.isoformat(), "points": []}
 
-        entries, members = [], []
+        entries, members, skipped = [], [], []
         for point in pending:
-            _, blob = self.local.get_point(point.key)  # checksum-verified before it leaves
+            try:
+                _, blob = self.local.get_point(point.key)  # checksum-verified before it leaves
+            except IntegrityError as exc:  # a damaged point must not cost the day's call
+                logger.error("restore point skipped by the sync", extra={"point": point.key, "error": str(exc)})
+                skipped.append(point.key)
+                continue
             entries.append(point.to_dict())
             members.append((point.key, blob))
+        if not entries:
+            return {"status": "nothing_to_sync", "day": day.isoformat(), "points": [], "skipped": skipped}
         previous = self.local.sync_records()
         manifest = {
             "format": BUNDLE_FORMAT,
@@ -151,7 +158,7 @@ class BackupService:
         self.local.put_sync_record(day, record)
         logger.info("external sync done", extra={k: v for k, v in record.items() if k != "points"}
                     | {"count": len(entries)})
-        return {"status": "synced", **record}
+        return {"status": "synced", **record, "skipped": skipped}
 
     # ------------------------------------------------------------------ retention
     def prune_local(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -221,17 +222,21 @@ def create_app(service_name: str, *, title: str | None = None) -> FastAPI:
     return app
 
 
+_loops = threading.local()
+
+
 def ensure_event_loop() -> asyncio.AbstractEventLoop:
-    """Mangum runs the ASGI app on the calling thread's event loop; make sure there is one."""
-    try:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-        if loop.is_closed():
-            raise RuntimeError("closed")
-        return loop
-    except RuntimeError:
+    """Mangum runs the ASGI app on the calling thread's event loop; make sure there is one.
+
+    One loop per thread, created once and reused across invocations (no deprecated implicit
+    loop creation, works on any thread).
+    """
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
         loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        return loop
+        _loops.loop = loop
+    asyncio.set_event_loop(loop)
+    return loop
 
 
 def make_api_handler(app: FastAPI, service_name: str | None = None) -> Callable[[dict, Any], dict]:

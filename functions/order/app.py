@@ -52,7 +52,7 @@ def get_order(orderId: str) -> dict[str, Any]:
 
 
 @app.get("/orders")
-def list_orders(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
+def list_orders(limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> dict[str, Any]:
     try:
         return {"orders": service.list_orders(limit)}
     except DatabaseUnavailable as exc:

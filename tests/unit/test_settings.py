@@ -1,0 +1,32 @@
+"""Typed settings: parsed once, clear errors naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from functions.common.settings import Settings, SettingsError
+
+
+def test_defaults_and_parsing():
+    s = Settings.from_env({"INVENTORY_API_URL": "https://x.example/prod/", "DB_SECRET_ARN": "arn:s"})
+    assert s.inventory_api_url == "https://x.example/prod"
+    assert s.inventory_call_budget_ms == 2000
+    assert s.inventory_call_budget_seconds == 2.0
+    assert s.circuit_failure_threshold == 5
+    assert s.circuit_recovery_timeout_seconds == 10
+    assert s.gremlin_cache_seconds == 1
+    assert s.db_secret_arn == "arn:s"
+
+
+@pytest.mark.parametrize("name", ["DB_SECRET_ARN", "INVENTORY_QUEUE_URL", "COMPLETION_QUEUE_URL",
+                                  "IDEMPOTENCY_TABLE", "CIRCUIT_BREAKER_TABLE", "INVENTORY_API_URL"])
+def test_missing_required_variable_is_named(name):
+    s = Settings.from_env({})
+    with pytest.raises(SettingsError, match=name):
+        getattr(s, name.lower())
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1.5"])
+def test_malformed_number_is_named(value):
+    with pytest.raises(SettingsError, match="INVENTORY_CALL_BUDGET_MS"):
+        Settings.from_env({"INVENTORY_CALL_BUDGET_MS": value})
