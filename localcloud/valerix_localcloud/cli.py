@@ -163,6 +163,10 @@ def up(hot_reload: bool) -> dict:
                 raise RuntimeError(f"{stack_outputs[output]} failed: {body}")
             print(f"    {stack_outputs[output]}: {body}")
 
+    with step("warm up the API functions (first cold starts)",
+              "see .valerix/localstack/localstack.log and the functions' log groups"):
+        warm_up(stack_outputs["ApiUrl"])
+
     with step("upload the dashboard to the website bucket", "check web/ exists; re-run `make up`"):
         upload_website(stack_outputs, exporter_url())
 
@@ -184,6 +188,20 @@ def up(hot_reload: bool) -> dict:
     OUTPUTS_FILE.chmod(0o600)
     print_summary(outputs)
     return outputs
+
+
+def warm_up(api_url: str) -> None:
+    """One request per API function, so the first user request doesn't pay a cold start."""
+    import urllib.error
+    import urllib.request
+
+    for path in ("/health/inventory", "/health/order", "/products", "/gremlin"):
+        try:
+            with urllib.request.urlopen(f"{api_url}{path}", timeout=60) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        print(f"    GET {path} -> {status}")
 
 
 def website_url(bucket: str) -> str:
