@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import aws_cdk as cdk
 from aws_cdk import AssetHashType, Aws, CfnOutput, Duration, Fn, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -237,6 +238,12 @@ class ValerixStack(Stack):
             extra_alarms=[self.inventory_queue.dlq_alarm, self.completion_queue.dlq_alarm],
             alarm_topic_arn=config.alarm_topic_arn,
         )
+
+        if config.is_local and config.hot_reload:
+            cdk.Annotations.of(self).acknowledge_warning(
+                "@aws-cdk/aws-lambda:codeFromBucketObjectVersionNotSpecified",
+                "LocalStack hot reload: the 'hot-reload' bucket is a host directory mount, read at every cold start.",
+            )
 
         self._outputs()
         self._suppress_cdk_internals()

@@ -79,6 +79,10 @@ class ValerixApi(Construct):
             ),
         )
 
+        # RestApi adds an output with its execute-api URL; the stack's ApiUrl output replaces it
+        # (it is right on both targets: LocalStack serves /_aws/execute-api/{id}/{stage}).
+        self.rest_api.node.try_remove_child("Endpoint")
+
         # Errors produced by API Gateway itself (missing API key, throttling, ...) must be
         # readable by the dashboard too.
         cors_headers = {

@@ -59,7 +59,7 @@ from constructs import Construct
 
 from infra.constructs.databases import POSTGRES_PORT, ServiceDatabase
 from infra.constructs.service_function import FunctionVpcPlacement, ServiceFunction, ServiceFunctionProps
-from infra.nag import acknowledge, acknowledge_all
+from infra.nag import acknowledge
 
 SERVICE = "backup"
 ENCRYPTION_CONTEXT_PURPOSE = "valerix-backup"  # functions/backup/service.py:encryption_context
