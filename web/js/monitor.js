@@ -8,7 +8,7 @@ import { $, announce, every, fmtMs, fmtMsShort, fmtNum, h } from "./ui.js";
 export const ALERT_MS = 1000;
 const SUMMARY_MS = 2000;
 // /health/order is an order-service request too (it counts in the latency average): not too often.
-const HEALTH_MS = 8000;
+const HEALTH_MS = 10000;
 
 // ---- latency alert -------------------------------------------------------------------------
 let latencyState = null;

@@ -9,7 +9,7 @@ const MAX_ORDERS = 50;
 const TICK_MS = 1000;
 // Seconds between polls of one open order: quick at first, then every 5 s. Every poll is an
 // order-service request and counts in its average latency, so the dashboard stays frugal.
-const BACKOFF_MS = [1500, 2000, 3000, 4000, 5000];
+const BACKOFF_MS = [2000, 3000, 4000, 5000];
 const OPEN = new Set(["QUEUED", "PENDING"]);
 
 let orders = loadOrders();
