@@ -9,7 +9,8 @@ export PYTHONPATH := $(CURDIR)/localcloud
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: up down status test test-unit deps test-deps system-deps system-deps-test hot-reload synth clean
+.PHONY: up down status test test-unit deps test-deps system-deps system-deps-test hot-reload synth clean \
+        verify bench backup backup-list backup-sync restore
 
 up: deps
 	@$(VENV)/bin/python -m valerix_localcloud up
@@ -32,6 +33,27 @@ test: deps test-deps
 # Fast feedback: everything that needs neither the local cloud nor a browser.
 test-unit: deps
 	@$(VENV)/bin/python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+
+# Load under a deterministic gremlin, then the invariants (report in .valerix/verify-report.md).
+verify: deps
+	@$(VENV)/bin/python scripts/verify.py $(VERIFY_ARGS)
+
+# Latency/throughput numbers, written to .valerix/bench.json.
+bench: deps
+	@$(VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
+
+backup: deps
+	@$(VENV)/bin/python scripts/backup.py backup
+
+backup-list: deps
+	@$(VENV)/bin/python scripts/backup.py list
+
+backup-sync: deps
+	@$(VENV)/bin/python scripts/backup.py sync
+
+restore: deps
+	@test -n "$(POINT)" || { echo "usage: make restore POINT=points/<service>/<stamp>.vbk | external:bundles/<day>.tar:points/<service>/<stamp>.vbk"; exit 2; }
+	@$(VENV)/bin/python scripts/backup.py restore "$(POINT)"
 
 synth: deps
 	@npx --no-install cdk synth -c target=local -q && npx --no-install cdk synth -c target=aws -q
