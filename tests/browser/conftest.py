@@ -51,13 +51,15 @@ class Dashboard:
         self.cloud = cloud
         self.out_dir = out_dir
         self.console: list[str] = []
-        self.allowed_statuses: set[int] = set()
+        # HTTP error answers the test expects, as (status, URL substring), e.g. (503, "/health/")
+        self.allowed_statuses: set[tuple[int, str]] = set()
         page.on("console", self._on_console)
         page.on("pageerror", lambda exc: self.console.append(f"pageerror: {exc}"))
 
     def _on_console(self, message) -> None:
         if message.type == "error":
-            self.console.append(message.text)
+            url = (message.location or {}).get("url", "")
+            self.console.append(f"{message.text} [{url}]" if url else message.text)
 
     def open(self, width: int = 1280, height: int = 900) -> None:
         self.page.set_viewport_size({"width": width, "height": height})
@@ -73,7 +75,8 @@ class Dashboard:
         errors = []
         for text in self.console:
             match = HTTP_STATUS_LOG.search(text)
-            if match and int(match.group(1)) in self.allowed_statuses:
+            if match and any(int(match.group(1)) == status and where in text
+                             for status, where in self.allowed_statuses):
                 continue
             errors.append(text)
         return errors
