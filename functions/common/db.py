@@ -43,7 +43,7 @@ def pg_error_code(exc: BaseException) -> str | None:
 
 class Database:
     def __init__(self, secret_arn: str, *, secret_max_age: int = 300, max_idle: int = 4,
-                 connect_timeout: float = 10.0, application_name: str = "valerix") -> None:
+                 connect_timeout: float = 5.0, application_name: str = "valerix") -> None:
         self.secret_arn = secret_arn
         self.secret_max_age = secret_max_age
         self.max_idle = max_idle
