@@ -156,3 +156,26 @@ def test_phone_width_has_no_horizontal_overflow(dash):
     assert overflow["scrollWidth"] <= overflow["width"], overflow
     assert not overflow["wide"], overflow
     expect_no_console_errors(dash)
+
+
+@pytest.mark.slow
+def test_run_scenario_tells_the_whole_story(dash, gremlin_off):
+    page = dash.page
+    dash.allowed_statuses = {(503, "/health/")}
+    dash.open()
+    page.wait_for_selector('#product option', state="attached", timeout=30 * SECOND)
+    started = time.monotonic()
+    page.click("#run-scenario")
+    page.wait_for_selector('#order-list li[data-status="QUEUED"]', timeout=40 * SECOND)
+    page.wait_for_selector('#latency-indicator[data-state="alert"]', timeout=40 * SECOND)
+    dash.screenshot("scenario-red")
+    page.wait_for_selector("#run-scenario:not([disabled])", timeout=120 * SECOND)
+    log = page.inner_text("#scenario-log")
+    dash.screenshot("scenario-done")
+    assert "Switching the gremlin off" in log, log
+    page.wait_for_selector('#gremlin-pill[data-state="off"]', timeout=10 * SECOND)
+    # every order of the burst ends CONFIRMED or REJECTED, none lost
+    page.wait_for_function("() => !document.querySelector('#order-list li[data-status=\"QUEUED\"]')",
+                           timeout=60 * SECOND)
+    assert time.monotonic() - started < 120, log
+    expect_no_console_errors(dash)

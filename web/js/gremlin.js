@@ -11,6 +11,7 @@ const MODES = ["latency", "error", "crash"];
 let current = null; // last document read from or written to the API
 let formTouched = false;
 let poller = null;
+let writes = 0; // bumped around every PUT/DELETE: a GET that overlapped a write is stale
 
 // ---- admin key ----------------------------------------------------------------------------
 export function storedKey() {
@@ -50,7 +51,9 @@ export async function adminCall(method, body) {
   let key = storedKey() || (await askForKey(FIRST_ASK));
   if (!key) return { ok: false, status: 0, data: null, error: "no admin key given", cancelled: true };
   for (let attempt = 0; attempt < 2; attempt += 1) {
+    writes += 1;
     const result = await api("/gremlin", { method, body, headers: { "x-api-key": key } });
+    writes += 1;
     if (result.status !== 403) {
       if (result.ok && result.data) showState(result.data, true);
       return result;
@@ -126,7 +129,9 @@ function syncAmountInputs() {
 }
 
 async function refresh() {
+  const before = writes;
   const result = await api("/gremlin");
+  if (before !== writes) return; // a write happened meanwhile: its answer is the newer state
   if (result.ok && result.data) showState(result.data);
   else $("#gremlin-state").textContent = `Could not read the gremlin (${describe(result)}).`;
 }

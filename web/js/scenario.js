@@ -10,7 +10,7 @@ import { $, h, sleep } from "./ui.js";
 export const SCENARIO = {
   latency: { enabled: true, delayMs: 5000, every: 1 },
   burst: 10,
-  inFlight: 3,        // the local cloud runs on a couple of cores: a burst, not a stampede
+  inFlight: 6,        // in flight at once: enough to be slow before the circuit opens, not a stampede
   settleMs: 2500,     // the gremlin is read through a ~1 s cache
   holdMs: 18000,      // gremlin on for this long after the burst started
   recoveryMs: 45000,  // how long to watch for the recovery
