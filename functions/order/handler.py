@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from functions.common import aws
 from functions.common.api import make_api_handler
 from functions.common.observability import MetricUnit, get_logger, put_metric, record_cold_start
 from functions.order import service
@@ -26,6 +28,22 @@ from functions.order.app import app
 logger = get_logger(service.SERVICE)
 
 api_handler = make_api_handler(app, service.SERVICE)
+
+
+def _prewarm() -> None:
+    """Best effort, in a Lambda environment only: build the boto3 clients of the hot path during
+    INIT (no network: this loads botocore's service models), so the first order's 2 s budget is
+    not spent on it."""
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return
+    try:
+        aws.client("sqs")
+        aws.fast_client("dynamodb")
+    except Exception:  # noqa: BLE001 - e.g. no region configured; created lazily later
+        pass
+
+
+_prewarm()
 
 
 class Completion(BaseModel):

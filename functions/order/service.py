@@ -115,12 +115,12 @@ def _discard_pending_order(order_id: str) -> None:
 
 def place_order(product_id: str, quantity: int, idempotency_key: str | None = None) -> OrderResult:
     settings = get_settings()
-    client = inventory_client.get_client()  # one-time setup (cold start) happens before the clock starts
-    aws.client("sqs")
-    # The budget runs from the moment the request is taken: the order insert comes out of it,
-    # and FALLBACK_RESERVE is kept for the queue fallback, so a caller whose inventory call timed
-    # out still has its QUEUED answer within ~budget.
+    # The budget runs from the moment the request is taken: one-time client setup (cold start)
+    # and the order insert come out of it, and FALLBACK_RESERVE is kept for the queue fallback,
+    # so a caller whose inventory call timed out still has its QUEUED answer within ~budget.
     deadline = time.monotonic() + settings.inventory_call_budget_seconds - FALLBACK_RESERVE
+    client = inventory_client.get_client()
+    aws.client("sqs")  # created before the call, so the fallback path is fast
     order_id = str(uuid.uuid4())
     with repository.database().transaction() as conn:
         order = repository.insert_order(conn, order_id, product_id, quantity, PENDING, idempotency_key)
