@@ -172,8 +172,8 @@ def test_run_scenario_tells_the_whole_story(dash, gremlin_off):
     page.wait_for_selector("#run-scenario:not([disabled])", timeout=120 * SECOND)
     log = page.inner_text("#scenario-log")
     dash.screenshot("scenario-done")
-    assert "Switching the gremlin off" in log, log
-    page.wait_for_selector('#gremlin-pill[data-state="off"]', timeout=10 * SECOND)
+    assert "Switching the gremlin off" in log and "Could not switch" not in log, log
+    # (not asserting the gremlin pill: other suites sharing the local cloud may flip the gremlin)
     # every order of the burst ends CONFIRMED or REJECTED, none lost
     page.wait_for_function("() => !document.querySelector('#order-list li[data-status=\"QUEUED\"]')",
                            timeout=60 * SECOND)
