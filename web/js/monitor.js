@@ -24,6 +24,8 @@ function setLatency(state, value, label) {
   latencyState = state;
 }
 
+const requests = (n) => `${n} request${n === 1 ? "" : "s"}`;
+
 function renderLatency(latency) {
   if (!latency) { setLatency("unknown", "—", "no latency data in the summary"); return; }
   $("#latency-window").textContent = latency.windowSeconds || 30;
@@ -31,9 +33,9 @@ function renderLatency(latency) {
   if (!latency.samples || avg === null || avg === undefined) {
     setLatency("ok", "no traffic", `no order requests in the last ${latency.windowSeconds || 30} s`);
   } else if (avg > ALERT_MS) {
-    setLatency("alert", fmtMs(avg), `average over ${latency.samples} requests: above ${ALERT_MS} ms`);
+    setLatency("alert", fmtMs(avg), `average over ${requests(latency.samples)}: above ${ALERT_MS} ms`);
   } else {
-    setLatency("ok", fmtMs(avg), `average over ${latency.samples} requests`);
+    setLatency("ok", fmtMs(avg), `average over ${requests(latency.samples)}`);
   }
   const series = Array.isArray(latency.series) ? latency.series : [];
   $("#latency-sparkline").replaceChildren(sparkline(series, {

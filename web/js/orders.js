@@ -52,6 +52,7 @@ export async function loadProducts() {
   select.replaceChildren(...products.map((p) =>
     h("option", { value: p.productId }, `${p.name || p.productId} (${p.stock} in stock)`)));
   if (previous && products.some((p) => p.productId === previous)) select.value = previous;
+  else if (products.some((p) => p.productId === "widget")) select.value = "widget";
   if ($("#order-feedback").textContent.startsWith("Could not load products")) $("#order-feedback").textContent = "";
   return true;
 }
