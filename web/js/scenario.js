@@ -42,8 +42,11 @@ function pickProducts(n) {
   const usable = productList().filter((p) => (p.stock ?? 1) > 0);
   const pool = usable.length ? usable : productList();
   if (!pool.length) return [];
-  // the product with the most stock first, so the burst is not rejected for stock
-  pool.sort((a, b) => (b.stock ?? 0) - (a.stock ?? 0));
+  // the seeded catalogue first, then whatever has the most stock: the burst should not be
+  // rejected for stock
+  const seeded = ["widget", "gadget"];
+  const rank = (p) => (seeded.includes(p.productId) && (p.stock ?? n) >= n ? 1e12 : 0) + (p.stock ?? 0);
+  pool.sort((a, b) => rank(b) - rank(a));
   return Array.from({ length: n }, (_, i) => pool[i % Math.min(pool.length, 2)].productId);
 }
 
