@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aws_cdk as cdk
-from aws_cdk import AssetHashType, Aws, CfnOutput, Duration, Fn, Stack
+from aws_cdk import AssetHashType, Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_s3 as s3
@@ -19,6 +19,7 @@ from infra.constructs.alarms import FunctionAlarms
 from infra.constructs.api import ValerixApi
 from infra.constructs.backup import DatabaseBackups
 from infra.constructs.databases import Databases, ServiceDatabase
+from infra.constructs.local_backup import LocalBackup
 from infra.constructs.queue_pair import QueuePair
 from infra.constructs.service_function import ServiceFunction, ServiceFunctionProps
 from infra.constructs.state import StateStores
@@ -151,6 +152,18 @@ class ValerixStack(Stack):
         })  # fmt: skip
         f["InventoryMigrate"] = self._function("InventoryMigrate", inventory_db, {})
         f["Gremlin"] = self._function("Gremlin", None, {**gremlin_env, **cors_env})
+
+        # Restore points every 4 h + one external call a day (issue 9), on both targets.
+        self.local_backup = LocalBackup(
+            self, "LocalBackup",
+            code=self.code,
+            order_db=self.databases.order,
+            inventory_db=self.databases.inventory,
+            name_prefix=prefix,
+            log_retention_days=config.log_retention_days,
+            removal_policy=RemovalPolicy.RETAIN if config.is_aws else RemovalPolicy.DESTROY,
+        )
+        f.update(self.local_backup.functions)
 
         # ---------------------------------------------------------------- grants (least privilege)
         order_api = f["OrderApi"].function
@@ -312,6 +325,7 @@ class ValerixStack(Stack):
         }
         for key, fn in self.functions.items():
             outputs[f"{key}FunctionName"] = fn.function_name
+        outputs.update(self.local_backup.outputs())
         if cfg.is_local:
             outputs["AdminApiKey"] = cfg.admin_api_key
         for key, value in outputs.items():

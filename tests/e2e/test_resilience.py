@@ -26,7 +26,7 @@ def closed_circuit(api):
 
 def _circuit_state(api) -> str:
     body = api.http.get("/health/order").json()
-    return str(body["checks"].get("circuit", {}).get("state", "")).lower()
+    return str(body.get("circuitState", "")).lower()
 
 
 def _wait_circuit(api, state, timeout, probe=False):
