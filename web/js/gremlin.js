@@ -44,7 +44,7 @@ function askForKey(reason) {
   });
 }
 
-const FIRST_ASK = "Changing the gremlin needs the admin API key (printed by `make up`). It is kept in this browser's local storage.";
+const FIRST_ASK = "Changing the gremlin needs the admin API key (printed by make up, in .valerix/outputs.json). It is kept in this browser's local storage.";
 
 /** PUT/DELETE /gremlin with the key; asks for it when missing, once more after a 403. */
 export async function adminCall(method, body) {
