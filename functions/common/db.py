@@ -186,21 +186,27 @@ class Database:
         return (time.perf_counter() - started) * 1000.0
 
 
-def _ssl_context(secret: dict, host: str) -> ssl.SSLContext | None:
-    """TLS unless the server is local. RDS (PG 15+) forces SSL by default.
+_REQUIRE_SSL: ssl.SSLContext | None = None
+
+
+def _ssl_context(secret: dict, host: str) -> ssl.SSLContext | bool:
+    """TLS unless the server is local (pg8000: False = no TLS). RDS (PG 15+) forces SSL by default.
 
     `sslmode` in the secret overrides: `disable` or `require` (encrypted, server certificate not
     verified: the RDS CA bundle is not shipped with the functions).
     """
+    global _REQUIRE_SSL
     mode = str(secret.get("sslmode") or "").lower()
     if not mode:
         mode = "disable" if host in ("127.0.0.1", "localhost", "::1") else "require"
     if mode == "disable":
-        return None
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+        return False
+    if _REQUIRE_SSL is None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        _REQUIRE_SSL = context
+    return _REQUIRE_SSL
 
 
 def _close_quietly(conn: pg8000.native.Connection) -> None:

@@ -7,6 +7,8 @@
   late messages never flip a final state. A failing record (database down, malformed body) is
   retried by SQS and ends in the DLQ after maxReceiveCount.
 - `migrate_handler`: applies migrations/ (returns {"applied": [...], "seeded": false}).
+- `sweeper_handler` (optional, e.g. an EventBridge rule every minute): re-queues orders left
+  PENDING for over a minute by an invocation that died mid-request.
 """
 
 from __future__ import annotations
@@ -88,3 +90,9 @@ def completion_handler(event: dict, context: Any) -> dict:
 def migrate_handler(event: Any = None, context: Any = None) -> dict:
     record_cold_start(service.SERVICE, context)
     return service.migrate()
+
+
+def sweeper_handler(event: Any = None, context: Any = None) -> dict:
+    record_cold_start(service.SERVICE, context)
+    older_than = int((event or {}).get("olderThanSeconds", 60)) if isinstance(event, dict) else 60
+    return service.requeue_stale_pending(older_than_seconds=older_than)

@@ -91,3 +91,13 @@ def update_status(conn: Conn, order_id: str, to_status: str, reason: str | None,
 def delete_pending(conn: Conn, order_id: str) -> bool:
     rows = conn.run("DELETE FROM orders WHERE order_id = :o AND status = 'PENDING' RETURNING order_id", o=order_id)
     return bool(rows)
+
+
+def stale_pending(conn: Conn, older_than_seconds: int, limit: int) -> list[dict[str, Any]]:
+    """PENDING orders whose request died before an outcome was recorded (oldest first)."""
+    rows = conn.run(
+        f"SELECT {_COLUMNS} FROM orders WHERE status = 'PENDING' "
+        f"AND created_at < clock_timestamp() - make_interval(secs => :s) ORDER BY created_at LIMIT :n",
+        s=older_than_seconds, n=limit,
+    )
+    return [_order(r) for r in rows]

@@ -254,6 +254,29 @@ def apply_completion(order_id: str, status: str, reason: str | None) -> str:
     return "conflict_ignored"
 
 
+# ----------------------------------------------------------------------------- stale PENDING sweeper
+
+
+STALE_REASON = "recovered after an interrupted request"
+
+
+def requeue_stale_pending(older_than_seconds: int = 60, limit: int = 100) -> dict[str, Any]:
+    """Safety net for an order API invocation that died between writing PENDING and recording an
+    outcome (Lambda timeout, crash): queue such orders like any fallback. Safe to repeat: the
+    inventory side is idempotent by orderId (a reservation that did commit is replayed), and
+    the completion applies to PENDING as well as QUEUED orders."""
+    with repository.database().transaction() as conn:
+        stale = repository.stale_pending(conn, older_than_seconds, limit)
+    requeued = []
+    for order in stale:
+        result = _queue(order, STALE_REASON)
+        if result.order["status"] == QUEUED:
+            requeued.append(order["orderId"])
+    if requeued:
+        logger.warning("stale PENDING orders re-queued", extra={"count": len(requeued), "order_ids": requeued})
+    return {"requeued": requeued}
+
+
 # ----------------------------------------------------------------------------- health, migrations
 
 

@@ -30,6 +30,20 @@ IDEMPOTENCY_TABLE = "valerix-test-idempotency"
 CIRCUIT_TABLE = "valerix-test-circuit"
 
 
+_SESSION: boto3.session.Session | None = None
+_CLIENTS: dict[str, Any] = {}
+
+
+def aws_client(service: str) -> Any:
+    """Test-side boto3 clients from one long-lived session (moto intercepts them all)."""
+    global _SESSION
+    if service not in _CLIENTS:
+        if _SESSION is None:
+            _SESSION = boto3.session.Session(region_name=REGION)
+        _CLIENTS[service] = _SESSION.client(service)
+    return _CLIENTS[service]
+
+
 def lambda_context(name: str = "valerix-test") -> SimpleNamespace:
     return SimpleNamespace(
         function_name=name,
@@ -284,14 +298,14 @@ class Valerix:
 
     # -- queues -------------------------------------------------------------------------
     def queue_depth(self, url: str) -> int:
-        attrs = boto3.client("sqs").get_queue_attributes(
+        attrs = aws_client("sqs").get_queue_attributes(
             QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         )["Attributes"]
         return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
     def receive(self, url: str, max_messages: int = 10) -> list[dict]:
         """One receive (like one Lambda batch); the messages stay invisible for 60 s."""
-        return boto3.client("sqs").receive_message(
+        return aws_client("sqs").receive_message(
             QueueUrl=url, MaxNumberOfMessages=max_messages, VisibilityTimeout=60, WaitTimeSeconds=0
         ).get("Messages", [])
 
@@ -322,7 +336,7 @@ class Valerix:
         again at once with `redeliver_failed`)."""
         response = handler(self.sqs_event(messages, url), lambda_context())
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-        sqs = boto3.client("sqs")
+        sqs = aws_client("sqs")
         for m in messages:
             if m["MessageId"] not in failed:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
@@ -379,10 +393,10 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
         reset_schema(server)
 
     with mock_aws():
-        sqs = boto3.client("sqs", region_name=REGION)
+        sqs = aws_client("sqs")
         inventory_queue = sqs.create_queue(QueueName="valerix-test-inventory")["QueueUrl"]
         completion_queue = sqs.create_queue(QueueName="valerix-test-completion")["QueueUrl"]
-        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb = aws_client("dynamodb")
         for table in (IDEMPOTENCY_TABLE, CIRCUIT_TABLE):
             ddb.create_table(
                 TableName=table,
@@ -390,7 +404,7 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
                 BillingMode="PAY_PER_REQUEST",
             )
-        secrets = boto3.client("secretsmanager", region_name=REGION)
+        secrets = aws_client("secretsmanager")
         order_arn = secrets.create_secret(
             Name="valerix-test/order-db", SecretString=json.dumps(postgres_servers["order"].secret())
         )["ARN"]

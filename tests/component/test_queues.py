@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-import boto3
-
 from functions.common.chaos import InjectedError
 from functions.common.db import DatabaseUnavailable
 from functions.inventory import service as inventory_service
 from functions.inventory.handler import queue_handler
 from functions.order.handler import completion_handler
+from tests.component.conftest import aws_client
 
 
 def _queue_orders(valerix, *specs):
@@ -50,9 +49,9 @@ def test_duplicate_after_idempotency_record_expired_is_stopped_by_the_database(v
     first = valerix.receive(valerix.inventory_queue_url)
     body = first[0]["Body"]
     valerix.deliver(valerix.inventory_queue_url, queue_handler, first)
-    sqs = boto3.client("sqs")
+    sqs = aws_client("sqs")
     # forget the idempotency records, then the same order arrives again
-    ddb = boto3.client("dynamodb")
+    ddb = aws_client("dynamodb")
     from tests.component.conftest import IDEMPOTENCY_TABLE
 
     for item in ddb.scan(TableName=IDEMPOTENCY_TABLE)["Items"]:
@@ -67,7 +66,7 @@ def test_duplicate_after_idempotency_record_expired_is_stopped_by_the_database(v
 
 def test_batch_with_one_failing_record_reports_only_that_record(valerix, monkeypatch):
     ids = _queue_orders(valerix, ("widget", 1), ("gizmo", 2), ("gadget", 3))
-    sqs = boto3.client("sqs")
+    sqs = aws_client("sqs")
     sqs.send_message(QueueUrl=valerix.inventory_queue_url, MessageBody="{not json")
 
     real_reserve = inventory_service.reserve
@@ -106,7 +105,7 @@ def test_batch_with_one_failing_record_reports_only_that_record(valerix, monkeyp
 def test_completion_never_flips_a_final_state(valerix):
     confirmed = valerix.order("widget", 1).body["orderId"]  # CONFIRMED on the sync path
     (queued,) = _queue_orders(valerix, ("widget", 1))
-    sqs = boto3.client("sqs")
+    sqs = aws_client("sqs")
     url = valerix.completion_queue_url
     for order_id, status, reason in [
         (confirmed, "REJECTED", "insufficient stock"),   # late/conflicting: ignored
@@ -123,7 +122,7 @@ def test_completion_never_flips_a_final_state(valerix):
 
 def test_malformed_completion_fails_only_that_record(valerix):
     (queued,) = _queue_orders(valerix, ("widget", 1))
-    sqs = boto3.client("sqs")
+    sqs = aws_client("sqs")
     url = valerix.completion_queue_url
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"orderId": queued, "status": "CONFIRMED"}))
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"orderId": queued, "status": "MAYBE"}))
@@ -132,3 +131,27 @@ def test_malformed_completion_fails_only_that_record(valerix):
     response = valerix.deliver(url, completion_handler, messages)
     assert len(response["batchItemFailures"]) == 1
     assert valerix.order_row(queued)["status"] == "CONFIRMED"
+
+
+def test_sweeper_requeues_an_order_left_pending_by_a_dead_invocation(valerix):
+    from functions.order.handler import sweeper_handler
+    from tests.component.conftest import lambda_context
+
+    # an invocation wrote PENDING, called inventory (which committed), then died
+    valerix.order_db.run(
+        "INSERT INTO orders (order_id, product_id, quantity, status, created_at, updated_at) "
+        "VALUES ('dead-1', 'widget', 2, 'PENDING', now() - interval '5 minutes', now() - interval '5 minutes')"
+    )
+    from functions.inventory import service as inv
+
+    assert inv.reserve("dead-1", "widget", 2).reserved
+    valerix.order_db.run(
+        "INSERT INTO orders (order_id, product_id, quantity, status) VALUES ('fresh-1', 'widget', 1, 'PENDING')"
+    )
+    assert sweeper_handler({}, lambda_context()) == {"requeued": ["dead-1"]}
+    assert valerix.order_row("dead-1")["status"] == "QUEUED"
+    assert valerix.order_row("fresh-1")["status"] == "PENDING"  # an in-flight request is left alone
+    valerix.drain()
+    assert valerix.order_row("dead-1")["status"] == "CONFIRMED"
+    assert valerix.stock("widget") == 98
+    assert sweeper_handler({}, lambda_context()) == {"requeued": []}
