@@ -19,7 +19,10 @@ Guarantees for every app built here:
 - `HttpRequests` (route, method, status_class) and `HttpRequestDuration` (route, method) are
   emitted for every request, with the route *template* (e.g. `/orders/{orderId}`), or
   `unmatched` for unknown paths;
-- `ColdStart` is emitted once per environment by the Lambda handler.
+- `ColdStart` is emitted once per environment by the Lambda handler;
+- CORS: a request whose `Origin` is listed in CORS_ALLOW_ORIGINS (comma-separated, `*` = any)
+  gets `Access-Control-Allow-Origin` on its response (Lambda proxy responses must carry it
+  themselves); a preflight `OPTIONS` that reaches the function is answered 204.
 """
 
 from __future__ import annotations
@@ -118,11 +121,24 @@ class _ObservedRequestMiddleware:
         started_at = time.perf_counter()
         state = {"status": 500, "started": False}
 
+        cors = _cors_headers(scope)
+
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 state["started"] = True
+                if cors:
+                    message = {**message, "headers": [*message.get("headers", []), *cors]}
             await send(message)
+
+        if cors and scope.get("method") == "OPTIONS" and _header(scope, b"access-control-request-method"):
+            await send_wrapper({"type": "http.response.start", "status": 204, "headers": [
+                (b"access-control-allow-methods", b"GET, POST, PUT, DELETE, OPTIONS"),
+                (b"access-control-allow-headers", b"Content-Type, Idempotency-Key, X-Api-Key, Authorization"),
+                (b"access-control-max-age", b"3600"),
+            ]})
+            await send_wrapper({"type": "http.response.body", "body": b""})
+            return
 
         try:
             declared = _content_length(scope)
@@ -164,6 +180,32 @@ class _ObservedRequestMiddleware:
             "HttpRequestDuration", MetricUnit.Milliseconds, round(duration_ms, 3), service=self.service,
             route=template, method=method,
         )
+
+
+def _header(scope: dict, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value
+    return None
+
+
+def _cors_headers(scope: dict) -> list[tuple[bytes, bytes]]:
+    origin = _header(scope, b"origin")
+    if not origin:
+        return []
+    try:
+        from functions.common.settings import get_settings
+
+        allowed = get_settings().cors_allow_origins
+    except Exception:  # noqa: BLE001 - CORS must never break a request
+        return []
+    text = origin.decode("latin-1").rstrip("/")
+    if "*" in allowed:
+        return [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"Idempotent-Replayed")]
+    if text in allowed:
+        return [(b"access-control-allow-origin", origin), (b"vary", b"Origin"),
+                (b"access-control-expose-headers", b"Idempotent-Replayed")]
+    return []
 
 
 def _content_length(scope: dict) -> int | None:

@@ -58,6 +58,7 @@ class Settings:
     circuit_cache_seconds: int
     gremlin_cache_seconds: int
     secret_cache_seconds: int
+    cors_allow_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -81,6 +82,9 @@ class Settings:
             circuit_cache_seconds=_int(env, "CIRCUIT_CACHE_SECONDS", 2, minimum=0),
             gremlin_cache_seconds=_int(env, "GREMLIN_CACHE_SECONDS", 1, minimum=0),
             secret_cache_seconds=_int(env, "DB_SECRET_CACHE_SECONDS", 300, minimum=0),
+            cors_allow_origins=tuple(
+                o.strip().rstrip("/") for o in (env.get("CORS_ALLOW_ORIGINS") or "").split(",") if o.strip()
+            ),
         )
 
     @property

@@ -30,3 +30,8 @@ def test_missing_required_variable_is_named(name):
 def test_malformed_number_is_named(value):
     with pytest.raises(SettingsError, match="INVENTORY_CALL_BUDGET_MS"):
         Settings.from_env({"INVENTORY_CALL_BUDGET_MS": value})
+
+
+def test_cors_origins_parsed():
+    s = Settings.from_env({"CORS_ALLOW_ORIGINS": "http://a.example, http://b.example/ ,"})
+    assert s.cors_allow_origins == ("http://a.example", "http://b.example")

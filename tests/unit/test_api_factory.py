@@ -1,0 +1,75 @@
+"""The shared FastAPI factory: JSON errors naming the field, 413, 500 without a trace, CORS."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.common import settings
+from functions.common.api import ApiError, create_app, make_api_handler
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(min_length=1)
+    count: int = Field(ge=1, le=10)
+
+
+@pytest.fixture
+def handler(monkeypatch):
+    monkeypatch.setenv("CORS_ALLOW_ORIGINS", "http://site.example")
+    settings.reset_settings()
+    app = create_app("unit")
+
+    @app.post("/things/{thing_id}", status_code=201)
+    def create(thing_id: str, body: Body):
+        if thing_id == "boom":
+            raise RuntimeError("secret internals")
+        if thing_id == "conflict":
+            raise ApiError(409, "taken", reason="exists")
+        return {"id": thing_id, **body.model_dump()}
+
+    yield make_api_handler(app)
+    settings.reset_settings()
+
+
+def call(handler, method, path, body=None, headers=None):
+    event = {
+        "resource": "/{proxy+}", "path": path, "httpMethod": method,
+        "headers": {"Content-Type": "application/json", **(headers or {})}, "multiValueHeaders": {},
+        "queryStringParameters": None, "multiValueQueryStringParameters": None, "pathParameters": None,
+        "stageVariables": None, "body": body, "isBase64Encoded": False,
+        "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": method, "path": "/prod" + path,
+                           "stage": "prod", "identity": {"sourceIp": "127.0.0.1"}},
+    }
+    result = handler(event, None)
+    return result["statusCode"], json.loads(result["body"]) if result.get("body") else None, {
+        k.lower(): v for k, v in (result.get("headers") or {}).items()}
+
+
+def test_ok_and_errors(handler):
+    assert call(handler, "POST", "/things/a", json.dumps({"name": "x", "count": 2}))[:2] == (
+        201, {"id": "a", "name": "x", "count": 2})
+    status, body, _ = call(handler, "POST", "/things/a", json.dumps({"name": "x", "count": "2"}))
+    assert status == 422 and "count" in body["message"]
+    status, body, _ = call(handler, "POST", "/things/a", json.dumps({"name": "x", "count": 2, "z": 1}))
+    assert status == 422 and "z" in body["message"]
+    assert call(handler, "POST", "/things/a", "{oops")[0] == 400
+    assert call(handler, "POST", "/things/a", "x" * 17000)[0] == 413
+    status, body, _ = call(handler, "POST", "/things/boom", json.dumps({"name": "x", "count": 2}))
+    assert status == 500 and body == {"message": "internal error"}
+    assert call(handler, "POST", "/things/conflict", json.dumps({"name": "x", "count": 2}))[:2] == (
+        409, {"message": "taken", "reason": "exists"})
+    assert call(handler, "GET", "/nowhere")[:2] == (404, {"message": "Not Found"})
+
+
+def test_cors(handler):
+    _, _, headers = call(handler, "GET", "/nowhere", headers={"Origin": "http://site.example"})
+    assert headers["access-control-allow-origin"] == "http://site.example"
+    _, _, headers = call(handler, "GET", "/nowhere", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in headers
+    status, _, headers = call(handler, "OPTIONS", "/things/a", headers={
+        "Origin": "http://site.example", "Access-Control-Request-Method": "POST"})
+    assert status == 204 and "Idempotency-Key" in headers["access-control-allow-headers"]
