@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from aws_lambda_powertools.utilities.circuit_breaker import CircuitBreakerOpenError
+
 from functions.common import aws
 from functions.common.api import ApiError
 from functions.common.db import DatabaseUnavailable
@@ -138,13 +140,12 @@ def place_order(product_id: str, quantity: int, idempotency_key: str | None = No
         fallback = exc.kind
         logger.warning("inventory call failed; queueing the order",
                        extra={"order_id": order_id, "kind": exc.kind, "detail": exc.detail})
-    except Exception as exc:  # noqa: BLE001 - any other failure must not lose the order
-        if type(exc).__name__ == "CircuitBreakerOpenError":
-            fallback = "circuit_open"
-            logger.info("circuit open; queueing the order without calling inventory", extra={"order_id": order_id})
-        else:
-            fallback = "server_error"
-            logger.exception("unexpected error calling inventory; queueing the order", extra={"order_id": order_id})
+    except CircuitBreakerOpenError:
+        fallback = "circuit_open"
+        logger.info("circuit open; queueing the order without calling inventory", extra={"order_id": order_id})
+    except Exception:  # noqa: BLE001 - any other failure must not lose the order
+        fallback = "server_error"
+        logger.exception("unexpected error calling inventory; queueing the order", extra={"order_id": order_id})
     elapsed_ms = (time.perf_counter() - started) * 1000.0
 
     if reply is not None:
