@@ -38,11 +38,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from mangum import Mangum
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.common.observability import MetricUnit, get_logger, put_metric, record_cold_start
 
-__all__ = ["MAX_BODY_BYTES", "ApiError", "create_app", "make_api_handler", "json_error", "ensure_event_loop"]
+__all__ = ["MAX_BODY_BYTES", "ApiError", "ErrorBody", "ERROR_RESPONSES", "create_app", "make_api_handler", "json_error", "ensure_event_loop"]
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -62,6 +63,23 @@ class _BodyTooLarge(StarletteHTTPException):
 
     def __init__(self) -> None:
         super().__init__(status_code=413, detail=f"request body is larger than {MAX_BODY_BYTES} bytes")
+
+
+class ErrorBody(BaseModel):
+    """Every error body: a human-readable `message` (plus optional details such as `errors`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "malformed JSON"},
+    413: {"model": ErrorBody, "description": "body over 16 KiB"},
+    422: {"model": ErrorBody, "description": "invalid input; the message names the field"},
+    500: {"model": ErrorBody, "description": "internal error (never a stack trace)"},
+    503: {"model": ErrorBody, "description": "a dependency is unavailable"},
+}
 
 
 def json_error(status_code: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -241,6 +259,7 @@ def create_app(service_name: str, *, title: str | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
         debug=False,
+        responses=ERROR_RESPONSES,  # documented for every route (app.openapi() feeds the fuzz tests)
     )
     app.state.service_name = service_name
     logger = get_logger(service_name)

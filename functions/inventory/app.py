@@ -10,7 +10,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.common.api import ApiError, create_app, json_error
+from functions.common.api import ApiError, ErrorBody, create_app, json_error
 from functions.common.db import DatabaseUnavailable
 from functions.common.health import database_check, queue_check, run_checks
 from functions.common.observability import MetricUnit, get_logger, put_metric
@@ -32,6 +32,34 @@ class ReservationRequest(BaseModel):
     orderId: str = Field(min_length=1, max_length=64)
     productId: str = Field(min_length=1, max_length=64)
     quantity: int = Field(ge=1, le=1000)
+
+
+class ProductOut(BaseModel):
+    productId: str
+    name: str
+    stock: int
+
+
+class ProductsOut(BaseModel):
+    products: list[ProductOut]
+
+
+class ReservationOut(BaseModel):
+    orderId: str
+    productId: str
+    quantity: int
+    status: str
+    reason: str | None = None
+    message: str | None = None
+
+
+class HealthOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    service: str
+    status: str
+    checks: dict[str, Any]
+    message: str | None = None
 
 
 class ProductUpsert(BaseModel):
@@ -76,7 +104,12 @@ def _chaos() -> tuple[Any, type[BaseException]]:
 # ----------------------------------------------------------------------------- routes
 
 
-@app.post("/inventory/reservations")
+@app.post("/inventory/reservations", status_code=201, response_model=None, responses={
+    200: {"model": ReservationOut, "description": "replay of an earlier reservation"},
+    201: {"model": ReservationOut, "description": "RESERVED"},
+    409: {"model": ReservationOut, "description": "REJECTED (reason: insufficient stock | unknown product)"},
+    "default": {"model": ErrorBody, "description": "fault injected by the gremlin"},
+})
 def create_reservation(request: ReservationRequest) -> JSONResponse:
     injector, injected_error = _chaos()
     try:
@@ -98,7 +131,7 @@ def create_reservation(request: ReservationRequest) -> JSONResponse:
     return JSONResponse(status_code=status, content=outcome.body())
 
 
-@app.get("/products")
+@app.get("/products", response_model=ProductsOut)
 def list_products() -> dict[str, Any]:
     try:
         return {"products": service.list_products()}
@@ -106,7 +139,7 @@ def list_products() -> dict[str, Any]:
         raise ApiError(503, "inventory database unavailable") from exc
 
 
-@app.get("/products/{productId}")
+@app.get("/products/{productId}", response_model=ProductOut, responses={404: {"model": ErrorBody}})
 def get_product(productId: ProductId) -> dict[str, Any]:
     try:
         return service.get_product(productId)
@@ -116,7 +149,8 @@ def get_product(productId: ProductId) -> dict[str, Any]:
         raise ApiError(503, "inventory database unavailable") from exc
 
 
-@app.put("/admin/products/{productId}")
+@app.put("/admin/products/{productId}", response_model=None, responses={
+    200: {"model": ProductOut, "description": "updated"}, 201: {"model": ProductOut, "description": "created"}})
 def put_product(productId: ProductId, request: ProductUpsert) -> JSONResponse:
     # The x-api-key is enforced by API Gateway (usage plan), not here.
     try:
@@ -126,7 +160,8 @@ def put_product(productId: ProductId, request: ProductUpsert) -> JSONResponse:
     return JSONResponse(status_code=201 if created else 200, content=product)
 
 
-@app.get("/health/inventory")
+@app.get("/health/inventory", response_model=None, responses={
+    200: {"model": HealthOut}, 503: {"model": HealthOut}})
 def health() -> JSONResponse:
     settings = get_settings()
     checks = {

@@ -8,13 +8,40 @@ from fastapi import Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.common.api import ApiError, create_app
+from functions.common.api import ApiError, ErrorBody, create_app
 from functions.common.db import DatabaseUnavailable
 from functions.order import service
 
 SERVICE = service.SERVICE
 
 app = create_app(SERVICE)
+
+
+class OrderView(BaseModel):
+    orderId: str
+    status: str
+    reason: str | None = None
+    productId: str
+    quantity: int
+    createdAt: str
+    updatedAt: str
+
+
+class OrderOut(OrderView):
+    message: str | None = None
+
+
+class OrdersOut(BaseModel):
+    orders: list[OrderView]
+
+
+class HealthOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    service: str
+    status: str
+    checks: dict[str, Any]
+    message: str | None = None
 
 
 class OrderRequest(BaseModel):
@@ -31,7 +58,11 @@ IdempotencyKey = Annotated[
 ]
 
 
-@app.post("/orders")
+@app.post("/orders", status_code=201, response_model=None, responses={
+    201: {"model": OrderOut, "description": "CONFIRMED"},
+    202: {"model": OrderOut, "description": "QUEUED (reason says why)"},
+    409: {"model": OrderOut, "description": "REJECTED: insufficient stock or unknown product"},
+})
 def create_order(request: OrderRequest, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     try:
         result = service.place_order(request.productId, request.quantity, idempotency_key)
@@ -41,7 +72,7 @@ def create_order(request: OrderRequest, idempotency_key: IdempotencyKey = None) 
     return JSONResponse(status_code=result.status_code, content=result.body(), headers=headers)
 
 
-@app.get("/orders/{orderId}")
+@app.get("/orders/{orderId}", response_model=OrderView, responses={404: {"model": ErrorBody}})
 def get_order(orderId: str) -> dict[str, Any]:
     try:
         return service.get_order(orderId)
@@ -51,7 +82,7 @@ def get_order(orderId: str) -> dict[str, Any]:
         raise ApiError(503, "order database unavailable") from exc
 
 
-@app.get("/orders")
+@app.get("/orders", response_model=OrdersOut)
 def list_orders(limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> dict[str, Any]:
     try:
         return {"orders": service.list_orders(limit)}
@@ -59,7 +90,8 @@ def list_orders(limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> dict[str, A
         raise ApiError(503, "order database unavailable") from exc
 
 
-@app.get("/health/order")
+@app.get("/health/order", response_model=None, responses={
+    200: {"model": HealthOut}, 503: {"model": HealthOut}})
 def health() -> JSONResponse:
     status, body = service.health()
     return JSONResponse(status_code=status, content=body)
