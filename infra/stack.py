@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import AssetHashType, Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_s3 as s3
@@ -70,6 +72,9 @@ FUNCTION_SPECS = {
     "InventoryMigrate": FunctionSpec("InventoryMigrate", "inventory", "functions.inventory.handler.migrate_handler",
                                      "inventory-migrate", "inventory_db migrations + seed (run after deploy)",
                                      MIGRATE_TIMEOUT, 256),
+    "OrderSweeper": FunctionSpec("OrderSweeper", "order", "functions.order.handler.sweeper_handler",
+                                 "order-sweeper", "Re-queues orders left PENDING by a request that died",
+                                 ORDER_COMPLETION_TIMEOUT, 256),
     "Gremlin": FunctionSpec("Gremlin", "gremlin", "functions.gremlin.handler.api_handler", "gremlin",
                             "Gremlin chaos control API", GREMLIN_TIMEOUT, 256),
 }  # fmt: skip
@@ -139,6 +144,12 @@ class ValerixStack(Stack):
         })  # fmt: skip
         f["OrderCompletion"] = self._function("OrderCompletion", order_db, {"COMPLETION_QUEUE_URL": cq.queue_url})
         f["OrderMigrate"] = self._function("OrderMigrate", order_db, {})
+        # An order API process killed between writing PENDING and answering (crash, timeout)
+        # would leave the order behind: the sweeper hands such orders to the queue.
+        f["OrderSweeper"] = self._function("OrderSweeper", order_db, {"INVENTORY_QUEUE_URL": iq.queue_url})
+        iq.grant_send_messages(f["OrderSweeper"].function)
+        events.Rule(self, "OrderSweeperSchedule", schedule=events.Schedule.rate(Duration.minutes(1)),
+                    targets=[events_targets.LambdaFunction(f["OrderSweeper"].function)])
         f["InventoryApi"] = self._function("InventoryApi", inventory_db, {
             "INVENTORY_QUEUE_URL": iq.queue_url,
             **gremlin_env,

@@ -17,7 +17,10 @@ def hot_reload_synth(tmp_path_factory):
 def test_functions_use_the_hot_reload_bucket(hot_reload_synth):
     functions = [r for r in hot_reload_synth.of_type("AWS::Lambda::Function").values()
                  if str(r["Properties"].get("FunctionName", "")).startswith("Valerix-")]  # fmt: skip
-    assert len(functions) == 7
+    from infra.stack import FUNCTION_SPECS
+
+    backup_functions = 3  # infra/constructs/local_backup.py
+    assert len(functions) == len(FUNCTION_SPECS) + backup_functions
     for fn in functions:
         assert fn["Properties"]["Code"] == {"S3Bucket": "hot-reload", "S3Key": str(REPO_ROOT)}
     zips = [a for a in hot_reload_synth.assets["files"].values() if a["source"].get("packaging") == "zip"]

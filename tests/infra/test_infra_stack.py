@@ -14,6 +14,7 @@ EXPECTED_FUNCTIONS = {
     "InventoryApi": ("functions.inventory.handler.api_handler", "inventory", True),
     "InventoryQueue": ("functions.inventory.handler.queue_handler", "inventory", True),
     "InventoryMigrate": ("functions.inventory.handler.migrate_handler", "inventory", True),
+    "OrderSweeper": ("functions.order.handler.sweeper_handler", "order", True),
     "Gremlin": ("functions.gremlin.handler.api_handler", "gremlin", False),
 }
 
@@ -42,8 +43,14 @@ REQUIRED_OUTPUTS = [
 
 
 # ---------------------------------------------------------------------------------- helpers
+def all_functions(s) -> dict[str, dict]:
+    """Every function of the stack (service, sweeper, backup), not CDK's internal providers."""
+    return {logical_id: res for logical_id, res in s.of_type("AWS::Lambda::Function").items()
+            if str(res["Properties"].get("FunctionName", "")).startswith("Valerix-")}
+
+
 def functions_by_key(s) -> dict[str, tuple[str, dict]]:
-    """Output key prefix -> (logical id, resource) of the 7 service functions."""
+    """Output key prefix -> (logical id, resource) of the service functions."""
     out = {}
     for logical_id, res in s.of_type("AWS::Lambda::Function").items():
         name = res["Properties"].get("FunctionName")
@@ -51,7 +58,7 @@ def functions_by_key(s) -> dict[str, tuple[str, dict]]:
             suffix = {"OrderApi": "order-api", "OrderCompletion": "order-completion",
                       "OrderMigrate": "order-migrate", "InventoryApi": "inventory-api",
                       "InventoryQueue": "inventory-queue", "InventoryMigrate": "inventory-migrate",
-                      "Gremlin": "gremlin"}[key]  # fmt: skip
+                      "OrderSweeper": "order-sweeper", "Gremlin": "gremlin"}[key]  # fmt: skip
             if name == f"Valerix-{suffix}":
                 out[key] = (logical_id, res)
     return out
@@ -332,7 +339,8 @@ def test_rds_only_on_aws(aws_synth, local_synth):
 
 def test_db_security_groups_admit_only_their_service(aws_synth):
     ingress = aws_synth.of_type("AWS::EC2::SecurityGroupIngress")
-    assert len(ingress) == 2
+    # Each database admits its own service's functions and the backup/restore functions.
+    assert len(ingress) == 4
     for rule in ingress.values():
         p = rule["Properties"]
         assert p["FromPort"] == p["ToPort"] == 5432
@@ -433,7 +441,7 @@ def test_alarms(any_synth):
     fns = functions_by_key(any_synth)
     assert ref_id(p99[0]["Properties"]["Dimensions"][0]["Value"]) == fns["OrderApi"][0]
     errors = [a for a in alarms if a["Properties"].get("MetricName") == "Errors"]
-    assert {ref_id(a["Properties"]["Dimensions"][0]["Value"]) for a in errors} == {v[0] for v in fns.values()}
+    assert {ref_id(a["Properties"]["Dimensions"][0]["Value"]) for a in errors} == set(all_functions(any_synth))
 
 
 # ---------------------------------------------------------------------------------- outputs
@@ -449,7 +457,8 @@ def test_outputs(any_synth):
     joined = outputs["LogGroupNames"]["Value"]["Fn::Join"]
     assert joined[0] == ","
     log_groups = {ref_id(v) for v in joined[1]}
-    assert log_groups == {ref_id(res["Properties"]["LoggingConfig"]["LogGroup"]) for _, res in fns.values()}
+    assert log_groups == {ref_id(res["Properties"]["LoggingConfig"]["LogGroup"])
+                          for res in all_functions(any_synth).values()}
 
 
 # ---------------------------------------------------------------------------------- iam
