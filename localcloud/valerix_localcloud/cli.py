@@ -30,6 +30,7 @@ STACK_NAME = os.environ.get("VALERIX_STACK_NAME", "Valerix")
 PORT = int(os.environ.get("VALERIX_LOCALSTACK_PORT", "4566"))
 EXPORTER_PORT = int(os.environ.get("VALERIX_EXPORTER_PORT", "9108"))
 PROJECT_PYTHON = REPO / ".venv" / "bin" / "python"
+NODE_BIN = REPO / "node_modules" / ".bin"
 LOCALSTACK_PYTHON = STATE / "localstack-venv" / "bin" / "python"
 
 
@@ -83,15 +84,23 @@ def aws_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], log_name: str, env: dict[str, str] | None = None) -> None:
+def start(cmd: list[str], log_name: str, cwd: Path = REPO) -> subprocess.Popen:
     log = STATE / "logs" / f"{log_name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
-        result = subprocess.run(cmd, cwd=REPO, env=env or aws_env(), stdout=out,
+        return subprocess.Popen(cmd, cwd=cwd, env=aws_env(), stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
-        raise RuntimeError(f"`{' '.join(cmd)}` exited {result.returncode}; last lines of {log}:\n"
+
+
+def finish(process: subprocess.Popen, cmd: list[str], log_name: str) -> None:
+    if process.wait() != 0:
+        log = STATE / "logs" / f"{log_name}.log"
+        raise RuntimeError(f"`{' '.join(cmd)}` exited {process.returncode}; last lines of {log}:\n"
                            f"{tail(log, 25)}")
+
+
+def run(cmd: list[str], log_name: str, cwd: Path = REPO) -> None:
+    finish(start(cmd, log_name, cwd), cmd, log_name)
 
 
 def admin_api_key() -> str:
@@ -131,10 +140,6 @@ def up(hot_reload: bool) -> dict:
             secrets_by_service[service] = server.secret()
 
     cfn = local_client("cloudformation", endpoint())
-    with step("cdklocal bootstrap", "see .valerix/logs/cdk-bootstrap.log"):
-        if not stack_exists(cfn, "CDKToolkit"):
-            run(["npx", "--no-install", "cdklocal", "bootstrap", f"aws://000000000000/{REGION}",
-                 "--no-notices", "--output", str(STATE / "cdk.out")], "cdk-bootstrap")
     context = {
         "target": "local",
         "stackName": STACK_NAME,
@@ -144,13 +149,25 @@ def up(hot_reload: bool) -> dict:
         "localstackEndpoint": endpoint(),
         "hotReload": "true" if hot_reload else "false",
     }
-    with step("cdklocal deploy (target=local)", "see .valerix/logs/cdk-deploy.log"):
-        cmd = ["npx", "--no-install", "cdklocal", "deploy", STACK_NAME, "--require-approval",
-               "never", "--no-notices", "--outputs-file", str(CDK_OUTPUTS_FILE),
-               "--output", str(STATE / "cdk.out")]
+    assembly = STATE / "cdk.out"
+    with step("synthesize the CDK app (target=local) and cdklocal bootstrap, in parallel",
+              "see .valerix/logs/cdk-synth.log and .valerix/logs/cdk-bootstrap.log"):
+        synth_cmd = [str(NODE_BIN / "cdk"), "synth", STACK_NAME, "-q", "--no-notices",
+                     "--output", str(assembly)]
         for key, value in context.items():
-            cmd += ["-c", f"{key}={value}"]
-        run(cmd, "cdk-deploy")
+            synth_cmd += ["-c", f"{key}={value}"]
+        synth = start(synth_cmd, "cdk-synth")
+        if not stack_exists(cfn, "CDKToolkit"):
+            # From an empty folder: without cdk.json the CLI does not synthesize the app again.
+            bootstrap_cwd = STATE / "bootstrap"
+            bootstrap_cwd.mkdir(parents=True, exist_ok=True)
+            run([str(NODE_BIN / "cdklocal"), "bootstrap", f"aws://000000000000/{REGION}",
+                 "--no-notices"], "cdk-bootstrap", cwd=bootstrap_cwd)
+        finish(synth, synth_cmd, "cdk-synth")
+    with step("cdklocal deploy (target=local)", "see .valerix/logs/cdk-deploy.log"):
+        run([str(NODE_BIN / "cdklocal"), "deploy", STACK_NAME, "--app", str(assembly),
+             "--require-approval", "never", "--no-notices", "--outputs-file", str(CDK_OUTPUTS_FILE)],
+            "cdk-deploy")
     stack_outputs = json.loads(CDK_OUTPUTS_FILE.read_text())[STACK_NAME]
 
     with step("run database migrations (order, inventory)",
