@@ -27,6 +27,16 @@ _FAST_CONFIG = Config(
     retries={"max_attempts": 2, "mode": "standard"},
 )
 
+# Conditional writes that claim something (Powertools idempotency's "in progress" record) must
+# not be retried blindly: when a slow first attempt did succeed, the retry fails its own
+# condition and the work looks "already in progress" until the record expires. So: patient
+# timeout, no automatic retry; a failure surfaces and SQS redelivers the message.
+_SINGLE_ATTEMPT_CONFIG = Config(
+    connect_timeout=2,
+    read_timeout=30,
+    retries={"max_attempts": 1, "mode": "standard"},
+)
+
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
 _session: boto3.session.Session | None = None  # one session: service models are loaded once
@@ -40,6 +50,11 @@ def client(service: str) -> Any:
 def fast_client(service: str) -> Any:
     """A cached boto3 client with sub-second timeouts, for calls inside a latency budget."""
     return _cached(service, _FAST_CONFIG, suffix="#fast")
+
+
+def single_attempt_client(service: str) -> Any:
+    """A cached boto3 client that never retries by itself (for claim-style conditional writes)."""
+    return _cached(service, _SINGLE_ATTEMPT_CONFIG, suffix="#single")
 
 
 def _cached(service: str, config: Config, suffix: str = "") -> Any:

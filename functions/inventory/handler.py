@@ -12,15 +12,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common.api import make_api_handler
-from functions.common.observability import MetricUnit, get_logger, put_metric, record_cold_start
+from functions.common.observability import get_logger, record_cold_start
+from functions.common.queue import PoisonMessage, parse_body, process_batch
 from functions.inventory import service
 from functions.inventory.app import app
 
@@ -37,36 +36,18 @@ class QueuedOrder(BaseModel):
     quantity: int = Field(ge=1, le=1000)
 
 
-class PoisonMessage(ValueError):
-    """A record that can never succeed; it fails until SQS moves it to the DLQ."""
+__all__ = ["PoisonMessage", "api_handler", "migrate_handler", "queue_handler"]
 
 
 def _record_handler(record: SQSRecord) -> dict[str, Any]:
-    try:
-        message = QueuedOrder.model_validate(json.loads(record.body))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        logger.error("malformed inventory queue message", extra={"message_id": record.message_id, "error": str(exc)})
-        raise PoisonMessage(str(exc)) from exc
+    message = parse_body(record, QueuedOrder, logger)
     return service.process_queued_order(message=message.model_dump())
 
 
 def queue_handler(event: dict, context: Any) -> dict:
     record_cold_start(service.SERVICE, context)
     service.register_lambda_context(context)
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    response = process_partial_response(
-        event=event, record_handler=_record_handler, processor=processor, context=context
-    )
-    failed = len(response.get("batchItemFailures", []))
-    processed = len(event.get("Records", [])) - failed
-    if processed:
-        put_metric("QueueRecords", MetricUnit.Count, processed, service=service.SERVICE, outcome="processed")
-    if failed:
-        put_metric("QueueRecords", MetricUnit.Count, failed, service=service.SERVICE, outcome="failed")
-        for exc_type, exc_value, _ in processor.exceptions:
-            logger.warning("queue record failed", extra={"error_type": getattr(exc_type, "__name__", str(exc_type)),
-                                                        "error": str(exc_value)})
-    return response
+    return process_batch(event, context, _record_handler, service.SERVICE, logger)
 
 
 def migrate_handler(event: Any = None, context: Any = None) -> dict:

@@ -155,7 +155,8 @@ def _idempotency() -> tuple[Any, Any]:
                 )
 
                 persistence = DynamoDBPersistenceLayer(
-                    table_name=get_settings().idempotency_table, boto3_client=aws.client("dynamodb")
+                    table_name=get_settings().idempotency_table,
+                    boto3_client=aws.single_attempt_client("dynamodb"),
                 )
                 config = IdempotencyConfig(
                     event_key_jmespath="orderId",

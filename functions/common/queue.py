@@ -1,0 +1,84 @@
+"""SQS consumers, written once: Powertools partial batch failures + redelivery backoff.
+
+A failed record is reported as a batch item failure, so SQS redelivers it (and moves it to
+the DLQ after maxReceiveCount). Left alone, the redelivery waits for the queue's whole
+visibility timeout (6x the consumer timeout, i.e. minutes), which would keep a queued order
+waiting long after a transient fault (database restarting, an idempotency record still "in
+progress"). So each failed record's visibility is shortened to an exponential backoff on its
+receive count: 2, 4, 8, ... up to 60 s. This is SQS's own redelivery with visibility-timeout
+backoff; nothing sleeps inside the function.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import BaseModel, ValidationError
+
+from functions.common import aws
+from functions.common.observability import MetricUnit, get_logger, put_metric
+
+BACKOFF_BASE_SECONDS = 2
+BACKOFF_MAX_SECONDS = 60
+
+
+class PoisonMessage(ValueError):
+    """A record that can never succeed; it fails until SQS moves it to the DLQ."""
+
+
+def parse_body(record: SQSRecord, model: type[BaseModel], logger: Any) -> BaseModel:
+    try:
+        return model.model_validate(json.loads(record.body))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        logger.error("malformed queue message", extra={"message_id": record.message_id, "error": str(exc)})
+        raise PoisonMessage(str(exc)) from exc
+
+
+def backoff_seconds(receive_count: int) -> int:
+    return min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS ** max(1, receive_count))
+
+
+@lru_cache(maxsize=16)
+def _queue_url(queue_arn: str) -> str:
+    _, _, _, _, account, name = queue_arn.split(":", 5)
+    return aws.client("sqs").get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+
+
+def _back_off(records: list[dict], failed_ids: set[str], logger: Any) -> None:
+    for record in records:
+        if record.get("messageId") not in failed_ids:
+            continue
+        try:
+            receive_count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+            aws.client("sqs").change_message_visibility(
+                QueueUrl=_queue_url(record["eventSourceARN"]),
+                ReceiptHandle=record["receiptHandle"],
+                VisibilityTimeout=backoff_seconds(receive_count),
+            )
+        except Exception as exc:  # noqa: BLE001 - the queue's own visibility timeout still applies
+            logger.warning("could not shorten redelivery delay", extra={"error": str(exc)})
+
+
+def process_batch(event: dict, context: Any, record_handler: Callable[[SQSRecord], Any],
+                  service: str, logger: Any) -> dict:
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    failures = response.get("batchItemFailures", [])
+    records = event.get("Records", [])
+    processed = len(records) - len(failures)
+    if processed:
+        put_metric("QueueRecords", MetricUnit.Count, processed, service=service, outcome="processed")
+    if failures:
+        put_metric("QueueRecords", MetricUnit.Count, len(failures), service=service, outcome="failed")
+        for exc_type, exc_value, _ in processor.exceptions:
+            logger.warning("queue record failed", extra={
+                "error_type": getattr(exc_type, "__name__", str(exc_type)), "error": str(exc_value)})
+        _back_off(records, {f["itemIdentifier"] for f in failures}, logger)
+    return response

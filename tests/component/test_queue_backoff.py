@@ -1,0 +1,76 @@
+"""Failed queue records come back after a short, growing delay instead of the queue's
+whole visibility timeout (functions/common/queue.py)."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functions.common import aws
+from functions.common.queue import PoisonMessage, backoff_seconds, process_batch
+from functions.common.observability import get_logger
+
+
+def test_backoff_grows_and_is_capped():
+    assert [backoff_seconds(n) for n in (1, 2, 3, 4, 5, 6, 7)] == [2, 4, 8, 16, 32, 60, 60]
+
+
+@pytest.fixture
+def sqs(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    with mock_aws():
+        aws._clients.clear()
+        aws._session = None
+        yield boto3.client("sqs", region_name="us-east-1")
+        aws._clients.clear()
+        aws._session = None
+
+
+def _event_from(sqs, queue_url: str, count: int) -> dict:
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=count,
+                                   AttributeNames=["All"])["Messages"]
+    return {"Records": [{
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+        "attributes": m["Attributes"], "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+        "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1",
+    } for m in messages]}
+
+
+def test_a_failed_record_is_redelivered_after_the_backoff_not_the_visibility_timeout(sqs):
+    queue_url = sqs.create_queue(QueueName="backoff", Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
+    sqs.send_message(QueueUrl=queue_url, MessageBody='{"ok": true}')
+    sqs.send_message(QueueUrl=queue_url, MessageBody='{"ok": false}')
+    event = _event_from(sqs, queue_url, 2)
+    assert len(event["Records"]) == 2
+
+    def handler(record):
+        if '"ok": false' in record.body:
+            raise RuntimeError("transient")
+        return "done"
+
+    response = process_batch(event, None, handler, "test", get_logger("test"))
+    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    assert len(failed) == 1
+    assert sqs.receive_message(QueueUrl=queue_url).get("Messages") is None  # not yet
+    time.sleep(backoff_seconds(1) + 0.5)
+    redelivered = sqs.receive_message(QueueUrl=queue_url, AttributeNames=["All"])["Messages"]
+    assert [m["MessageId"] for m in redelivered] == list(failed)
+    assert redelivered[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+
+
+def test_poison_messages_are_reported_as_failures(sqs):
+    queue_url = sqs.create_queue(QueueName="poison")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue_url, MessageBody="not json")
+    event = _event_from(sqs, queue_url, 1)
+
+    def handler(record):
+        raise PoisonMessage("malformed")
+
+    response = process_batch(event, None, handler, "test", get_logger("test"))
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [event["Records"][0]["messageId"]]
