@@ -25,10 +25,10 @@ down:
 status:
 	@$(VENV)/bin/python -m valerix_localcloud status
 
-# The lifecycle test stops the local cloud, so it runs after everything else.
+# One session: the local cloud comes up once for every test that needs it; the lifecycle
+# test (make up twice, make down leaves nothing) runs last (tests/conftest.py).
 test: deps test-deps
-	@$(VENV)/bin/python -m pytest --ignore=tests/lifecycle $(PYTEST_ARGS)
-	@$(VENV)/bin/python -m pytest tests/lifecycle $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # Fast feedback: everything that needs neither the local cloud nor a browser.
 test-unit: deps

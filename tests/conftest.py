@@ -89,3 +89,8 @@ def localcloud():
 
 def _localcloud_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT / "localcloud")}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The lifecycle test stops the local cloud: it runs after every other test."""
+    items.sort(key=lambda item: "lifecycle" in Path(str(item.fspath)).parts)

@@ -1,7 +1,7 @@
 """`make up` twice in a row works; `make down` leaves no process and no open port behind.
 
-Runs in its own pytest invocation after the rest of the suite (see the Makefile), because it
-stops the local cloud the other tests use.
+Runs after every other test (tests/conftest.py orders it last) because it stops the local
+cloud the other tests use.
 """
 
 from __future__ import annotations
