@@ -186,6 +186,7 @@ class Zygote:
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
         env = {name: os.environ[name] for name in PASSTHROUGH_HOST_VARS if name in os.environ}
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
         self._log = open(os.path.join(base, "zygote.log"), "ab")
         self.process = subprocess.Popen(
             [_lambda_python(), script, self.socket_path, self.exit_dir],

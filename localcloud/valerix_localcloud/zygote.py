@@ -79,6 +79,9 @@ def become_runtime(request: dict, output_fd: int) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        # Never cache bytecode next to function code: with hot reload an edit that keeps the
+        # file's size within the same second would otherwise be served from a stale .pyc.
+        sys.dont_write_bytecode = True
         sys.path.insert(0, request["cwd"])
         from awslambdaric.__main__ import main
 
