@@ -147,7 +147,14 @@ class RuntimeProcess:
             with open(self._exit_file) as status:
                 self.returncode = int(status.read().strip())
         except (OSError, ValueError):
-            return None
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                # Gone without a status (its zygote died before reaping it): report a kill.
+                self.returncode = -signal.SIGKILL
+            except PermissionError:
+                pass
+            return self.returncode
         return self.returncode
 
     def kill(self) -> None:
