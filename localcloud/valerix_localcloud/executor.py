@@ -52,6 +52,7 @@ LOG = logging.getLogger(__name__)
 # need more, so it is configurable and a little more generous by default.
 INIT_TIMEOUT_SECONDS = float(os.environ.get("VALERIX_INIT_TIMEOUT_SECONDS", "30"))
 POLL_SECONDS = 0.02
+MEMORY_SAMPLE_SECONDS = 0.25
 # Host variables a Python process needs to start at all; nothing else leaks from LocalStack.
 PASSTHROUGH_HOST_VARS = ("PATH", "HOME", "LANG", "LC_ALL", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
@@ -449,17 +450,17 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             watched = psutil.Process(self._process.pid)
         except Exception:  # noqa: BLE001 - memory reporting is best effort
             watched = None
+        next_memory_sample = 0.0
         while True:
             outcome = self._api.wait_outcome(request_id, POLL_SECONDS)
             if outcome is not None and outcome.kind != "init_error":
-                return outcome, None, max(max_rss, 1)
-            if watched is not None:
-                try:
-                    rss = watched.memory_info().rss
-                    rss += sum(child.memory_info().rss for child in watched.children(True))
-                    max_rss = max(max_rss, math.ceil(rss / 2**20))
-                except Exception:  # noqa: BLE001 - process vanished between calls
-                    pass
+                return outcome, None, max(max_rss, self._rss_mb(watched))
+            now = time.monotonic()
+            if watched is not None and now >= next_memory_sample:
+                # Sampled, not polled: reading /proc costs the LocalStack process CPU that
+                # every other in-flight request needs.
+                next_memory_sample = now + MEMORY_SAMPLE_SECONDS
+                max_rss = max(max_rss, self._rss_mb(watched))
             if max_rss > memory_mb:
                 return None, (
                     "Runtime.OutOfMemory",
@@ -475,6 +476,15 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                 return None, ("Runtime.ExitError", f"Runtime exited with error: {status}"), max_rss
             if time.monotonic() > deadline:
                 return None, ("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), max_rss
+
+    @staticmethod
+    def _rss_mb(watched) -> int:
+        if watched is None:
+            return 1
+        try:
+            return math.ceil(watched.memory_info().rss / 2**20)
+        except Exception:  # noqa: BLE001 - the process may be gone already
+            return 1
 
     def _terminate_keep_output(self) -> None:
         """Kill the environment; the output collector keeps whatever the process printed."""
