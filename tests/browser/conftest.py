@@ -31,7 +31,7 @@ DASHBOARD_URL = os.environ.get("VALERIX_DASHBOARD_URL")
 HTTP_STATUS_LOG = re.compile(r"Failed to load resource: the server responded with a status of (\d{3})")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)")

@@ -37,8 +37,10 @@ def _listening(port: int) -> bool:
 
 
 def _our_processes() -> list[psutil.Process]:
-    """Processes started from this checkout's state or virtualenvs."""
+    """Processes `make up` started from this checkout's state or virtualenvs (the test
+    session's own throwaway Postgres servers under .valerix/test-pg are not among them)."""
     state = str(REPO / ".valerix")
+    test_servers = str(REPO / ".valerix" / "test-pg")
     venv = str(REPO / ".venv")
     found = []
     for process in psutil.process_iter(["pid", "cmdline", "cwd"]):
@@ -47,7 +49,7 @@ def _our_processes() -> list[psutil.Process]:
             cwd = process.info["cwd"] or ""
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if process.pid == os.getpid():
+        if process.pid == os.getpid() or test_servers in cmdline:
             continue
         if state in cmdline or state in cwd or ("awslambdaric" in cmdline and venv in cmdline):
             found.append(process)
