@@ -49,7 +49,7 @@ def _our_processes() -> list[psutil.Process]:
             cwd = process.info["cwd"] or ""
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if process.pid == os.getpid() or test_servers in cmdline:
+        if process.pid == os.getpid() or test_servers in cmdline or test_servers in cwd:
             continue
         if state in cmdline or state in cwd or ("awslambdaric" in cmdline and venv in cmdline):
             found.append(process)
