@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from functions.common import aws
 
-__all__ = ["run_checks", "queue_check", "database_check"]
+__all__ = ["HealthOut", "run_checks", "queue_check", "database_check"]
 
 _executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
 
@@ -73,3 +75,14 @@ def queue_check(queue_url_factory: Callable[[], str]) -> Callable[[], dict[str, 
         return {"depth": int(attributes.get("ApproximateNumberOfMessages", 0))}
 
     return check
+
+
+class HealthOut(BaseModel):
+    """Body of GET /health/<service>: 200 UP or 503 DOWN, one entry per check."""
+
+    model_config = ConfigDict(extra="allow")
+
+    service: str
+    status: str
+    checks: dict[str, Any]
+    message: str | None = None

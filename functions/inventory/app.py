@@ -10,6 +10,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.common.health import HealthOut
 from functions.common.api import ApiError, ErrorBody, create_app, json_error
 from functions.common.db import DatabaseUnavailable
 from functions.common.health import database_check, queue_check, run_checks
@@ -50,15 +51,6 @@ class ReservationOut(BaseModel):
     quantity: int
     status: str
     reason: str | None = None
-    message: str | None = None
-
-
-class HealthOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    service: str
-    status: str
-    checks: dict[str, Any]
     message: str | None = None
 
 

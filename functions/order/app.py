@@ -8,6 +8,7 @@ from fastapi import Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.common.health import HealthOut
 from functions.common.api import ApiError, ErrorBody, create_app
 from functions.common.db import DatabaseUnavailable
 from functions.order import service
@@ -33,15 +34,6 @@ class OrderOut(OrderView):
 
 class OrdersOut(BaseModel):
     orders: list[OrderView]
-
-
-class HealthOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    service: str
-    status: str
-    checks: dict[str, Any]
-    message: str | None = None
 
 
 class OrderRequest(BaseModel):
