@@ -41,6 +41,7 @@ from mangum import Mangum
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from functions.common.db import DatabaseUnavailable
 from functions.common.observability import MetricUnit, get_logger, put_metric, record_cold_start
 
 __all__ = ["MAX_BODY_BYTES", "ApiError", "ErrorBody", "ERROR_RESPONSES", "create_app", "make_api_handler", "json_error", "ensure_event_loop"]
@@ -272,6 +273,12 @@ def create_app(service_name: str, *, title: str | None = None) -> FastAPI:
     async def _on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         return json_error(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _on_database_unavailable(_: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        # Every route of every service maps its own database being down the same way.
+        logger.warning("request failed: database unavailable", extra={"error": str(exc)})
+        return json_error(503, f"{service_name} database unavailable, try again later")
 
     @app.exception_handler(ApiError)
     async def _on_api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common.health import HealthOut
 from functions.common.api import ApiError, ErrorBody, create_app, json_error
-from functions.common.db import DatabaseUnavailable
 from functions.common.health import database_check, queue_check, run_checks
 from functions.common.observability import MetricUnit, get_logger, put_metric
 from functions.common.settings import get_settings
@@ -112,9 +111,6 @@ def create_reservation(request: ReservationRequest) -> JSONResponse:
         status = int(getattr(exc, "status_code", 500))
         message = getattr(exc, "message", None) or f"injected fault (gremlin): HTTP {status}"
         return json_error(status, message)
-    except DatabaseUnavailable as exc:
-        logger.warning("reservation failed: database unavailable", extra={"error": str(exc)})
-        raise ApiError(503, "inventory database unavailable, try again later") from exc
     if outcome.replay:
         put_metric("IdempotentReplays", MetricUnit.Count, 1, service=SERVICE, source="http")
         status = 200 if outcome.reserved else 409
@@ -125,10 +121,7 @@ def create_reservation(request: ReservationRequest) -> JSONResponse:
 
 @app.get("/products", response_model=ProductsOut)
 def list_products() -> dict[str, Any]:
-    try:
-        return {"products": service.list_products()}
-    except DatabaseUnavailable as exc:
-        raise ApiError(503, "inventory database unavailable") from exc
+    return {"products": service.list_products()}
 
 
 @app.get("/products/{productId}", response_model=ProductOut, responses={404: {"model": ErrorBody}})
@@ -137,18 +130,13 @@ def get_product(productId: ProductId) -> dict[str, Any]:
         return service.get_product(productId)
     except service.ProductNotFound as exc:
         raise ApiError(404, f"product '{productId}' not found") from exc
-    except DatabaseUnavailable as exc:
-        raise ApiError(503, "inventory database unavailable") from exc
 
 
 @app.put("/admin/products/{productId}", response_model=None, responses={
     200: {"model": ProductOut, "description": "updated"}, 201: {"model": ProductOut, "description": "created"}})
 def put_product(productId: ProductId, request: ProductUpsert) -> JSONResponse:
     # The x-api-key is enforced by API Gateway (usage plan), not here.
-    try:
-        product, created = service.upsert_product(productId, request.name, request.stock)
-    except DatabaseUnavailable as exc:
-        raise ApiError(503, "inventory database unavailable") from exc
+    product, created = service.upsert_product(productId, request.name, request.stock)
     return JSONResponse(status_code=201 if created else 200, content=product)
 
 

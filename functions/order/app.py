@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common.health import HealthOut
 from functions.common.api import ApiError, ErrorBody, create_app
-from functions.common.db import DatabaseUnavailable
 from functions.order import service
 
 SERVICE = service.SERVICE
@@ -56,10 +55,7 @@ IdempotencyKey = Annotated[
     409: {"model": OrderOut, "description": "REJECTED: insufficient stock or unknown product"},
 })
 def create_order(request: OrderRequest, idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    try:
-        result = service.place_order(request.productId, request.quantity, idempotency_key)
-    except DatabaseUnavailable as exc:
-        raise ApiError(503, "order database unavailable, try again later") from exc
+    result = service.place_order(request.productId, request.quantity, idempotency_key)
     headers = {"Idempotent-Replayed": "true"} if result.replay else None
     return JSONResponse(status_code=result.status_code, content=result.body(), headers=headers)
 
@@ -70,16 +66,11 @@ def get_order(orderId: str) -> dict[str, Any]:
         return service.get_order(orderId)
     except service.OrderNotFound as exc:
         raise ApiError(404, f"order '{orderId}' not found") from exc
-    except DatabaseUnavailable as exc:
-        raise ApiError(503, "order database unavailable") from exc
 
 
 @app.get("/orders", response_model=OrdersOut)
 def list_orders(limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> dict[str, Any]:
-    try:
-        return {"orders": service.list_orders(limit)}
-    except DatabaseUnavailable as exc:
-        raise ApiError(503, "order database unavailable") from exc
+    return {"orders": service.list_orders(limit)}
 
 
 @app.get("/health/order", response_model=None, responses={

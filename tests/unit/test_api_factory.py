@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common import settings
 from functions.common.api import ApiError, create_app, make_api_handler
+from functions.common.db import DatabaseUnavailable
 
 
 class Body(BaseModel):
@@ -29,6 +30,8 @@ def handler(monkeypatch):
             raise RuntimeError("secret internals")
         if thing_id == "conflict":
             raise ApiError(409, "taken", reason="exists")
+        if thing_id == "dbdown":
+            raise DatabaseUnavailable("cannot connect to the database: refused")
         return {"id": thing_id, **body.model_dump()}
 
     yield make_api_handler(app)
@@ -73,3 +76,9 @@ def test_cors(handler):
     status, _, headers = call(handler, "OPTIONS", "/things/a", headers={
         "Origin": "http://site.example", "Access-Control-Request-Method": "POST"})
     assert status == 204 and "Idempotency-Key" in headers["access-control-allow-headers"]
+
+
+def test_database_down_is_a_503_naming_the_service_on_every_route(handler):
+    status, body, _ = call(handler, "POST", "/things/dbdown", json.dumps({"name": "a", "count": 1}))
+    assert status == 503
+    assert body == {"message": "unit database unavailable, try again later"}
