@@ -59,6 +59,7 @@ from constructs import Construct
 
 from infra.constructs.databases import POSTGRES_PORT, ServiceDatabase
 from infra.constructs.service_function import FunctionVpcPlacement, ServiceFunction, ServiceFunctionProps
+from infra.constructs.access_logs import access_logs_bucket
 from infra.nag import acknowledge
 
 SERVICE = "backup"
@@ -117,21 +118,8 @@ class LocalBackup(Construct):
             enable_key_rotation=True,
             removal_policy=removal_policy,
         )
-        self.access_logs_bucket = s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
-            removal_policy=removal_policy,
-        )
-        acknowledge(
-            self.access_logs_bucket,
-            "AwsSolutions-S1",
-            "This is the server-access-log bucket of the two backup buckets; logging it into "
-            "itself would loop.",
+        self.access_logs_bucket = access_logs_bucket(
+            self, "AccessLogs", removal_policy=removal_policy, serves="the two backup buckets"
         )
         self.bucket = self._bucket(
             "Bucket", "backups/", removal_policy,

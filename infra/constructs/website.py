@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
 from infra.config import ValerixConfig
-from infra.nag import acknowledge, acknowledge_all
+from infra.constructs.access_logs import access_logs_bucket
+from infra.nag import acknowledge_all
 
 # Browsers resolve *.localhost to loopback without DNS (offline-safe); LocalStack serves the
 # website of <bucket> for any `<bucket>.s3-website.<domain>` Host header.
@@ -29,21 +30,8 @@ class Website(Construct):
         super().__init__(scope, construct_id)
         removal = RemovalPolicy.RETAIN if config.is_aws else RemovalPolicy.DESTROY
 
-        self.access_logs_bucket = s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
-            removal_policy=removal,
-        )
-        acknowledge(
-            self.access_logs_bucket,
-            "AwsSolutions-S1",
-            "This is the server-access-log bucket of the website bucket; logging it into itself "
-            "would loop.",
+        self.access_logs_bucket = access_logs_bucket(
+            self, "AccessLogs", removal_policy=removal, serves="the website bucket"
         )
 
         self.bucket = s3.Bucket(
