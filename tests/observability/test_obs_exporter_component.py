@@ -74,6 +74,7 @@ def test_follows_incrementally_and_restart_never_double_counts(aws, tmp_path):
 
     # restart: same totals, nothing read twice
     exporter = make(aws, state)
+    clock = with_fake_clock(exporter)
     assert counter(exporter, "valerix_order_outcomes", status="CONFIRMED") == confirmed
     assert exporter.poll_once() == 0
     assert counter(exporter, "valerix_order_outcomes", status="CONFIRMED") == confirmed
@@ -82,6 +83,7 @@ def test_follows_incrementally_and_restart_never_double_counts(aws, tmp_path):
     # more traffic in a second stream (another execution environment) is read exactly once
     more = traffic_lines(confirmed=2, queued=0, rejected=0, order_ms=(30.0,))
     put(logs, ORDER_GROUP, more.lines, stream="2025/11/21/[$LATEST]def")
+    clock.now += 3  # the group was idle: polled again after --idle-poll-seconds
     assert exporter.poll_once() == len(more.lines)
     assert counter(exporter, "valerix_order_outcomes", status="CONFIRMED") == confirmed + 2
     exporter.close()
@@ -117,17 +119,85 @@ def test_crash_between_polls_recounts_exactly_once(aws, tmp_path):
     exporter.close()
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def with_fake_clock(exporter: Exporter) -> FakeClock:
+    clock = FakeClock()
+    exporter.follower.clock = clock
+    return clock
+
+
+def count_calls(client) -> dict[str, int]:
+    calls: dict[str, int] = {}
+
+    def record(event_name, **_):
+        operation = event_name.rsplit(".", 1)[-1]
+        calls[operation] = calls.get(operation, 0) + 1
+
+    client.meta.events.register("before-call.cloudwatch-logs.*", record)
+    return calls
+
+
 def test_late_events_within_the_overlap_are_counted_once(aws, tmp_path):
     logs = aws.client("logs")
     now = int(time.time() * 1000)
     put(logs, ORDER_GROUP, traffic_lines(confirmed=1, queued=0, rejected=0).lines, stream="fast", ts=now)
-    exporter = make(aws, tmp_path / "state", overlap_seconds=60)
+    exporter = make(aws, tmp_path / "state", overlap_seconds=60, recent_overlap_seconds=2, deep_poll_seconds=10)
+    clock = with_fake_clock(exporter)
     exporter.poll_once()
     # ingested now, but stamped 20 s before the newest event already seen
     put(logs, ORDER_GROUP, traffic_lines(confirmed=2, queued=0, rejected=0).lines, stream="slow", ts=now - 20_000)
-    exporter.poll_once()
+    clock.now += 1
+    exporter.poll_once()  # the first re-read after the initial one covers the whole overlap
+    clock.now += 1
     exporter.poll_once()
     assert counter(exporter, "valerix_order_outcomes", status="CONFIRMED") == 3
+
+    # a late event arriving between deep polls: not seen by the short re-reads, counted once by
+    # the next deep poll, and not again by the ones after it
+    put(logs, ORDER_GROUP, traffic_lines(confirmed=4, queued=0, rejected=0).lines, stream="slower", ts=now - 30_000)
+    clock.now += 1
+    exporter.poll_once()
+    assert counter(exporter, "valerix_order_outcomes", status="CONFIRMED") == 3
+    clock.now += 10
+    exporter.poll_once()
+    assert counter(exporter, "valerix_order_outcomes", status="CONFIRMED") == 7
+    clock.now += 10
+    exporter.poll_once()
+    assert counter(exporter, "valerix_order_outcomes", status="CONFIRMED") == 7
+    exporter.close()
+
+
+def test_idle_groups_and_discovery_are_polled_less_often(aws, tmp_path):
+    logs = aws.client("logs")
+    put(logs, ORDER_GROUP, traffic_lines(confirmed=1, queued=0, rejected=0).lines)
+    exporter = make(aws, tmp_path / "state", discover_seconds=30, idle_poll_seconds=3)
+    clock = with_fake_clock(exporter)
+    calls = count_calls(exporter.logs)
+    exporter.poll_once()
+    assert calls == {"DescribeLogGroups": 1, "FilterLogEvents": 1}
+    clock.now += 1
+    exporter.poll_once()  # nothing new: the group becomes idle
+    clock.now += 1
+    exporter.poll_once()
+    assert calls == {"DescribeLogGroups": 1, "FilterLogEvents": 2}
+    clock.now += 2
+    put(logs, ORDER_GROUP, traffic_lines(confirmed=2, queued=0, rejected=0).lines)
+    exporter.poll_once()  # 3 s after its last poll: polled, busy again
+    assert calls["FilterLogEvents"] == 3 and counter(exporter, "valerix_order_outcomes", status="CONFIRMED") == 3
+    clock.now += 1
+    exporter.poll_once()
+    assert calls["FilterLogEvents"] == 4
+    assert calls["DescribeLogGroups"] == 1
+    clock.now += 30
+    exporter.poll_once()
+    assert calls["DescribeLogGroups"] == 2
     exporter.close()
 
 
@@ -136,9 +206,14 @@ def test_new_log_groups_are_picked_up_and_prefix_is_respected(aws, tmp_path):
     put(logs, ORDER_GROUP, traffic_lines(confirmed=1, queued=0, rejected=0).lines)
     put(logs, "/other/app", traffic_lines(confirmed=7, queued=0, rejected=0).lines)
     exporter = make(aws, tmp_path / "state", log_groups=["/aws/lambda/not-yet-there"])
+    clock = with_fake_clock(exporter)
     exporter.poll_once()
     assert exporter.follower.known == ["/aws/lambda/not-yet-there", ORDER_GROUP]
     put(logs, INVENTORY_GROUP, traffic_lines(confirmed=0, queued=0, rejected=0).lines)
+    clock.now += 1
+    exporter.poll_once()
+    assert INVENTORY_GROUP not in exporter.follower.known  # discovery runs every 30 s
+    clock.now += 30
     exporter.poll_once()
     assert INVENTORY_GROUP in exporter.follower.known
     assert counter(exporter, "valerix_order_outcomes", status="CONFIRMED") == 1

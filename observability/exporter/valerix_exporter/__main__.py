@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", default=env("VALERIX_EXPORTER_REGION") or None,
                    help="AWS region (default: the SDK's configuration, else us-east-1)")
     p.add_argument("--log-group-prefix", default=env("VALERIX_EXPORTER_LOG_GROUP_PREFIX"),
-                   help="comma-separated log group name prefixes, re-discovered on every poll "
+                   help="comma-separated log group name prefixes, re-discovered every --discover-seconds "
                         "(default /aws/lambda/ unless --log-groups is given; '' to disable)")
     p.add_argument("--log-groups", default=env("VALERIX_EXPORTER_LOG_GROUPS", ""),
                    help="comma-separated log group names to follow (may not exist yet)")
@@ -43,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls")
     p.add_argument("--overlap-seconds", type=float, default=60.0,
                    help="re-read window for late-ingested events (deduplicated by eventId)")
+    p.add_argument("--recent-overlap-seconds", type=float, default=2.0,
+                   help="re-read window of the ordinary polls (the full --overlap-seconds is re-read "
+                        "every --deep-poll-seconds)")
+    p.add_argument("--deep-poll-seconds", type=float, default=10.0,
+                   help="how often a poll re-reads the whole overlap window")
+    p.add_argument("--discover-seconds", type=float, default=30.0,
+                   help="how often log groups are re-discovered by prefix")
+    p.add_argument("--idle-poll-seconds", type=float, default=3.0,
+                   help="a log group with nothing new is polled at most this often")
     p.add_argument("--initial-lookback-seconds", type=float, default=0.0,
                    help="how far back to start in a log group seen for the first time (0 = its beginning)")
     p.add_argument("--namespaces", default="Valerix",
@@ -63,6 +72,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         log_groups=groups, queue_urls=parse_queue_urls(args.queue_urls), host=args.host,
         port=args.port, state_dir=args.state_dir, poll_interval=args.poll_interval,
         overlap_seconds=args.overlap_seconds, initial_lookback_seconds=args.initial_lookback_seconds,
+        recent_overlap_seconds=args.recent_overlap_seconds, deep_poll_seconds=args.deep_poll_seconds,
+        discover_seconds=args.discover_seconds, idle_poll_seconds=args.idle_poll_seconds,
         namespaces=_csv(args.namespaces) or ["*"],
     )
 

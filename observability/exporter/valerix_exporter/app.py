@@ -36,6 +36,10 @@ class Config:
     state_dir: str = ".valerix/exporter"
     poll_interval: float = 1.0
     overlap_seconds: float = 60.0
+    recent_overlap_seconds: float = 2.0
+    deep_poll_seconds: float = 10.0
+    discover_seconds: float = 30.0
+    idle_poll_seconds: float = 3.0
     initial_lookback_seconds: float = 0.0
     namespaces: list[str] = field(default_factory=lambda: ["Valerix"])  # ["*"] = all
     buckets: tuple = DEFAULT_BUCKETS
@@ -79,7 +83,11 @@ class Exporter:
         checkpoints = self._load_state()
         self.follower = LogFollower(self.logs, config.log_group_prefixes, config.log_groups,
                                     int(config.overlap_seconds * 1000),
-                                    int(config.initial_lookback_seconds * 1000), checkpoints)
+                                    int(config.initial_lookback_seconds * 1000), checkpoints,
+                                    recent_overlap_ms=int(config.recent_overlap_seconds * 1000),
+                                    deep_interval_ms=int(config.deep_poll_seconds * 1000),
+                                    discover_interval_ms=int(config.discover_seconds * 1000),
+                                    idle_interval_ms=int(config.idle_poll_seconds * 1000))
         self.queues = QueuePoller(self.sqs, config.queue_urls)
         self.polls = 0
         self.poll_errors: dict[str, int] = {}
@@ -159,7 +167,7 @@ class Exporter:
         except Exception as exc:  # noqa: BLE001
             self._error("describe_log_groups", exc)
             groups, ok = list(self.follower.known), False
-        for group in groups:
+        for group in self.follower.due(groups):
             try:
                 events = self.follower.fetch(group)
             except Exception as exc:  # noqa: BLE001

@@ -16,41 +16,76 @@ class LogFollower:
 
     Checkpoint per log group: ``watermark`` (newest event timestamp seen, ms) and ``seen``
     (``eventId|stream|timestamp`` -> timestamp for events newer than ``watermark - overlap``).
-    Each poll reads from ``watermark - overlap`` so events ingested late (out of timestamp order,
-    e.g. from another Lambda execution environment's stream) are still picked up, and the
-    ``seen`` set drops the re-read ones. Events older than the overlap window at the time they
-    are ingested would be missed; the overlap is configurable (``--overlap-seconds``).
+    Events can be ingested late (out of timestamp order, e.g. from another Lambda execution
+    environment's stream), so a poll reads from ``watermark - overlap`` and the ``seen`` set drops
+    the re-read ones. Events older than the overlap window at the time they are ingested would be
+    missed; the overlap is configurable (``--overlap-seconds``).
+
+    Cost matters as much as completeness: the exporter polls every second, and FilterLogEvents
+    pays for every event in the window it returns. So most polls re-read only a short
+    ``recent_overlap`` and one poll every ``deep_interval`` re-reads the whole overlap (a late
+    event is then counted at most that much later, never lost). Log-group discovery
+    (DescribeLogGroups, which LocalStack answers by deep-copying every stored event, and which
+    AWS rate-limits) runs every ``discover_interval``, not on every poll; a group that had nothing
+    new is polled at most every ``idle_interval``.
     """
 
     def __init__(self, client, prefixes: list[str], groups: list[str], overlap_ms: int,
-                 initial_lookback_ms: int = 0, state: dict | None = None):
+                 initial_lookback_ms: int = 0, state: dict | None = None, *,
+                 recent_overlap_ms: int = 2_000, deep_interval_ms: int = 10_000,
+                 discover_interval_ms: int = 30_000, idle_interval_ms: int = 3_000,
+                 clock: Callable[[], float] = time.monotonic):
         self.client = client
         self.prefixes = [p for p in prefixes if p]
         self.explicit = [g for g in groups if g]
         self.overlap_ms = overlap_ms
+        self.recent_overlap_ms = min(recent_overlap_ms, overlap_ms)
+        self.deep_interval_ms = deep_interval_ms
+        self.discover_interval_ms = discover_interval_ms
+        self.idle_interval_ms = idle_interval_ms
         self.initial_lookback_ms = initial_lookback_ms
         self.state: dict = state if state is not None else {}
         self.known: list[str] = []
+        self.clock = clock
+        self._discovered_at: float | None = None
+        self._deep_read_at: dict[str, float] = {}
+        self._polled_at: dict[str, float] = {}
+        self._idle: set[str] = set()
+
+    def _ms_since(self, then: float | None) -> float:
+        return float("inf") if then is None else (self.clock() - then) * 1000
 
     def discover(self) -> list[str]:
+        if self._ms_since(self._discovered_at) < self.discover_interval_ms:
+            return self.known
         found = set(self.explicit)
         for prefix in self.prefixes:
             for page in self.client.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=prefix):
                 for group in page.get("logGroups", []):
                     found.add(group["logGroupName"])
+        self._discovered_at = self.clock()
         new = sorted(found - set(self.known))
         for g in new:
             log.info("following log group %s", g)
         self.known = sorted(found)
         return self.known
 
+    def due(self, groups: list[str]) -> list[str]:
+        """The groups to poll now: busy ones every time, idle ones every ``idle_interval``."""
+        return [g for g in groups
+                if g not in self._idle or self._ms_since(self._polled_at.get(g)) >= self.idle_interval_ms]
+
     def fetch(self, group: str) -> list[dict] | None:
         """All events of ``group`` from the checkpoint on; None when the group does not exist."""
         st = self.state.get(group)
         if st is None:
             start = 0 if not self.initial_lookback_ms else int(time.time() * 1000) - self.initial_lookback_ms
-        else:
+        elif self._ms_since(self._deep_read_at.get(group)) >= self.deep_interval_ms:
             start = max(0, st["watermark"] - self.overlap_ms)
+            self._deep_read_at[group] = self.clock()
+        else:
+            start = max(0, st["watermark"] - self.recent_overlap_ms)
+        self._polled_at[group] = self.clock()
         events: list[dict] = []
         kwargs = {"logGroupName": group, "startTime": start, "limit": 10000}
         try:
@@ -63,6 +98,7 @@ class LogFollower:
                 kwargs["nextToken"] = token
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                self._idle.add(group)
                 return None
             raise
         if st is None:
@@ -88,6 +124,10 @@ class LogFollower:
         horizon = st["watermark"] - self.overlap_ms
         for key in [k for k, t in seen.items() if t < horizon]:
             del seen[key]
+        if new:
+            self._idle.discard(group)
+        else:
+            self._idle.add(group)
         return new, dup
 
 
