@@ -53,6 +53,7 @@ LOG = logging.getLogger(__name__)
 INIT_TIMEOUT_SECONDS = float(os.environ.get("VALERIX_INIT_TIMEOUT_SECONDS", "30"))
 POLL_SECONDS = 0.02
 MEMORY_SAMPLE_SECONDS = 0.25
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # Host variables a Python process needs to start at all; nothing else leaks from LocalStack.
 PASSTHROUGH_HOST_VARS = ("PATH", "HOME", "LANG", "LC_ALL", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
@@ -137,6 +138,16 @@ class RuntimeProcess:
         self._popen = popen
         self._exit_file = exit_file
         self.returncode: int | None = None
+
+    def rss_mb(self) -> int:
+        """Resident memory in MiB (1 when unknown). /proc/<pid>/statm directly: this runs inside
+        LocalStack for every invocation, and psutil's object set-up costs several file reads."""
+        try:
+            with open(f"/proc/{self.pid}/statm") as statm:
+                resident_pages = int(statm.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            return 1
+        return max(1, math.ceil(resident_pages * _PAGE_SIZE / 2**20))
 
     def poll(self) -> int | None:
         if self.returncode is not None:
@@ -444,23 +455,18 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         """(outcome, failure, max_rss_mb); failure = (errorType, message) when the runtime died."""
         deadline = time.monotonic() + timeout
         max_rss = 0
-        try:
-            import psutil
-
-            watched = psutil.Process(self._process.pid)
-        except Exception:  # noqa: BLE001 - memory reporting is best effort
-            watched = None
-        next_memory_sample = 0.0
+        process = self._process
+        # Sampled, not polled: reading /proc costs the LocalStack process CPU that every other
+        # in-flight request needs. Short invocations are measured once, when they end.
+        next_memory_sample = time.monotonic() + MEMORY_SAMPLE_SECONDS
         while True:
             outcome = self._api.wait_outcome(request_id, POLL_SECONDS)
             if outcome is not None and outcome.kind != "init_error":
-                return outcome, None, max(max_rss, self._rss_mb(watched))
+                return outcome, None, max(max_rss, process.rss_mb())
             now = time.monotonic()
-            if watched is not None and now >= next_memory_sample:
-                # Sampled, not polled: reading /proc costs the LocalStack process CPU that
-                # every other in-flight request needs.
+            if now >= next_memory_sample:
                 next_memory_sample = now + MEMORY_SAMPLE_SECONDS
-                max_rss = max(max_rss, self._rss_mb(watched))
+                max_rss = max(max_rss, process.rss_mb())
             if max_rss > memory_mb:
                 return None, (
                     "Runtime.OutOfMemory",
@@ -476,15 +482,6 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                 return None, ("Runtime.ExitError", f"Runtime exited with error: {status}"), max_rss
             if time.monotonic() > deadline:
                 return None, ("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), max_rss
-
-    @staticmethod
-    def _rss_mb(watched) -> int:
-        if watched is None:
-            return 1
-        try:
-            return math.ceil(watched.memory_info().rss / 2**20)
-        except Exception:  # noqa: BLE001 - the process may be gone already
-            return 1
 
     def _terminate_keep_output(self) -> None:
         """Kill the environment; the output collector keeps whatever the process printed."""

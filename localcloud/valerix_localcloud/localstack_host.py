@@ -160,7 +160,9 @@ class LocalStackHost:
             "LAMBDA_KEEPALIVE_MS": "600000",
             # AWS's SQS pollers long-poll and pick a message up at once; LocalStack's default
             # backoff (up to 10 s after an empty poll, 60 s after an error) would add tens of
-            # seconds to every queued order's completion.
+            # seconds to every queued order's completion, and its 1 s pause after every
+            # non-empty poll capped a consumer at one batch per second.
+            "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0",
             "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "0.5",
             "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_ERROR_SEC": "2",
             # LocalStack's own service-to-service calls (API Gateway -> Lambda, the SQS poller,

@@ -1,5 +1,6 @@
-"""plux entry point: registers the process executor under LocalStack's executor namespace."""
+"""plux entry points loaded by LocalStack: our runtime executor, and the hot-path patches."""
 
+from localstack.runtime import hooks
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 
 
@@ -10,3 +11,14 @@ class ProcessRuntimeExecutorPlugin(RuntimeExecutorPlugin):
         from valerix_localcloud.executor import ProcessRuntimeExecutor
 
         return ProcessRuntimeExecutor
+
+
+@hooks.on_infra_start()
+def apply_patches() -> None:
+    """At start-up, before any Lambda function's log thread exists (see patches.py)."""
+    from localstack import config
+
+    if config.LAMBDA_RUNTIME_EXECUTOR == ProcessRuntimeExecutorPlugin.name:
+        from valerix_localcloud import patches
+
+        patches.apply()

@@ -121,6 +121,34 @@ def test_logs_reach_cloudwatch_with_start_end_report_lines(localcloud, lam, prob
     assert report and "Duration:" in report[-1] and "Max Memory Used:" in report[-1]
 
 
+def test_invocation_metrics_reach_cloudwatch_summed_in_batches(localcloud, lam, probe):
+    """AWS/Lambda Invocations keeps its Sum while LocalStack publishes it once a second
+    (valerix_localcloud/patches.py) instead of once per invocation."""
+    from datetime import datetime, timedelta, timezone
+
+    name = _create(lam)
+    try:
+        for _ in range(6):
+            assert _invoke(lam, name, {})[0] is None
+        cloudwatch = localcloud.client("cloudwatch")
+        now = datetime.now(timezone.utc)
+        deadline = time.monotonic() + 20
+        while True:
+            points = cloudwatch.get_metric_statistics(
+                Namespace="AWS/Lambda", MetricName="Invocations",
+                Dimensions=[{"Name": "FunctionName", "Value": name}],
+                StartTime=now - timedelta(minutes=5), EndTime=now + timedelta(minutes=5),
+                Period=600, Statistics=["Sum", "SampleCount"])["Datapoints"]
+            total = sum(p["Sum"] for p in points)
+            if total >= 6 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert total == 6
+        assert sum(p["SampleCount"] for p in points) < 6
+    finally:
+        lam.delete_function(FunctionName=name)
+
+
 def test_sqs_batch_item_failure_is_redelivered_then_dead_lettered(localcloud, lam):
     sqs = localcloud.client("sqs")
     suffix = uuid.uuid4().hex[:8]

@@ -1,0 +1,186 @@
+"""Two LocalStack hot paths made cheaper, applied inside LocalStack when our executor loads.
+
+LocalStack runs every emulated service in one Python process, so whatever it spends CPU on
+per Lambda invocation caps the whole local cloud's throughput (profiled with py-spy under
+`make bench`: both paths below were ~10 % of that process's CPU each). Neither changes what
+a client can observe, only how often the work is done:
+
+* **Invocation metrics.** LocalStack publishes ``AWS/Lambda`` ``Invocations``/``Errors`` with
+  one ``PutMetricData`` per invocation. Here they are counted in memory and published once a
+  second as one datapoint per function with the summed value — CloudWatch's ``Sum`` (what
+  these metrics are read with) is the same; AWS itself aggregates them per minute.
+* **Log shipping.** LocalStack's log thread makes one ``PutLogEvents`` call per invocation.
+  Here it takes everything already queued and makes one call per log stream (within the
+  API's 10,000-event / 1 MB limits). Event timestamps were already the shipping time.
+
+``apply()`` is idempotent; ``VALERIX_LOCALSTACK_PATCHES=0`` turns both off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+
+LOG = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+MAX_EVENTS_PER_CALL = 10_000
+MAX_BYTES_PER_CALL = 1_000_000  # AWS: 1,048,576 bytes incl. 26 bytes per event
+EVENT_OVERHEAD_BYTES = 26
+MAX_QUEUED_ITEMS_PER_ROUND = 1_000
+
+_applied = False
+_apply_lock = threading.Lock()
+
+
+class InvocationMetrics:
+    """Counts ``AWS/Lambda`` metrics per (account, region, function, metric); flushes them
+    once per ``FLUSH_SECONDS`` as one ``PutMetricData`` per account and region."""
+
+    def __init__(self, publish=None, flush_seconds: float = FLUSH_SECONDS) -> None:
+        self._counts: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        self._lock = threading.Lock()
+        self._publish = publish or _put_metric_data
+        self._flush_seconds = flush_seconds
+        self._thread: threading.Thread | None = None
+
+    def add(self, function_name: str, account_id: str, region_name: str, metric: str) -> None:
+        with self._lock:
+            self._counts[(account_id, region_name, function_name, metric)] += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="valerix-lambda-metrics",
+                                                daemon=True)
+                self._thread.start()
+
+    def record_invocation(self, function_name: str, account_id: str, region_name: str) -> None:
+        self.add(function_name, account_id, region_name, "Invocations")
+
+    def record_error(self, function_name: str, account_id: str, region_name: str) -> None:
+        self.add(function_name, account_id, region_name, "Invocations")
+        self.add(function_name, account_id, region_name, "Errors")
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, defaultdict(int)
+        per_target: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        now = datetime.now(timezone.utc)
+        for (account_id, region_name, function_name, metric), value in counts.items():
+            per_target[(account_id, region_name)].append({
+                "MetricName": metric,
+                "Dimensions": [{"Name": "FunctionName", "Value": function_name}],
+                "Timestamp": now,
+                "Value": value,
+                "Unit": "Count",
+            })
+        for (account_id, region_name), data in per_target.items():
+            for start in range(0, len(data), 1000):  # PutMetricData takes 1,000 items per call
+                try:
+                    self._publish(account_id, region_name, data[start:start + 1000])
+                except Exception as exc:  # noqa: BLE001 - metrics are best effort, as in LocalStack
+                    LOG.info("Unable to put AWS/Lambda metrics to CloudWatch: %s", exc)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._flush_seconds)
+            self.flush()
+
+
+def _put_metric_data(account_id: str, region_name: str, data: list[dict]) -> None:
+    from localstack.aws.connect import connect_to
+    from localstack.utils.bootstrap import is_api_enabled
+
+    if not is_api_enabled("cloudwatch"):
+        return
+    cloudwatch = connect_to(aws_access_key_id=account_id, region_name=region_name).cloudwatch
+    cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=data)
+
+
+def batched_log_events(items: list) -> list[tuple[str, str, list[dict]]]:
+    """Queued ``LogItem``s -> ``(group, stream, events)`` calls, in order, within API limits."""
+    per_stream: dict[tuple[str, str], list[str]] = {}
+    for item in items:
+        # as LocalStack does: split by newline, keep the newlines, drop empty lines
+        lines = [line + "\n" for line in item.logs.split("\n") if line]
+        per_stream.setdefault((item.log_group, item.log_stream), []).extend(lines)
+    timestamp = int(time.time() * 1000)
+    calls: list[tuple[str, str, list[dict]]] = []
+    for (group, stream), lines in per_stream.items():
+        events: list[dict] = []
+        size = 0
+        for line in lines:
+            line_size = len(line.encode()) + EVENT_OVERHEAD_BYTES
+            if events and (len(events) >= MAX_EVENTS_PER_CALL or size + line_size > MAX_BYTES_PER_CALL):
+                calls.append((group, stream, events))
+                events, size = [], 0
+            events.append({"timestamp": timestamp, "message": line})
+            size += line_size
+        if events:
+            calls.append((group, stream, events))
+    return calls
+
+
+def run_log_loop(self, *args, **kwargs) -> None:
+    """Replacement for ``LogHandler.run_log_loop``: one ``PutLogEvents`` per stream and round."""
+    from localstack.aws.connect import connect_to
+    from localstack.services.lambda_.invocation.logs import QUEUE_SHUTDOWN
+    from localstack.utils.aws.client_types import ServicePrincipal
+
+    logs_client = connect_to.with_assumed_role(
+        region_name=self.region, role_arn=self.role_arn, service_principal=ServicePrincipal.lambda_,
+    ).logs
+    while not self._shutdown_event.is_set():
+        items = [self.log_queue.get()]
+        while len(items) < MAX_QUEUED_ITEMS_PER_ROUND:
+            try:
+                items.append(self.log_queue.get_nowait())
+            except queue.Empty:
+                break
+        shutdown = any(item is QUEUE_SHUTDOWN for item in items)
+        for group, stream, events in batched_log_events([i for i in items if i is not QUEUE_SHUTDOWN]):
+            _put_log_events(logs_client, group, stream, events, self.region)
+        if shutdown:
+            return
+
+
+def _put_log_events(logs_client, group: str, stream: str, events: list[dict], region: str) -> None:
+    try:
+        try:
+            logs_client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+        except logs_client.exceptions.ResourceNotFoundException:
+            try:
+                logs_client.create_log_group(logGroupName=group)
+            except logs_client.exceptions.ResourceAlreadyExistsException:
+                pass
+            try:
+                logs_client.create_log_stream(logGroupName=group, logStreamName=stream)
+            except logs_client.exceptions.ResourceAlreadyExistsException:
+                pass
+            logs_client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+    except Exception as exc:  # noqa: BLE001 - as LocalStack: log and keep shipping the others
+        LOG.warning("Error saving logs to group %s in region %s: %s", group, region, exc)
+
+
+def apply() -> bool:
+    """Install both patches in the running LocalStack; True when they are (now) in place."""
+    global _applied
+    if os.environ.get("VALERIX_LOCALSTACK_PATCHES", "1") == "0":
+        return False
+    with _apply_lock:
+        if _applied:
+            return True
+        from localstack.services.lambda_.invocation import logs as lambda_logs
+        from localstack.services.lambda_.invocation import version_manager
+
+        metrics = InvocationMetrics()
+        # version_manager imported these names; its per-invocation threads look them up there
+        version_manager.record_cw_metric_invocation = metrics.record_invocation
+        version_manager.record_cw_metric_error = metrics.record_error
+        lambda_logs.LogHandler.run_log_loop = run_log_loop
+        _applied = True
+        LOG.info("valerix: batched Lambda invocation metrics and log shipping")
+        return True
