@@ -7,16 +7,26 @@ waiting long after a transient fault (database restarting, an idempotency record
 progress"). So each failed record's visibility is shortened to an exponential backoff on its
 receive count: 2, 4, 8, ... up to 60 s. This is SQS's own redelivery with visibility-timeout
 backoff; nothing sleeps inside the function.
+
+The records of one batch are processed concurrently (Powertools' AsyncBatchProcessor, each
+record's synchronous handler on a worker thread): a record spends its time waiting on
+DynamoDB, PostgreSQL and SQS, and one batch at a time is all an event-source poller gives a
+function, so handling records one after another made a queue drain at the sum of their
+round trips. Records are independent orders; nothing relies on their order within a batch
+(a standard queue does not keep one anyway).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ValidationError
 
@@ -25,6 +35,20 @@ from functions.common.observability import MetricUnit, get_logger, put_metric
 
 BACKOFF_BASE_SECONDS = 2
 BACKOFF_MAX_SECONDS = 60
+MAX_CONCURRENT_RECORDS = 10  # the largest batch size the stack configures
+
+_workers: ThreadPoolExecutor | None = None
+_workers_lock = threading.Lock()
+
+
+def _record_workers() -> ThreadPoolExecutor:
+    """One pool per execution environment, created on first use (never at import)."""
+    global _workers
+    if _workers is None:
+        with _workers_lock:
+            if _workers is None:
+                _workers = ThreadPoolExecutor(MAX_CONCURRENT_RECORDS, thread_name_prefix="queue-record")
+    return _workers
 
 
 class PoisonMessage(ValueError):
@@ -66,9 +90,12 @@ def _back_off(records: list[dict], failed_ids: set[str], logger: Any) -> None:
 
 def process_batch(event: dict, context: Any, record_handler: Callable[[SQSRecord], Any],
                   service: str, logger: Any) -> dict:
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    async def on_worker_thread(record: SQSRecord) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(_record_workers(), record_handler, record)
+
+    processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response = async_process_partial_response(
+        event=event, record_handler=on_worker_thread, processor=processor, context=context
     )
     failures = response.get("batchItemFailures", [])
     records = event.get("Records", [])

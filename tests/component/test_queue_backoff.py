@@ -74,3 +74,26 @@ def test_poison_messages_are_reported_as_failures(sqs):
 
     response = process_batch(event, None, handler, "test", get_logger("test"))
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [event["Records"][0]["messageId"]]
+
+
+def test_records_of_a_batch_are_handled_concurrently(sqs):
+    """Every record waits for all the others to start: handled one after another, the first
+    would time out at the barrier and the whole batch would fail."""
+    import threading
+
+    queue_url = sqs.create_queue(QueueName="concurrent")["QueueUrl"]
+    for i in range(5):
+        sqs.send_message(QueueUrl=queue_url, MessageBody=f'{{"n": {i}}}')
+    event = _event_from(sqs, queue_url, 5)
+    assert len(event["Records"]) == 5
+    all_started = threading.Barrier(5, timeout=10)
+    threads: set[str] = set()
+
+    def handler(record):
+        threads.add(threading.current_thread().name)
+        all_started.wait()
+        return record.body
+
+    response = process_batch(event, None, handler, "test", get_logger("test"))
+    assert response == {"batchItemFailures": []}
+    assert len(threads) == 5
