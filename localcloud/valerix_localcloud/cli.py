@@ -264,10 +264,14 @@ def start_exporter(stack_outputs: dict) -> None:
         "completion": stack_outputs["CompletionQueueUrl"],
         "completion-dlq": stack_outputs["CompletionDlqUrl"],
     }
+    # The stack's functions are known: following their log groups by name spares LocalStack
+    # DescribeLogGroups, which it answers by deep-copying every stored log event.
+    log_groups = [f"/aws/lambda/{value}" for key, value in sorted(stack_outputs.items())
+                  if key.endswith("FunctionName")]
     cmd = [
         str(PROJECT_PYTHON), "-m", "valerix_exporter",
         "--endpoint-url", endpoint(), "--region", REGION,
-        "--log-group-prefix", "/aws/lambda/",
+        "--log-groups", ",".join(log_groups), "--log-group-prefix", "",
         "--port", str(EXPORTER_PORT), "--state-dir", str(exporter_dir() / "state"),
         "--queue-urls", ",".join(f"{name}={url}" for name, url in queues.items()),
     ]

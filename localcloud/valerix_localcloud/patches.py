@@ -10,8 +10,9 @@ a client can observe, only how often the work is done:
   second as one datapoint per function with the summed value — CloudWatch's ``Sum`` (what
   these metrics are read with) is the same; AWS itself aggregates them per minute.
 * **Log shipping.** LocalStack's log thread makes one ``PutLogEvents`` call per invocation.
-  Here it takes everything already queued and makes one call per log stream (within the
-  API's 10,000-event / 1 MB limits). Event timestamps were already the shipping time.
+  Here it collects what is queued within ``LOG_LINGER_SECONDS`` of the first item and makes
+  one call per log stream (within the API's 10,000-event / 1 MB limits). Event timestamps
+  were already the shipping time; logs reach CloudWatch at most that much later.
 
 ``apply()`` is idempotent; ``VALERIX_LOCALSTACK_PATCHES=0`` turns both off.
 """
@@ -33,6 +34,7 @@ MAX_EVENTS_PER_CALL = 10_000
 MAX_BYTES_PER_CALL = 1_000_000  # AWS: 1,048,576 bytes incl. 26 bytes per event
 EVENT_OVERHEAD_BYTES = 26
 MAX_QUEUED_ITEMS_PER_ROUND = 1_000
+LOG_LINGER_SECONDS = 0.2
 
 _applied = False
 _apply_lock = threading.Lock()
@@ -135,9 +137,10 @@ def run_log_loop(self, *args, **kwargs) -> None:
     ).logs
     while not self._shutdown_event.is_set():
         items = [self.log_queue.get()]
-        while len(items) < MAX_QUEUED_ITEMS_PER_ROUND:
+        linger_until = time.monotonic() + LOG_LINGER_SECONDS
+        while len(items) < MAX_QUEUED_ITEMS_PER_ROUND and items[-1] is not QUEUE_SHUTDOWN:
             try:
-                items.append(self.log_queue.get_nowait())
+                items.append(self.log_queue.get(timeout=max(0.0, linger_until - time.monotonic())))
             except queue.Empty:
                 break
         shutdown = any(item is QUEUE_SHUTDOWN for item in items)
