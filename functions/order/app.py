@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Header, Query
+from fastapi import Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,10 +54,18 @@ IdempotencyKey = Annotated[
     202: {"model": OrderOut, "description": "QUEUED (reason says why)"},
     409: {"model": OrderOut, "description": "REJECTED: insufficient stock or unknown product"},
 })
-def create_order(request: OrderRequest, idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    result = service.place_order(request.productId, request.quantity, idempotency_key)
+def create_order(request: OrderRequest, raw: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    result = service.place_order(request.productId, request.quantity, idempotency_key,
+                                 received_at=_received_at(raw))
     headers = {"Idempotent-Replayed": "true"} if result.replay else None
     return JSONResponse(status_code=result.status_code, content=result.body(), headers=headers)
+
+
+def _received_at(raw: Request) -> float | None:
+    """When API Gateway received the request (epoch seconds), from the proxy event Mangum keeps."""
+    event = raw.scope.get("aws.event") or {}
+    epoch_ms = (event.get("requestContext") or {}).get("requestTimeEpoch")
+    return epoch_ms / 1000.0 if isinstance(epoch_ms, (int, float)) and epoch_ms > 0 else None
 
 
 @app.get("/orders/{orderId}", response_model=OrderView, responses={404: {"model": ErrorBody}})

@@ -58,7 +58,8 @@ def lambda_context(name: str = "valerix-test") -> SimpleNamespace:
 
 
 def rest_event(method: str, path: str, body: Any = None, headers: dict | None = None,
-               query: dict | None = None, raw_body: str | None = None) -> dict:
+               query: dict | None = None, raw_body: str | None = None,
+               received_seconds_ago: float = 0.0) -> dict:
     """An API Gateway REST v1 proxy event, as API Gateway sends it to the function."""
     headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", **(headers or {})}
     text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
@@ -83,6 +84,7 @@ def rest_event(method: str, path: str, body: Any = None, headers: dict | None = 
             "accountId": "123456789012",
             "apiId": "abc123",
             "identity": {"sourceIp": "127.0.0.1", "userAgent": "pytest"},
+            "requestTimeEpoch": int((time.time() - received_seconds_ago) * 1000),
         },
         "body": text,
         "isBase64Encoded": False,
@@ -248,10 +250,11 @@ class Valerix:
 
         return api_handler
 
-    def order(self, product_id: str = "widget", quantity: int = 1, key: str | None = None) -> Reply:
+    def order(self, product_id: str = "widget", quantity: int = 1, key: str | None = None,
+              received_seconds_ago: float = 0.0) -> Reply:
         headers = {"Idempotency-Key": key} if key else None
         return call_api(self.order_api, "POST", "/orders", {"productId": product_id, "quantity": quantity},
-                        headers=headers)
+                        headers=headers, received_seconds_ago=received_seconds_ago)
 
     def set_env(self, **values: str) -> None:
         from functions.common import settings

@@ -47,6 +47,33 @@ def test_slow_inventory_queues_within_budget_and_the_late_commit_counts_once(val
     assert valerix.count("inventory", "reservations") == 1
 
 
+def test_time_spent_before_the_function_counts_against_the_budget(valerix):
+    """API Gateway stamps when it received the request; a request that already waited 1 s
+    (gateway queueing, a cold start) has only the rest of the 2 s budget for inventory."""
+    done = threading.Event()
+    valerix.chaos.before = lambda: time.sleep(3)
+    valerix.chaos.after = done.set
+
+    started = time.monotonic()
+    reply = valerix.order("widget", 1, received_seconds_ago=1.0)
+    elapsed = time.monotonic() - started
+    assert reply.status == 202 and reply.body["reason"] == "inventory timeout", reply.body
+    assert elapsed < 1.6, f"answered {elapsed:.2f}s after the function started, 1 s of the budget was gone"
+    assert done.wait(10)
+
+
+def test_received_time_is_trusted_only_within_bounds():
+    from functions.order.service import FALLBACK_RESERVE, MAX_WAIT_BEFORE_FUNCTION, call_deadline
+
+    assert call_deadline(2.0, None, now=100.0, monotonic_now=50.0) == 50.0 + 2.0 - FALLBACK_RESERVE
+    assert call_deadline(2.0, 99.5, now=100.0, monotonic_now=50.0) == 50.0 + 1.5 - FALLBACK_RESERVE
+    # a clock ahead of ours: no time is taken away
+    assert call_deadline(2.0, 103.0, now=100.0, monotonic_now=50.0) == 50.0 + 2.0 - FALLBACK_RESERVE
+    # a clock far behind ours: at most MAX_WAIT_BEFORE_FUNCTION is taken away
+    assert call_deadline(2.0, 10.0, now=100.0, monotonic_now=50.0) == \
+        50.0 + 2.0 - MAX_WAIT_BEFORE_FUNCTION - FALLBACK_RESERVE
+
+
 def test_queued_copy_wins_the_race_and_the_slow_sync_call_replays(valerix):
     done = threading.Event()
     valerix.chaos.before = lambda: time.sleep(2.5)
