@@ -1,4 +1,4 @@
-"""Two LocalStack hot paths made cheaper, applied inside LocalStack when our executor loads.
+"""Three LocalStack hot paths made cheaper, applied inside LocalStack at start-up.
 
 LocalStack runs every emulated service in one Python process, so whatever it spends CPU on
 per Lambda invocation caps the whole local cloud's throughput (profiled with py-spy under
@@ -13,17 +13,24 @@ a client can observe, only how often the work is done:
   Here it collects what is queued within ``LOG_LINGER_SECONDS`` of the first item and makes
   one call per log stream (within the API's 10,000-event / 1 MB limits). Event timestamps
   were already the shipping time; logs reach CloudWatch at most that much later.
+* **FilterLogEvents with a start time** (what the metrics exporter sends every second). moto
+  tests every event the stream ever stored, so each poll got slower the longer the local cloud
+  ran. When a stream's events are in timestamp order (Lambda's are: LocalStack stamps them when
+  it ships them), the search starts at the first event at or after the start time (bisection);
+  otherwise moto scans as before. Same events, same order.
 
-``apply()`` is idempotent; ``VALERIX_LOCALSTACK_PATCHES=0`` turns both off.
+``apply()`` is idempotent; ``VALERIX_LOCALSTACK_PATCHES=0`` turns them off.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import queue
 import threading
 import time
+from bisect import bisect_left
 from collections import defaultdict
 from datetime import datetime, timezone
 
@@ -168,6 +175,41 @@ def _put_log_events(logs_client, group: str, stream: str, events: list[dict], re
         LOG.warning("Error saving logs to group %s in region %s: %s", group, region, exc)
 
 
+def _sorted_prefix(stream) -> bool:
+    """Are all of ``stream.events`` in timestamp order? Checked incrementally: events are only
+    ever appended, so each call looks at the ones added since the last call."""
+    events = stream.events
+    checked = getattr(stream, "_valerix_checked", 0)
+    in_order = getattr(stream, "_valerix_in_order", True)
+    if checked > len(events):  # not append-only after all (events replaced): start over
+        checked, in_order = 0, True
+    if in_order:
+        for i in range(max(1, checked), len(events)):
+            if events[i].timestamp < events[i - 1].timestamp:
+                in_order = False
+                break
+    stream._valerix_checked = len(events)
+    stream._valerix_in_order = in_order
+    return in_order
+
+
+def from_start_time(filter_log_events):
+    """Wraps ``LogStream.filter_log_events(self, start_time, end_time, filter_pattern, ...)``:
+    on a stream in timestamp order, hands it only the events from ``start_time`` on."""
+
+    def filter_recent(self, start_time, end_time, filter_pattern, *args, **kwargs):
+        if start_time and self.events and _sorted_prefix(self):
+            first = bisect_left(self.events, start_time, key=lambda event: event.timestamp)
+            if first > 0:
+                recent = copy.copy(self)  # a shallow view: same stream, fewer events
+                recent.events = self.events[first:]
+                return filter_log_events(recent, start_time, end_time, filter_pattern, *args, **kwargs)
+        return filter_log_events(self, start_time, end_time, filter_pattern, *args, **kwargs)
+
+    filter_recent.__wrapped__ = filter_log_events
+    return filter_recent
+
+
 def apply() -> bool:
     """Install both patches in the running LocalStack; True when they are (now) in place."""
     global _applied
@@ -184,6 +226,11 @@ def apply() -> bool:
         version_manager.record_cw_metric_invocation = metrics.record_invocation
         version_manager.record_cw_metric_error = metrics.record_error
         lambda_logs.LogHandler.run_log_loop = run_log_loop
+        # after LocalStack's own patch of the same method (logs provider), which this wraps
+        from localstack.services.logs import provider as _logs_provider  # noqa: F401
+        from moto.logs.models import LogStream
+
+        LogStream.filter_log_events = from_start_time(LogStream.filter_log_events)
         _applied = True
-        LOG.info("valerix: batched Lambda invocation metrics and log shipping")
+        LOG.info("valerix: batched Lambda invocation metrics and log shipping, bisected log filtering")
         return True

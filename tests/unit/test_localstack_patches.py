@@ -79,3 +79,50 @@ def test_batches_respect_the_put_log_events_limits():
     sizes = [sum(len(e["message"]) + patches.EVENT_OVERHEAD_BYTES for e in events) for _, _, events in calls]
     assert all(size <= patches.MAX_BYTES_PER_CALL for size in sizes)
     assert sum(len(events) for _, _, events in calls) == 7
+
+
+def _stream_with(timestamps: list[int]):
+    from moto.logs.models import LogStream
+
+    class Group:
+        subscription_filters: dict = {}
+
+    stream = LogStream.__new__(LogStream)
+    stream.events = []
+    stream.log_stream_name = "s"
+    stream.log_group = Group()
+    stream.stored_bytes = 0
+    stream.upload_sequence_token = 0
+    for ts in timestamps:
+        stream.put_log_events([{"timestamp": ts, "message": f"m{ts}"}])
+    return stream
+
+
+def test_filtering_from_a_start_time_returns_what_moto_returns():
+    from moto.logs.models import LogStream
+
+    original = LogStream.filter_log_events
+    fast = patches.from_start_time(original)
+    seen_sizes = []
+
+    def spy(stream, *args, **kwargs):
+        seen_sizes.append(len(stream.events))
+        return original(stream, *args, **kwargs)
+
+    in_order = _stream_with(list(range(1000, 2000, 10)))
+    for start in (None, 0, 1000, 1005, 1500, 1990, 1999, 5000):
+        assert fast(in_order, start, None, "") == original(in_order, start, None, "")
+    assert fast(in_order, 1500, 1600, "m15") == original(in_order, 1500, 1600, "m15")
+
+    patches.from_start_time(spy)(in_order, 1900, None, "")
+    assert seen_sizes[-1] == 10  # only the events from the start time on were searched
+
+    shuffled = _stream_with([1000, 3000, 2000, 4000])
+    patches.from_start_time(spy)(shuffled, 2500, None, "")
+    assert seen_sizes[-1] == 4  # out of order: moto's full scan
+    assert fast(shuffled, 2500, None, "") == original(shuffled, 2500, None, "")
+
+    # appended later out of order: noticed, full scan again
+    in_order.put_log_events([{"timestamp": 1, "message": "late"}])
+    patches.from_start_time(spy)(in_order, 1900, None, "")
+    assert seen_sizes[-1] == 101
