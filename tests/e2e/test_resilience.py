@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -102,6 +103,7 @@ def test_injected_500_queues_orders_and_never_rejects_them(api, closed_circuit):
 
 def test_circuit_opens_short_circuits_and_closes_after_recovery(api, localcloud, closed_circuit):
     product = api.new_product(stock=100)
+    calls_at_start = _reservation_calls(localcloud)
     api.gremlin({"error": {"enabled": True, "statusCode": 503, "every": 1}})
     time.sleep(2.5)
     for _ in range(12):
@@ -113,6 +115,7 @@ def test_circuit_opens_short_circuits_and_closes_after_recovery(api, localcloud,
     # Open: straight to the queue without waiting, inventory not called at all. (The absolute
     # latency, < 100 ms on an idle machine, is measured by `make bench`: circuit_open_p99_ms.)
     inventory_calls_before = _reservation_calls(localcloud)
+    assert inventory_calls_before > calls_at_start  # the failing calls that opened it are counted
     timings = []
     for _ in range(5):
         response, elapsed = _timed_order(api, product, 1)
@@ -128,16 +131,35 @@ def test_circuit_opens_short_circuits_and_closes_after_recovery(api, localcloud,
 
 
 def _reservation_calls(cloud) -> int:
-    """How many reservation requests inventory's API function has logged so far."""
+    """How many reservation requests inventory's API function has served so far (its request
+    metric lines for POST /inventory/reservations; health probes and admin calls don't count).
+    Lambda logs reach CloudWatch shortly after each invocation, so the count is read until it
+    stays the same for a second."""
+    previous, deadline = None, time.monotonic() + 20
+    while True:
+        count = _reservation_lines(cloud)
+        if count == previous or time.monotonic() > deadline:
+            return count
+        previous = count
+        time.sleep(1.0)
+
+
+def _reservation_lines(cloud) -> int:
     logs = cloud.client("logs")
     group = f"/aws/lambda/{cloud.stack['InventoryApiFunctionName']}"
     count, token = 0, None
     while True:
-        kwargs = {"logGroupName": group, "filterPattern": "\"START RequestId\""}
+        kwargs = {"logGroupName": group, "filterPattern": "\"/inventory/reservations\""}
         if token:
             kwargs["nextToken"] = token
         page = logs.filter_log_events(**kwargs)
-        count += len(page["events"])
+        for event in page["events"]:
+            try:
+                line = json.loads(event["message"])
+            except ValueError:
+                continue
+            if "_aws" in line and line.get("route") == "/inventory/reservations" and line.get("method") == "POST":
+                count += 1
         token = page.get("nextToken")
         if not token:
             return count
