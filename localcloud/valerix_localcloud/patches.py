@@ -41,7 +41,7 @@ MAX_EVENTS_PER_CALL = 10_000
 MAX_BYTES_PER_CALL = 1_000_000  # AWS: 1,048,576 bytes incl. 26 bytes per event
 EVENT_OVERHEAD_BYTES = 26
 MAX_QUEUED_ITEMS_PER_ROUND = 1_000
-LOG_LINGER_SECONDS = 0.2
+LOG_LINGER_SECONDS = 0.5
 
 _applied = False
 _apply_lock = threading.Lock()
