@@ -129,7 +129,8 @@ def test_invocation_metrics_reach_cloudwatch_summed_in_batches(localcloud, lam, 
     name = _create(lam)
     try:
         for _ in range(6):
-            assert _invoke(lam, name, {})[0] is None
+            error, body = _invoke(lam, name, {})
+            assert error is None, body
         cloudwatch = localcloud.client("cloudwatch")
         now = datetime.now(timezone.utc)
         deadline = time.monotonic() + 20
@@ -143,8 +144,8 @@ def test_invocation_metrics_reach_cloudwatch_summed_in_batches(localcloud, lam, 
             if total >= 6 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert total == 6
-        assert sum(p["SampleCount"] for p in points) < 6
+        assert total == 6, points
+        assert sum(p["SampleCount"] for p in points) < 6, points
     finally:
         lam.delete_function(FunctionName=name)
 
