@@ -125,6 +125,23 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
 # --------------------------------------------------------------------------- middleware
 
 
+# Time a request spent before the function saw it (API Gateway queueing, a cold start) counts
+# in its latency and against the order budget, but never more than this: a wrong clock must
+# not make every request look slow (or starve the inventory call).
+MAX_GATEWAY_WAIT_SECONDS = 1.0
+
+
+def gateway_wait_seconds(scope: dict, now: float | None = None) -> float:
+    """Seconds since API Gateway received this request (its requestContext.requestTimeEpoch,
+    kept by Mangum in the ASGI scope), within [0, MAX_GATEWAY_WAIT_SECONDS]; 0 when unknown."""
+    event = scope.get("aws.event") or {}
+    epoch_ms = (event.get("requestContext") or {}).get("requestTimeEpoch") if isinstance(event, dict) else None
+    if not isinstance(epoch_ms, (int, float)) or isinstance(epoch_ms, bool) or epoch_ms <= 0:
+        return 0.0
+    now = time.time() if now is None else now
+    return min(MAX_GATEWAY_WAIT_SECONDS, max(0.0, now - epoch_ms / 1000.0))
+
+
 class _ObservedRequestMiddleware:
     """Pure ASGI middleware: body size limit, last-resort error handling, RED metrics."""
 
@@ -137,7 +154,8 @@ class _ObservedRequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started_at = time.perf_counter()
+        # latency as the caller sees it: from API Gateway's receipt of the request
+        started_at = time.perf_counter() - gateway_wait_seconds(scope)
         state = {"status": 500, "started": False}
 
         cors = _cors_headers(scope)

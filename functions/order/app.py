@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common.health import HealthOut
-from functions.common.api import ApiError, ErrorBody, create_app
+from functions.common.api import ApiError, ErrorBody, create_app, gateway_wait_seconds
 from functions.order import service
 
 SERVICE = service.SERVICE
@@ -56,16 +56,9 @@ IdempotencyKey = Annotated[
 })
 def create_order(request: OrderRequest, raw: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     result = service.place_order(request.productId, request.quantity, idempotency_key,
-                                 received_at=_received_at(raw))
+                                 waited=gateway_wait_seconds(raw.scope))
     headers = {"Idempotent-Replayed": "true"} if result.replay else None
     return JSONResponse(status_code=result.status_code, content=result.body(), headers=headers)
-
-
-def _received_at(raw: Request) -> float | None:
-    """When API Gateway received the request (epoch seconds), from the proxy event Mangum keeps."""
-    event = raw.scope.get("aws.event") or {}
-    epoch_ms = (event.get("requestContext") or {}).get("requestTimeEpoch")
-    return epoch_ms / 1000.0 if isinstance(epoch_ms, (int, float)) and epoch_ms > 0 else None
 
 
 @app.get("/orders/{orderId}", response_model=OrderView, responses={404: {"model": ErrorBody}})

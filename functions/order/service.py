@@ -41,9 +41,6 @@ PENDING, QUEUED, CONFIRMED, REJECTED = "PENDING", "QUEUED", "CONFIRMED", "REJECT
 FINAL = frozenset({CONFIRMED, REJECTED})
 UNKNOWN_PRODUCT = "unknown product"
 FALLBACK_RESERVE = 0.1  # seconds of the budget kept for queueing the order after a timeout
-# Time a request spent before this function saw it (API Gateway, a cold start) counts against
-# the budget, but never more than this: a wrong clock must not turn every order into QUEUED.
-MAX_WAIT_BEFORE_FUNCTION = 1.0
 
 # to_status -> statuses it may be reached from
 ALLOWED_FROM: dict[str, list[str]] = {
@@ -118,26 +115,23 @@ def _discard_pending_order(order_id: str) -> None:
 # ----------------------------------------------------------------------------- POST /orders
 
 
-def call_deadline(budget: float, received_at: float | None, now: float | None = None,
-                  monotonic_now: float | None = None) -> float:
+def call_deadline(budget: float, waited: float = 0.0, monotonic_now: float | None = None) -> float:
     """The time.monotonic() instant by which the inventory call must be over.
 
-    The budget runs from the moment the request was received (`received_at`, epoch seconds, as
-    API Gateway stamps it in requestTimeEpoch; else from now): gateway queueing, a cold start,
-    client setup and the order insert all come out of it, and FALLBACK_RESERVE is kept for the
-    queue fallback, so a caller whose inventory call timed out has its QUEUED answer within
-    about the budget of sending the request.
+    The budget runs from when the request was received: `waited` (seconds before this function
+    saw it: API Gateway queueing, a cold start; see api.gateway_wait_seconds), client setup and
+    the order insert all come out of it, and FALLBACK_RESERVE is kept for the queue fallback, so
+    a caller whose inventory call timed out has its QUEUED answer within about the budget of
+    sending the request.
     """
-    now = time.time() if now is None else now
     monotonic_now = time.monotonic() if monotonic_now is None else monotonic_now
-    waited = 0.0 if received_at is None else min(MAX_WAIT_BEFORE_FUNCTION, max(0.0, now - received_at))
     return monotonic_now - waited + budget - FALLBACK_RESERVE
 
 
 def place_order(product_id: str, quantity: int, idempotency_key: str | None = None,
-                received_at: float | None = None) -> OrderResult:
+                waited: float = 0.0) -> OrderResult:
     settings = get_settings()
-    deadline = call_deadline(settings.inventory_call_budget_seconds, received_at)
+    deadline = call_deadline(settings.inventory_call_budget_seconds, waited)
     client = inventory_client.get_client()
     aws.client("sqs")  # created before the call, so the fallback path is fast
     order_id = str(uuid.uuid4())

@@ -38,14 +38,14 @@ def handler(monkeypatch):
     settings.reset_settings()
 
 
-def call(handler, method, path, body=None, headers=None):
+def call(handler, method, path, body=None, headers=None, request_context=None):
     event = {
         "resource": "/{proxy+}", "path": path, "httpMethod": method,
         "headers": {"Content-Type": "application/json", **(headers or {})}, "multiValueHeaders": {},
         "queryStringParameters": None, "multiValueQueryStringParameters": None, "pathParameters": None,
         "stageVariables": None, "body": body, "isBase64Encoded": False,
         "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": method, "path": "/prod" + path,
-                           "stage": "prod", "identity": {"sourceIp": "127.0.0.1"}},
+                           "stage": "prod", "identity": {"sourceIp": "127.0.0.1"}, **(request_context or {})},
     }
     result = handler(event, None)
     return result["statusCode"], json.loads(result["body"]) if result.get("body") else None, {
@@ -82,3 +82,30 @@ def test_database_down_is_a_503_naming_the_service_on_every_route(handler):
     status, body, _ = call(handler, "POST", "/things/dbdown", json.dumps({"name": "a", "count": 1}))
     assert status == 503
     assert body == {"message": "unit database unavailable, try again later"}
+
+
+def test_gateway_wait_is_read_from_the_event_and_bounded():
+    from functions.common.api import MAX_GATEWAY_WAIT_SECONDS, gateway_wait_seconds
+
+    def scope(epoch_ms):
+        return {"aws.event": {"requestContext": {"requestTimeEpoch": epoch_ms}}}
+
+    assert gateway_wait_seconds(scope(99_500), now=100.0) == 0.5
+    assert gateway_wait_seconds(scope(103_000), now=100.0) == 0.0  # a clock ahead of ours
+    assert gateway_wait_seconds(scope(10_000), now=100.0) == MAX_GATEWAY_WAIT_SECONDS  # far behind
+    assert gateway_wait_seconds({}, now=100.0) == 0.0
+    assert gateway_wait_seconds(scope("soon"), now=100.0) == 0.0
+
+
+def test_request_duration_counts_from_the_gateway_receipt(handler, capsys):
+    """The latency metric is what the caller waits: time queued before the function counts."""
+    import time
+
+    capsys.readouterr()
+    call(handler, "POST", "/things/a", json.dumps({"name": "x", "count": 2}),
+         request_context={"requestTimeEpoch": int((time.time() - 0.6) * 1000)})
+    durations = [json.loads(line)["HttpRequestDuration"] for line in capsys.readouterr().out.splitlines()
+                 if '"HttpRequestDuration"' in line]
+    assert len(durations) == 1
+    value = durations[0][0] if isinstance(durations[0], list) else durations[0]
+    assert value >= 600, value
