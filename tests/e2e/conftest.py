@@ -68,9 +68,30 @@ class Api:
         response = self.http.delete("/gremlin", headers=self.admin)
         assert response.status_code == 200, response.text
 
+    def circuit_state(self) -> str:
+        body = self.http.get("/health/order").json()
+        return str(body.get("circuitState", "")).lower()
+
+    def wait_circuit(self, state: str, timeout: float, probe: bool = False) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.circuit_state() == state:
+                return
+            if probe:  # a half-open circuit only closes after successful probes
+                self.order(self.new_product(stock=5), 1)
+            time.sleep(1)
+        raise AssertionError(f"circuit not {state} after {timeout}s (now {self.circuit_state()})")
+
 
 @pytest.fixture(scope="session")
 def api(localcloud):
     client = Api(localcloud)
     yield client
     client.http.close()
+
+
+@pytest.fixture
+def closed_circuit(api):
+    """No gremlin, and order's circuit closed again (a previous test may have opened it)."""
+    api.gremlin_off()
+    api.wait_circuit("closed", timeout=60, probe=True)

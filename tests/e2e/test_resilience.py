@@ -19,28 +19,6 @@ def gremlin_off_afterwards(api):
     api.gremlin_off()
 
 
-@pytest.fixture
-def closed_circuit(api):
-    """Waits until order's circuit is closed again (a previous test may have opened it)."""
-    _wait_circuit(api, "closed", timeout=60, probe=True)
-
-
-def _circuit_state(api) -> str:
-    body = api.http.get("/health/order").json()
-    return str(body.get("circuitState", "")).lower()
-
-
-def _wait_circuit(api, state, timeout, probe=False):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _circuit_state(api) == state:
-            return
-        if probe:  # a half-open circuit only closes after successful probes
-            api.order(api.new_product(stock=5), 1)
-        time.sleep(1)
-    raise AssertionError(f"circuit not {state} after {timeout}s (now {_circuit_state(api)})")
-
-
 def _timed_order(api, product, quantity=1):
     started = time.monotonic()
     response = api.order(product, quantity)
@@ -111,7 +89,7 @@ def test_circuit_opens_short_circuits_and_closes_after_recovery(api, localcloud,
         assert response.status_code == 202
         if "circuit" in response.json().get("reason", ""):
             break
-    _wait_circuit(api, "open", timeout=5)
+    api.wait_circuit("open", timeout=5)
     # Open: straight to the queue without waiting, inventory not called at all. (The absolute
     # latency, < 100 ms on an idle machine, is measured by `make bench`: circuit_open_p99_ms.)
     inventory_calls_before = _reservation_calls(localcloud)
@@ -125,7 +103,7 @@ def test_circuit_opens_short_circuits_and_closes_after_recovery(api, localcloud,
     assert sorted(timings)[2] < 0.5, f"open-circuit answers took {timings}"
     assert _reservation_calls(localcloud) == inventory_calls_before
     api.gremlin_off()
-    _wait_circuit(api, "closed", timeout=60, probe=True)
+    api.wait_circuit("closed", timeout=60, probe=True)
     response = api.order(product, 1)
     assert response.status_code == 201 and response.json()["status"] == "CONFIRMED"
 
