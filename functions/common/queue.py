@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
@@ -31,24 +30,17 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ValidationError
 
 from functions.common import aws
-from functions.common.observability import MetricUnit, get_logger, put_metric
+from functions.common.observability import MetricUnit, put_metric
 
 BACKOFF_BASE_SECONDS = 2
 BACKOFF_MAX_SECONDS = 60
 MAX_CONCURRENT_RECORDS = 10  # the largest batch size the stack configures
 
-_workers: ThreadPoolExecutor | None = None
-_workers_lock = threading.Lock()
 
-
+@cache
 def _record_workers() -> ThreadPoolExecutor:
     """One pool per execution environment, created on first use (never at import)."""
-    global _workers
-    if _workers is None:
-        with _workers_lock:
-            if _workers is None:
-                _workers = ThreadPoolExecutor(MAX_CONCURRENT_RECORDS, thread_name_prefix="queue-record")
-    return _workers
+    return ThreadPoolExecutor(MAX_CONCURRENT_RECORDS, thread_name_prefix="queue-record")
 
 
 class PoisonMessage(ValueError):

@@ -10,9 +10,8 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.common.health import HealthOut
 from functions.common.api import ApiError, ErrorBody, create_app, json_error
-from functions.common.health import database_check, queue_check, run_checks
+from functions.common.health import HealthOut, database_check, queue_check, run_checks
 from functions.common.observability import MetricUnit, get_logger, put_metric
 from functions.common.settings import get_settings
 from functions.inventory import repository, service

@@ -8,8 +8,8 @@ from fastapi import Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.common.health import HealthOut
 from functions.common.api import ApiError, ErrorBody, create_app, gateway_wait_seconds
+from functions.common.health import HealthOut
 from functions.order import service
 
 SERVICE = service.SERVICE

@@ -175,7 +175,7 @@ def _put_log_events(logs_client, group: str, stream: str, events: list[dict], re
         LOG.warning("Error saving logs to group %s in region %s: %s", group, region, exc)
 
 
-def _sorted_prefix(stream) -> bool:
+def _in_timestamp_order(stream) -> bool:
     """Are all of ``stream.events`` in timestamp order? Checked incrementally: events are only
     ever appended, so each call looks at the ones added since the last call."""
     events = stream.events
@@ -198,7 +198,7 @@ def from_start_time(filter_log_events):
     on a stream in timestamp order, hands it only the events from ``start_time`` on."""
 
     def filter_recent(self, start_time, end_time, filter_pattern, *args, **kwargs):
-        if start_time and self.events and _sorted_prefix(self):
+        if start_time and self.events and _in_timestamp_order(self):
             first = bisect_left(self.events, start_time, key=lambda event: event.timestamp)
             if first > 0:
                 recent = copy.copy(self)  # a shallow view: same stream, fewer events
@@ -211,7 +211,7 @@ def from_start_time(filter_log_events):
 
 
 def apply() -> bool:
-    """Install both patches in the running LocalStack; True when they are (now) in place."""
+    """Install the patches in the running LocalStack; True when they are (now) in place."""
     global _applied
     if os.environ.get("VALERIX_LOCALSTACK_PATCHES", "1") == "0":
         return False
