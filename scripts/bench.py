@@ -20,13 +20,11 @@ import os
 import platform
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -300,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30, help="duration of each load phase")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--skip", default="", help="comma-separated phases to skip")
+    parser.add_argument("--out", type=Path, default=cli.STATE / "bench.json", help="where to write the results")
     args = parser.parse_args(argv)
     if not (cli.OUTPUTS_FILE.exists() and cli.localstack().pid()):
         if cli.main(["up"]) != 0:
@@ -319,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    done in {time.monotonic() - started:.1f}s", flush=True)
     results = {"measured_at": datetime.now().isoformat(timespec="seconds"), "machine": machine(),
                "clients": args.clients, "seconds": args.seconds, **bench.results}
-    (cli.STATE / "bench.json").write_text(json.dumps(results, indent=2))
+    args.out.write_text(json.dumps(results, indent=2))
     print()
     for key, value in results.items():
         if key in ("machine",):
@@ -335,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{'ok' if ms <= COLD_START_TARGET_MS else 'MISSED'})")
             continue
         print(f"  {key} = {value}{verdict}")
-    print(f"written to {(cli.STATE / 'bench.json').relative_to(REPO)}")
+    print(f"written to {args.out}")
     return 0
 
 
