@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 MEASURED = ["happy_p50_ms", "happy_p99_ms", "happy_rps", "baseline_p50_ms", "baseline_rps",
-            "fallback_p99_ms", "circuit_open_p99_ms", "completion_p95_ms"]
+            "fallback_p99_ms", "circuit_open_p99_ms"]
 
 
 def test_a_short_bench_run_writes_every_key(localcloud, tmp_path):
@@ -31,6 +31,9 @@ def test_a_short_bench_run_writes_every_key(localcloud, tmp_path):
         assert isinstance(value, (int, float)) and not math.isnan(value) and value > 0, (key, value)
     assert bench["happy_confirmed_share"] == 1.0
     assert bench["circuit_open_share"] > 0.9  # the circuit-open phase measured open-circuit answers
+    # 0 is a real result: orders the consumers finished while the gremlin was still on count
+    # from the switch-off
+    assert isinstance(bench["completion_p95_ms"], (int, float)) and bench["completion_p95_ms"] >= 0
     assert bench["completion_orders"] > 0
     assert set(bench["cold_start_ms"]) == {localcloud.stack[name] for name in (
         "OrderApiFunctionName", "InventoryApiFunctionName", "GremlinFunctionName",
