@@ -225,8 +225,19 @@ class LocalStackHost:
         except OSError:
             return False
 
+    @property
+    def host_file(self) -> Path:
+        return self.state_dir / "gateway-host"
+
     def start(self, timeout: float = 90.0) -> None:
         if self.pid():
+            running_on = self.host_file.read_text().strip() if self.host_file.exists() else listen.LOOPBACK
+            if running_on != self.host:
+                # Never leave it on every interface when the user dropped VALERIX_LISTEN_ALL (or the reverse).
+                raise LocalStackError(
+                    f"LocalStack is already running on {running_on}:{self.port}, not {self.host}: "
+                    f"run `make down`, then `make up` again to change {listen.ENV_VAR}"
+                )
             # Already running (maybe just slow on a busy machine): never restart it from
             # under its users, wait for it instead.
             deadline = time.monotonic() + timeout
@@ -250,6 +261,7 @@ class LocalStackHost:
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.pid_file.write_text(str(process.pid))
+        self.host_file.write_text(self.host)
         deadline = time.monotonic() + timeout
         while not self.healthy():
             if process.poll() is not None:
