@@ -231,7 +231,12 @@ class LocalStackHost:
 
     def start(self, timeout: float = 90.0) -> None:
         if self.pid():
-            running_on = self.host_file.read_text().strip() if self.host_file.exists() else listen.LOOPBACK
+            if not self.host_file.exists():
+                raise LocalStackError(
+                    f"LocalStack (pid {self.pid()}) was started by an older `make up`, which listened on "
+                    "every network interface: run `make down`, then `make up`"
+                )
+            running_on = self.host_file.read_text().strip()
             if running_on != self.host:
                 # Never leave it on every interface when the user dropped VALERIX_LISTEN_ALL (or the reverse).
                 raise LocalStackError(
@@ -280,6 +285,7 @@ class LocalStackHost:
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
+            self.host_file.unlink(missing_ok=True)
             return
         # The process group holds LocalStack, DynamoDB Local (java) and every Lambda runtime.
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -293,6 +299,7 @@ class LocalStackHost:
             if not _group_alive(pid):
                 break
         self.pid_file.unlink(missing_ok=True)
+        self.host_file.unlink(missing_ok=True)
         self.kill_orphan_runtimes()
 
     def kill_orphan_runtimes(self) -> None:

@@ -191,7 +191,7 @@ def use_colour(choice: str, out: TextIO) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--function", "-f", default=os.environ.get("FN") or None,
+    parser.add_argument("--function", "-f", default=None,
                         help="only these functions (comma-separated, e.g. order-api); default all")
     parser.add_argument("--since", default="10m", help="start this long ago (30s, 10m, 2h, 1d) or at an ISO time")
     parser.add_argument("--no-follow", dest="follow", action="store_false",

@@ -94,3 +94,31 @@ def test_a_recorded_pid_of_an_unrelated_process_is_not_ours(tmp_path):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def _running_host(tmp_path, monkeypatch, listen_all: bool, recorded: str | None):
+    """A LocalStackHost whose recorded LocalStack 'runs' (the pid is this test process)."""
+    import os
+
+    from valerix_localcloud.localstack_host import LocalStackHost
+
+    monkeypatch.setenv(listen.ENV_VAR, "1" if listen_all else "0")
+    host = LocalStackHost(tmp_path / "localstack", tmp_path / "python", tmp_path / "python", port=1)
+    host.state_dir.mkdir(parents=True)
+    host.pid_file.write_text(str(os.getpid()))
+    if recorded is not None:
+        host.host_file.write_text(recorded)
+    return host
+
+
+@pytest.mark.parametrize("listen_all, recorded, message", [
+    (False, "0.0.0.0", r"already running on 0\.0\.0\.0:1, not 127\.0\.0\.1: run `make down`"),
+    (True, "127.0.0.1", r"already running on 127\.0\.0\.1:1, not 0\.0\.0\.0: run `make down`"),
+    (False, None, r"started by an older `make up`, which listened on every network interface"),
+])
+def test_a_running_localstack_on_another_interface_is_never_reused(tmp_path, monkeypatch, listen_all, recorded, message):
+    from valerix_localcloud.localstack_host import LocalStackError
+
+    host = _running_host(tmp_path, monkeypatch, listen_all, recorded)
+    with pytest.raises(LocalStackError, match=message):
+        host.start(timeout=1)
