@@ -110,7 +110,10 @@ def collect(state_dir: Path, ls: LocalStackHost, databases: list[PostgresServer]
             outputs: dict | None) -> list[Component]:
     cloud = processes.cloud_processes(state_dir)
     components = localstack_components(ls)
-    components.append(dynamodb_local_component(cloud))
+    dynamodb = dynamodb_local_component(cloud)
+    if components[0].state == DOWN and dynamodb.state == IDLE:
+        dynamodb = Component(dynamodb.name, DOWN, "", "LocalStack is down")
+    components.append(dynamodb)
     components += [database_component(server) for server in databases]
     components.append(exporter_component(exporter_url, state_dir / "exporter" / "exporter.pid"))
     environments = processes.lambda_environments(cloud)
