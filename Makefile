@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)/localcloud
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: up down status test test-unit deps test-deps system-deps system-deps-test hot-reload synth clean \
+.PHONY: up down status logs test test-unit deps test-deps system-deps system-deps-test hot-reload synth clean \
         verify bench backup backup-list backup-sync restore
 
 up: deps
@@ -24,6 +24,10 @@ down:
 
 status:
 	@$(VENV)/bin/python -m valerix_localcloud status
+
+# Every function's logs, followed until ctrl-C (FN=order-api for one; LOGS_ARGS="--since 1h --no-follow").
+logs:
+	@$(VENV)/bin/python -m valerix_localcloud logs $(if $(FN),--function $(FN)) $(LOGS_ARGS)
 
 # One session: the local cloud comes up once for every test that needs it; the lifecycle
 # test (make up twice, make down leaves nothing) runs last (tests/conftest.py).

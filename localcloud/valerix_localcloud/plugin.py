@@ -22,3 +22,12 @@ def apply_patches() -> None:
         from valerix_localcloud import patches
 
         patches.apply()
+
+
+@hooks.on_infra_start()
+def bind_to_listen_host() -> None:
+    """Before the gateway server is registered: LocalStack's sockets honour GATEWAY_LISTEN's host
+    and DynamoDB Local binds loopback (see listen_patches.py). Always on, whatever the executor."""
+    from valerix_localcloud import listen_patches
+
+    listen_patches.apply()

@@ -39,6 +39,9 @@ def put(logs, group: str, lines: list[str], stream: str = "2025/11/21/[$LATEST]a
                         logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
 
 
+DASHBOARD = "http://valerix-web-1a2b.s3-website.localhost:4566"
+
+
 def make(session, state_dir, **kw) -> Exporter:
     return Exporter(Config(state_dir=str(state_dir), port=0, host="127.0.0.1", **kw), session=session)
 
@@ -251,7 +254,8 @@ def test_queue_depths_and_http_endpoints(aws, tmp_path):
     traffic = traffic_lines()
     put(logs, ORDER_GROUP, traffic.lines)
 
-    exporter = make(aws, tmp_path / "state", queue_urls={"inventory": main, "completion": completion})
+    exporter = make(aws, tmp_path / "state", queue_urls={"inventory": main, "completion": completion},
+                    cors_origins=[DASHBOARD])
     port = exporter.start()
     try:
         base = f"http://127.0.0.1:{port}"
@@ -260,13 +264,13 @@ def test_queue_depths_and_http_endpoints(aws, tmp_path):
             time.sleep(0.05)
         metrics = requests.get(f"{base}/metrics", timeout=5)
         assert metrics.status_code == 200
-        assert metrics.headers["Access-Control-Allow-Origin"] == "*"
+        assert "Access-Control-Allow-Origin" not in metrics.headers  # a scraper sends no Origin
         assert 'valerix_queue_depth{kind="main",queue="inventory",queue_name="valerix-inventory"} 3.0' in metrics.text
         assert 'valerix_queue_depth{kind="dlq",queue="inventory",queue_name="valerix-inventory-dlq"} 1.0' in metrics.text
         assert 'valerix_queue_depth{kind="main",queue="completion",queue_name="valerix-completion"} 0.0' in metrics.text
 
-        r = requests.get(f"{base}/api/summary", timeout=5)
-        assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
+        r = requests.get(f"{base}/api/summary", headers={"Origin": DASHBOARD}, timeout=5)
+        assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == DASHBOARD
         summary = r.json()
         assert summary["queues"]["inventory"]["depth"] == 3
         assert summary["queues"]["inventory"]["dlqDepth"] == 1
@@ -289,8 +293,8 @@ def test_queue_depths_and_http_endpoints(aws, tmp_path):
         assert summary["circuitState"] == "open"
         assert summary["orders"] == traffic.order_statuses
 
-        pre = requests.options(f"{base}/api/summary", headers={"Origin": "http://x", "Access-Control-Request-Method": "GET"})
-        assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == "*"
+        pre = requests.options(f"{base}/api/summary", headers={"Origin": DASHBOARD, "Access-Control-Request-Method": "GET"})
+        assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == DASHBOARD
         health = requests.get(f"{base}/healthz", timeout=5)
         assert health.status_code == 200 and health.json()["status"] == "ok"
         assert requests.get(f"{base}/nope", timeout=5).status_code == 404
@@ -305,3 +309,63 @@ def test_state_dir_is_exclusive(aws, tmp_path):
         make(aws, tmp_path / "state")
     exporter.close()
     make(aws, tmp_path / "state").close()
+
+
+@pytest.mark.parametrize("origin", [
+    "http://evil.example",                                    # any other site
+    "http://valerix-web-1a2b.s3-website.localhost:4567",      # the dashboard's host on another port
+    "https://valerix-web-1a2b.s3-website.localhost:4566",     # another scheme
+    "http://x.valerix-web-1a2b.s3-website.localhost:4566",    # a subdomain of it
+    "null",                                                   # sandboxed frames, file:// pages
+])
+def test_cors_refuses_every_origin_but_the_dashboards(aws, tmp_path, origin):
+    exporter = make(aws, tmp_path / "state", cors_origins=[DASHBOARD, "*", "http://*.s3-website.localhost.localstack.cloud:4566"])
+    port = exporter.serve()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        summary = requests.get(f"{base}/api/summary", headers={"Origin": origin}, timeout=5)
+        assert summary.status_code == 200
+        assert "Access-Control-Allow-Origin" not in summary.headers
+        assert summary.headers["Vary"] == "Origin"
+        pre = requests.options(f"{base}/api/summary",
+                               headers={"Origin": origin, "Access-Control-Request-Method": "GET"}, timeout=5)
+        assert pre.status_code == 403 and "Access-Control-Allow-Origin" not in pre.headers
+        assert origin in pre.json()["message"]
+        # A pattern stands for exactly one DNS label of an origin, nothing more.
+        bucket = "http://valerix-web.s3-website.localhost.localstack.cloud:4566"
+        ok = requests.get(f"{base}/api/summary", headers={"Origin": bucket}, timeout=5)
+        assert ok.headers["Access-Control-Allow-Origin"] == bucket
+    finally:
+        exporter.close()
+
+
+def _bound_address(port: int) -> str:
+    import psutil
+
+    return next(c.laddr.ip for c in psutil.Process().net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr.port == port)
+
+
+def test_exporter_listens_on_loopback_by_default(aws, tmp_path, monkeypatch, caplog):
+    from valerix_exporter.__main__ import build_parser, config_from_args
+
+    monkeypatch.delenv("VALERIX_EXPORTER_HOST", raising=False)
+    config = config_from_args(build_parser().parse_args(["--port", "0", "--state-dir", str(tmp_path / "s")]))
+    assert config.cors_origins == []
+    exporter = Exporter(config, session=aws)
+    port = exporter.serve()
+    try:
+        assert _bound_address(port) == "127.0.0.1"
+        assert "listening on" not in caplog.text
+    finally:
+        exporter.close()
+
+
+def test_exporter_on_every_interface_says_so(aws, tmp_path, caplog):
+    exporter = Exporter(Config(state_dir=str(tmp_path / "s"), port=0, host="0.0.0.0"), session=aws)
+    port = exporter.serve()
+    try:
+        assert _bound_address(port) == "0.0.0.0"
+        assert "listening on 0.0.0.0: every machine that can reach this one can read these metrics" in caplog.text
+    finally:
+        exporter.close()

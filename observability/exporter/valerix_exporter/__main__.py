@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m valerix_exporter",
         description="Follow CloudWatch Logs, turn EMF lines into Prometheus metrics, serve "
-                    "/metrics, /api/summary (JSON, CORS *) and /healthz.")
+                    "/metrics, /api/summary (JSON, CORS for --cors-origins) and /healthz.")
     p.add_argument("--endpoint-url", default=env("VALERIX_EXPORTER_ENDPOINT_URL") or None,
                    help="AWS endpoint (LocalStack: http://127.0.0.1:4566). Default: real AWS.")
     p.add_argument("--region", default=env("VALERIX_EXPORTER_REGION") or None,
@@ -35,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-urls", default=env("VALERIX_EXPORTER_QUEUE_URLS", ""),
                    help="name=url,... SQS queues for valerix_queue_depth; DLQs are found through "
                         "each queue's RedrivePolicy (or given as <name>-dlq=url)")
-    p.add_argument("--host", default=env("VALERIX_EXPORTER_HOST", "0.0.0.0"))
+    p.add_argument("--host", default=env("VALERIX_EXPORTER_HOST", "127.0.0.1"),
+                   help="address to listen on (default loopback; 0.0.0.0 = every interface, e.g. in a container)")
+    p.add_argument("--cors-origins", default=env("VALERIX_EXPORTER_CORS_ORIGINS", ""),
+                   help="comma-separated browser origins allowed to read the answers (the dashboard's); "
+                        "'*' inside an origin stands for one DNS label. Default: none")
     p.add_argument("--port", type=int, default=int(env("VALERIX_EXPORTER_PORT", "9108")),
                    help="HTTP port (0 = any free port; written to <state-dir>/endpoint.json)")
     p.add_argument("--state-dir", default=env("VALERIX_EXPORTER_STATE_DIR", ".valerix/exporter"),
@@ -70,6 +74,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return Config(
         endpoint_url=args.endpoint_url, region=args.region, log_group_prefixes=prefixes,
         log_groups=groups, queue_urls=parse_queue_urls(args.queue_urls), host=args.host,
+        cors_origins=_csv(args.cors_origins),
         port=args.port, state_dir=args.state_dir, poll_interval=args.poll_interval,
         overlap_seconds=args.overlap_seconds, initial_lookback_seconds=args.initial_lookback_seconds,
         recent_overlap_seconds=args.recent_overlap_seconds, deep_poll_seconds=args.deep_poll_seconds,

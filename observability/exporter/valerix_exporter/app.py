@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,8 +33,11 @@ class Config:
     log_group_prefixes: list[str] = field(default_factory=lambda: ["/aws/lambda/"])
     log_groups: list[str] = field(default_factory=list)
     queue_urls: dict[str, str] = field(default_factory=dict)
-    host: str = "0.0.0.0"
+    # Loopback unless asked otherwise: the local cloud's exporter is for this machine only.
+    host: str = "127.0.0.1"
     port: int = 9108
+    # Browser origins allowed to read the exporter (the dashboard's); none = no CORS header at all.
+    cors_origins: list[str] = field(default_factory=list)
     state_dir: str = ".valerix/exporter"
     poll_interval: float = 1.0
     overlap_seconds: float = 60.0
@@ -57,6 +62,38 @@ def make_session(endpoint_url: str | None, region: str | None):
         return boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test",
                                      region_name=region)
     return boto3.session.Session(region_name=region)
+
+
+_LABEL = "[A-Za-z0-9-]+"
+
+
+def origin_matcher(patterns: list[str]):
+    """`origin -> bool` for exact origins (`http://host:port`); `*` in a pattern stands for one
+    DNS label (`http://*.s3-website.localhost.localstack.cloud:4566`), never for a dot, a colon
+    or a whole scheme, so `*` alone matches no origin: this exporter never allows every site."""
+    compiled = []
+    for pattern in (p.strip().rstrip("/") for p in patterns):
+        scheme, sep, rest = pattern.partition("://")
+        if not sep or not re.fullmatch(r"https?", scheme, re.IGNORECASE) or not rest:
+            if pattern:
+                log.warning("ignoring CORS origin %r: an origin looks like http(s)://host[:port]", pattern)
+            continue
+        compiled.append(re.compile(re.escape(f"{scheme}://") + "".join(
+            _LABEL if part == "*" else re.escape(part) for part in re.split(r"(\*)", rest)), re.IGNORECASE))
+
+    def allowed(origin: str | None) -> bool:
+        return bool(origin) and any(regex.fullmatch(origin) for regex in compiled)
+
+    return allowed
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Exporter:
@@ -246,6 +283,7 @@ class Exporter:
 
     def serve(self) -> int:
         exporter = self
+        origin_allowed = origin_matcher(self.config.cors_origins)
 
         class Handler(BaseHTTPRequestHandler):
             # HTTP/1.0: one connection per request, so no scraper stays attached to a closed exporter
@@ -254,11 +292,19 @@ class Exporter:
             def log_message(self, fmt, *args):  # quiet access log
                 log.debug("http %s", fmt % args)
 
+            def _cors(self) -> None:
+                # Only the dashboard's origin(s) may read answers in a browser; other sites get no
+                # CORS header, so their scripts cannot read metrics from a user's machine.
+                origin = self.headers.get("Origin")
+                if origin_allowed(origin):
+                    self.send_header("Access-Control-Allow-Origin", origin)
+                self.send_header("Vary", "Origin")
+
             def _send(self, status: int, body: bytes, ctype: str) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
-                self.send_header("Access-Control-Allow-Origin", "*")
+                self._cors()
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
                 if self.command != "HEAD":
@@ -268,10 +314,13 @@ class Exporter:
                 self._send(status, json.dumps(doc).encode(), "application/json")
 
             def do_OPTIONS(self):
+                origin = self.headers.get("Origin")
+                if not origin_allowed(origin):
+                    return self._json(403, {"message": f"origin {origin or '(none)'} is not allowed to "
+                                                       "read this exporter (see --cors-origins)"})
                 self.send_response(204)
-                self.send_header("Access-Control-Allow-Origin", "*")
+                self._cors()
                 self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-                self.send_header("Access-Control-Allow-Headers", "*")
                 self.send_header("Access-Control-Max-Age", "600")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -300,6 +349,9 @@ class Exporter:
 
             do_HEAD = do_GET
 
+        if not is_loopback_host(self.config.host):
+            log.warning("listening on %s: every machine that can reach this one can read these metrics",
+                        self.config.host)
         ThreadingHTTPServer.daemon_threads = True
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer((self.config.host, self.config.port), Handler)

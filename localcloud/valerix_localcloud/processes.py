@@ -1,0 +1,159 @@
+"""The processes one checkout's `make up` started, found from the PIDs it recorded under .valerix.
+
+Only this checkout's: other clouds (another clone, another engineer) may run on the same
+machine, so nothing here looks processes up by name. The roots are the PID files `make up`
+writes (LocalStack, the exporter), Postgres' own `postmaster.pid`, and the Lambda runtime
+markers of our executor; everything below them (DynamoDB Local, the zygote, function
+processes, Postgres backends) is found through the process tree. A recorded PID counts only if
+its process still points at this state folder (command line or working directory), so a PID
+reused by an unrelated process after a crash is never taken for ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from pathlib import Path
+
+import psutil
+
+from valerix_localcloud.listen import is_loopback
+
+LOCALSTACK = "LocalStack"
+DYNAMODB_LOCAL = "DynamoDB Local"
+LAMBDA = "Lambda runtime"
+EXPORTER = "exporter"
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudProcess:
+    component: str
+    process: psutil.Process
+
+
+@dataclasses.dataclass(frozen=True)
+class Listener:
+    component: str
+    pid: int
+    command: str
+    protocol: str  # tcp | udp
+    ip: str
+    port: int
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.ip)
+
+    def __str__(self) -> str:
+        return f"{self.component} (pid {self.pid}, {self.command}) {self.protocol} {self.ip}:{self.port}"
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def recorded_roots(state: Path) -> list[tuple[str, int]]:
+    """(component, pid) for every PID `make up` (and what it started) wrote under `state`."""
+    roots = []
+    for component, pid_file in (
+        (LOCALSTACK, state / "localstack" / "localstack.pid"),
+        (EXPORTER, state / "exporter" / "exporter.pid"),
+        ("order_db", state / "pg" / "order" / "data" / "postmaster.pid"),
+        ("inventory_db", state / "pg" / "inventory" / "data" / "postmaster.pid"),
+    ):
+        pid = _read_pid(pid_file)
+        if pid:
+            roots.append((component, pid))
+    runtimes = state / "localstack" / "runtimes"
+    if runtimes.is_dir():
+        roots += [(LAMBDA, int(marker.name)) for marker in runtimes.iterdir() if marker.name.isdigit()]
+    return roots
+
+
+def _belongs_to(process: psutil.Process, state: Path) -> bool:
+    marker = str(state.resolve())
+    try:
+        if marker in " ".join(process.cmdline()):
+            return True
+        return process.cwd().startswith(marker)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def _component_of(process: psutil.Process, inherited: str) -> str:
+    try:
+        cmdline = " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return inherited
+    if "DynamoDBLocal" in cmdline or "valerix-loopback-launcher" in cmdline:
+        return DYNAMODB_LOCAL
+    if "zygote.py" in cmdline or "awslambdaric" in cmdline:
+        return LAMBDA
+    return inherited
+
+
+def cloud_processes(state: Path) -> list[CloudProcess]:
+    """Every live process of this checkout's local cloud, each with the component it serves."""
+    found: dict[int, CloudProcess] = {}
+    for component, pid in recorded_roots(state):
+        try:
+            root = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            continue
+        if pid in found or not _belongs_to(root, state):
+            continue
+        found[pid] = CloudProcess(component, root)
+        try:
+            children = root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for child in children:
+            if child.pid not in found:
+                found[child.pid] = CloudProcess(_component_of(child, component), child)
+    return list(found.values())
+
+
+def lambda_environments(processes: list[CloudProcess]) -> int:
+    """Execution environments alive: function processes, i.e. `awslambdaric` processes and the
+    zygote's forks (the zygote itself, the fork server, is no environment)."""
+    count = 0
+    for entry in processes:
+        if entry.component != LAMBDA:
+            continue
+        try:
+            cmdline = " ".join(entry.process.cmdline())
+            parent = entry.process.parent()
+            parent_cmdline = " ".join(parent.cmdline()) if parent else ""
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if "awslambdaric" in cmdline or ("zygote.py" in cmdline and "zygote.py" in parent_cmdline):
+            count += 1
+    return count
+
+
+def listeners(processes: list[CloudProcess]) -> list[Listener]:
+    """Every socket those processes listen on: TCP in LISTEN state, and UDP sockets not connected
+    to a peer (they receive from anyone who can reach the address). A process whose sockets we
+    may not read raises psutil.AccessDenied: never report "nothing" for what was not looked at."""
+    result = []
+    for entry in processes:
+        try:
+            command = entry.process.name()
+            connections = entry.process.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        for conn in connections:
+            if not conn.laddr:
+                continue
+            if conn.type == socket.SOCK_STREAM and conn.status == psutil.CONN_LISTEN:
+                protocol = "tcp"
+            elif conn.type == socket.SOCK_DGRAM and not conn.raddr:
+                protocol = "udp"
+            else:
+                continue
+            result.append(Listener(entry.component, entry.process.pid, command, protocol,
+                                   conn.laddr.ip, conn.laddr.port))
+    return result
