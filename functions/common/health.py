@@ -133,12 +133,34 @@ _cache = HealthCache()
 
 def cached_health(service: str, compute: Callable[[], tuple[int, dict[str, Any]]],
                   ttl_seconds: float | None = None) -> tuple[int, dict[str, Any]]:
-    """`compute()` (normally `run_checks(...)`) at most once per HEALTH_CACHE_SECONDS per environment."""
-    if ttl_seconds is None:
-        from functions.common.settings import get_settings
+    """`compute()` (normally `run_checks(...)`) at most once per HEALTH_CACHE_SECONDS per environment.
 
+    A DOWN answer carries this request's `requestId` (added after the cache: it is per request),
+    which finds the failing check's detail in the log of the request that probed."""
+    from functions.common.api import current_correlation_id
+    from functions.common.settings import get_settings
+
+    if ttl_seconds is None:
         ttl_seconds = get_settings().health_cache_seconds
-    return _cache.get(service, ttl_seconds, compute)
+
+    def probe() -> tuple[int, dict[str, Any]]:
+        status, body = compute()
+        return status, {**body, _PROBED_BY: current_correlation_id()}
+
+    status, body = _cache.get(service, ttl_seconds, probe)
+    probed_by = body.pop(_PROBED_BY, None)
+    correlation_id = current_correlation_id()
+    if status >= 400:
+        if correlation_id:
+            body["requestId"] = correlation_id
+        if probed_by != correlation_id:
+            # the failing checks' detail was logged by the request that probed: point to it
+            get_logger(service).warning("health DOWN (cached answer)", extra={
+                "probed_by": probed_by, "reason": body.get("message")})
+    return status, body
+
+
+_PROBED_BY = "_probedBy"  # kept with the cached answer, never sent
 
 
 def reset_health_cache() -> None:
