@@ -16,7 +16,7 @@ REFUSALS = [
     ({}, 401, "missing x-api-key header"),
     ({"x-api-key": "wrong-key-0123456789012345"}, 403, "invalid API key"),
     ({"x-api-key": ADMIN_KEY[:-1]}, 403, "invalid API key"),
-    ({"x-api-key": ADMIN_KEY.lower().upper()}, 403, "invalid API key"),
+    ({"x-api-key": ADMIN_KEY.upper()}, 403, "invalid API key"),
 ]
 
 
@@ -83,12 +83,12 @@ def assert_no_internals(reply, postgres_servers) -> None:
 
 
 @pytest.mark.parametrize("down", ["inventory", "order"])
-def test_with_a_database_down_no_answer_reveals_internals(valerix, postgres_servers, monkeypatch, down):
+def test_with_a_database_down_no_answer_reveals_internals(valerix, postgres_servers, down):
     """Point the service's secret at a closed port (a database that is gone), then ask everything."""
     from functions.common import db
 
     server = postgres_servers[down]
-    secret = {**server.secret(), "port": server.port}
+    secret = server.secret()
     closed = {**secret, "port": _closed_port()}
     name = f"valerix-test/{down}-db"
     aws_client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(closed))
