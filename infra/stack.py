@@ -17,6 +17,7 @@ from constructs import Construct
 
 from infra import bundling
 from infra.config import ValerixConfig
+from infra.constructs.admin_key import AdminKey
 from infra.constructs.alarms import FunctionAlarms
 from infra.constructs.api import ValerixApi
 from infra.constructs.backup import DatabaseBackups
@@ -99,6 +100,10 @@ class ValerixStack(Stack):
         )  # fmt: skip
         self.website = Website(self, "Website", config=config)
 
+        # Admin key: checked by API Gateway (usage plan) and again by the admin functions.
+        self.admin_key = AdminKey(self, "AdminKey", secret_name=f"{prefix}/admin-api-key",
+                                  local_value=None if config.is_aws else config.admin_api_key)
+
         # ---------------------------------------------------------------- api
         cors_origins = [*self.website.origins, *config.cors_origins]
         self.api = ValerixApi(
@@ -110,7 +115,7 @@ class ValerixStack(Stack):
             throttle_rate_limit=config.throttle_rate_limit,
             throttle_burst_limit=config.throttle_burst_limit,
             log_retention_days=config.log_retention_days,
-            admin_api_key_value=None if config.is_aws else config.admin_api_key,
+            admin_api_key_value=self.admin_key.api_key_value,
         )
         # Built from the API id (not from the stage/deployment) so functions can reference it
         # without a dependency cycle through the methods that integrate them.
@@ -150,10 +155,12 @@ class ValerixStack(Stack):
         iq.grant_send_messages(f["OrderSweeper"].function)
         events.Rule(self, "OrderSweeperSchedule", schedule=events.Schedule.rate(Duration.minutes(1)),
                     targets=[events_targets.LambdaFunction(f["OrderSweeper"].function)])
+        admin_env = {"ADMIN_KEY_SECRET_ARN": self.admin_key.secret_arn}
         f["InventoryApi"] = self._function("InventoryApi", inventory_db, {
             "INVENTORY_QUEUE_URL": iq.queue_url,
             **gremlin_env,
             "GREMLIN_CACHE_SECONDS": "1",
+            **admin_env,
             **cors_env,
         })  # fmt: skip
         f["InventoryQueue"] = self._function("InventoryQueue", inventory_db, {
@@ -162,7 +169,7 @@ class ValerixStack(Stack):
             "IDEMPOTENCY_TABLE": tables.idempotency_table.table_name,
         })  # fmt: skip
         f["InventoryMigrate"] = self._function("InventoryMigrate", inventory_db, {})
-        f["Gremlin"] = self._function("Gremlin", None, {**gremlin_env, **cors_env})
+        f["Gremlin"] = self._function("Gremlin", None, {**gremlin_env, **admin_env, **cors_env})
 
         # Restore points every 4 h + one external call a day (issue 9), on both targets.
         self.local_backup = LocalBackup(
@@ -187,6 +194,7 @@ class ValerixStack(Stack):
         iq.grant(inventory_api, *QUEUE_HEALTH_ACTIONS)
         tables.gremlin_parameter.grant_read(inventory_api)
         tables.gremlin_state_table.grant(inventory_api, *GREMLIN_COUNTER_ACTIONS)
+        self.admin_key.grant_read_to(inventory_api)
 
         inventory_consumer = f["InventoryQueue"].function
         cq.grant_send_messages(inventory_consumer)
@@ -196,6 +204,7 @@ class ValerixStack(Stack):
         tables.gremlin_parameter.grant_read(gremlin)
         tables.gremlin_parameter.grant_write(gremlin)
         tables.gremlin_state_table.grant_read_write_data(gremlin)
+        self.admin_key.grant_read_to(gremlin)
 
         # ---------------------------------------------------------------- queue consumers
         inventory_consumer.add_event_source(
@@ -332,6 +341,7 @@ class ValerixStack(Stack):
             "GremlinParameterName": state.gremlin_parameter.parameter_name,
             "OrderDbSecretArn": self.databases.order.secret.secret_arn,
             "InventoryDbSecretArn": self.databases.inventory.secret.secret_arn,
+            "AdminKeySecretArn": self.admin_key.secret_arn,
             "LogGroupNames": Fn.join(",", [fn.log_group_name for fn in self.functions.values()]),
         }
         for key, fn in self.functions.items():
@@ -345,8 +355,9 @@ class ValerixStack(Stack):
             CfnOutput(
                 self,
                 "AdminApiKeyValueCommand",
-                value=f"aws apigateway get-api-key --include-value --query value --output text --api-key {self.api.admin_api_key.key_id}",
-                description="Prints the generated admin API key",
+                value=Fn.join("", ["aws secretsmanager get-secret-value --query SecretString --output text --secret-id ",
+                                   self.admin_key.secret_arn]),
+                description="Prints the generated admin API key (the API key and the functions use this secret)",
             )
 
     def _suppress_cdk_internals(self) -> None:

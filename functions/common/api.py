@@ -20,6 +20,12 @@ Guarantees for every app built here:
   emitted for every request, with the route *template* (e.g. `/orders/{orderId}`), or
   `unmatched` for unknown paths;
 - `ColdStart` is emitted once per environment by the Lambda handler;
+- every request has a correlation id: a well-formed `X-Correlation-Id` header, else API
+  Gateway's request id (requestContext.requestId), else a new one. It is set on the service's
+  Powertools logger (every log line of the request carries `correlation_id`), returned in the
+  `X-Correlation-Id` response header and, as `requestId`, in every error body, so a caller can
+  quote it and an operator finds the detail in the logs. Error bodies say what was wrong in a few
+  words and never carry exception text, hosts, ports, ARNs or driver names;
 - CORS: a request whose `Origin` is listed in CORS_ALLOW_ORIGINS (comma-separated, `*` = any)
   gets `Access-Control-Allow-Origin` on its response (Lambda proxy responses must carry it
   themselves); a preflight `OPTIONS` that reaches the function is answered 204.
@@ -28,9 +34,12 @@ Guarantees for every app built here:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -44,7 +53,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from functions.common.db import DatabaseUnavailable
 from functions.common.observability import MetricUnit, get_logger, put_metric, record_cold_start
 
-__all__ = ["MAX_BODY_BYTES", "ApiError", "ErrorBody", "ERROR_RESPONSES", "create_app", "make_api_handler", "json_error", "ensure_event_loop"]
+__all__ = ["MAX_BODY_BYTES", "ApiError", "ErrorBody", "ERROR_RESPONSES", "create_app", "make_api_handler", "json_error",
+           "ensure_event_loop", "correlation_id_of", "current_correlation_id", "CORRELATION_ID_HEADER"]
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -84,7 +94,48 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def json_error(status_code: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse(status_code=status_code, content={"message": message, **extra}, headers=headers)
+    """An error answer: `{"message", **extra, "requestId"}` (requestId = the correlation id)."""
+    return JSONResponse(status_code=status_code, content=_error_content(message, **extra), headers=headers)
+
+
+def _error_content(message: str, **extra: Any) -> dict[str, Any]:
+    content = {"message": message, **extra}
+    correlation_id = current_correlation_id()
+    if correlation_id and "requestId" not in content:
+        content["requestId"] = correlation_id
+    return content
+
+
+# --------------------------------------------------------------------------- correlation id
+
+CORRELATION_ID_HEADER = "X-Correlation-Id"
+# A caller-supplied id goes into logs and answers: only short, plain tokens are taken as they are.
+_CORRELATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("valerix_correlation_id", default=None)
+
+
+def correlation_id_of(scope: dict) -> str:
+    """The request's correlation id: a well-formed X-Correlation-Id header, else API Gateway's
+    request id, else the Lambda request id, else a new UUID."""
+    header = _header(scope, CORRELATION_ID_HEADER.lower().encode())
+    if header:
+        text = header.decode("latin-1")
+        if _CORRELATION_ID_PATTERN.match(text):
+            return text
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        request_id = (event.get("requestContext") or {}).get("requestId")
+        if isinstance(request_id, str) and _CORRELATION_ID_PATTERN.match(request_id):
+            return request_id
+    request_id = getattr(scope.get("aws.context"), "aws_request_id", None)
+    if isinstance(request_id, str) and _CORRELATION_ID_PATTERN.match(request_id):
+        return request_id
+    return str(uuid.uuid4())
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id of the request being served (None outside a request)."""
+    return _correlation_id.get()
 
 
 # --------------------------------------------------------------------------- validation errors
@@ -158,14 +209,17 @@ class _ObservedRequestMiddleware:
         started_at = time.perf_counter() - gateway_wait_seconds(scope)
         state = {"status": 500, "started": False}
 
+        correlation_id = correlation_id_of(scope)
+        token = _correlation_id.set(correlation_id)
+        self.logger.set_correlation_id(correlation_id)
         cors = _cors_headers(scope)
+        extra_headers = [*cors, (b"x-correlation-id", correlation_id.encode())]
 
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 state["started"] = True
-                if cors:
-                    message = {**message, "headers": [*message.get("headers", []), *cors]}
+                message = {**message, "headers": [*message.get("headers", []), *extra_headers]}
             await send(message)
 
         if cors and scope.get("method") == "OPTIONS" and _header(scope, b"access-control-request-method"):
@@ -175,12 +229,13 @@ class _ObservedRequestMiddleware:
                 (b"access-control-max-age", b"3600"),
             ]})
             await send_wrapper({"type": "http.response.body", "body": b""})
+            _correlation_id.reset(token)
             return
 
         try:
             declared = _content_length(scope)
             if declared is not None and declared > MAX_BODY_BYTES:
-                await _send_json(send_wrapper, 413, {"message": _BodyTooLarge().detail})
+                await _send_json(send_wrapper, 413, _error_content(_BodyTooLarge().detail))
                 return
             received = 0
 
@@ -196,13 +251,14 @@ class _ObservedRequestMiddleware:
             await self.app(scope, limited_receive, send_wrapper)
         except _BodyTooLarge as exc:
             if not state["started"]:
-                await _send_json(send_wrapper, 413, {"message": exc.detail})
+                await _send_json(send_wrapper, 413, _error_content(exc.detail))
         except Exception:  # noqa: BLE001 - last resort: never a stack trace to the caller
             self.logger.exception("unhandled error", extra={"path": scope.get("path"), "method": scope.get("method")})
             if not state["started"]:
-                await _send_json(send_wrapper, 500, {"message": "internal error"})
+                await _send_json(send_wrapper, 500, _error_content("internal error"))
         finally:
             self._record(scope, state["status"], (time.perf_counter() - started_at) * 1000.0)
+            _correlation_id.reset(token)
 
     def _record(self, scope: dict, status: int, duration_ms: float) -> None:
         route = scope.get("route")
@@ -226,6 +282,9 @@ def _header(scope: dict, name: bytes) -> bytes | None:
     return None
 
 
+_EXPOSED_HEADERS = b"Idempotent-Replayed, X-Correlation-Id"
+
+
 def _cors_headers(scope: dict) -> list[tuple[bytes, bytes]]:
     origin = _header(scope, b"origin")
     if not origin:
@@ -238,10 +297,10 @@ def _cors_headers(scope: dict) -> list[tuple[bytes, bytes]]:
         return []
     text = origin.decode("latin-1").rstrip("/")
     if "*" in allowed:
-        return [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"Idempotent-Replayed")]
+        return [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", _EXPOSED_HEADERS)]
     if text in allowed:
         return [(b"access-control-allow-origin", origin), (b"vary", b"Origin"),
-                (b"access-control-expose-headers", b"Idempotent-Replayed")]
+                (b"access-control-expose-headers", _EXPOSED_HEADERS)]
     return []
 
 
@@ -294,14 +353,20 @@ def create_app(service_name: str, *, title: str | None = None) -> FastAPI:
 
     @app.exception_handler(DatabaseUnavailable)
     async def _on_database_unavailable(_: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        # Every route of every service maps its own database being down the same way.
-        logger.warning("request failed: database unavailable", extra={"error": str(exc)})
-        return json_error(503, f"{service_name} database unavailable, try again later")
+        # Every route of every service maps its own database being down the same way; the
+        # driver's text (host, port, errno) goes to the log only.
+        logger.warning("request failed: database unreachable", extra={"error": str(exc)})
+        return json_error(503, f"{service_name} database unreachable, try again later")
 
     @app.exception_handler(ApiError)
     async def _on_api_error(_: Request, exc: ApiError) -> JSONResponse:
+        # ApiError messages are written for the caller; the cause (if any) is logged here.
         if exc.status_code >= 500:
-            logger.warning("request failed", extra={"status": exc.status_code, "error": exc.message})
+            cause = exc.__cause__
+            logger.warning("request failed", extra={
+                "status": exc.status_code, "error": exc.message,
+                "cause": f"{type(cause).__name__}: {cause}" if cause is not None else None,
+            })
         return json_error(exc.status_code, exc.message, **exc.extra)
 
     app.add_middleware(_ObservedRequestMiddleware, service=service_name)

@@ -59,6 +59,9 @@ class Settings:
     gremlin_cache_seconds: int
     secret_cache_seconds: int
     cors_allow_origins: tuple[str, ...] = ()
+    _admin_key_secret_arn: str | None = None
+    admin_key_cache_seconds: int = 60
+    health_cache_seconds: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -85,6 +88,9 @@ class Settings:
             cors_allow_origins=tuple(
                 o.strip().rstrip("/") for o in (env.get("CORS_ALLOW_ORIGINS") or "").split(",") if o.strip()
             ),
+            _admin_key_secret_arn=env.get("ADMIN_KEY_SECRET_ARN"),
+            admin_key_cache_seconds=_int(env, "ADMIN_KEY_CACHE_SECONDS", 60, minimum=0),
+            health_cache_seconds=_int(env, "HEALTH_CACHE_SECONDS", 5, minimum=0),
         )
 
     @property
@@ -110,6 +116,10 @@ class Settings:
     @property
     def circuit_breaker_table(self) -> str:
         return _required("CIRCUIT_BREAKER_TABLE", self._circuit_breaker_table)
+
+    @property
+    def admin_key_secret_arn(self) -> str:
+        return _required("ADMIN_KEY_SECRET_ARN", self._admin_key_secret_arn)
 
     @property
     def inventory_call_budget_seconds(self) -> float:

@@ -5,22 +5,27 @@
   nothing stored), reset the ``every: N`` counters, store (overwrite), return the stored doc;
 * ``DELETE``: store the all-off document, reset the counters, return it.
 
-SSM/DynamoDB faults answer 503 ``{"message"}``. API-key enforcement for ``PUT``/``DELETE`` is
-API Gateway's job (``apiKeyRequired`` in infra), not this function's.
+SSM/DynamoDB faults answer 503 ``{"message": "gremlin settings unavailable, ...", "requestId"}``:
+the store's own text (parameter and table names, SDK errors) goes to the log only.
+``PUT``/``DELETE`` need the admin key: API Gateway requires it (``apiKeyRequired``) and this
+function checks it again (:mod:`functions.common.admin_auth`), before the body is even read.
 """
 
 from __future__ import annotations
 
 import functools
 
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from functions.common.admin_auth import ADMIN_RESPONSES, require_admin_key
 from functions.common.api import ApiError, create_app
 from functions.common.chaos import GremlinDocument, GremlinDocumentError, all_off, parse_document_json
 from functions.gremlin.store import GremlinStore, StoreUnavailable
 
 app = create_app("gremlin")
+
+UNAVAILABLE = "gremlin settings unavailable, try again later"
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,7 +38,7 @@ async def _replace(doc: GremlinDocument) -> dict:
     try:
         stored = await run_in_threadpool(lambda: get_store().replace(doc))
     except StoreUnavailable as exc:
-        raise ApiError(503, str(exc)) from exc
+        raise ApiError(503, UNAVAILABLE) from exc  # the cause is logged by the error handler
     return stored.to_json_dict()
 
 
@@ -42,11 +47,11 @@ async def get_gremlin() -> dict:
     try:
         doc = await run_in_threadpool(lambda: get_store().load())
     except StoreUnavailable as exc:
-        raise ApiError(503, str(exc)) from exc
+        raise ApiError(503, UNAVAILABLE) from exc
     return doc.to_json_dict()
 
 
-@app.put("/gremlin")
+@app.put("/gremlin", dependencies=[Depends(require_admin_key)], responses=ADMIN_RESPONSES)
 async def put_gremlin(request: Request) -> dict:
     try:
         doc = parse_document_json(await request.body())
@@ -55,6 +60,6 @@ async def put_gremlin(request: Request) -> dict:
     return await _replace(doc)
 
 
-@app.delete("/gremlin")
+@app.delete("/gremlin", dependencies=[Depends(require_admin_key)], responses=ADMIN_RESPONSES)
 async def delete_gremlin() -> dict:
     return await _replace(all_off())

@@ -6,12 +6,14 @@ import importlib
 import logging
 from typing import Annotated, Any
 
+from fastapi import Depends
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.common.admin_auth import ADMIN_RESPONSES, require_admin_key
 from functions.common.api import ApiError, ErrorBody, create_app, json_error
-from functions.common.health import HealthOut, database_check, queue_check, run_checks
+from functions.common.health import HealthOut, cached_health, database_check, queue_check, run_checks
 from functions.common.observability import MetricUnit, get_logger, put_metric
 from functions.common.settings import get_settings
 from functions.inventory import repository, service
@@ -131,10 +133,11 @@ def get_product(productId: ProductId) -> dict[str, Any]:
         raise ApiError(404, f"product '{productId}' not found") from exc
 
 
-@app.put("/admin/products/{productId}", response_model=None, responses={
-    200: {"model": ProductOut, "description": "updated"}, 201: {"model": ProductOut, "description": "created"}})
+@app.put("/admin/products/{productId}", response_model=None, dependencies=[Depends(require_admin_key)],
+         responses={200: {"model": ProductOut, "description": "updated"},
+                    201: {"model": ProductOut, "description": "created"}, **ADMIN_RESPONSES})
 def put_product(productId: ProductId, request: ProductUpsert) -> JSONResponse:
-    # The x-api-key is enforced by API Gateway (usage plan), not here.
+    # x-api-key: required by API Gateway's usage plan and checked again by require_admin_key.
     product, created = service.upsert_product(productId, request.name, request.stock)
     return JSONResponse(status_code=201 if created else 200, content=product)
 
@@ -149,5 +152,5 @@ def health() -> JSONResponse:
     }
     if settings._completion_queue_url:
         checks["completionQueue"] = queue_check(lambda: settings.completion_queue_url)
-    status, body = run_checks(SERVICE, checks)
+    status, body = cached_health(SERVICE, lambda: run_checks(SERVICE, checks))
     return JSONResponse(status_code=status, content=body)

@@ -30,7 +30,7 @@ class ValerixApi(Construct):
         throttle_rate_limit: int,
         throttle_burst_limit: int,
         log_retention_days: int,
-        admin_api_key_value: str | None,
+        admin_api_key_value: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.stage_name = stage_name
@@ -101,8 +101,8 @@ class ValerixApi(Construct):
                 templates={"application/json": '{"message": $context.error.messageString}'},
             )
 
-        # Admin API key: generated on AWS (read it with `aws apigateway get-api-key
-        # --api-key <AdminApiKeyId> --include-value`), fixed from context locally.
+        # Admin API key: its value comes from the admin-key secret (infra/constructs/admin_key.py),
+        # which the admin functions also check.
         self.admin_api_key = self.rest_api.add_api_key(
             "AdminApiKey",
             description="Admin key for PUT/DELETE /gremlin and /admin/*",
@@ -125,8 +125,10 @@ class ValerixApi(Construct):
                 "would answer with a different error shape.",
                 "AwsSolutions-APIG3": "No WAF: not emulated locally and out of the demo's budget; "
                 "stage throttling and the admin usage plan limit abuse. Add a WebACL for production.",
-                "AwsSolutions-APIG4": "The shop API is public by contract (anonymous customers); "
-                "mutating admin routes (PUT/DELETE /gremlin, /admin/*) require the API key.",
+                "AwsSolutions-APIG4": "The shop API is public by contract (anonymous customers order and "
+                "read the catalogue). The admin routes (PUT /admin/products/{productId}, PUT and DELETE "
+                "/gremlin) require the admin API key at the gateway, and their functions check it again "
+                "against the admin-key secret (constant-time compare) before doing anything.",
                 "AwsSolutions-COG4": "No Cognito user pool: the contract has anonymous customers and "
                 "an API-key protected admin surface.",
                 "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

@@ -112,7 +112,7 @@ def dash(browser, localcloud, request):
     context.add_init_script(
         "try { if (location.protocol.startsWith('http') && !sessionStorage.getItem('valerix.test.init')) {"
         "  localStorage.clear(); sessionStorage.setItem('valerix.test.init', '1');"
-        f"  localStorage.setItem('valerix.adminKey', {localcloud.admin_api_key!r});"
+        f"  sessionStorage.setItem('valerix.adminKey', {localcloud.admin_api_key!r});"
         "} } catch (e) { /* no storage on this document */ }")
     page = context.new_page()
     dashboard = Dashboard(page, localcloud, out_dir)

@@ -77,6 +77,9 @@ def test_latency_gremlin_queues_orders_and_raises_the_alert(dash, localcloud, gr
     page.click("#key-save")
     page.wait_for_selector('#gremlin-pill[data-state="on"]', timeout=20 * SECOND)
     assert "latency 5000 ms" in page.inner_text("#gremlin-state")
+    # the key lives in this tab's sessionStorage, never in localStorage
+    assert page.evaluate("sessionStorage.getItem('valerix.adminKey')") == localcloud.admin_api_key
+    assert page.evaluate("localStorage.getItem('valerix.adminKey')") is None
     page.wait_for_timeout(2500)  # inventory reads the gremlin through a ~1 s cache
 
     order_id = dash.place_order("widget", 1)

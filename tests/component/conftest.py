@@ -28,6 +28,8 @@ from moto import mock_aws
 REGION = "us-east-1"
 IDEMPOTENCY_TABLE = "valerix-test-idempotency"
 CIRCUIT_TABLE = "valerix-test-circuit"
+ADMIN_KEY = "component-admin-key-0123456789abcdef"
+ADMIN = {"x-api-key": ADMIN_KEY}
 
 
 _SESSION: boto3.session.Session | None = None
@@ -174,11 +176,13 @@ def inventory_server() -> Iterator[ThreadedServer]:
 def reset_all_caches() -> None:
     from aws_lambda_powertools.utilities.circuit_breaker import base as cb_base
 
-    from functions.common import aws, chaos, db, settings
+    from functions.common import admin_auth, aws, chaos, db, health, settings
     from functions.inventory import service as inventory_service
     from functions.order import inventory_client
 
     settings.reset_settings()
+    admin_auth.reset_admin_key_cache()
+    health.reset_health_cache()
     inventory_client.reset_client()
     inventory_service.reset_caches()
     db.reset_databases()
@@ -385,6 +389,8 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
         "CIRCUIT_BREAKER_TABLE": CIRCUIT_TABLE,
         "CIRCUIT_FAILURE_THRESHOLD": "5",
         "CIRCUIT_RECOVERY_TIMEOUT_SECONDS": "10",
+        # tests change the environment between health calls; the cache has its own tests
+        "HEALTH_CACHE_SECONDS": "0",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -417,6 +423,8 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
         monkeypatch.setenv("INVENTORY_QUEUE_URL", inventory_queue)
         monkeypatch.setenv("COMPLETION_QUEUE_URL", completion_queue)
         monkeypatch.setenv("DB_SECRET_ARN", order_arn)
+        admin_arn = secrets.create_secret(Name="valerix-test/admin-api-key", SecretString=ADMIN_KEY)["ARN"]
+        monkeypatch.setenv("ADMIN_KEY_SECRET_ARN", admin_arn)
 
         # One process hosts both services here; in AWS each function has its own DB_SECRET_ARN.
         from functions.common.db import get_database

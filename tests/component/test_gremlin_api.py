@@ -14,6 +14,8 @@ from functions.common.chaos import GremlinInjector, InjectedError, counter_id, p
 
 PARAM = "/valerix/test/gremlin"
 TABLE = "valerix-test-gremlin-state"
+ADMIN_KEY = "gremlin-test-admin-key-0123456789"
+ADMIN = {"x-api-key": ADMIN_KEY}
 CONTEXT = SimpleNamespace(
     function_name="valerix-gremlin",
     memory_limit_in_mb=256,
@@ -75,18 +77,31 @@ def gremlin(monkeypatch):
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        secret_arn = boto3.client("secretsmanager").create_secret(
+            Name="valerix-test/admin-api-key", SecretString=ADMIN_KEY)["ARN"]
+        monkeypatch.setenv("ADMIN_KEY_SECRET_ARN", secret_arn)
+        from functions.common import admin_auth, aws, settings
         from functions.gremlin import app as gremlin_app
         from functions.gremlin.handler import api_handler
 
+        settings.reset_settings()
+        aws.reset_clients()
+        admin_auth.reset_admin_key_cache()
         gremlin_app.get_store.cache_clear()
 
-        def call(method: str, body=None, raw: str | None = None, path: str = "/gremlin"):
+        def call(method: str, body=None, raw: str | None = None, path: str = "/gremlin", headers=None):
             text = raw if raw is not None else (json.dumps(body) if body is not None else None)
-            response = api_handler(rest_event(method, path, text), CONTEXT)
+            if headers is None:
+                headers = ADMIN if method in ("PUT", "DELETE") else {}
+            response = api_handler(rest_event(method, path, text, headers=headers), CONTEXT)
             return response["statusCode"], json.loads(response["body"]) if response["body"] else None
 
-        yield SimpleNamespace(call=call, ssm=boto3.client("ssm"), ddb=ddb)
+        yield SimpleNamespace(call=call, ssm=boto3.client("ssm"), ddb=ddb,
+                              secrets=boto3.client("secretsmanager"), secret_arn=secret_arn)
         gremlin_app.get_store.cache_clear()
+        admin_auth.reset_admin_key_cache()
+        aws.reset_clients()
+        settings.reset_settings()
     chaos.reset_injector()
 
 
@@ -195,17 +210,141 @@ def test_put_and_delete_reset_counters_and_the_injector_follows(gremlin):
     assert affected(6) == []
 
 
-def test_store_faults_are_503_not_stack_traces(gremlin):
+INTERNALS = (TABLE, PARAM, "arn:", "123456789012", "botocore", "ResourceNotFound", "Traceback",
+             "GREMLIN_", "Exception", "Error")
+
+
+def assert_no_internals(body):
+    text = json.dumps(body)
+    for word in INTERNALS:
+        assert word not in text, (word, body)
+
+
+@pytest.fixture
+def gremlin_log():
+    """The gremlin logger's JSON lines (Powertools formatter, correlation id included)."""
+    import io
+    import logging
+
+    from functions.common.observability import get_logger
+
+    logger = get_logger("gremlin")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    logger.removeHandler(handler)
+
+
+def test_store_faults_are_503_with_a_short_reason_and_a_request_id(gremlin, gremlin_log):
     gremlin.ddb.delete_table(TableName=TABLE)
     status, body = gremlin.call("PUT", EXAMPLE)
-    assert status == 503 and "counters" in body["message"]
-    assert "Traceback" not in json.dumps(body)
+    assert status == 503
+    assert body["message"] == "gremlin settings unavailable, try again later"
+    assert body["requestId"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"  # API Gateway's request id
+    assert_no_internals(body)
+    # the detail is in the log, under the same correlation id
+    logged = gremlin_log()
+    failure = [r for r in logged if r.get("message") == "request failed"]
+    assert failure and failure[0]["correlation_id"] == body["requestId"]
+    assert TABLE in failure[0]["cause"]
 
 
-def test_unconfigured_function_is_503(gremlin, monkeypatch):
+def test_ssm_faults_on_get_are_503_without_internals(gremlin, monkeypatch):
+    from functions.gremlin import app as gremlin_app
+
+    class BrokenSsm:
+        def get_parameter(self, **_):
+            raise ConnectionError(f"Could not connect to the endpoint URL: https://ssm.us-east-1.amazonaws.com/ {PARAM}")
+
+    monkeypatch.setattr(gremlin_app.get_store(), "_ssm", BrokenSsm())
+    status, body = gremlin.call("GET")
+    assert status == 503 and body["message"] == "gremlin settings unavailable, try again later"
+    assert_no_internals(body)
+    assert "amazonaws" not in json.dumps(body)
+
+
+def test_unconfigured_function_is_503_without_naming_variables(gremlin, monkeypatch):
     from functions.gremlin import app as gremlin_app
 
     monkeypatch.delenv("GREMLIN_PARAMETER_NAME")
     gremlin_app.get_store.cache_clear()
     status, body = gremlin.call("GET")
-    assert status == 503 and "GREMLIN_PARAMETER_NAME" in body["message"]
+    assert status == 503 and body["message"] == "gremlin settings unavailable, try again later"
+    assert_no_internals(body)
+
+
+# --------------------------------------------------------------------------- admin key (checked by the app)
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+@pytest.mark.parametrize(("headers", "status", "message"), [
+    ({}, 401, "missing x-api-key header"),
+    ({"x-api-key": ""}, 401, "missing x-api-key header"),
+    ({"x-api-key": "wrong-key-0123456789012345"}, 403, "invalid API key"),
+    ({"x-api-key": ADMIN_KEY[:-1]}, 403, "invalid API key"),  # a prefix is not the key
+    ({"x-api-key": ADMIN_KEY + "x"}, 403, "invalid API key"),
+    ({"x-api-key": ADMIN_KEY.upper()}, 403, "invalid API key"),
+], ids=["absent", "empty", "wrong", "prefix", "longer", "case"])
+def test_writes_without_the_admin_key_are_refused_and_change_nothing(gremlin, method, headers, status, message):
+    assert gremlin.call("PUT", EXAMPLE)[0] == 200
+    gremlin.ddb.put_item(TableName=TABLE, Item={"id": {"S": "some-counter"}, "count": {"N": "2"}})
+    reply_status, body = gremlin.call(method, {"crash": {"enabled": True, "every": 1}}, headers=headers)
+    assert (reply_status, body["message"]) == (status, message)
+    assert body["requestId"]
+    assert stored(gremlin.ssm) == EXAMPLE  # nothing stored
+    assert gremlin.ddb.scan(TableName=TABLE)["Count"] == 1  # counters not reset
+
+
+def test_a_refused_write_is_refused_before_its_body_is_read(gremlin):
+    status, body = gremlin.call("PUT", raw="{not json", headers={})
+    assert status == 401  # not 400: an anonymous caller learns nothing about the body
+
+
+def test_reading_needs_no_key(gremlin):
+    assert gremlin.call("GET", headers={})[0] == 200
+
+
+def test_the_key_is_read_from_secrets_manager_and_cached(gremlin, monkeypatch):
+    from functions.common import admin_auth
+
+    calls = []
+    real = gremlin.secrets.get_secret_value
+
+    original_provider = admin_auth._secrets_provider()
+    client = original_provider.client
+    monkeypatch.setattr(client, "get_secret_value", lambda **kw: calls.append(kw) or real(**kw))
+    for _ in range(3):
+        assert gremlin.call("DELETE")[0] == 200
+    assert gremlin.call("DELETE", headers={"x-api-key": "wrong-key-0123456789012345"})[0] == 403
+    assert len(calls) == 1  # one fetch per ADMIN_KEY_CACHE_SECONDS, not one per request
+
+    # a rotated key is honoured once the cache is refreshed, and the old one refused
+    gremlin.secrets.put_secret_value(SecretId=gremlin.secret_arn, SecretString="rotated-admin-key-0123456789abcdef")
+    admin_auth.reset_admin_key_cache()
+    assert gremlin.call("DELETE")[0] == 403
+    assert gremlin.call("DELETE", headers={"x-api-key": "rotated-admin-key-0123456789abcdef"})[0] == 200
+
+
+def test_an_unreadable_secret_keeps_the_route_closed(gremlin, monkeypatch):
+    from functions.common import admin_auth
+
+    gremlin.call("PUT", EXAMPLE)
+    gremlin.secrets.delete_secret(SecretId=gremlin.secret_arn, ForceDeleteWithoutRecovery=True)
+    admin_auth.reset_admin_key_cache()
+    status, body = gremlin.call("DELETE")
+    assert status == 503 and body["message"] == "admin key cannot be checked right now, try again later"
+    assert_no_internals(body)
+    assert stored(gremlin.ssm) == EXAMPLE
+
+
+@pytest.mark.parametrize("value", ["", b"", None])
+def test_an_empty_secret_refuses_everything(gremlin, monkeypatch, value):
+    from functions.common import admin_auth
+
+    assert gremlin.call("PUT", EXAMPLE)[0] == 200
+    monkeypatch.setattr(admin_auth._secrets_provider(), "get", lambda *a, **kw: value)
+    assert gremlin.call("DELETE", headers={"x-api-key": ADMIN_KEY})[0] == 503
+    assert gremlin.call("DELETE", headers={"x-api-key": "anything-at-all-0123456789"})[0] == 503
+    assert stored(gremlin.ssm) == EXAMPLE

@@ -62,10 +62,17 @@ def test_ok_and_errors(handler):
     assert call(handler, "POST", "/things/a", "{oops")[0] == 400
     assert call(handler, "POST", "/things/a", "x" * 17000)[0] == 413
     status, body, _ = call(handler, "POST", "/things/boom", json.dumps({"name": "x", "count": 2}))
-    assert status == 500 and body == {"message": "internal error"}
-    assert call(handler, "POST", "/things/conflict", json.dumps({"name": "x", "count": 2}))[:2] == (
-        409, {"message": "taken", "reason": "exists"})
-    assert call(handler, "GET", "/nowhere")[:2] == (404, {"message": "Not Found"})
+    assert status == 500 and without_request_id(body) == {"message": "internal error"}
+    assert "secret internals" not in json.dumps(body)
+    status, body, _ = call(handler, "POST", "/things/conflict", json.dumps({"name": "x", "count": 2}))
+    assert (status, without_request_id(body)) == (409, {"message": "taken", "reason": "exists"})
+    status, body, _ = call(handler, "GET", "/nowhere")
+    assert (status, without_request_id(body)) == (404, {"message": "Not Found"})
+
+
+def without_request_id(body: dict) -> dict:
+    assert body["requestId"], body  # every error body carries the correlation id
+    return {k: v for k, v in body.items() if k != "requestId"}
 
 
 def test_cors(handler):
@@ -81,7 +88,67 @@ def test_cors(handler):
 def test_database_down_is_a_503_naming_the_service_on_every_route(handler):
     status, body, _ = call(handler, "POST", "/things/dbdown", json.dumps({"name": "a", "count": 1}))
     assert status == 503
-    assert body == {"message": "unit database unavailable, try again later"}
+    assert without_request_id(body) == {"message": "unit database unreachable, try again later"}
+    assert "refused" not in json.dumps(body)  # the driver's text stays in the log
+
+
+ERROR_CASES = [
+    ("POST", "/things/boom", json.dumps({"name": "x", "count": 2}), 500),
+    ("POST", "/things/dbdown", json.dumps({"name": "x", "count": 2}), 503),
+    ("POST", "/things/conflict", json.dumps({"name": "x", "count": 2}), 409),
+    ("POST", "/things/a", json.dumps({"name": "x", "count": 0}), 422),
+    ("POST", "/things/a", "{oops", 400),
+    ("POST", "/things/a", "x" * 17000, 413),
+    ("GET", "/nowhere", None, 404),
+    ("DELETE", "/things/a", None, 405),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), ERROR_CASES,
+                         ids=[f"{c[3]}" for c in ERROR_CASES])
+def test_every_error_body_carries_the_gateway_request_id(handler, method, path, body, status):
+    got, reply, headers = call(handler, method, path, body, request_context={"requestId": "gw-req-42"})
+    assert got == status
+    assert reply["requestId"] == "gw-req-42"
+    assert headers["x-correlation-id"] == "gw-req-42"
+
+
+def test_a_well_formed_correlation_header_wins_and_a_malformed_one_is_ignored(handler):
+    _, body, headers = call(handler, "GET", "/nowhere", headers={"X-Correlation-Id": "shop-7f3a.trace:1"},
+                            request_context={"requestId": "gw-req-43"})
+    assert body["requestId"] == headers["x-correlation-id"] == "shop-7f3a.trace:1"
+    for hostile in ("a b", "x" * 200, '"}{"level":"ERROR', "\u0000", "-leading-dash"):
+        _, body, _ = call(handler, "GET", "/nowhere", headers={"X-Correlation-Id": hostile},
+                          request_context={"requestId": "gw-req-44"})
+        assert body["requestId"] == "gw-req-44", hostile
+
+
+def test_successful_answers_carry_the_correlation_header_not_a_body_field(handler):
+    status, body, headers = call(handler, "POST", "/things/a", json.dumps({"name": "x", "count": 2}),
+                                 request_context={"requestId": "gw-req-45"})
+    assert status == 201 and "requestId" not in body and headers["x-correlation-id"] == "gw-req-45"
+
+
+def test_logs_of_a_request_carry_its_correlation_id(handler):
+    import io
+    import logging
+
+    from functions.common.observability import get_logger
+
+    logger = get_logger("unit")
+    stream = io.StringIO()
+    log_handler = logging.StreamHandler(stream)
+    log_handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(log_handler)
+    try:
+        call(handler, "POST", "/things/dbdown", json.dumps({"name": "a", "count": 1}),
+             request_context={"requestId": "gw-req-46"})
+    finally:
+        logger.removeHandler(log_handler)
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    failure = next(r for r in records if "database unreachable" in r["message"])
+    assert failure["correlation_id"] == "gw-req-46"
+    assert "refused" in failure["error"]  # the detail is in the log
 
 
 def test_gateway_wait_is_read_from_the_event_and_bounded():

@@ -35,3 +35,15 @@ def test_malformed_number_is_named(value):
 def test_cors_origins_parsed():
     s = Settings.from_env({"CORS_ALLOW_ORIGINS": "http://a.example, http://b.example/ ,"})
     assert s.cors_allow_origins == ("http://a.example", "http://b.example")
+
+
+def test_admin_key_and_health_cache_settings():
+    s = Settings.from_env({"ADMIN_KEY_SECRET_ARN": "arn:admin"})
+    assert s.admin_key_secret_arn == "arn:admin"
+    assert s.admin_key_cache_seconds == 60 and s.health_cache_seconds == 5
+    s = Settings.from_env({"ADMIN_KEY_CACHE_SECONDS": "0", "HEALTH_CACHE_SECONDS": "2"})
+    assert s.admin_key_cache_seconds == 0 and s.health_cache_seconds == 2
+    with pytest.raises(SettingsError, match="ADMIN_KEY_SECRET_ARN"):
+        _ = s.admin_key_secret_arn
+    with pytest.raises(SettingsError, match="HEALTH_CACHE_SECONDS"):
+        Settings.from_env({"HEALTH_CACHE_SECONDS": "-1"})

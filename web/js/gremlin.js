@@ -1,6 +1,7 @@
 // Gremlin panel: shows GET /gremlin, applies PUT /gremlin, "all off" = DELETE /gremlin.
-// PUT/DELETE need the admin API key (header x-api-key): asked once, kept in localStorage,
-// asked again when the API answers 403.
+// PUT/DELETE need the admin API key (header x-api-key): asked once, kept in sessionStorage
+// (this tab only, gone when it closes; never in localStorage, which any later visitor of this
+// browser profile could read), asked again when the API answers 401/403.
 
 import { api, describe } from "./api.js";
 import { $, announce, every } from "./ui.js";
@@ -14,13 +15,16 @@ let poller = null;
 let writes = 0; // bumped around every PUT/DELETE: a GET that overlapped a write is stale
 
 // ---- admin key ----------------------------------------------------------------------------
+// Earlier versions kept the key in localStorage: remove what they left behind.
+try { localStorage.removeItem(KEY_STORAGE); } catch { /* no storage */ }
+
 export function storedKey() {
-  try { return localStorage.getItem(KEY_STORAGE) || ""; } catch { return ""; }
+  try { return sessionStorage.getItem(KEY_STORAGE) || ""; } catch { return ""; }
 }
 
 function storeKey(key) {
   try {
-    if (key) localStorage.setItem(KEY_STORAGE, key); else localStorage.removeItem(KEY_STORAGE);
+    if (key) sessionStorage.setItem(KEY_STORAGE, key); else sessionStorage.removeItem(KEY_STORAGE);
   } catch { /* ignore */ }
 }
 
@@ -44,9 +48,9 @@ function askForKey(reason) {
   });
 }
 
-const FIRST_ASK = "Changing the gremlin needs the admin API key (printed by make up, in .valerix/outputs.json). It is kept in this browser's local storage.";
+const FIRST_ASK = "Changing the gremlin needs the admin API key (printed by make up, in .valerix/outputs.json). It is kept for this tab only (session storage).";
 
-/** PUT/DELETE /gremlin with the key; asks for it when missing, once more after a 403. */
+/** PUT/DELETE /gremlin with the key; asks for it when missing, once more after a 401/403. */
 export async function adminCall(method, body) {
   let key = storedKey() || (await askForKey(FIRST_ASK));
   if (!key) return { ok: false, status: 0, data: null, error: "no admin key given", cancelled: true };
@@ -54,13 +58,13 @@ export async function adminCall(method, body) {
     writes += 1;
     const result = await api("/gremlin", { method, body, headers: { "x-api-key": key } });
     writes += 1;
-    if (result.status !== 403) {
+    if (result.status !== 401 && result.status !== 403) {
       if (result.ok && result.data) showState(result.data, true);
       return result;
     }
     storeKey("");
     if (attempt === 1) return result;
-    key = await askForKey("The API refused that key (403). Enter the admin API key again.");
+    key = await askForKey(`The API refused that key (${result.status}). Enter the admin API key again.`);
     if (!key) return { ...result, cancelled: true };
   }
   return { ok: false, status: 0, data: null, error: "unreachable" };
