@@ -266,3 +266,40 @@ def test_single_attempt_client_calls_a_failing_target_exactly_once(failing_targe
     with pytest.raises(ClientError):
         store.ExternalTarget(aws.client("s3"), "external").deliver(day, b"tar", {})
     assert len(failing_target) > 1
+
+
+# --------------------------------------------------------------------------- history lock (aws)
+
+
+def test_lifecycle_mode_never_deletes(env: Env) -> None:
+    """target=aws (BACKUP_PRUNE_MODE=lifecycle): the functions hold no delete permission, so the
+    retention code deletes nothing and does not even list the external target."""
+    import dataclasses
+
+    service = BackupService(dataclasses.replace(env.settings, prune_mode="lifecycle"), s3=env.s3, kms=env.kms,
+                            clock=env.clock)
+    old = [p["point"] for p in env.backup()]
+    env.clock.advance(hours=1)
+    assert service.sync()["status"] == "synced"
+    deleted: list[str] = []
+    env.s3.meta.events.register("before-call.s3.DeleteObjects", lambda **kw: deleted.append("DeleteObjects"))
+    env.s3.meta.events.register("before-call.s3.DeleteObject", lambda **kw: deleted.append("DeleteObject"))
+    env.clock.advance(days=40)
+    local = service.prune_local()
+    env.external_calls.clear()
+    external = service.prune_external()
+    assert local["deleted"] == [] and local["by"] == "lifecycle" and set(old) <= set(local["pastRetention"])
+    assert external == {"deleted": [], "by": "lifecycle"} and env.external_calls.calls == []
+    assert deleted == []
+    assert {p["point"] for p in service.list_points()} == set(old)
+
+
+def test_prune_mode_is_validated(monkeypatch) -> None:
+    from functions.backup.settings import BackupSettings
+    from functions.common.settings import SettingsError
+
+    env = {"BACKUP_BUCKET": "b", "EXTERNAL_BUCKET": "e", "BACKUP_KMS_KEY_ID": "k"}
+    assert BackupSettings.from_env(env).prune_mode == "delete"
+    assert BackupSettings.from_env({**env, "BACKUP_PRUNE_MODE": "lifecycle"}).prune_mode == "lifecycle"
+    with pytest.raises(SettingsError, match="BACKUP_PRUNE_MODE"):
+        BackupSettings.from_env({**env, "BACKUP_PRUNE_MODE": "shred"})
