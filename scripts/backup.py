@@ -3,7 +3,8 @@
 
     python scripts/backup.py backup              # a restore point of each database now
     python scripts/backup.py list                # local restore points + external bundles
-    python scripts/backup.py sync                # the daily external call (refused if made today)
+    python scripts/backup.py sync                # the daily external call (refused if made today;
+                                                 # exit 3 refused, 4 in doubt: attempted, outcome unknown)
     python scripts/backup.py restore POINT       # restore into a fresh database and verify
 
 POINT is a local point, `points/<service>/<stamp>.vbk`, or a point inside an external bundle,
@@ -35,7 +36,8 @@ FUNCTION_OUTPUTS = {
     "restore": "BackupRestoreFunctionName",
 }
 # A restore can take minutes; never let the SDK retry a sync or a restore behind our back.
-INVOKE_CONFIG = Config(read_timeout=960, connect_timeout=10, retries={"max_attempts": 1, "mode": "standard"})
+# (`total_max_attempts`: botocore reads a client Config's `max_attempts` as the number of retries.)
+INVOKE_CONFIG = Config(read_timeout=960, connect_timeout=10, retries={"total_max_attempts": 1, "mode": "standard"})
 
 
 class CliError(RuntimeError):
@@ -52,10 +54,11 @@ def lambda_client_and_outputs(args: argparse.Namespace):
         raise CliError(f"{OUTPUTS_FILE.relative_to(REPO)} not found: start the local cloud with `make up` first")
     data = json.loads(OUTPUTS_FILE.read_text())
     sys.path.insert(0, str(REPO / "localcloud"))
-    from valerix_localcloud.clients import local_client
+    from valerix_localcloud.clients import LOCAL_CREDENTIALS, assert_local_endpoint
 
-    client = local_client("lambda", data["endpoint_url"], region=data.get("region") or "us-east-1",
-                          read_timeout=960, connect_timeout=10)
+    # Not local_client(): its SDK retries would re-invoke a sync whose answer was slow.
+    client = boto3.client("lambda", endpoint_url=assert_local_endpoint(data["endpoint_url"]),
+                          region_name=data.get("region") or "us-east-1", config=INVOKE_CONFIG, **LOCAL_CREDENTIALS)
     return client, data.get("stack", {})
 
 
@@ -123,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sync" and isinstance(result, dict) and result.get("status") == "refused":
         print(f"sync refused: {result.get('reason')}", file=sys.stderr)
         return 3
+    if args.command == "sync" and isinstance(result, dict) and result.get("status") == "in_doubt":
+        print(f"sync not attempted, today's outcome unknown: {result.get('reason')}", file=sys.stderr)
+        return 4
     return 0
 
 

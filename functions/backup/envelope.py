@@ -8,7 +8,12 @@ Header: ``{"format": 1, "alg": "AES-256-GCM", "kmsKeyId": <key ARN>, "dataKey": 
 ciphertext blob>, "nonce": <base64 12 bytes>, "context": {...}}``.
 
 * The data key is generated per point by KMS `GenerateDataKey` with an encryption context
-  (`purpose`, `service`); only its KMS-encrypted form is stored.
+  (`purpose`, `service`, `point` = the point's key, i.e. service + timestamp); only its
+  KMS-encrypted form is stored.
+* The point's identity is bound twice: the context is in the header (so in the AES-GCM
+  associated data) and KMS only decrypts the data key under the exact same context. The reader
+  derives the expected context from where it found the point, never from the header, so a point
+  copied or renamed under another key (an old point under a newer timestamp) is refused.
 * The whole prefix (magic, length, header) is the AES-GCM associated data, so a tampered header
   (swapped data key, edited context) fails authentication just like tampered ciphertext.
 * Opening requires the KMS key the reader is configured with: a point made under another key is
@@ -74,22 +79,37 @@ def read_header(blob: bytes) -> tuple[dict[str, Any], bytes, bytes]:
     return header, blob[:end], blob[end:]
 
 
-def unseal(blob: bytes, *, kms: Any, key_id: str) -> tuple[dict[str, Any], bytes]:
-    """Decrypt and authenticate a `.vbk`. Returns (header, plaintext).
+def _describe_mismatch(expected: dict[str, str], sealed: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{name}: expected {expected.get(name)!r}, sealed {sealed.get(name)!r}"
+        for name in sorted(set(expected) | set(sealed))
+        if expected.get(name) != sealed.get(name)
+    )
 
-    Raises IntegrityError when the point was made under another KMS key, its data key or
-    context do not decrypt, or AES-GCM authentication fails (any byte changed).
+
+def unseal(blob: bytes, *, kms: Any, key_id: str, context: dict[str, str]) -> tuple[dict[str, Any], bytes]:
+    """Decrypt and authenticate a `.vbk` whose identity must be `context`. Returns (header, plaintext).
+
+    `context` is what the caller expects (built from the point's location). Raises
+    IntegrityError when the sealed context differs (a copied/renamed point), the point was made
+    under another KMS key, its data key does not decrypt, or AES-GCM authentication fails.
     """
     header, prefix, ciphertext = read_header(blob)
     try:
         encrypted_key = base64.b64decode(header["dataKey"], validate=True)
         nonce = base64.b64decode(header["nonce"], validate=True)
-        context = header["context"]
+        sealed = header["context"]
     except (KeyError, ValueError, TypeError) as exc:
         raise IntegrityError("corrupt backup header (fields)") from exc
-    if len(nonce) != NONCE_BYTES or not isinstance(context, dict):
+    if len(nonce) != NONCE_BYTES or not isinstance(sealed, dict):
         raise IntegrityError("corrupt backup header (nonce/context)")
+    if sealed != context:
+        raise IntegrityError(
+            f"restore point identity mismatch ({_describe_mismatch(context, sealed)}): the point was "
+            "sealed under another name, so it was copied or renamed; refusing to restore it"
+        )
     try:
+        # KMS checks the context too (the header check above only gives the clearer message)
         data_key = kms.decrypt(CiphertextBlob=encrypted_key, KeyId=key_id, EncryptionContext=context)["Plaintext"]
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")

@@ -5,7 +5,11 @@
   "prune": true}`. Returns `{"points": [...], "errors": {}, "pruned": {...}}`; raises when a
   database could not be backed up (so the invocation counts as an error and alarms).
 - `sync_handler` (EventBridge daily): the one external call of the day, then external
-  retention. Returns `{"status": "synced" | "refused" | "nothing_to_sync", ...}`.
+  retention. Returns `{"status": "synced" | "refused" | "in_doubt" | "nothing_to_sync", ...}`
+  (`in_doubt`: an earlier run today attempted the call and recorded no outcome; no new call).
+  Exactly one attempt: single-attempt S3 client, intent marker before the call, and no
+  EventBridge / Lambda async retries (local_backup.py). A failed call raises (alarm) and is not
+  retried that day.
 - `restore_handler` (on demand / `make restore POINT=...`): `{"point": "<ref>"}` restores into a
   fresh database and returns its name and the verified tables; `{"list": true}` lists local
   points and external bundles instead. A refused restore raises (nothing is left behind).
@@ -34,7 +38,9 @@ def get_service() -> BackupService:
     if _service is None:
         with _lock:
             if _service is None:
-                _service = BackupService(BackupSettings.from_env(), s3=aws.client("s3"), kms=aws.client("kms"))
+                # The external target gets a client that never retries: one call a day means one attempt.
+                _service = BackupService(BackupSettings.from_env(), s3=aws.client("s3"), kms=aws.client("kms"),
+                                         external_s3=aws.single_attempt_client("s3"))
     return _service
 
 

@@ -8,6 +8,7 @@
 | `BACKUP_KMS_KEY_ID` | KMS key (ARN) for the per-point data keys |
 | `BACKUP_LOCAL_RETENTION_DAYS` | default 7 |
 | `BACKUP_EXTERNAL_RETENTION_DAYS` | default 30 |
+| `BACKUP_PRUNE_MODE` | `delete` (default; the functions delete what is past retention: LocalStack runs no S3 lifecycle expiry) or `lifecycle` (target=aws: the functions never delete, the buckets' lifecycle rules expire old objects under Object Lock) |
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ def _days(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+PRUNE_MODES = ("delete", "lifecycle")
+
+
+def _prune_mode(env: Mapping[str, str]) -> str:
+    value = (env.get("BACKUP_PRUNE_MODE") or "delete").strip()
+    if value not in PRUNE_MODES:
+        raise SettingsError(f"environment variable BACKUP_PRUNE_MODE must be one of {PRUNE_MODES}, got {value!r}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class BackupSettings:
     secret_arns: dict[str, str]
@@ -56,6 +67,7 @@ class BackupSettings:
     kms_key_id: str
     local_retention_days: int = 7
     external_retention_days: int = 30
+    prune_mode: str = "delete"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "BackupSettings":
@@ -69,6 +81,7 @@ class BackupSettings:
             kms_key_id=_required(env, "BACKUP_KMS_KEY_ID"),
             local_retention_days=_days(env, "BACKUP_LOCAL_RETENTION_DAYS", 7),
             external_retention_days=_days(env, "BACKUP_EXTERNAL_RETENTION_DAYS", 30),
+            prune_mode=_prune_mode(env),
         )
 
     def secret_arn(self, service: str) -> str:

@@ -6,6 +6,12 @@ Local backups bucket (`BACKUP_BUCKET`):
   `service`, `database`, `created-at`, `sha256` (of the object bytes), `size`.
 * `sync/<YYYY-MM-DD>.json` — what the day's external call carried (`points`: the keys). A point
   is "unsynced" until some sync record lists it.
+* `sync/intents/<YYYY-MM-DD>.json` — the day's intent marker, written (create-only) *before* the
+  external call. A run that finds it makes no call: the day's one attempt was already spent,
+  whatever its outcome (the sync reports `in_doubt` when no sync record confirms it).
+
+Every write here is create-only (`If-None-Match: *`): nothing the functions write overwrites
+history (and on target=aws the IAM grants require the header, see local_backup.py).
 
 External target (`EXTERNAL_BUCKET`): `bundles/<YYYY-MM-DD>.tar`, written with
 `If-None-Match: *`. The key is the day, so the conditional write *is* the one-call-a-day guard:
@@ -28,14 +34,22 @@ from functions.backup.errors import IntegrityError, PointNotFound
 
 POINT_PREFIX = "points/"
 SYNC_PREFIX = "sync/"
+INTENT_PREFIX = "sync/intents/"
 BUNDLE_PREFIX = "bundles/"
 
 _POINT_KEY = re.compile(r"^points/([a-z][a-z0-9-]*)/(\d{8}T\d{6}\.\d{3}Z)\.vbk$")
 _DAY_KEY = re.compile(r"^(?:bundles|sync)/(\d{4}-\d{2}-\d{2})\.(?:tar|json)$")
+_INTENT_KEY = re.compile(r"^sync/intents/(\d{4}-\d{2}-\d{2})\.json$")
 
 
 class DailyCallRefused(Exception):
     """The external target already accepted a call today (S3 412 PreconditionFailed)."""
+
+
+def _is_precondition_failed(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return error.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -59,8 +73,12 @@ def parse_point_key(key: str) -> tuple[str, dt.datetime]:
 
 
 def day_of(key: str) -> dt.date | None:
-    match = _DAY_KEY.match(key)
+    match = _DAY_KEY.match(key) or _INTENT_KEY.match(key)
     return dt.date.fromisoformat(match.group(1)) if match else None
+
+
+def intent_key(day: dt.date) -> str:
+    return f"{INTENT_PREFIX}{day.isoformat()}.json"
 
 
 def sha256(data: bytes) -> str:
@@ -192,19 +210,43 @@ class LocalStore:
         return json.loads(body)
 
     def put_sync_record(self, day: dt.date, record: dict[str, Any]) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=f"{SYNC_PREFIX}{day.isoformat()}.json",
+        self.s3.put_object(Bucket=self.bucket, Key=f"{SYNC_PREFIX}{day.isoformat()}.json", IfNoneMatch="*",
                            Body=json.dumps(record, indent=1).encode(), ContentType="application/json")
 
     def sync_records(self) -> list[dict[str, Any]]:
         records = []
         for obj in _list(self.s3, self.bucket, SYNC_PREFIX):
-            if day_of(obj["Key"]) is None:
+            if _DAY_KEY.match(obj["Key"]) is None:  # not the intents
                 continue
             records.append(json.loads(self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()))
         return sorted(records, key=lambda r: r["day"])
 
     def sync_record_keys(self) -> list[str]:
+        """Sync records and intent markers (retention treats them alike)."""
         return [o["Key"] for o in _list(self.s3, self.bucket, SYNC_PREFIX) if day_of(o["Key"]) is not None]
+
+    # -- the day's intent marker (written before the external call)
+    def intent(self, day: dt.date) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.s3.get_object(Bucket=self.bucket, Key=intent_key(day))["Body"].read())
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+
+    def claim_intent(self, day: dt.date, intent: dict[str, Any]) -> dict[str, Any] | None:
+        """Write the day's intent marker; None when this run wrote it, else the marker that exists.
+
+        Create-only, so of two concurrent runs exactly one gets to make the external call.
+        """
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=intent_key(day), IfNoneMatch="*",
+                               Body=json.dumps(intent, indent=1).encode(), ContentType="application/json")
+        except ClientError as exc:
+            if not _is_precondition_failed(exc):
+                raise
+            return self.intent(day) or {"day": day.isoformat(), "note": "written concurrently"}
+        return None
 
     def delete_keys(self, keys: list[str]) -> None:
         _delete(self.s3, self.bucket, keys)
@@ -222,15 +264,17 @@ class ExternalTarget:
         return f"{BUNDLE_PREFIX}{day.isoformat()}.tar"
 
     def deliver(self, day: dt.date, archive: bytes, metadata: dict[str, str]) -> str:
-        """THE daily call. Raises DailyCallRefused when today's call was already made."""
+        """THE daily call. Raises DailyCallRefused when today's call was already made.
+
+        `s3` must be a client that never retries by itself (aws.single_attempt_client): an SDK
+        retry after a lost response would be a second call to the external service.
+        """
         key = self.bundle_key(day)
         try:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=archive, IfNoneMatch="*",
                                ContentType="application/x-tar", Metadata=metadata)
         except ClientError as exc:
-            error = exc.response.get("Error", {})
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if error.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+            if _is_precondition_failed(exc):
                 raise DailyCallRefused(f"the external target already accepted today's call ({key})") from exc
             raise
         return key

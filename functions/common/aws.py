@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-__all__ = ["client", "fast_client", "reset_clients"]
+__all__ = ["client", "fast_client", "single_attempt_client", "reset_clients"]
 
 _CONFIG = Config(
     connect_timeout=2,
@@ -31,10 +31,12 @@ _FAST_CONFIG = Config(
 # not be retried blindly: when a slow first attempt did succeed, the retry fails its own
 # condition and the work looks "already in progress" until the record expires. So: patient
 # timeout, no automatic retry; a failure surfaces and SQS redelivers the message.
+# `total_max_attempts`, not `max_attempts`: in a client Config botocore reads `max_attempts` as
+# the number of RETRIES (max_attempts=1 is two attempts; botocore/args.py).
 _SINGLE_ATTEMPT_CONFIG = Config(
     connect_timeout=2,
     read_timeout=30,
-    retries={"max_attempts": 1, "mode": "standard"},
+    retries={"total_max_attempts": 1, "mode": "standard"},
 )
 
 _clients: dict[str, Any] = {}

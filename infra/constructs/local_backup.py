@@ -10,14 +10,32 @@ the only backup). Creates:
   with `If-None-Match: *` (the one-call-a-day guard); lifecycle backstop one day after the 30-day
   retention.
 * `key` — KMS key (rotation on) for the per-point data keys (envelope encryption: the objects
-  are AES-256-GCM encrypted by the function before they reach S3).
+  are AES-256-GCM encrypted by the function before they reach S3). The KMS grants require the
+  encryption context to carry `purpose` and the point's identity (`point` = its key).
+* History lock (`history_lock`, on by default on target=aws): both buckets are versioned and have
+  S3 Object Lock in GOVERNANCE mode with a default retention equal to their retention (7 / 30
+  days); the functions hold no delete permission on them (a bucket policy even denies deletes,
+  retention/lock/versioning/lifecycle/policy changes to their roles) and run with
+  `BACKUP_PRUNE_MODE=lifecycle`: lifecycle rules expire old objects instead. GOVERNANCE, not
+  COMPLIANCE: no function (nor anyone without `s3:BypassGovernanceRetention`, which nothing in
+  this stack is granted) can erase a locked version, while a deliberate break-glass
+  administrator still can (a legal erasure request, a test account's teardown); COMPLIANCE would
+  make a mistake irreversible for 30 days, even for the root user.
+  Locally the lock is off: LocalStack 4.9.2 implements Object Lock but runs no lifecycle
+  expiry, so the functions prune by deleting (`BACKUP_PRUNE_MODE=delete`), which on a locked,
+  versioned bucket would only pile up delete markers and locked versions.
+* Every write the functions make is create-only: their `s3:PutObject` grants require the
+  `If-None-Match` header (`s3:if-none-match`), so they cannot overwrite a point or bundle.
+* The daily sync makes exactly one attempt: its EventBridge target and its asynchronous
+  invocation both have 0 retries (plus, in the code, an intent marker and a client without
+  SDK retries).
 * three functions (each a `ServiceFunction`: own least-privilege role and log group),
   `POWERTOOLS_SERVICE_NAME=backup`:
 
   | key | handler | trigger | can |
   |---|---|---|---|
-  | `Backup` | `functions.backup.handler.backup_handler` | EventBridge `cron(0 */4 * * ? *)` + on demand | read both DB secrets, `kms:GenerateDataKey`, write/list/read/delete `points/*`, delete old `sync/*` |
-  | `BackupSync` | `functions.backup.handler.sync_handler` | EventBridge `cron(50 23 * * ? *)` (daily) | read `points/*` + `sync/*`, write `sync/*`; external: put/list/delete `bundles/*` |
+  | `Backup` | `functions.backup.handler.backup_handler` | EventBridge `cron(0 */4 * * ? *)` + on demand | read both DB secrets, `kms:GenerateDataKey`, create/list/read `points/*` (local target: also delete old `points/*`, `sync/*`) |
+  | `BackupSync` | `functions.backup.handler.sync_handler` | EventBridge `cron(50 23 * * ? *)` (daily), no retries | read `points/*` + `sync/*`, create `sync/*`; external: create/list `bundles/*` (local target: also delete old bundles) |
   | `BackupRestore` | `functions.backup.handler.restore_handler` | on demand (`make restore POINT=...`) | read both DB secrets, `kms:Decrypt`, read both buckets |
 
   KMS permissions carry the condition `kms:EncryptionContext:purpose = valerix-backup`.
@@ -64,6 +82,12 @@ from infra.nag import acknowledge
 
 SERVICE = "backup"
 ENCRYPTION_CONTEXT_PURPOSE = "valerix-backup"  # functions/backup/service.py:encryption_context
+# What the functions must never do to a history-locked bucket (explicitly denied to their roles).
+HISTORY_ERASING_ACTIONS = [
+    "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention",
+    "s3:PutBucketObjectLockConfiguration", "s3:PutBucketVersioning", "s3:PutLifecycleConfiguration",
+    "s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:DeleteBucket",
+]
 POINTS, SYNC, BUNDLES = "points/*", "sync/*", "bundles/*"
 
 BACKUP_TIMEOUT = Duration.minutes(10)
@@ -84,6 +108,9 @@ class LocalBackup(Construct):
         removal_policy: of the buckets and the key (RETAIN on AWS; DESTROY for LocalStack).
         backup_schedule / sync_schedule: override the EventBridge schedules.
         local_retention_days / external_retention_days: 7 / 30 (passed to the functions).
+        history_lock: versioning + Object Lock (GOVERNANCE, default retention = the retention
+            days) on both buckets, no delete permission for the functions, lifecycle expiry.
+            Default: on when the databases are RDS instances (target=aws).
 
     Attributes: `bucket`, `external_bucket`, `access_logs_bucket`, `key`, `functions`
     (`{"Backup", "BackupSync", "BackupRestore"}` -> ServiceFunction), `backup_rule`,
@@ -105,9 +132,11 @@ class LocalBackup(Construct):
         sync_schedule: events.Schedule | None = None,
         local_retention_days: int = 7,
         external_retention_days: int = 30,
+        history_lock: bool | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._databases = (order_db, inventory_db)
+        self.history_lock = (order_db.instance is not None) if history_lock is None else history_lock
 
         # ------------------------------------------------------------ storage + key
         self.key = kms.Key(
@@ -121,16 +150,17 @@ class LocalBackup(Construct):
         self.access_logs_bucket = access_logs_bucket(
             self, "AccessLogs", removal_policy=removal_policy, serves="the two backup buckets"
         )
+        # Lifecycle: the current version expires one day after the retention (the code's own
+        # pruning on the local target; the only pruning under the history lock). With
+        # versioning, the expired version becomes noncurrent and is removed a day later, after
+        # its Object Lock retention (= the retention days) has ended.
         self.bucket = self._bucket(
-            "Bucket", "backups/", removal_policy,
-            [s3.LifecycleRule(id="PointsBackstop", prefix="points/", expiration=Duration.days(local_retention_days + 1)),
-             s3.LifecycleRule(id="SyncRecordsBackstop", prefix="sync/",
-                              expiration=Duration.days(external_retention_days + 1))],
+            "Bucket", "backups/", removal_policy, local_retention_days,
+            {"Points": ("points/", local_retention_days + 1), "SyncRecords": ("sync/", external_retention_days + 1)},
         )  # fmt: skip
         self.external_bucket = self._bucket(
-            "ExternalBucket", "external/", removal_policy,
-            [s3.LifecycleRule(id="BundlesBackstop", prefix="bundles/",
-                              expiration=Duration.days(external_retention_days + 1))],
+            "ExternalBucket", "external/", removal_policy, external_retention_days,
+            {"Bundles": ("bundles/", external_retention_days + 1)},
         )  # fmt: skip
 
         # ------------------------------------------------------------ network (aws)
@@ -161,6 +191,7 @@ class LocalBackup(Construct):
             "BACKUP_KMS_KEY_ID": self.key.key_arn,
             "BACKUP_LOCAL_RETENTION_DAYS": str(local_retention_days),
             "BACKUP_EXTERNAL_RETENTION_DAYS": str(external_retention_days),
+            "BACKUP_PRUNE_MODE": "lifecycle" if self.history_lock else "delete",
         }
         db_env = {
             "ORDER_DB_SECRET_ARN": order_db.secret.secret_arn,
@@ -205,15 +236,32 @@ class LocalBackup(Construct):
         self._kms(restore, "kms:Decrypt")
 
         local, external = self.bucket, self.external_bucket
-        self._s3(backup, "BackupPoints", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], local, POINTS)
-        self._s3(backup, "BackupPruneSyncRecords", ["s3:GetObject", "s3:DeleteObject"], local, SYNC)
+        self._create(backup, "BackupCreatePoints", local, POINTS)
+        self._s3(backup, "BackupReadPoints", ["s3:GetObject"], local, POINTS)
         self._list(backup, local)
 
         self._s3(sync, "SyncReadPoints", ["s3:GetObject"], local, POINTS)
-        self._s3(sync, "SyncRecords", ["s3:GetObject", "s3:PutObject"], local, SYNC)
+        self._s3(sync, "SyncReadRecords", ["s3:GetObject"], local, SYNC)
+        self._create(sync, "SyncCreateRecords", local, SYNC)  # records + the day's intent marker
         self._list(sync, local)
-        self._s3(sync, "SyncDeliverBundles", ["s3:PutObject", "s3:DeleteObject"], external, BUNDLES)
+        self._create(sync, "SyncDeliverBundles", external, BUNDLES)
         self._list(sync, external)
+
+        if not self.history_lock:
+            # LocalStack runs no lifecycle expiry: locally the functions prune by deleting.
+            self._s3(backup, "BackupPrunePoints", ["s3:DeleteObject"], local, POINTS)
+            self._s3(backup, "BackupPruneSyncRecords", ["s3:DeleteObject"], local, SYNC)
+            self._s3(sync, "SyncPruneBundles", ["s3:DeleteObject"], external, BUNDLES)
+        else:
+            roles = [fn.role for fn in self.functions.values()]
+            for bucket in (local, external):
+                bucket.add_to_resource_policy(iam.PolicyStatement(
+                    sid="BackupFunctionsCannotEraseHistory",
+                    effect=iam.Effect.DENY,
+                    principals=[iam.ArnPrincipal(role.role_arn) for role in roles],
+                    actions=HISTORY_ERASING_ACTIONS,
+                    resources=[bucket.bucket_arn, bucket.arn_for_objects("*")],
+                ))  # fmt: skip
 
         self._s3(restore, "RestoreReadPoints", ["s3:GetObject"], local, POINTS)
         self._s3(restore, "RestoreReadBundles", ["s3:GetObject"], external, BUNDLES)
@@ -234,13 +282,35 @@ class LocalBackup(Construct):
             "SyncSchedule",
             description="Valerix: the one daily call to the external backup target",
             schedule=sync_schedule or events.Schedule.cron(minute="50", hour="23"),
+            # No EventBridge retry: a retried delivery could be a second external call.
             targets=[targets.LambdaFunction(sync.function, event=events.RuleTargetInput.from_object(
-                {"source": "schedule"}), retry_attempts=2, max_event_age=Duration.minutes(9))],
+                {"source": "schedule"}), retry_attempts=0)],
         )  # fmt: skip
+        # EventBridge invokes asynchronously: Lambda would retry a failed run twice by default.
+        # No retries, and a queued event older than 9 minutes (23:59) is dropped rather than
+        # run on the next day, where it would spend that day's call.
+        self.sync_invoke_config = sync.function.configure_async_invoke(
+            retry_attempts=0, max_event_age=Duration.minutes(9))
 
     # ------------------------------------------------------------------ helpers
-    def _bucket(self, construct_id: str, log_prefix: str, removal_policy: RemovalPolicy,
-                lifecycle_rules: list[s3.LifecycleRule]) -> s3.Bucket:
+    def _bucket(self, construct_id: str, log_prefix: str, removal_policy: RemovalPolicy, retention_days: int,
+                expiry: dict[str, tuple[str, int]]) -> s3.Bucket:
+        """`expiry`: rule id -> (key prefix, days after which the current version expires)."""
+        rules = []
+        for rule_id, (prefix, days) in expiry.items():
+            rules.append(s3.LifecycleRule(
+                id=f"{rule_id}Expiry", prefix=prefix, expiration=Duration.days(days),
+                noncurrent_version_expiration=Duration.days(1) if self.history_lock else None,
+            ))  # fmt: skip
+        if self.history_lock:  # tidy the delete markers the expiry leaves once their versions are gone
+            rules.append(s3.LifecycleRule(id="ExpiredDeleteMarkers", expired_object_delete_marker=True))
+        lock = {}
+        if self.history_lock:
+            lock = dict(
+                versioned=True,
+                object_lock_enabled=True,
+                object_lock_default_retention=s3.ObjectLockRetention.governance(Duration.days(retention_days)),
+            )
         return s3.Bucket(
             self,
             construct_id,
@@ -250,9 +320,14 @@ class LocalBackup(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs_bucket,
             server_access_logs_prefix=log_prefix,
-            lifecycle_rules=lifecycle_rules,
+            lifecycle_rules=rules,
             removal_policy=removal_policy,
+            **lock,
         )
+
+    def _create(self, fn: ServiceFunction, sid: str, bucket: s3.Bucket, prefix: str) -> None:
+        """Create-only writes: PutObject is allowed only with `If-None-Match` (no overwrites)."""
+        self._s3(fn, sid, ["s3:PutObject"], bucket, prefix, conditions={"Null": {"s3:if-none-match": "false"}})
 
     def _kms(self, fn: ServiceFunction, action: str) -> None:
         fn.role.add_to_principal_policy(
@@ -260,13 +335,19 @@ class LocalBackup(Construct):
                 sid=action.replace("kms:", "Kms"),
                 actions=[action],
                 resources=[self.key.key_arn],
-                conditions={"StringEquals": {"kms:EncryptionContext:purpose": ENCRYPTION_CONTEXT_PURPOSE}},
+                conditions={
+                    "StringEquals": {"kms:EncryptionContext:purpose": ENCRYPTION_CONTEXT_PURPOSE},
+                    # a data key only for a named restore point (its identity is in the context)
+                    "StringLike": {"kms:EncryptionContext:point": POINTS},
+                },
             )
         )
 
-    def _s3(self, fn: ServiceFunction, sid: str, actions: list[str], bucket: s3.Bucket, prefix: str) -> None:
+    def _s3(self, fn: ServiceFunction, sid: str, actions: list[str], bucket: s3.Bucket, prefix: str,
+            conditions: dict | None = None) -> None:
         fn.role.add_to_principal_policy(
-            iam.PolicyStatement(sid=sid, actions=actions, resources=[bucket.arn_for_objects(prefix)])
+            iam.PolicyStatement(sid=sid, actions=actions, resources=[bucket.arn_for_objects(prefix)],
+                                conditions=conditions)
         )
         stack = Stack.of(self)
         logical_id = stack.resolve(stack.get_logical_id(bucket.node.default_child))

@@ -6,6 +6,7 @@ retention, without waiting.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import io
@@ -236,10 +237,14 @@ def test_several_points_a_day_and_exactly_one_external_call(env: Env) -> None:
     env.external_calls.clear()
     again = env.service.sync()
     assert again["status"] == "refused" and env.external_calls.calls == []
-    # ... and if the local record were lost, the external guard itself refuses the second call
+    # ... if the local record were lost, the intent marker still stops it (no call) ...
     env.s3.delete_object(Bucket=BUCKET, Key="sync/2025-03-10.json")
     env.add_order()
     env.backup()
+    in_doubt = env.service.sync()
+    assert in_doubt["status"] == "in_doubt" and env.external_calls.calls == []
+    # ... and if the intent were lost too, the external guard itself refuses the second call
+    env.s3.delete_object(Bucket=BUCKET, Key="sync/intents/2025-03-10.json")
     third = env.service.sync()
     assert third["status"] == "refused" and "already accepted" in third["reason"]
     assert env.external_calls.calls == ["PutObject"]  # the attempt the guard refused
@@ -400,16 +405,23 @@ def test_wrongly_keyed_points_are_refused(env: Env) -> None:
     with pytest.raises(IntegrityError, match="KMS key"):
         foreign.restore(order_point)
 
-    # 3. another point's (valid) data key spliced into the header
+    # 3. another point's (valid) data key spliced into the header, with its context
     order_blob = env.s3.get_object(Bucket=BUCKET, Key=order_point)["Body"].read()
     other_blob = env.s3.get_object(Bucket=BUCKET, Key=inventory_point)["Body"].read()
     header, _, ciphertext = envelope.read_header(order_blob)
     other_header, _, _ = envelope.read_header(other_blob)
-    header["dataKey"] = other_header["dataKey"]
-    header["context"] = other_header["context"]
-    raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    spliced = envelope.MAGIC + len(raw).to_bytes(4, "big") + raw + ciphertext
-    _rewrite_point(env, order_point, spliced)
+
+    def splice(data_key: bytes, context: dict) -> bytes:
+        raw = json.dumps({**header, "dataKey": base64.b64encode(data_key).decode(), "context": context},
+                         sort_keys=True, separators=(",", ":")).encode()
+        return envelope.MAGIC + len(raw).to_bytes(4, "big") + raw + ciphertext
+
+    _rewrite_point(env, order_point, splice(base64.b64decode(other_header["dataKey"]), other_header["context"]))
+    with pytest.raises(IntegrityError, match="identity mismatch"):
+        env.service.restore(order_point)
+    # 4. a valid data key for this very identity (anyone allowed to GenerateDataKey can make one)
+    fresh = env.kms.generate_data_key(KeyId=env.key_arn, KeySpec="AES_256", EncryptionContext=header["context"])
+    _rewrite_point(env, order_point, splice(fresh["CiphertextBlob"], header["context"]))
     with pytest.raises(IntegrityError, match="AES-GCM authentication failed"):
         env.service.restore(order_point)
     assert env.restore_databases() == []
@@ -431,7 +443,7 @@ def _forge_point(env: Env, service: str, mutate) -> str:
         table["sha256"] = store.sha256(data[table["name"]])
         table["rows"] = data[table["name"]].count(b"\n")
     blob = envelope.seal(pgdump.pack(pgdump.Dump(manifest, data)), kms=env.kms, key_id=env.key_arn,
-                         context=BackupService.encryption_context(service))
+                         context=BackupService.encryption_context(service, key))
     store.LocalStore(env.s3, BUCKET).put_point(service, f"{service}_db", env.clock(), blob)
     return key
 

@@ -69,6 +69,16 @@ class Backups:
         finally:
             conn.close()
 
+    def forget_today(self, today: str) -> None:
+        """A fresh "day" for a test: forget an earlier run's sync of today (record, intent, bundle)."""
+        for bucket, key in ((self.bucket, f"sync/{today}.json"), (self.bucket, f"sync/intents/{today}.json"),
+                            (self.external, f"bundles/{today}.tar")):
+            self.s3.delete_object(Bucket=bucket, Key=key)
+
+    def external_keys(self, today: str) -> list[str]:
+        contents = self.s3.list_objects_v2(Bucket=self.external, Prefix="bundles/").get("Contents", [])
+        return [o["Key"] for o in contents if today in o["Key"]]
+
     def drop(self, service: str, database: str) -> None:
         conn = self.connect(service, "postgres")
         try:
@@ -90,8 +100,7 @@ def backups(cloud):
 def test_points_daily_sync_and_restore_from_external(backups: Backups, api) -> None:
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     # a fresh "day" for this test: forget an earlier run's sync of today (record + bundle)
-    backups.s3.delete_object(Bucket=backups.bucket, Key=f"sync/{today}.json")
-    backups.s3.delete_object(Bucket=backups.external, Key=f"bundles/{today}.tar")
+    backups.forget_today(today)
 
     product = api.new_product(stock=42, name="Backup e2e ✓")
     expected_products = backups.rows("inventory", "products")
@@ -116,9 +125,10 @@ def test_points_daily_sync_and_restore_from_external(backups: Backups, api) -> N
 
     again = backups.call("BackupSyncFunctionName", {})
     assert again["status"] == "refused"
-    bundles_today = [o["Key"] for o in backups.s3.list_objects_v2(Bucket=backups.external, Prefix="bundles/")
-                     .get("Contents", []) if today in o["Key"]]
-    assert bundles_today == [f"bundles/{today}.tar"]
+    assert backups.external_keys(today) == [f"bundles/{today}.tar"]
+    # the day's intent marker was written (before the call), naming what the call carried
+    intent = json.loads(backups.s3.get_object(Bucket=backups.bucket, Key=f"sync/intents/{today}.json")["Body"].read())
+    assert intent["bundle"] == synced["bundle"] and set(made) <= set(intent["points"])
 
     inventory_point = next(p["point"] for p in first["points"] if p["service"] == "inventory")
     restored = backups.call("BackupRestoreFunctionName",
@@ -127,19 +137,62 @@ def test_points_daily_sync_and_restore_from_external(backups: Backups, api) -> N
     assert backups.rows("inventory", "products", restored["database"]) == expected_products
 
 
+def _newer_key(point: str) -> str:
+    """The point's service folder, a timestamp later than any point made so far."""
+    folder = point.rsplit("/", 1)[0]
+    return f"{folder}/{dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1):%Y%m%dT%H%M%S}.999Z.vbk"
+
+
 def test_tampered_point_is_refused_and_nothing_left_behind(backups: Backups) -> None:
     point = backups.call("BackupFunctionName", {"services": ["order"]})["points"][0]["point"]
     blob = bytearray(backups.s3.get_object(Bucket=backups.bucket, Key=point)["Body"].read())
     blob[-20] ^= 0x01
-    forged = point.replace(".vbk", "").rsplit("/", 1)
-    forged_key = f"{forged[0]}/{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.999Z.vbk"
     head = backups.s3.head_object(Bucket=backups.bucket, Key=point)["Metadata"]
-    backups.s3.put_object(Bucket=backups.bucket, Key=forged_key, Body=bytes(blob),
+    # tampered in place (a throwaway point), the checksum fixed up as an attacker would
+    backups.s3.put_object(Bucket=backups.bucket, Key=point, Body=bytes(blob),
                           Metadata={**head, "sha256": hashlib.sha256(blob).hexdigest(), "size": str(len(blob))})
     before = backups.restore_databases("order")
     try:
-        ok, body = backups.invoke("BackupRestoreFunctionName", {"point": forged_key})
+        ok, body = backups.invoke("BackupRestoreFunctionName", {"point": point})
         assert not ok and "AES-GCM authentication failed" in body["errorMessage"]
         assert backups.restore_databases("order") == before
     finally:
-        backups.s3.delete_object(Bucket=backups.bucket, Key=forged_key)
+        backups.s3.delete_object(Bucket=backups.bucket, Key=point)
+
+
+def test_old_point_copied_under_a_newer_name_is_refused(backups: Backups) -> None:
+    """Issue 13: the point's identity is bound into its encryption, so an old point cannot pose
+    as a newer one (restoring yesterday's data while the operator thinks it is today's)."""
+    old = backups.call("BackupFunctionName", {"services": ["inventory"]})["points"][0]["point"]
+    newer = _newer_key(old)
+    backups.s3.copy_object(Bucket=backups.bucket, Key=newer, CopySource={"Bucket": backups.bucket, "Key": old})
+    before = backups.restore_databases("inventory")
+    try:
+        listed = [p["point"] for p in backups.call("BackupRestoreFunctionName", {"list": True, "service": "inventory"})["points"]]
+        assert newer in listed and old in listed  # it looks like the newest point ...
+        ok, body = backups.invoke("BackupRestoreFunctionName", {"point": newer})
+        assert not ok, body  # ... but does not restore
+        assert "identity mismatch" in body["errorMessage"] and old in body["errorMessage"]
+        assert "copied or renamed" in body["errorMessage"]
+        assert backups.restore_databases("inventory") == before
+        restored = backups.call("BackupRestoreFunctionName", {"point": old})  # the genuine one does
+        assert restored["status"] == "restored"
+    finally:
+        backups.s3.delete_object(Bucket=backups.bucket, Key=newer)
+
+
+def test_sync_rerun_after_an_unrecorded_attempt_makes_no_call(backups: Backups) -> None:
+    """The intent marker outlives a lost sync record: a re-run reports `in_doubt`, no new call."""
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    backups.forget_today(today)
+    backups.call("BackupFunctionName", {"services": ["order"]})
+    first = backups.call("BackupSyncFunctionName", {})
+    assert first["status"] == "synced"
+    bundle = backups.s3.head_object(Bucket=backups.external, Key=first["bundle"])
+    # the run "crashed" after the call: no sync record, only the intent
+    backups.s3.delete_object(Bucket=backups.bucket, Key=f"sync/{today}.json")
+    backups.call("BackupFunctionName", {"services": ["order"]})  # something new to ship
+    again = backups.call("BackupSyncFunctionName", {})
+    assert again["status"] == "in_doubt" and f"sync/intents/{today}.json" in again["reason"]
+    assert backups.external_keys(today) == [first["bundle"]]
+    assert backups.s3.head_object(Bucket=backups.external, Key=first["bundle"])["ETag"] == bundle["ETag"]
