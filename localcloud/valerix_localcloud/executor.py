@@ -379,7 +379,12 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         started = time.perf_counter()
         self._api = RuntimeApiServer().start()
         containment = _containment()
-        self._cgroup = containment.create(f"env-{self.id}", memory_mb)
+        try:
+            self._cgroup = containment.create(f"env-{self.id}", memory_mb)
+        except OSError as exc:  # e.g. the cgroup was removed from under us
+            LOG.warning("no memory cgroup for a %s environment (%s); RLIMIT_AS instead",
+                        self._name(), exc)
+            self._cgroup = None
         request = {
             "cwd": code_dir, "handler": handler,
             "env": self._process_env(self._api.address, code_dir),

@@ -507,7 +507,7 @@ class Reaper:
         self.runtimes: set[int] = set()
 
     def __call__(self, signum, frame):  # noqa: ARG002 - signal handler signature
-        runtime_died = False
+        reaped = False
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -515,16 +515,16 @@ class Reaper:
                 break
             if pid == 0:
                 break
+            reaped = True
             if pid not in self.runtimes:
                 continue  # an adopted orphan, reaped
             self.runtimes.discard(pid)
-            runtime_died = True
             code = os.waitstatus_to_exitcode(status)
             path = os.path.join(self.exit_dir, str(pid))
             with open(path + ".tmp", "w") as out:
                 out.write(str(code))
             os.replace(path + ".tmp", path)
-        if runtime_died:
+        if reaped:  # a runtime, or a process adopted from one, ended: sweep what it left
             me = os.getpid()
             for pid, ppid in _parent_pids().items():
                 if ppid == me and pid not in self.runtimes and _running(pid):

@@ -318,3 +318,16 @@ def test_init_error_reaches_the_runtime_api_through_the_secret_path(fork_server)
         assert json.loads(env.api.init_error.body)["errorType"] == "Runtime.ImportModuleError"
     finally:
         env.close()
+
+
+def test_the_secret_is_not_in_the_runtimes_visible_environment(fork_server):
+    """/proc/<pid>/environ of a forked runtime shows the fork server's start-up environment,
+    so a process scanning /proc does not find the secret there."""
+    env = Environment(fork_server, {})
+    try:
+        assert env.ready(), env.printed()
+        with open(f"/proc/{env.pid}/environ", "rb") as environ:
+            assert env.api.secret.encode() not in environ.read()
+        assert env.invoke({}).kind == "response"  # and the runtime does use it
+    finally:
+        env.close()
