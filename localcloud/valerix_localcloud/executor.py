@@ -5,8 +5,15 @@ starts `python -m awslambdaric <handler>` (AWS's own runtime interface client) i
 process group, with the function's environment variables, and speaks the Lambda Runtime
 API to it through `RuntimeApiServer`. It honours what AWS honours:
 
-* timeout: the process group is killed and the invoke reports `Sandbox.Timedout`;
-* memory: the environment is killed when its resident memory exceeds the configured size;
+* timeout: every process of the environment is killed — the runtime and whatever it
+  started, `setsid` escapees included (zygote.py: `kill_environment`) — and the invoke
+  reports `Sandbox.Timedout`;
+* memory: MemorySize is a real limit on all the environment's processes together, a cgroup
+  (v2 where usable, else v1), or RLIMIT_AS per process where no cgroup can be made (an
+  unprivileged user); an environment past it fails the invoke with Lambda's
+  `Runtime.OutOfMemory` / "Runtime exited with error: signal: killed" and is replaced;
+  `VALERIX_LAMBDA_MEMORY_LIMIT=auto|cgroup2|cgroup1|rlimit` forces a mechanism;
+* the Runtime API of an environment answers only that environment (runtime_api.py);
 * a runtime that exits or crashes mid-invoke yields `Runtime.ExitError`; the next invoke
   cold-starts a fresh process (the environment is replaced, as on AWS);
 * concurrency: LocalStack creates one executor per concurrent environment, so concurrent
@@ -24,7 +31,9 @@ functions is `VALERIX_LAMBDA_PYTHON` (the project virtualenv, which holds requir
 
 from __future__ import annotations
 
+import atexit
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -44,7 +53,8 @@ from localstack.services.lambda_.invocation.executor_endpoint import StatusError
 from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
 from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecutor
 
-from valerix_localcloud.runtime_api import Invocation, RuntimeApiServer, error_payload
+from valerix_localcloud.runtime_api import Invocation, Outcome, RuntimeApiServer, error_payload
+from valerix_localcloud.zygote import CgroupEnvironment, Containment, kill_environment
 
 LOG = logging.getLogger(__name__)
 
@@ -58,8 +68,26 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PASSTHROUGH_HOST_VARS = ("PATH", "HOME", "LANG", "LC_ALL", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 
+OUT_OF_MEMORY = ("Runtime.OutOfMemory", "Runtime exited with error: signal: killed")
+ZYGOTE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
+
+
 def _lambda_python() -> str:
     return os.environ.get("VALERIX_LAMBDA_PYTHON") or sys.executable
+
+
+@functools.cache
+def _containment() -> Containment:
+    """The memory limit mechanism of this LocalStack process, chosen at the first cold start."""
+    containment = Containment(os.environ.get("VALERIX_LAMBDA_MEMORY_LIMIT", "auto"))
+    if containment.mode == "rlimit":
+        LOG.warning("Lambda memory limits: RLIMIT_AS per process (%s); a cgroup would also "
+                    "count the processes a function starts together", containment.reason)
+    else:
+        LOG.info("Lambda memory limits: %s under %s", containment.mode, containment.base)
+    # Environments LocalStack did not stop must not outlive it (nor their cgroups).
+    atexit.register(containment.close)
+    return containment
 
 
 class OutputCollector:
@@ -169,11 +197,12 @@ class RuntimeProcess:
             return self.returncode
         return self.returncode
 
-    def kill(self) -> None:
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    def kill(self, members=lambda: set()) -> None:
+        """Kill the runtime and everything it started (and `members()`, its cgroup's pids)."""
+        if self.poll() is None:
+            kill_environment(self.pid, members)
+        else:
+            kill_environment(None, members)
         deadline = time.monotonic() + 5
         while self.poll() is None and time.monotonic() < deadline:
             if self._popen is not None:
@@ -202,13 +231,12 @@ class Zygote:
         os.makedirs(base, exist_ok=True)
         self.socket_path = os.path.join(base, "zygote.sock")
         self.exit_dir = os.path.join(base, "exits")
-        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
         env = {name: os.environ[name] for name in PASSTHROUGH_HOST_VARS if name in os.environ}
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         self._log = open(os.path.join(base, "zygote.log"), "ab")
         self.process = subprocess.Popen(
-            [_lambda_python(), script, self.socket_path, self.exit_dir],
+            [_lambda_python(), ZYGOTE_SCRIPT, self.socket_path, self.exit_dir],
             cwd=base, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             start_new_session=True,
         )
@@ -226,8 +254,8 @@ class Zygote:
                 cls._instance = Zygote()
             return cls._instance
 
-    def spawn(self, cwd: str, env: dict[str, str], handler: str, output_fd: int) -> RuntimeProcess:
-        request = json.dumps({"cwd": cwd, "env": env, "handler": handler}).encode()
+    def spawn(self, request: dict, output_fd: int) -> RuntimeProcess:
+        request = json.dumps(request).encode()
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(INIT_TIMEOUT_SECONDS)
             conn.connect(self.socket_path)
@@ -247,6 +275,7 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         super().__init__(id=id, function_version=function_version)
         self._env: dict[str, str] = {}
         self._process: RuntimeProcess | None = None
+        self._cgroup: CgroupEnvironment | None = None
         self._api: RuntimeApiServer | None = None
         self._output: OutputCollector | None = None
         self._init_duration_ms: float | None = None
@@ -346,23 +375,41 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         self._terminate()
         code_dir = self._code_dir()
         handler = self.function_version.config.handler
+        memory_mb = int(self.function_version.config.memory_size)
         started = time.perf_counter()
         self._api = RuntimeApiServer().start()
+        containment = _containment()
+        try:
+            self._cgroup = containment.create(f"env-{self.id}", memory_mb)
+        except OSError as exc:  # e.g. the cgroup was removed from under us
+            LOG.warning("no memory cgroup for a %s environment (%s); RLIMIT_AS instead",
+                        self._name(), exc)
+            self._cgroup = None
+        request = {
+            "cwd": code_dir, "handler": handler,
+            "env": self._process_env(self._api.address, code_dir),
+            "limits": containment.limits(self._cgroup, memory_mb),
+        }
         read_fd, write_fd = os.pipe()
-        env = self._process_env(self._api.address, code_dir)
         try:
             self._process = None
             if _use_zygote():
                 try:
-                    self._process = Zygote.get().spawn(code_dir, env, handler, write_fd)
+                    self._process = Zygote.get().spawn(request, write_fd)
                 except Exception as exc:  # noqa: BLE001 - fall back to a plain process
                     LOG.warning("Lambda zygote unavailable (%s); starting a plain process", exc)
             if self._process is None:
+                # The same bootstrap as a forked runtime (limits, subreaper), without preloads.
+                # The request (the function's environment) goes through stdin, never argv.
                 popen = subprocess.Popen(
-                    [_lambda_python(), "-m", "awslambdaric", handler],
-                    cwd=code_dir, env=env, stdin=subprocess.DEVNULL,
-                    stdout=write_fd, stderr=write_fd, start_new_session=True,
+                    [_lambda_python(), ZYGOTE_SCRIPT, "--run"], cwd=code_dir,
+                    env={name: os.environ[name] for name in PASSTHROUGH_HOST_VARS
+                         if name in os.environ},
+                    stdin=subprocess.PIPE, stdout=write_fd, stderr=write_fd,
+                    start_new_session=True,
                 )
+                popen.stdin.write(json.dumps(request).encode())
+                popen.stdin.close()
                 self._process = RuntimeProcess(popen.pid, popen=popen)
         finally:
             os.close(write_fd)
@@ -391,10 +438,14 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         return self._process is not None and self._process.poll() is None
 
     def _terminate(self) -> None:
+        cgroup, self._cgroup = self._cgroup, None
+        members = cgroup.members if cgroup is not None else (lambda: set())
         if self._process is not None:
-            self._process.kill()
+            self._process.kill(members)
             _forget_runtime_pid(self._process.pid)
         self._process = None
+        if cgroup is not None:
+            cgroup.remove()
         if self._api is not None:
             self._api.close()
             self._api = None
@@ -418,10 +469,12 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             deadline_ms=int((time.time() + timeout) * 1000),
             trace_id=payload.get("trace-id", ""),
         ))
-        outcome, failure, max_rss_mb = self._await_outcome(request_id, timeout, memory_mb)
+        outcome, failure, max_memory_mb = self._await_outcome(request_id, timeout, memory_mb)
         duration_ms = (time.perf_counter() - started) * 1000
+        if failure is None and self._out_of_memory(outcome):
+            failure = OUT_OF_MEMORY
 
-        if outcome is not None and failure is None:
+        if failure is None:
             # The runtime posts the result and then asks for the next event; once it asks,
             # everything the invoke printed is in the pipe.
             self._api.wait_until_ready(0.25)
@@ -431,14 +484,18 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         else:
             self._terminate_keep_output()
             body_lines = self._output.take()
-            body_lines.append(f"{_now()} {request_id} {failure[1]}")
+            error_type, message = failure
+            if error_type == "Sandbox.Timedout":
+                body_lines.append(f"{_now()} {request_id} {message}")
+            else:  # what AWS logs when the runtime dies
+                body_lines += [f"RequestId: {request_id} Error: {message}", error_type]
             is_error = True
-            body = error_payload(failure[0], f"RequestId: {request_id} Error: {failure[1]}")
+            body = error_payload(error_type, f"RequestId: {request_id} Error: {message}")
 
         report = (
             f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
             f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {memory_mb} MB\t"
-            f"Max Memory Used: {max_rss_mb} MB"
+            f"Max Memory Used: {max_memory_mb} MB"
         )
         if init_duration_ms is not None:
             report += f"\tInit Duration: {init_duration_ms:.2f} ms"
@@ -451,37 +508,67 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         ]) + "\n"
         return InvocationResult(request_id, body, is_error, logs)
 
+    def _out_of_memory(self, outcome: Outcome) -> bool:
+        """Did the environment run out of memory although the runtime answered?
+
+        With a cgroup the kernel may have killed a process the function started (the runtime
+        lives on): Lambda ends the whole environment then, so this invoke fails too. Under
+        RLIMIT_AS an allocation past the limit raises MemoryError in the handler instead of
+        killing it; that is reported as the kill it would have been on Lambda.
+        """
+        if self._cgroup is not None:
+            return self._cgroup.oom_kills() > 0
+        if outcome.kind != "error":
+            return False
+        try:
+            return json.loads(outcome.body).get("errorType") == "MemoryError"
+        except (ValueError, AttributeError):
+            return False
+
     def _await_outcome(self, request_id: str, timeout: float, memory_mb: int):
-        """(outcome, failure, max_rss_mb); failure = (errorType, message) when the runtime died."""
+        """(outcome, failure, max_memory_mb); failure = (errorType, message) when it died."""
         deadline = time.monotonic() + timeout
         max_rss = 0
-        process = self._process
+        process, cgroup = self._process, self._cgroup
+
+        def max_memory() -> int:
+            if cgroup is not None:  # every process of the environment, at its peak
+                return max(1, cgroup.peak_mb())
+            return max(max_rss, process.rss_mb())
+
         # Sampled, not polled: reading /proc costs the LocalStack process CPU that every other
         # in-flight request needs. Short invocations are measured once, when they end.
         next_memory_sample = time.monotonic() + MEMORY_SAMPLE_SECONDS
         while True:
             outcome = self._api.wait_outcome(request_id, POLL_SECONDS)
             if outcome is not None and outcome.kind != "init_error":
-                return outcome, None, max(max_rss, process.rss_mb())
+                return outcome, None, max_memory()
             now = time.monotonic()
             if now >= next_memory_sample:
                 next_memory_sample = now + MEMORY_SAMPLE_SECONDS
-                max_rss = max(max_rss, process.rss_mb())
-            if max_rss > memory_mb:
-                return None, (
-                    "Runtime.OutOfMemory",
-                    f"Runtime exited with error: signal: killed (memory {max_rss} MB > "
-                    f"{memory_mb} MB)",
-                ), max_rss
-            exit_code = self._process.poll()
+                if cgroup is not None:
+                    if cgroup.oom_kills() > 0:  # the kernel enforced the limit
+                        return None, OUT_OF_MEMORY, max_memory()
+                else:
+                    # RLIMIT_AS caps address space; resident memory past MemorySize (a
+                    # function near its limit that maps little but touches all) is a kill too.
+                    max_rss = max(max_rss, process.rss_mb())
+                    if max_rss > memory_mb:
+                        return None, OUT_OF_MEMORY, max_rss
+            exit_code = process.poll()
             if exit_code is not None:
                 late = self._api.wait_outcome(request_id, 0)
                 if late is not None and late.kind != "init_error":
-                    return late, None, max(max_rss, 1)
-                status = f"signal: {-exit_code}" if exit_code < 0 else f"exit status {exit_code}"
-                return None, ("Runtime.ExitError", f"Runtime exited with error: {status}"), max_rss
+                    return late, None, max_memory()
+                if cgroup is not None and cgroup.oom_kills() > 0:
+                    return None, OUT_OF_MEMORY, max_memory()
+                status = f"signal: {_signal_name(-exit_code)}" if exit_code < 0 else (
+                    f"exit status {exit_code}")
+                return None, ("Runtime.ExitError", f"Runtime exited with error: {status}"), (
+                    max_memory())
             if time.monotonic() > deadline:
-                return None, ("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), max_rss
+                return None, ("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), (
+                    max_memory())
 
     def _terminate_keep_output(self) -> None:
         """Kill the environment; the output collector keeps whatever the process printed."""
@@ -509,6 +596,13 @@ def _forget_runtime_pid(pid: int) -> None:
             os.unlink(os.path.join(directory, str(pid)))
         except OSError:
             pass
+
+
+def _signal_name(number: int) -> str:
+    """Go's wording, as Lambda's runtime reports it ("signal: killed")."""
+    names = {signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault",
+             signal.SIGABRT: "aborted", signal.SIGTERM: "terminated"}
+    return names.get(number, str(number))
 
 
 def _now() -> str:

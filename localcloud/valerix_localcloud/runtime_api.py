@@ -8,13 +8,24 @@ Only the standard library is used on purpose: the server must start in milliseco
 every cold start and add as little as possible to each invoke. `disable_nagle_algorithm`
 (TCP_NODELAY) matters: without it every small response waits for the peer's delayed ACK
 (~40-90 ms per call measured on this machine, 2 ms with it).
+
+Each server serves only its own environment. On AWS nothing but the sandbox can reach its
+Runtime API; here every server listens on loopback, where any local process (another
+environment's function included) could otherwise fetch this environment's events or post its
+results. So each server has a random secret and answers only requests whose path starts with
+it: `AWS_LAMBDA_RUNTIME_API` is `127.0.0.1:<port>/<secret>`, which awslambdaric's C client
+turns into `http://127.0.0.1:<port>/<secret>/2018-06-01/runtime/...` (its Python fallback for
+init errors is adapted in zygote.py). A Unix socket would be stricter, but awslambdaric can
+only speak TCP to `host:port`. Everything else gets a 403 saying why, and touches nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import json
 import queue
+import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +61,8 @@ class RuntimeApiServer:
         self._ready = threading.Event()  # the runtime is waiting in GET /next
         self._closed = threading.Event()
         self.init_error: Outcome | None = None
+        # URL-safe and long enough that guessing it over loopback is hopeless.
+        self.secret = secrets.token_urlsafe(32)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -59,6 +72,11 @@ class RuntimeApiServer:
 
     @property
     def address(self) -> str:
+        """`AWS_LAMBDA_RUNTIME_API` for this environment's runtime: host:port/secret."""
+        return f"{self.host_port}/{self.secret}"
+
+    @property
+    def host_port(self) -> str:
         host, port = self._server.server_address[:2]
         return f"{host}:{port}"
 
@@ -137,12 +155,32 @@ class RuntimeApiServer:
                     # The runtime was killed (timeout, crash, shutdown) while waiting for work.
                     self.close_connection = True
 
+            def _authorised_route(self) -> str | None:
+                """The route under API_PREFIX, or None (after a 403) without the secret."""
+                _, _, rest = self.path.partition("/")
+                secret, _, route = rest.partition("/")
+                if hmac.compare_digest(secret.encode(), api.secret.encode()) and (
+                        f"/{route}".startswith(API_PREFIX)):
+                    return f"/{route}"[len(API_PREFIX):]
+                # Drain the body so the connection stays usable for a well-formed retry.
+                self._body()
+                self._reply(403, json.dumps({
+                    "errorType": "Runtime.Forbidden",
+                    "errorMessage": "this Runtime API serves one execution environment only; "
+                                    "the request path must start with that environment's "
+                                    f"secret (/<secret>{API_PREFIX}/...)",
+                }).encode(), {"Content-Type": "application/json"})
+                return None
+
             def _body(self) -> bytes:
                 length = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(length) if length else b""
 
             def do_GET(self):  # noqa: N802 - http.server naming
-                if self.path != f"{API_PREFIX}/invocation/next":
+                route = self._authorised_route()
+                if route is None:
+                    return None
+                if route != "/invocation/next":
                     return self._reply(404, b'{"errorMessage":"unknown route"}')
                 invocation = api._next_invocation()
                 if invocation is None:
@@ -156,8 +194,11 @@ class RuntimeApiServer:
                 })
 
             def do_POST(self):  # noqa: N802
+                route = self._authorised_route()
+                if route is None:
+                    return None
                 body = self._body()
-                parts = self.path[len(API_PREFIX):].strip("/").split("/")
+                parts = route.strip("/").split("/")
                 if parts == ["init", "error"]:
                     api._record("", Outcome("init_error", body, self._error_type()))
                 elif len(parts) == 3 and parts[0] == "invocation" and parts[2] == "response":

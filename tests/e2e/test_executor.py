@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -31,11 +35,11 @@ def lam(localcloud):
     return localcloud.client("lambda", read_timeout=120)
 
 
-def _create(lam, handler="probe.handler", timeout=3, code=None) -> str:
+def _create(lam, handler="probe.handler", timeout=3, code=None, memory=256) -> str:
     name = f"probe-{uuid.uuid4().hex[:8]}"
     lam.create_function(
         FunctionName=name, Runtime="python3.12", Role=ROLE, Handler=handler,
-        Code=code or {"ZipFile": _zip(PROBE)}, Timeout=timeout, MemorySize=256,
+        Code=code or {"ZipFile": _zip(PROBE)}, Timeout=timeout, MemorySize=memory,
     )
     lam.get_waiter("function_active_v2").wait(FunctionName=name)
     return name
@@ -69,6 +73,116 @@ def test_timeout_kills_the_process_and_next_invoke_gets_a_fresh_one(lam, probe):
     error, after = _invoke(lam, probe, {})
     assert error is None
     assert after["pid"] != before["pid"]
+
+
+def _processes_named(marker: str) -> list[int]:
+    """Live processes with `marker` as an argument (a zombie's command line is empty)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                    if marker.encode() in cmdline.read().split(b"\0"):
+                        found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _eventually(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return result
+
+
+def test_timeout_kills_every_process_the_function_started(lam, probe):
+    """Children in their own session (`setsid`, start_new_session) and a double-forked
+    daemon are the environment's too: none outlives the timeout."""
+    marker = f"escapee-{uuid.uuid4().hex}"
+    result = {}
+    invoke = threading.Thread(target=lambda: result.update(
+        outcome=_invoke(lam, probe, {"spawnMarker": marker, "sleepSeconds": 10})))
+    invoke.start()
+    try:
+        assert _eventually(lambda: len(_processes_named(marker)) == 3), _processes_named(marker)
+        invoke.join(60)
+        error, body = result["outcome"]
+        assert error == "Unhandled" and body["errorType"] == "Sandbox.Timedout"
+        assert _eventually(lambda: not _processes_named(marker), timeout=5), _processes_named(marker)
+    finally:
+        invoke.join(60)
+        for pid in _processes_named(marker):  # a failed run must not leave them behind
+            os.kill(pid, 9)
+    error, body = _invoke(lam, probe, {})
+    assert error is None, body
+
+
+@pytest.fixture(scope="module")
+def small_probe(lam):
+    name = _create(lam, timeout=10, memory=128)
+    yield name
+    lam.delete_function(FunctionName=name)
+
+
+def test_allocating_past_memory_size_is_lambdas_out_of_memory_and_the_next_invoke_is_fresh(
+        lam, small_probe):
+    _, before = _invoke(lam, small_probe, {})
+    error, body = _invoke(lam, small_probe, {"allocateMb": 64})
+    assert error is None and body["allocatedMb"] == 64, body  # within MemorySize is fine
+    error, body = _invoke(lam, small_probe, {"allocateMb": 256})
+    assert error == "Unhandled"
+    assert body["errorType"] == "Runtime.OutOfMemory"
+    assert body["errorMessage"].endswith("Error: Runtime exited with error: signal: killed")
+    assert body["errorMessage"].startswith("RequestId: ")
+    error, after = _invoke(lam, small_probe, {})
+    assert error is None, after
+    assert after["pid"] != before["pid"]
+
+
+def test_memory_size_covers_the_processes_a_function_starts(lam, small_probe):
+    """Two children of 80 MiB: each alone fits in 128 MiB, together they do not."""
+    from valerix_localcloud.zygote import Containment
+
+    containment = Containment("auto")  # what LocalStack, the same user, chose too
+    containment.close()
+    if containment.mode == "rlimit":
+        pytest.skip("no memory cgroup for this user: RLIMIT_AS limits each process alone")
+    error, body = _invoke(lam, small_probe, {"childrenAllocateMb": [80, 80]})
+    assert error == "Unhandled", body
+    assert body["errorType"] == "Runtime.OutOfMemory"
+    error, body = _invoke(lam, small_probe, {"childrenAllocateMb": [40]})
+    assert error is None and body["childExitCodes"] == [None], body
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_runtime_api_serves_only_its_own_environment(lam, probe):
+    other = _create(lam)
+    try:
+        error, body = _invoke(lam, probe, {"runtimeApi": True})
+        assert error is None, body
+        host_port, _, secret = body["runtimeApi"].partition("/")
+        assert host_port.startswith("127.0.0.1:") and len(secret) >= 32
+        victim_pid = body["pid"]
+        # Another environment that found the port: neither bare nor with its own secret.
+        error, attack = _invoke(lam, other, {"probeRuntimeApi": host_port})
+        assert error is None, attack
+        assert attack["statuses"] == {"noSecret": 403, "ownSecret": 403}
+        # Any other local process, guessing.
+        assert _get(f"http://{host_port}/2018-06-01/runtime/invocation/next") == 403
+        assert _get(f"http://{host_port}/{'A' * len(secret)}/2018-06-01/runtime/invocation/next") == 403
+        # The environment itself is undisturbed: same process, next event delivered.
+        error, body = _invoke(lam, probe, {})
+        assert error is None and body["pid"] == victim_pid, body
+    finally:
+        lam.delete_function(FunctionName=other)
 
 
 def test_process_exit_is_a_runtime_error_and_the_next_invoke_succeeds(lam, probe):
