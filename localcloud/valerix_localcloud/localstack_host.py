@@ -204,6 +204,9 @@ class LocalStackHost:
             "VALERIX_RUNTIME_PID_DIR": str(self.runtime_pid_dir),
             "LS_LOG": os.environ.get("LS_LOG", "info"),
         })
+        # The executor's memory-limit mechanism (auto | cgroup2 | cgroup1 | rlimit) can be forced.
+        if "VALERIX_LAMBDA_MEMORY_LIMIT" in os.environ:
+            env["VALERIX_LAMBDA_MEMORY_LIMIT"] = os.environ["VALERIX_LAMBDA_MEMORY_LIMIT"]
         env.update(self.extra_env)
         return env
 
