@@ -228,7 +228,8 @@ class Zygote:
     def __init__(self) -> None:
         base = os.environ.get("VALERIX_RUNTIME_PID_DIR") or os.path.join(
             os.environ.get("TMPDIR", "/tmp"), "valerix-runtimes")
-        os.makedirs(base, exist_ok=True)
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        os.chmod(base, 0o700)  # the fork server's socket lives here: owner only
         self.socket_path = os.path.join(base, "zygote.sock")
         self.exit_dir = os.path.join(base, "exits")
         env = {name: os.environ[name] for name in PASSTHROUGH_HOST_VARS if name in os.environ}

@@ -41,6 +41,7 @@ import os
 import resource
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -531,12 +532,21 @@ class Reaper:
                     kill_environment(pid, wait_seconds=0)
 
 
+def _peer_uid(conn: socket.socket) -> int:
+    """The connecting process's uid (SO_PEERCRED: pid, uid, gid as three ints)."""
+    credentials = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", credentials)[1]
+
+
 def serve(socket_path: str, exit_dir: str) -> None:
     os.makedirs(exit_dir, exist_ok=True)
     if os.path.exists(socket_path):
         os.unlink(socket_path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path + ".tmp")
+    # Whoever can connect here can run any code as this user: owner only, and every peer's
+    # uid is checked again on accept (a socket file's mode is not honoured on every system).
+    os.chmod(socket_path + ".tmp", 0o600)
     os.rename(socket_path + ".tmp", socket_path)  # appears only once we are ready
     server.listen(64)
     reaper = Reaper(exit_dir)
@@ -550,6 +560,10 @@ def serve(socket_path: str, exit_dir: str) -> None:
         with conn:
             try:
                 message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 1)
+                if _peer_uid(conn) != os.getuid():
+                    for fd in fds:
+                        os.close(fd)
+                    raise PermissionError("refused: the fork server serves its own user only")
                 request = json.loads(message)
                 if not fds:
                     raise ValueError("no output descriptor")

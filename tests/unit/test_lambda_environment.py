@@ -331,3 +331,51 @@ def test_the_secret_is_not_in_the_runtimes_visible_environment(fork_server):
         assert env.invoke({}).kind == "response"  # and the runtime does use it
     finally:
         env.close()
+
+
+# --- the fork server's own door ------------------------------------------------------------------
+
+def test_fork_server_socket_is_owner_only(fork_server):
+    assert fork_server.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another user")
+def test_fork_server_refuses_another_user_even_when_the_socket_file_is_open(fork_server):
+    """Defence in depth: if the socket's and its folders' modes are lost, the peer's uid is
+    still checked."""
+    opened = [path for path in fork_server.parents if path.stat().st_mode & 0o777 == 0o700]
+    modes = {path: path.stat().st_mode & 0o777 for path in opened}
+    for path in opened:
+        os.chmod(path, 0o711)
+    os.chmod(fork_server, 0o666)
+    try:
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the forked child
+            os.close(read_end)
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                    conn.connect(str(fork_server))
+                    payload = json.dumps({"cwd": "/", "env": {}, "handler": "probe.handler"}).encode()
+                    try:
+                        socket.send_fds(conn, [payload], [write_end])
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # refused before the request was read: the refusal is still readable
+                    conn.settimeout(10)
+                    answer = conn.recv(4096)
+                os.write(write_end, answer)
+            except BaseException as exc:  # noqa: BLE001 - the parent's assertion shows it
+                os.write(write_end, repr(exc).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        os.waitpid(child, 0)
+        answer = os.read(read_end, 4096)
+        os.close(read_end)
+    finally:
+        os.chmod(fork_server, 0o600)
+        for path, mode in modes.items():
+            os.chmod(path, mode)
+    assert b"refused" in answer and b"own user" in answer, answer
