@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,6 @@ from functions.common import roles
 from functions.common.db import connect, read_secret
 
 if TYPE_CHECKING:
-    from functions.common.db import Database
     from functions.common.settings import Settings
 
 __all__ = ["run_migrations", "migration_files", "migrate_database", "ADVISORY_LOCK_KEY"]
@@ -79,14 +78,17 @@ def run_migrations(conn: pg8000.native.Connection, directory: Path) -> dict[str,
 
 
 def migrate_database(directory: Path, app_privileges: Mapping[str, Collection[str]], *,
-                     database: Database, settings: Settings) -> dict[str, Any]:
+                     settings: Settings) -> dict[str, Any]:
     """What a migrate function does (functions/common/roles.py has the role model):
 
     1. as master (DB_MASTER_SECRET_ARN), create/refresh the owner, app and reader roles with the
        passwords of their secrets (DB_SECRET_ARN = the owner's own, DB_APP_SECRET_ARN,
        DB_READER_SECRET_ARN) and lock the database down — a short connection, closed at once;
-    2. as the owner (`database`, the function's pool), apply the migrations;
+    2. as the owner, apply the migrations;
     3. as the owner, set the app's and the reader's table privileges.
+
+    Both connections are closed before returning: a migrate function's environment keeps no
+    privileged session open.
 
     Returns {"applied": [...], "seeded": bool, "roles": {"owner", "app", "reader"}}.
     """
@@ -103,15 +105,20 @@ def migrate_database(directory: Path, app_privileges: Mapping[str, Collection[st
         raise roles.RoleError(f"the four secrets must name the same database, got {dbnames}")
     logins = {label: roles.Login.from_secret(secrets[label], label) for label in ("owner", "app", "reader")}
 
-    master = connect(secrets["master"], tls=settings.db_tls, timeout=30.0, application_name="valerix-bootstrap")
-    try:
-        names = roles.bootstrap(master, **logins)
-    finally:
-        with contextlib.suppress(Exception):
-            master.close()
-
-    with database.connection() as conn:
+    with _session(secrets["master"], settings, "valerix-bootstrap") as conn:
+        names = roles.bootstrap(conn, **logins)
+    with _session(secrets["owner"], settings, "valerix-migrate") as conn:
         result = run_migrations(conn, directory)
         roles.grant(conn, owner=names["owner"], app=names["app"], reader=names["reader"],
                     app_privileges=app_privileges)
     return {**result, "roles": names}
+
+
+@contextlib.contextmanager
+def _session(secret: Mapping[str, Any], settings: Settings, application_name: str) -> Iterator[pg8000.native.Connection]:
+    conn = connect(secret, tls=settings.db_tls, timeout=30.0, application_name=application_name)
+    try:
+        yield conn
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()

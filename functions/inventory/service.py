@@ -219,7 +219,6 @@ def upsert_product(product_id: str, name: str | None, stock: int) -> tuple[dict[
 
 def migrate() -> dict[str, Any]:
     """Roles (as master), migrations and grants (as the owner): functions/common/roles.py."""
-    result = migrate_database(MIGRATIONS_DIR, repository.APP_PRIVILEGES, database=repository.database(),
-                              settings=get_settings())
+    result = migrate_database(MIGRATIONS_DIR, repository.APP_PRIVILEGES, settings=get_settings())
     logger.info("migrations", extra=result)
     return result

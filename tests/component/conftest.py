@@ -36,18 +36,20 @@ REGION = "us-east-1"
 IDEMPOTENCY_TABLE = "valerix-test-idempotency"
 CIRCUIT_TABLE = "valerix-test-circuit"
 
-# Role logins of the test servers (roles live as long as the session's servers): label -> suffix
+# Role logins of the test servers: label -> role name suffix (as infra/constructs/databases.py)
 ROLE_SUFFIXES = {"owner": "owner", "app": "app", "reader": "backup"}
-ROLE_PASSWORDS = {label: secrets_module.token_urlsafe(24) for label in ROLE_SUFFIXES}
 
 
 def role_secrets(server: Any, service: str) -> dict[str, dict]:
     """The four RDS-shaped secrets of a service database: master (the server's superuser),
-    owner, app and reader (the roles the migrate function creates)."""
+    owner, app and reader (the roles the migrate function creates). Passwords are random, kept
+    on the server object: roles live as long as the session's servers."""
+    passwords = server.__dict__.setdefault(
+        "role_passwords", {label: secrets_module.token_urlsafe(24) for label in ROLE_SUFFIXES})
     master = server.secret()
     result = {"master": master}
     for label, suffix in ROLE_SUFFIXES.items():
-        result[label] = {**master, "username": f"{service}_{suffix}", "password": ROLE_PASSWORDS[label]}
+        result[label] = {**master, "username": f"{service}_{suffix}", "password": passwords[label]}
     return result
 
 
@@ -424,22 +426,19 @@ def use_app_logins(arns: dict[str, dict[str, str]], monkeypatch: Any) -> None:
     settings.reset_settings()
     inventory_arn = arns["inventory"]["app"]
     monkeypatch.setattr(inventory_repository, "database",
-                        lambda: db.get_database(inventory_arn, tls=settings.get_settings().db_tls))
+                        lambda: db.get_database(inventory_arn, tls=settings.get_settings().db_tls,
+                                                application_name="valerix-inventory"))
 
 
 def run_migrate(service: str, all_arns: dict[str, dict[str, str]], monkeypatch: Any) -> dict:
     """A migrate handler with the environment the deploy gives it, then back to the app logins."""
-    from functions.common import db, settings
-    from functions.inventory import repository as inventory_repository
+    from functions.common import settings
     from functions.inventory.handler import migrate_handler as migrate_inventory
     from functions.order.handler import migrate_handler as migrate_order
 
-    arns = all_arns[service]
-    for key, value in migrate_env(arns).items():
+    for key, value in migrate_env(all_arns[service]).items():
         monkeypatch.setenv(key, value)
     settings.reset_settings()
-    tls = settings.get_settings().db_tls
-    monkeypatch.setattr(inventory_repository, "database", lambda: db.get_database(arns["owner"], tls=tls))
     try:
         return (migrate_order if service == "order" else migrate_inventory)({}, lambda_context())
     finally:
