@@ -148,7 +148,7 @@ class ValerixStack(Stack):
             **cors_env,
         })  # fmt: skip
         f["OrderCompletion"] = self._function("OrderCompletion", order_db, {"COMPLETION_QUEUE_URL": cq.queue_url})
-        f["OrderMigrate"] = self._function("OrderMigrate", order_db, {})
+        f["OrderMigrate"] = self._function("OrderMigrate", order_db, {}, login="owner")
         # An order API process killed between writing PENDING and answering (crash, timeout)
         # would leave the order behind: the sweeper hands such orders to the queue.
         f["OrderSweeper"] = self._function("OrderSweeper", order_db, {"INVENTORY_QUEUE_URL": iq.queue_url})
@@ -168,7 +168,7 @@ class ValerixStack(Stack):
             "COMPLETION_QUEUE_URL": cq.queue_url,
             "IDEMPOTENCY_TABLE": tables.idempotency_table.table_name,
         })  # fmt: skip
-        f["InventoryMigrate"] = self._function("InventoryMigrate", inventory_db, {})
+        f["InventoryMigrate"] = self._function("InventoryMigrate", inventory_db, {}, login="owner")
         f["Gremlin"] = self._function("Gremlin", None, {**gremlin_env, **admin_env, **cors_env})
 
         # Restore points every 4 h + one external call a day (issue 9), on both targets.
@@ -178,6 +178,7 @@ class ValerixStack(Stack):
             order_db=self.databases.order,
             inventory_db=self.databases.inventory,
             name_prefix=prefix,
+            tls_env=self.databases.tls_environment,
             log_retention_days=config.log_retention_days,
             removal_policy=RemovalPolicy.RETAIN if config.is_aws else RemovalPolicy.DESTROY,
         )
@@ -295,11 +296,21 @@ class ValerixStack(Stack):
             exclude=[".valerix-complete"],
         )
 
-    def _function(self, key: str, db: ServiceDatabase | None, environment: dict[str, str]) -> ServiceFunction:
+    def _function(self, key: str, db: ServiceDatabase | None, environment: dict[str, str],
+                  login: str = "app") -> ServiceFunction:
+        """`login`: the database role the function connects as — `app` at run time; `owner` for a
+        migrate function, which also reads the master secret (to create the roles) and the app and
+        reader secrets (their passwords). Each function can read only the secrets named here."""
         spec = FUNCTION_SPECS[key]
         env = dict(environment)
+        secrets = {}
         if db is not None:
-            env["DB_SECRET_ARN"] = db.secret.secret_arn
+            secrets["DB_SECRET_ARN"] = db.owner_secret if login == "owner" else db.app_secret
+            if login == "owner":
+                secrets.update(DB_MASTER_SECRET_ARN=db.master_secret, DB_APP_SECRET_ARN=db.app_secret,
+                               DB_READER_SECRET_ARN=db.reader_secret)
+            env.update({name: secret.secret_arn for name, secret in secrets.items()})
+            env.update(self.databases.tls_environment)
         fn = ServiceFunction(
             self,
             key,
@@ -316,8 +327,8 @@ class ValerixStack(Stack):
                 vpc=db.function_placement if db is not None else None,
             ),
         )
-        if db is not None:
-            db.secret.grant_read(fn.function)
+        for secret in secrets.values():
+            secret.grant_read(fn.function)
         return fn
 
     def _outputs(self) -> None:
@@ -339,8 +350,9 @@ class ValerixStack(Stack):
             "CircuitBreakerTableName": state.circuit_breaker_table.table_name,
             "GremlinStateTableName": state.gremlin_state_table.table_name,
             "GremlinParameterName": state.gremlin_parameter.parameter_name,
-            "OrderDbSecretArn": self.databases.order.secret.secret_arn,
-            "InventoryDbSecretArn": self.databases.inventory.secret.secret_arn,
+            # the run-time (app role) logins; the master secret is not an output
+            "OrderDbSecretArn": self.databases.order.app_secret.secret_arn,
+            "InventoryDbSecretArn": self.databases.inventory.app_secret.secret_arn,
             "AdminKeySecretArn": self.admin_key.secret_arn,
             "LogGroupNames": Fn.join(",", [fn.log_group_name for fn in self.functions.values()]),
         }

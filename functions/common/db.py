@@ -2,7 +2,11 @@
 
 - The secret (RDS shape: host, port, username, password, dbname) is read through the Powertools
   parameters utility and cached for DB_SECRET_CACHE_SECONDS (default 300 s). A failed login
-  re-reads it once (rotation).
+  re-reads it once (rotation). Each function's secret is its own login: the service's `app`
+  role at run time, its `owner` role for migrations (functions/common/roles.py).
+- TLS follows `DbTls` (DB_TLS / DB_CA_BUNDLE, functions/common/settings.py): `verify-full` checks
+  the server certificate against the RDS CA bundle and the host name; `disable` is set explicitly
+  by target=local. Nothing is guessed from the host name.
 - Connections are kept in a small per-environment pool and reused across invocations. In Lambda
   one request runs at a time, so this is one long-lived connection; tests and local servers with
   threads get one connection per concurrent caller.
@@ -17,15 +21,19 @@ import contextlib
 import ssl
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from functions.common import aws
+from functions.common.settings import DbTls
 
-__all__ = ["Database", "DatabaseUnavailable", "get_database", "reset_databases", "pg_error_code"]
+__all__ = [
+    "Database", "DatabaseUnavailable", "connect", "get_database", "pg_error_code", "read_secret",
+    "reset_databases", "ssl_context",
+]
 
 _NETWORK_ERRORS = (InterfaceError, OSError, EOFError)
 
@@ -41,48 +49,92 @@ def pg_error_code(exc: BaseException) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------------- secrets
+
+_provider: Any = None
+_provider_lock = threading.Lock()
+
+
+def read_secret(secret_arn: str, *, max_age: int = 300, force: bool = False) -> dict:
+    """An RDS-shaped secret as a dict (Powertools SecretsProvider: cached for `max_age` s)."""
+    global _provider
+    with _provider_lock:
+        if _provider is None:
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+            _provider = SecretsProvider(boto3_client=aws.client("secretsmanager"))
+        provider = _provider
+    secret = provider.get(secret_arn, transform="json", max_age=max_age, force_fetch=force)
+    if not isinstance(secret, dict):
+        raise DatabaseUnavailable(f"secret {secret_arn} is not a JSON object")
+    return secret
+
+
+# ---------------------------------------------------------------------- TLS + connect
+
+_contexts: dict[str, ssl.SSLContext] = {}
+
+
+def ssl_context(tls: DbTls) -> ssl.SSLContext | Literal[False]:
+    """pg8000's `ssl_context`: False = no TLS; else a context that verifies chain and host name.
+
+    Only the CAs of `tls.ca_bundle` are trusted (not the system store): a certificate from any
+    other CA, or for another host name, fails the handshake.
+    """
+    if tls.mode == "disable":
+        return False
+    key = str(tls.ca_bundle)
+    context = _contexts.get(key)
+    if context is None:
+        if not tls.ca_bundle.is_file():
+            raise DatabaseUnavailable(f"DB_CA_BUNDLE {tls.ca_bundle} does not exist: cannot verify the database")
+        context = ssl.create_default_context(cafile=key)  # CERT_REQUIRED + check_hostname
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        _contexts[key] = context
+    return context
+
+
+def connect(secret: Mapping[str, Any], *, tls: DbTls, database: str | None = None, timeout: float = 5.0,
+            application_name: str = "valerix") -> pg8000.native.Connection:
+    """One new connection with a secret's login. pg8000's own errors (and KeyError for a
+    secret without username/password/host) propagate: callers word them for their context."""
+    host = secret["host"]
+    return pg8000.native.Connection(
+        user=secret["username"],
+        password=secret["password"],
+        host=host,
+        port=int(secret.get("port") or 5432),
+        database=database or secret.get("dbname") or secret.get("dbName") or "postgres",
+        timeout=timeout,
+        application_name=application_name,
+        tcp_keepalive=True,
+        ssl_context=ssl_context(tls),
+    )
+
+
 class Database:
-    def __init__(self, secret_arn: str, *, secret_max_age: int = 300, max_idle: int = 4,
+    def __init__(self, secret_arn: str, *, tls: DbTls = DbTls(), secret_max_age: int = 300, max_idle: int = 4,
                  connect_timeout: float = 5.0, application_name: str = "valerix") -> None:
         self.secret_arn = secret_arn
+        self.tls = tls
         self.secret_max_age = secret_max_age
         self.max_idle = max_idle
         self.connect_timeout = connect_timeout
         self.application_name = application_name
         self._idle: list[pg8000.native.Connection] = []
         self._lock = threading.Lock()
-        self._provider: Any = None
 
     # ---------------------------------------------------------------- credentials
 
     def _secret(self, force: bool = False) -> dict:
-        if self._provider is None:
-            from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-            self._provider = SecretsProvider(boto3_client=aws.client("secretsmanager"))
-        secret = self._provider.get(
-            self.secret_arn, transform="json", max_age=self.secret_max_age, force_fetch=force
-        )
-        if not isinstance(secret, dict):
-            raise DatabaseUnavailable(f"secret {self.secret_arn} is not a JSON object")
-        return secret
+        return read_secret(self.secret_arn, max_age=self.secret_max_age, force=force)
 
     def _open(self) -> pg8000.native.Connection:
         for attempt in (1, 2):
             secret = self._secret(force=attempt == 2)
             try:
-                host = secret.get("host", "127.0.0.1")
-                return pg8000.native.Connection(
-                    user=secret["username"],
-                    password=secret["password"],
-                    host=host,
-                    port=int(secret.get("port", 5432)),
-                    database=secret.get("dbname") or secret.get("dbName") or "postgres",
-                    timeout=self.connect_timeout,
-                    application_name=self.application_name,
-                    tcp_keepalive=True,
-                    ssl_context=_ssl_context(secret, host),
-                )
+                return connect(secret, tls=self.tls, timeout=self.connect_timeout,
+                               application_name=self.application_name)
             except DatabaseError as exc:
                 # 28P01 invalid password / 28000 invalid authorization: the secret may have rotated.
                 if pg_error_code(exc) in ("28P01", "28000") and attempt == 1:
@@ -186,29 +238,6 @@ class Database:
         return (time.perf_counter() - started) * 1000.0
 
 
-_REQUIRE_SSL: ssl.SSLContext | None = None
-
-
-def _ssl_context(secret: dict, host: str) -> ssl.SSLContext | bool:
-    """TLS unless the server is local (pg8000: False = no TLS). RDS (PG 15+) forces SSL by default.
-
-    `sslmode` in the secret overrides: `disable` or `require` (encrypted, server certificate not
-    verified: the RDS CA bundle is not shipped with the functions).
-    """
-    global _REQUIRE_SSL
-    mode = str(secret.get("sslmode") or "").lower()
-    if not mode:
-        mode = "disable" if host in ("127.0.0.1", "localhost", "::1") else "require"
-    if mode == "disable":
-        return False
-    if _REQUIRE_SSL is None:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        _REQUIRE_SSL = context
-    return _REQUIRE_SSL
-
-
 def _close_quietly(conn: pg8000.native.Connection) -> None:
     with contextlib.suppress(Exception):
         conn.close()
@@ -218,19 +247,25 @@ _databases: dict[str, Database] = {}
 _databases_lock = threading.Lock()
 
 
-def get_database(secret_arn: str, *, secret_max_age: int = 300, application_name: str = "valerix") -> Database:
+def get_database(secret_arn: str, *, tls: DbTls = DbTls(), secret_max_age: int = 300,
+                 application_name: str = "valerix") -> Database:
     """The pooled Database for a secret, one per execution environment."""
     with _databases_lock:
         database = _databases.get(secret_arn)
         if database is None:
-            database = Database(secret_arn, secret_max_age=secret_max_age, application_name=application_name)
+            database = Database(secret_arn, tls=tls, secret_max_age=secret_max_age,
+                                application_name=application_name)
             _databases[secret_arn] = database
         return database
 
 
 def reset_databases() -> None:
+    """Close every pool and forget cached secrets (tests switch AWS mocks between cases)."""
+    global _provider
     with _databases_lock:
         databases = list(_databases.values())
         _databases.clear()
+    with _provider_lock:
+        _provider = None
     for database in databases:
         database.close()

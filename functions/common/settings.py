@@ -11,8 +11,14 @@ import dataclasses
 import os
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 
-__all__ = ["Settings", "SettingsError", "get_settings", "reset_settings"]
+__all__ = ["DbTls", "Settings", "SettingsError", "get_settings", "reset_settings"]
+
+# The asset root of every function holds the `functions/` package (docs/ARCHITECTURE.md).
+ASSET_ROOT = Path(__file__).resolve().parent.parent.parent
+# Amazon RDS's CA certificates, shipped in every function bundle (see certs/README.md).
+RDS_CA_BUNDLE = Path(__file__).resolve().parent / "certs" / "rds-ca-bundle.pem"
 
 
 class SettingsError(RuntimeError):
@@ -39,6 +45,33 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
 
 
 @dataclasses.dataclass(frozen=True)
+class DbTls:
+    """How the functions protect their Postgres connections (`DB_TLS`, `DB_CA_BUNDLE`).
+
+    - `verify-full` (the default, and what target=aws sets): TLS, the server certificate must
+      chain to a CA in `ca_bundle` (the RDS CA bundle shipped with the code unless DB_CA_BUNDLE
+      names another file) and match the host name in the secret.
+    - `disable`: no TLS. Only target=local sets it (its Postgres servers listen on loopback and
+      have no certificate); nothing falls back to it silently.
+    """
+
+    mode: str = "verify-full"
+    ca_bundle: Path = RDS_CA_BUNDLE
+
+    MODES = ("verify-full", "disable")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "DbTls":
+        mode = (env.get("DB_TLS") or "verify-full").strip().lower()
+        if mode not in cls.MODES:
+            raise SettingsError(f"environment variable DB_TLS must be one of {', '.join(cls.MODES)}, got {mode!r}")
+        raw = (env.get("DB_CA_BUNDLE") or "").strip()
+        # A relative path is relative to the asset root (/var/task on Lambda), not the cwd.
+        bundle = (ASSET_ROOT / raw) if raw and not Path(raw).is_absolute() else Path(raw) if raw else RDS_CA_BUNDLE
+        return cls(mode=mode, ca_bundle=bundle)
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     service_name: str
     metrics_namespace: str
@@ -62,6 +95,11 @@ class Settings:
     _admin_key_secret_arn: str | None = None
     admin_key_cache_seconds: int = 60
     health_cache_seconds: int = 5
+    db_tls: DbTls = DbTls()
+    # migrate functions only: the logins they create (their own, DB_SECRET_ARN, is the owner's)
+    _db_master_secret_arn: str | None = None
+    _db_app_secret_arn: str | None = None
+    _db_reader_secret_arn: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -91,11 +129,27 @@ class Settings:
             _admin_key_secret_arn=env.get("ADMIN_KEY_SECRET_ARN"),
             admin_key_cache_seconds=_int(env, "ADMIN_KEY_CACHE_SECONDS", 60, minimum=0),
             health_cache_seconds=_int(env, "HEALTH_CACHE_SECONDS", 5, minimum=0),
+            db_tls=DbTls.from_env(env),
+            _db_master_secret_arn=env.get("DB_MASTER_SECRET_ARN"),
+            _db_app_secret_arn=env.get("DB_APP_SECRET_ARN"),
+            _db_reader_secret_arn=env.get("DB_READER_SECRET_ARN"),
         )
 
     @property
     def db_secret_arn(self) -> str:
         return _required("DB_SECRET_ARN", self._db_secret_arn)
+
+    @property
+    def db_master_secret_arn(self) -> str:
+        return _required("DB_MASTER_SECRET_ARN", self._db_master_secret_arn)
+
+    @property
+    def db_app_secret_arn(self) -> str:
+        return _required("DB_APP_SECRET_ARN", self._db_app_secret_arn)
+
+    @property
+    def db_reader_secret_arn(self) -> str:
+        return _required("DB_READER_SECRET_ARN", self._db_reader_secret_arn)
 
     @property
     def inventory_api_url(self) -> str:

@@ -11,11 +11,19 @@ from functions.common.settings import get_settings
 
 Conn = pg8000.native.Connection
 
+# What the inventory service's run-time role may do, table by table: exactly the statements below
+# (no DELETE anywhere). functions/common/roles.py grants it.
+APP_PRIVILEGES = {
+    "products": ("SELECT", "INSERT", "UPDATE"),
+    "reservations": ("SELECT", "INSERT", "UPDATE"),
+}
+
 
 def database() -> Database:
     """The inventory database of this environment (tests may replace this function)."""
     settings = get_settings()
-    return get_database(settings.db_secret_arn, secret_max_age=settings.secret_cache_seconds,
+    return get_database(settings.db_secret_arn, tls=settings.db_tls,
+                        secret_max_age=settings.secret_cache_seconds,
                         application_name="valerix-inventory")
 
 

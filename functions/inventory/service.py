@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.common import aws
-from functions.common.migrations import run_migrations
+from functions.common.migrations import migrate_database
 from functions.common.observability import MetricUnit, get_logger, put_metric
 from functions.common.settings import get_settings
 from functions.inventory import repository
@@ -218,7 +218,7 @@ def upsert_product(product_id: str, name: str | None, stock: int) -> tuple[dict[
 
 
 def migrate() -> dict[str, Any]:
-    with repository.database().connection() as conn:
-        result = run_migrations(conn, MIGRATIONS_DIR)
+    """Roles (as master), migrations and grants (as the owner): functions/common/roles.py."""
+    result = migrate_database(MIGRATIONS_DIR, repository.APP_PRIVILEGES, settings=get_settings())
     logger.info("migrations", extra=result)
     return result

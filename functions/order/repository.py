@@ -16,13 +16,18 @@ from functions.common.settings import get_settings
 
 Conn = pg8000.native.Connection
 
+# What the order service's run-time role may do, table by table: exactly the statements below
+# (DELETE: an order for an unknown product is discarded). functions/common/roles.py grants it.
+APP_PRIVILEGES = {"orders": ("SELECT", "INSERT", "UPDATE", "DELETE")}
+
 _COLUMNS = "order_id, status, reason, product_id, quantity, created_at, updated_at, idempotency_key"
 
 
 def database() -> Database:
     """The order database of this environment (tests may replace this function)."""
     settings = get_settings()
-    return get_database(settings.db_secret_arn, secret_max_age=settings.secret_cache_seconds,
+    return get_database(settings.db_secret_arn, tls=settings.db_tls,
+                        secret_max_age=settings.secret_cache_seconds,
                         application_name="valerix-order")
 
 

@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.circuit_breaker import CircuitBreakerOpenEr
 from functions.common import aws
 from functions.common.api import ApiError
 from functions.common.db import DatabaseUnavailable
-from functions.common.migrations import run_migrations
+from functions.common.migrations import migrate_database
 from functions.common.observability import MetricUnit, get_logger, put_metric
 from functions.common.settings import get_settings
 from functions.order import inventory_client, repository
@@ -316,8 +316,8 @@ def health() -> tuple[int, dict[str, Any]]:
 
 
 def migrate() -> dict[str, Any]:
-    with repository.database().connection() as conn:
-        result = run_migrations(conn, MIGRATIONS_DIR)
+    """Roles (as master), migrations and grants (as the owner): functions/common/roles.py."""
+    result = migrate_database(MIGRATIONS_DIR, repository.APP_PRIVILEGES, settings=get_settings())
     logger.info("migrations", extra=result)
     return result
 

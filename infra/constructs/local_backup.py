@@ -34,9 +34,9 @@ the only backup). Creates:
 
   | key | handler | trigger | can |
   |---|---|---|---|
-  | `Backup` | `functions.backup.handler.backup_handler` | EventBridge `cron(0 */4 * * ? *)` + on demand | read both DB secrets, `kms:GenerateDataKey`, create/list/read `points/*` (local target: also delete old `points/*`, `sync/*`) |
+  | `Backup` | `functions.backup.handler.backup_handler` | EventBridge `cron(0 */4 * * ? *)` + on demand | read both reader-role DB secrets, `kms:GenerateDataKey`, create/list/read `points/*` (local target: also delete old `points/*`, `sync/*`) |
   | `BackupSync` | `functions.backup.handler.sync_handler` | EventBridge `cron(50 23 * * ? *)` (daily), no retries | read `points/*` + `sync/*`, create `sync/*`; external: create/list `bundles/*` (local target: also delete old bundles) |
-  | `BackupRestore` | `functions.backup.handler.restore_handler` | on demand (`make restore POINT=...`) | read both DB secrets, `kms:Decrypt`, read both buckets |
+  | `BackupRestore` | `functions.backup.handler.restore_handler` | on demand (`make restore POINT=...`) | read both owner-role DB secrets, `kms:Decrypt`, read both buckets |
 
   KMS permissions carry the condition `kms:EncryptionContext:purpose = valerix-backup`.
 * target=aws: the functions run in the databases' VPC (app subnets) with their own security
@@ -101,7 +101,9 @@ class LocalBackup(Construct):
     Args:
         code: the shared function asset (its root holds the `functions/` package).
         order_db, inventory_db: the two `ServiceDatabase`s (secrets; on AWS also the RDS
-            instances and the VPC placement).
+            instances and the VPC placement). Backup reads their reader secrets, restore their
+            owner secrets.
+        tls_env: DB_TLS / DB_CA_BUNDLE for the functions that connect (`Databases.tls_environment`).
         name_prefix: function names become `<prefix>-backup`, `<prefix>-backup-sync`,
             `<prefix>-backup-restore`; the KMS alias `alias/<prefix>-backups`.
         log_retention_days: retention of the three log groups.
@@ -126,6 +128,7 @@ class LocalBackup(Construct):
         order_db: ServiceDatabase,
         inventory_db: ServiceDatabase,
         name_prefix: str,
+        tls_env: dict[str, str] | None = None,
         log_retention_days: int = 14,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         backup_schedule: events.Schedule | None = None,
@@ -193,10 +196,13 @@ class LocalBackup(Construct):
             "BACKUP_EXTERNAL_RETENTION_DAYS": str(external_retention_days),
             "BACKUP_PRUNE_MODE": "lifecycle" if self.history_lock else "delete",
         }
-        db_env = {
-            "ORDER_DB_SECRET_ARN": order_db.secret.secret_arn,
-            "INVENTORY_DB_SECRET_ARN": inventory_db.secret.secret_arn,
-        }
+        tls_env = tls_env or {"DB_TLS": "verify-full"}
+        # Dumps need only SELECT: the reader role. Restore builds a fresh database and runs the
+        # migrations in it: the owner role (CREATEDB). Neither sees the master login.
+        dump_env = {"ORDER_DB_SECRET_ARN": order_db.reader_secret.secret_arn,
+                    "INVENTORY_DB_SECRET_ARN": inventory_db.reader_secret.secret_arn, **tls_env}
+        restore_env = {"ORDER_DB_SECRET_ARN": order_db.owner_secret.secret_arn,
+                       "INVENTORY_DB_SECRET_ARN": inventory_db.owner_secret.secret_arn, **tls_env}
 
         def function(key: str, suffix: str, handler: str, description: str, timeout: Duration, memory: int,
                      env: dict[str, str], vpc: FunctionVpcPlacement | None) -> ServiceFunction:
@@ -219,19 +225,19 @@ class LocalBackup(Construct):
 
         backup = function("Backup", "backup", "backup_handler",
                           "Encrypted logical restore point of each database (every 4 h, on demand)",
-                          BACKUP_TIMEOUT, 1024, {**common_env, **db_env}, placement)
+                          BACKUP_TIMEOUT, 1024, {**common_env, **dump_env}, placement)
         sync = function("BackupSync", "backup-sync", "sync_handler",
                         "Daily: the one external call, a bundle of every restore point since the last sync",
                         SYNC_TIMEOUT, 1024, common_env, None)
         restore = function("BackupRestore", "backup-restore", "restore_handler",
                            "Restores a point (local or external) into a fresh database and verifies it",
-                           RESTORE_TIMEOUT, 1024, {**common_env, **db_env}, placement)
+                           RESTORE_TIMEOUT, 1024, {**common_env, **restore_env}, placement)
         self.functions = {"Backup": backup, "BackupSync": sync, "BackupRestore": restore}
 
         # ------------------------------------------------------------ grants (least privilege)
         for db in self._databases:
-            db.secret.grant_read(backup.function)
-            db.secret.grant_read(restore.function)
+            db.reader_secret.grant_read(backup.function)
+            db.owner_secret.grant_read(restore.function)
         self._kms(backup, "kms:GenerateDataKey")
         self._kms(restore, "kms:Decrypt")
 

@@ -5,6 +5,12 @@ instances) + moto (`mock_aws`) for SQS, DynamoDB and Secrets Manager. Lambda han
 directly with API Gateway REST v1 / SQS events. Order reaches inventory over real HTTP: the
 inventory FastAPI app is served by uvicorn in a thread (`inventory_server`).
 
+Database logins are the real ones (functions/common/roles.py): each service has a master,
+owner, app and reader secret; the migrate handlers run as they do on deploy (master bootstraps
+the roles, the owner migrates), then every handler of the test runs as its service's app role.
+The `Valerix.order_db` / `inventory_db` connections the tests inspect data with are the
+servers' superuser.
+
 Nothing here is autouse: only tests that ask for `valerix` get the environment.
 """
 
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets as secrets_module
 import socket
 import threading
 import time
@@ -30,6 +37,37 @@ IDEMPOTENCY_TABLE = "valerix-test-idempotency"
 CIRCUIT_TABLE = "valerix-test-circuit"
 ADMIN_KEY = "component-admin-key-0123456789abcdef"
 ADMIN = {"x-api-key": ADMIN_KEY}
+
+# Role logins of the test servers: label -> role name suffix (as infra/constructs/databases.py)
+ROLE_SUFFIXES = {"owner": "owner", "app": "app", "reader": "backup"}
+
+
+def role_secrets(server: Any, service: str) -> dict[str, dict]:
+    """The four RDS-shaped secrets of a service database: master (the server's superuser),
+    owner, app and reader (the roles the migrate function creates). Passwords are random, kept
+    on the server object: roles live as long as the session's servers."""
+    passwords = server.__dict__.setdefault(
+        "role_passwords", {label: secrets_module.token_urlsafe(24) for label in ROLE_SUFFIXES})
+    master = server.secret()
+    result = {"master": master}
+    for label, suffix in ROLE_SUFFIXES.items():
+        result[label] = {**master, "username": f"{service}_{suffix}", "password": passwords[label]}
+    return result
+
+
+def create_role_secrets(server: Any, service: str) -> dict[str, str]:
+    """Store the four secrets in (mocked) Secrets Manager: label -> ARN."""
+    client = aws_client("secretsmanager")
+    return {
+        label: client.create_secret(Name=f"valerix-test/{service}-db-{label}", SecretString=json.dumps(value))["ARN"]
+        for label, value in role_secrets(server, service).items()
+    }
+
+
+def migrate_env(arns: dict[str, str]) -> dict[str, str]:
+    """The environment CDK gives a migrate function (infra/stack.py: login="owner")."""
+    return {"DB_SECRET_ARN": arns["owner"], "DB_MASTER_SECRET_ARN": arns["master"],
+            "DB_APP_SECRET_ARN": arns["app"], "DB_READER_SECRET_ARN": arns["reader"], "DB_TLS": "disable"}
 
 
 _SESSION: boto3.session.Session | None = None
@@ -240,6 +278,11 @@ class Valerix:
     completion_queue_url: str
     chaos: Chaos
     monkeypatch: Any
+    secret_arns: dict = dataclasses.field(default_factory=dict)  # service -> label -> ARN
+
+    def migrate(self, service: str) -> dict:
+        """Run a migrate handler with a migrate function's environment, then restore the app's."""
+        return run_migrate(service, self.secret_arns, self.monkeypatch)
 
     # -- handlers ---------------------------------------------------------------------
     @property
@@ -374,6 +417,38 @@ class Valerix:
         self.drain_completion_queue()
 
 
+def use_app_logins(arns: dict[str, dict[str, str]], monkeypatch: Any) -> None:
+    """Run-time environment: both services connect as their app role. One process hosts both
+    services here; on AWS each function has its own DB_SECRET_ARN."""
+    from functions.common import db, settings
+    from functions.inventory import repository as inventory_repository
+
+    monkeypatch.setenv("DB_SECRET_ARN", arns["order"]["app"])
+    monkeypatch.setenv("DB_TLS", "disable")
+    for key in ("DB_MASTER_SECRET_ARN", "DB_APP_SECRET_ARN", "DB_READER_SECRET_ARN"):
+        monkeypatch.delenv(key, raising=False)
+    settings.reset_settings()
+    inventory_arn = arns["inventory"]["app"]
+    monkeypatch.setattr(inventory_repository, "database",
+                        lambda: db.get_database(inventory_arn, tls=settings.get_settings().db_tls,
+                                                application_name="valerix-inventory"))
+
+
+def run_migrate(service: str, all_arns: dict[str, dict[str, str]], monkeypatch: Any) -> dict:
+    """A migrate handler with the environment the deploy gives it, then back to the app logins."""
+    from functions.common import settings
+    from functions.inventory.handler import migrate_handler as migrate_inventory
+    from functions.order.handler import migrate_handler as migrate_order
+
+    for key, value in migrate_env(all_arns[service]).items():
+        monkeypatch.setenv(key, value)
+    settings.reset_settings()
+    try:
+        return (migrate_order if service == "order" else migrate_inventory)({}, lambda_context())
+    finally:
+        use_app_logins(all_arns, monkeypatch)
+
+
 @pytest.fixture
 def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix]:
     env = {
@@ -413,40 +488,27 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
                 AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
                 BillingMode="PAY_PER_REQUEST",
             )
-        secrets = aws_client("secretsmanager")
-        order_arn = secrets.create_secret(
-            Name="valerix-test/order-db", SecretString=json.dumps(postgres_servers["order"].secret())
-        )["ARN"]
-        inventory_arn = secrets.create_secret(
-            Name="valerix-test/inventory-db", SecretString=json.dumps(postgres_servers["inventory"].secret())
-        )["ARN"]
+        arns = {service: create_role_secrets(server, service) for service, server in postgres_servers.items()}
         monkeypatch.setenv("INVENTORY_QUEUE_URL", inventory_queue)
         monkeypatch.setenv("COMPLETION_QUEUE_URL", completion_queue)
-        monkeypatch.setenv("DB_SECRET_ARN", order_arn)
-        admin_arn = secrets.create_secret(Name="valerix-test/admin-api-key", SecretString=ADMIN_KEY)["ARN"]
+        admin_arn = aws_client("secretsmanager").create_secret(
+            Name="valerix-test/admin-api-key", SecretString=ADMIN_KEY)["ARN"]
         monkeypatch.setenv("ADMIN_KEY_SECRET_ARN", admin_arn)
 
-        # One process hosts both services here; in AWS each function has its own DB_SECRET_ARN.
-        from functions.common.db import get_database
-        from functions.inventory import repository as inventory_repository
-
-        monkeypatch.setattr(inventory_repository, "database", lambda: get_database(inventory_arn))
-
         from functions.common import chaos as chaos_module
-        from functions.inventory.handler import migrate_handler as migrate_inventory
-        from functions.order.handler import migrate_handler as migrate_order
 
         fake_chaos = Chaos()
         chaos_module.reset_injector(fake_chaos)  # type: ignore[arg-type]
 
-        assert migrate_order({}, lambda_context())["applied"]
-        assert migrate_inventory({}, lambda_context())["seeded"] is True
+        assert run_migrate("order", arns, monkeypatch)["applied"]
+        assert run_migrate("inventory", arns, monkeypatch)["seeded"] is True
 
         warm_up()
         order_conn = postgres_servers["order"].connect()
         inventory_conn = postgres_servers["inventory"].connect()
         try:
-            yield Valerix(order_conn, inventory_conn, inventory_queue, completion_queue, fake_chaos, monkeypatch)
+            yield Valerix(order_conn, inventory_conn, inventory_queue, completion_queue, fake_chaos, monkeypatch,
+                          arns)
         finally:
             inventory_server.wait_idle()
             order_conn.close()

@@ -87,10 +87,9 @@ def test_with_a_database_down_no_answer_reveals_internals(valerix, postgres_serv
     """Point the service's secret at a closed port (a database that is gone), then ask everything."""
     from functions.common import db
 
-    server = postgres_servers[down]
-    secret = server.secret()
+    name = valerix.secret_arns[down]["app"]  # the login the service runs with
+    secret = json.loads(aws_client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
     closed = {**secret, "port": _closed_port()}
-    name = f"valerix-test/{down}-db"
     aws_client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(closed))
     db.reset_databases()
     try:

@@ -155,13 +155,15 @@ def _drop_restore_databases(server: Any) -> None:
 def env(postgres_servers, monkeypatch):
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION,
-                       "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_NAMESPACE": "Valerix"}.items():
+                       "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_NAMESPACE": "Valerix",
+                       "DB_TLS": "disable"}.items():  # as target=local sets it (local servers have no TLS)
         monkeypatch.setenv(key, value)
     for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
     from functions.backup import handler
-    from functions.common import aws
+    from functions.common import aws, settings as common_settings
 
+    common_settings.reset_settings()
     aws.reset_clients()
     handler.reset_service()
     for service, server in postgres_servers.items():

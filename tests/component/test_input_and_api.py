@@ -208,12 +208,10 @@ def test_health_database_down(valerix, monkeypatch):
 
 
 def test_migrations_are_idempotent_and_seed_once(valerix):
-    from functions.inventory.handler import migrate_handler as migrate_inventory
-    from functions.order.handler import migrate_handler as migrate_order
-
     valerix.set_stock("widget", 3)
-    assert migrate_inventory({}, lambda_context()) == {"applied": [], "seeded": False}
-    assert migrate_order({}, lambda_context()) == {"applied": [], "seeded": False}
+    roles = {"owner": "inventory_owner", "app": "inventory_app", "reader": "inventory_backup"}
+    assert valerix.migrate("inventory") == {"applied": [], "seeded": False, "roles": roles}
+    assert valerix.migrate("order")["applied"] == []
     assert valerix.stock("widget") == 3  # not re-seeded
     versions = [r[0] for r in valerix.inventory_db.run("SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == ["001_products_reservations", "002_seed_catalogue"]

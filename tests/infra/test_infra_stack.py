@@ -174,9 +174,10 @@ def test_environment_variables_follow_the_architecture(any_synth):
     assert env["InventoryApi"]["GREMLIN_CACHE_SECONDS"] == "1"
     assert {"COMPLETION_QUEUE_URL", "IDEMPOTENCY_TABLE"} <= set(env["InventoryQueue"])
     assert {"GREMLIN_PARAMETER_NAME", "GREMLIN_STATE_TABLE"} <= set(env["Gremlin"])
-    # order secrets for order functions, inventory secrets for inventory functions
-    order_secret = {json.dumps(env[k]["DB_SECRET_ARN"]) for k in ("OrderApi", "OrderCompletion", "OrderMigrate")}
-    inv_secret = {json.dumps(env[k]["DB_SECRET_ARN"]) for k in ("InventoryApi", "InventoryQueue", "InventoryMigrate")}
+    # order secrets for order functions, inventory secrets for inventory functions (run-time
+    # functions share their service's app login; the migrate functions: test_infra_db_roles.py)
+    order_secret = {json.dumps(env[k]["DB_SECRET_ARN"]) for k in ("OrderApi", "OrderCompletion", "OrderSweeper")}
+    inv_secret = {json.dumps(env[k]["DB_SECRET_ARN"]) for k in ("InventoryApi", "InventoryQueue")}
     assert len(order_secret) == 1 and len(inv_secret) == 1 and order_secret != inv_secret
 
 
@@ -390,11 +391,21 @@ def test_db_security_groups_admit_only_their_service(aws_synth):
 def test_local_secrets_hold_the_local_postgres_endpoints(local_synth):
     admin_id, _ = admin_key_secret(local_synth)
     secrets = {k: v for k, v in local_synth.of_type("AWS::SecretsManager::Secret").items() if k != admin_id}
-    values = sorted((json.loads(s["Properties"]["SecretString"]) for s in secrets.values()), key=lambda v: v["dbname"])
+    masters = {k: s for k, s in secrets.items() if "SecretString" in s["Properties"]}
+    values = sorted((json.loads(s["Properties"]["SecretString"]) for s in masters.values()), key=lambda v: v["dbname"])
     assert values[0] == json.loads(local_synth.context["inventoryDbSecret"])
     assert values[1] == json.loads(local_synth.context["orderDbSecret"])
+    # the role secrets (owner/app/reader) point at the same servers; Secrets Manager makes the passwords
+    for res in set(secrets) - set(masters):
+        template = json.loads(secrets[res]["Properties"]["GenerateSecretString"]["SecretStringTemplate"])
+        master = json.loads(local_synth.context[f"{template['dbname'].removesuffix('_db')}DbSecret"])
+        assert {k: template[k] for k in ("host", "port", "dbname")} == {k: master[k] for k in ("host", "port", "dbname")}
     outputs = local_synth.template_dict["Outputs"]
-    assert {ref_id(outputs["OrderDbSecretArn"]["Value"]), ref_id(outputs["InventoryDbSecretArn"]["Value"])} == set(secrets)
+    # the outputs name the run-time (app) logins, never the master
+    for key in ("OrderDbSecretArn", "InventoryDbSecretArn"):
+        assert ref_id(outputs[key]["Value"]) not in masters
+        template = secrets[ref_id(outputs[key]["Value"])]["Properties"]["GenerateSecretString"]["SecretStringTemplate"]
+        assert json.loads(template)["username"].endswith("_app")
 
 
 def test_backup_plan_only_on_aws(aws_synth, local_synth):
