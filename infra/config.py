@@ -7,7 +7,7 @@ Every knob is a context key (`-c key=value` on the command line or `context` in 
 | `target` | `local` | `local` (LocalStack + local Postgres) or `aws` (RDS, VPC, backups) |
 | `stackName` | `Valerix` | CloudFormation stack name (also prefixes function names) |
 | `stageName` | `prod` | API Gateway stage |
-| `localstackEndpoint` | `http://127.0.0.1:4566` | local only: LocalStack edge URL (INVENTORY_API_URL, website URL) |
+| `localstackEndpoint` | `http://127.0.0.1:4566` | local only: LocalStack edge URL (ApiUrl, website URL) |
 | `adminApiKey` | a fixed dev value | local only: value of the admin API key (`make up` generates one) |
 | `orderDbSecret` / `inventoryDbSecret` | local Postgres defaults | local only: JSON `{host, port, username, password, dbname, engine}` of the server's superuser (the master login: the migrate function creates the roles with it) |
 | `hotReload` | `false` | local only: LocalStack hot-reload code (`hot-reload` bucket, repo root) |

@@ -9,6 +9,7 @@ import aws_cdk as cdk
 from aws_cdk import AssetHashType, Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_s3 as s3
@@ -40,6 +41,8 @@ QUEUE_HEALTH_ACTIONS = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl")
 ORDER_API_TIMEOUT = Duration.seconds(15)
 ORDER_COMPLETION_TIMEOUT = Duration.seconds(30)
 INVENTORY_API_TIMEOUT = Duration.seconds(29)
+# Outlives the gremlin's longest latency (60 s), so an injected delay is a delay, not a timeout.
+INVENTORY_RESERVE_TIMEOUT = Duration.seconds(75)
 INVENTORY_QUEUE_TIMEOUT = Duration.seconds(90)
 MIGRATE_TIMEOUT = Duration.minutes(5)
 GREMLIN_TIMEOUT = Duration.seconds(10)
@@ -67,6 +70,9 @@ FUNCTION_SPECS = {
                                  "order-migrate", "order_db migrations (run after deploy)", MIGRATE_TIMEOUT, 256),
     "InventoryApi": FunctionSpec("InventoryApi", "inventory", "functions.inventory.handler.api_handler",
                                  "inventory-api", "Inventory REST API (FastAPI + Mangum)", INVENTORY_API_TIMEOUT, 512),
+    "InventoryReserve": FunctionSpec("InventoryReserve", "inventory", "functions.inventory.handler.reserve_handler",
+                                     "inventory-reserve", "Internal stock reservation (invoked by the order API only)",
+                                     INVENTORY_RESERVE_TIMEOUT, 512),
     "InventoryQueue": FunctionSpec("InventoryQueue", "inventory", "functions.inventory.handler.queue_handler",
                                    "inventory-queue", "Reserves stock for queued orders (SQS)",
                                    INVENTORY_QUEUE_TIMEOUT, 512),
@@ -136,8 +142,13 @@ class ValerixStack(Stack):
         }
 
         f = self.functions = {}
+        # The reservation is internal: not on the API, invoked by the order API only (IAM below).
+        f["InventoryReserve"] = self._function("InventoryReserve", inventory_db, {
+            **gremlin_env,
+            "GREMLIN_CACHE_SECONDS": "1",
+        })  # fmt: skip
         f["OrderApi"] = self._function("OrderApi", order_db, {
-            "INVENTORY_API_URL": self.api_url,
+            "INVENTORY_RESERVE_FUNCTION": f["InventoryReserve"].function_name,
             "INVENTORY_QUEUE_URL": iq.queue_url,
             "COMPLETION_QUEUE_URL": cq.queue_url,
             "IDEMPOTENCY_TABLE": tables.idempotency_table.table_name,
@@ -158,8 +169,6 @@ class ValerixStack(Stack):
         admin_env = {"ADMIN_KEY_SECRET_ARN": self.admin_key.secret_arn}
         f["InventoryApi"] = self._function("InventoryApi", inventory_db, {
             "INVENTORY_QUEUE_URL": iq.queue_url,
-            **gremlin_env,
-            "GREMLIN_CACHE_SECONDS": "1",
             **admin_env,
             **cors_env,
         })  # fmt: skip
@@ -190,11 +199,17 @@ class ValerixStack(Stack):
         cq.grant(order_api, *QUEUE_HEALTH_ACTIONS)
         tables.idempotency_table.grant(order_api, *IDEMPOTENCY_TABLE_ACTIONS)
         tables.circuit_breaker_table.grant(order_api, *CIRCUIT_BREAKER_TABLE_ACTIONS)
+        inventory_reserve = f["InventoryReserve"].function
+        # Only the order API may invoke the reservation: exactly this function's ARN (no
+        # versions/aliases wildcard), and no resource-based permission for anyone else.
+        order_api.add_to_role_policy(iam.PolicyStatement(
+            sid="InvokeInventoryReserve", actions=["lambda:InvokeFunction"],
+            resources=[inventory_reserve.function_arn]))
+        tables.gremlin_parameter.grant_read(inventory_reserve)
+        tables.gremlin_state_table.grant(inventory_reserve, *GREMLIN_COUNTER_ACTIONS)
 
         inventory_api = f["InventoryApi"].function
         iq.grant(inventory_api, *QUEUE_HEALTH_ACTIONS)
-        tables.gremlin_parameter.grant_read(inventory_api)
-        tables.gremlin_state_table.grant(inventory_api, *GREMLIN_COUNTER_ACTIONS)
         self.admin_key.grant_read_to(inventory_api)
 
         inventory_consumer = f["InventoryQueue"].function
@@ -224,7 +239,6 @@ class ValerixStack(Stack):
         api.route("/products", "GET", inventory_api)
         api.route("/products/{productId}", "GET", inventory_api)
         api.route("/admin/products/{productId}", "PUT", inventory_api, api_key_required=True)
-        api.route("/inventory/reservations", "POST", inventory_api)
         api.route("/health/inventory", "GET", inventory_api)
         api.route("/gremlin", "GET", gremlin)
         api.route("/gremlin", "PUT", gremlin, api_key_required=True)

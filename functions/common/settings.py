@@ -77,7 +77,7 @@ class Settings:
     metrics_namespace: str
     # optional-at-parse, required-at-use values (see properties below)
     _db_secret_arn: str | None
-    _inventory_api_url: str | None
+    _inventory_reserve_function: str | None
     _inventory_queue_url: str | None
     _completion_queue_url: str | None
     _idempotency_table: str | None
@@ -104,12 +104,11 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
-        url = env.get("INVENTORY_API_URL")
         return cls(
             service_name=env.get("POWERTOOLS_SERVICE_NAME") or "valerix",
             metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or "Valerix",
             _db_secret_arn=env.get("DB_SECRET_ARN"),
-            _inventory_api_url=url.rstrip("/") if url else url,
+            _inventory_reserve_function=(env.get("INVENTORY_RESERVE_FUNCTION") or "").strip() or None,
             _inventory_queue_url=env.get("INVENTORY_QUEUE_URL"),
             _completion_queue_url=env.get("COMPLETION_QUEUE_URL"),
             _idempotency_table=env.get("IDEMPOTENCY_TABLE"),
@@ -152,8 +151,9 @@ class Settings:
         return _required("DB_READER_SECRET_ARN", self._db_reader_secret_arn)
 
     @property
-    def inventory_api_url(self) -> str:
-        return _required("INVENTORY_API_URL", self._inventory_api_url)
+    def inventory_reserve_function(self) -> str:
+        """Name or ARN of the internal reserve function order invokes (Lambda Invoke API)."""
+        return _required("INVENTORY_RESERVE_FUNCTION", self._inventory_reserve_function)
 
     @property
     def inventory_queue_url(self) -> str:

@@ -1,11 +1,17 @@
-"""Inventory Lambda entry points (thin): API, queue consumer, migrations.
+"""Inventory Lambda entry points (thin): API, reserve, queue consumer, migrations.
 
-- `api_handler`: API Gateway REST v1 proxy -> FastAPI app (app.py) via Mangum.
+- `api_handler`: API Gateway REST v1 proxy -> FastAPI app (app.py) via Mangum: products,
+  admin, health. The reservation is not on the public API.
+- `reserve_handler`: the internal reservation, invoked by the order API through the Lambda API
+  (RequestResponse). Payload and answer: `functions.common.contracts` (`ReserveRequest` |
+  `PingRequest` -> `ReservationAnswer` | `PingAnswer`); logic in `service.answer_command`.
+  Obeys the gremlin; a gremlin crash is a real process exit (Invoke reports a FunctionError).
 - `queue_handler`: SQS inventory queue. Powertools BatchProcessor with partial batch failures;
   each record `{orderId, productId, quantity}` goes through `service.process_queued_order`
   (Powertools idempotency keyed by orderId + the reservations primary key), which publishes
   `{orderId, status: CONFIRMED|REJECTED, reason}` to COMPLETION_QUEUE_URL. A failing record
-  (database down, malformed body) is reported as a batch item failure: SQS redelivers it after
+  (database down, malformed body, a reservation conflicting with the one recorded for its
+  orderId) is reported as a batch item failure: SQS redelivers it after
   the visibility timeout and moves it to the DLQ after maxReceiveCount.
 - `migrate_handler`: applies migrations/ and seeds the catalogue on first run.
 """
@@ -15,9 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common.api import make_api_handler
+from functions.common.contracts import InventoryQueueMessage
 from functions.common.observability import get_logger, record_cold_start
 from functions.common.queue import PoisonMessage, parse_body, process_batch
 from functions.inventory import service
@@ -28,19 +34,16 @@ logger = get_logger(service.SERVICE)
 api_handler = make_api_handler(app, service.SERVICE)
 
 
-class QueuedOrder(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    orderId: str = Field(min_length=1, max_length=64)
-    productId: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(ge=1, le=1000)
+__all__ = ["PoisonMessage", "api_handler", "migrate_handler", "queue_handler", "reserve_handler"]
 
 
-__all__ = ["PoisonMessage", "api_handler", "migrate_handler", "queue_handler"]
+def reserve_handler(event: Any, context: Any) -> dict[str, Any]:
+    record_cold_start(service.SERVICE, context)
+    return service.answer_command(event)
 
 
 def _record_handler(record: SQSRecord) -> dict[str, Any]:
-    message = parse_body(record, QueuedOrder, logger)
+    message = parse_body(record, InventoryQueueMessage, logger)
     return service.process_queued_order(message=message.model_dump())
 
 

@@ -1,11 +1,13 @@
 """Inventory logic: products, and the one reservation function behind both entry points.
 
-`reserve()` is what `POST /inventory/reservations` (sync path) and the inventory queue consumer
-(async path) both call. Exactly-once per order id:
+`reserve()` is what the internal reserve function (`InventoryReserve`, invoked by Order through
+the Lambda API; see `answer_command`) and the inventory queue consumer (async path) both call.
+Exactly-once per order id:
 
     BEGIN
       INSERT INTO reservations (order_id, ...) ON CONFLICT DO NOTHING      -- the guard
-      -- already there?  -> return the recorded outcome (a replay), nothing else changes
+      -- already there, same product and quantity?  -> return the recorded outcome (a replay)
+      -- already there, another product or quantity? -> ReservationConflict, nothing changes
       UPDATE products SET stock = stock - q WHERE product_id = p AND stock >= q
       -- no row?  -> insufficient stock: the reservation row records REJECTED
       --             unknown product: ROLLBACK, nothing is recorded (see below)
@@ -15,6 +17,10 @@ Decisions:
 - A refusal for insufficient stock is recorded, so any replay of that order id (a late queued
   copy of a sync call that timed out, a duplicate delivery) gets the same refusal even if stock
   was added meanwhile: one order id, one outcome.
+- A replay must be the same reservation: an order id that already holds a reservation for
+  another product or quantity is refused with a conflict naming the recorded one (409 on the
+  sync path; on the queue path the record fails, is retried and ends in the DLQ, whose alarm
+  calls a human: nothing is confirmed or rejected on a guess).
 - An unknown product is bad input: nothing is stored in inventory_db (no stock row to guard),
   the caller gets the refusal, and a replay re-evaluates.
 """
@@ -27,7 +33,21 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from functions.common import aws
+from pydantic import ValidationError
+
+from functions.common import aws, chaos
+from functions.common.contracts import (
+    CONFLICT,
+    ERROR,
+    INVALID,
+    CompletionMessage,
+    PingAnswer,
+    PingRequest,
+    ReservationAnswer,
+    ReserveRequest,
+    parse_inventory_command,
+)
+from functions.common.db import DatabaseUnavailable
 from functions.common.migrations import migrate_database
 from functions.common.observability import MetricUnit, get_logger, put_metric
 from functions.common.settings import get_settings
@@ -75,6 +95,23 @@ class ReservationOutcome:
         return body
 
 
+class ReservationConflict(Exception):
+    """The order id already holds a reservation for another product or quantity."""
+
+    def __init__(self, order_id: str, existing: dict[str, Any], product_id: str, quantity: int) -> None:
+        self.order_id = order_id
+        self.existing = existing
+        if existing["status"] == RESERVED:
+            recorded = f"already reserved {existing['quantity']} of '{existing['productId']}'"
+        else:
+            recorded = (f"was already refused {existing['quantity']} of '{existing['productId']}' "
+                        f"({existing['reason']})")
+        super().__init__(
+            f"order '{order_id}' {recorded}; a replay asking for {quantity} of '{product_id}' "
+            "is refused and changes nothing"
+        )
+
+
 class _UnknownProduct(Exception):
     """Internal: roll the claim back, nothing is recorded for an unknown product."""
 
@@ -91,6 +128,8 @@ def reserve(order_id: str, product_id: str, quantity: int) -> ReservationOutcome
                 existing = repository.get_reservation(conn, order_id)
                 if existing is None:  # pragma: no cover - the row was committed by the winner
                     raise RuntimeError(f"reservation for {order_id} vanished")
+                if existing["productId"] != product_id or existing["quantity"] != quantity:
+                    raise ReservationConflict(order_id, existing, product_id, quantity)
                 return ReservationOutcome(
                     order_id=existing["orderId"], product_id=existing["productId"],
                     quantity=existing["quantity"], status=existing["status"],
@@ -114,6 +153,84 @@ def reserve(order_id: str, product_id: str, quantity: int) -> ReservationOutcome
         return ReservationOutcome(order_id, product_id, quantity, REJECTED, UNKNOWN_PRODUCT)
 
 
+# ----------------------------------------------------------------------------- sync path (Invoke)
+
+
+def answer_command(payload: Any) -> dict[str, Any]:
+    """The reserve function: validate the Invoke payload, then reserve (obeying the gremlin) or
+    answer a ping. Always a structured answer; only a gremlin crash (a real process exit, which
+    Invoke reports as a FunctionError) or a bug leaves without one."""
+    try:
+        command = parse_inventory_command(payload)
+    except ValidationError as exc:
+        message = "invalid reservation request: " + _describe(exc)
+        logger.warning("invalid reserve command", extra={"error": message})
+        answer = ReservationAnswer(statusCode=422, status=INVALID, message=message)
+        _count(answer)
+        return answer.model_dump(exclude_none=True)
+    if isinstance(command, PingRequest):
+        return ping().model_dump(exclude_none=True)
+    answer = answer_reservation(command)
+    _count(answer)
+    return answer.model_dump(exclude_none=True)
+
+
+def answer_reservation(request: ReserveRequest) -> ReservationAnswer:
+    """The synchronous reservation, with the gremlin around it exactly as on the former HTTP
+    route: latency / error / crash before the transaction, crash after the commit."""
+    injector = chaos.injector()
+    fields = {"orderId": request.orderId, "productId": request.productId, "quantity": request.quantity}
+    try:
+        injector.before_reservation()  # latency / error / crash before-commit
+        outcome = reserve(request.orderId, request.productId, request.quantity)
+        injector.after_commit()  # crash after-commit: the "Schroedinger" case
+    except chaos.InjectedError as exc:
+        return ReservationAnswer(statusCode=exc.status_code, status=ERROR, message=exc.message, **fields)
+    except ReservationConflict as exc:
+        logger.warning("conflicting reservation replay refused", extra={"order_id": request.orderId,
+                                                                       "error": str(exc)})
+        return ReservationAnswer(statusCode=409, status=CONFLICT, reason="reservation conflict",
+                                 message=str(exc), **fields)
+    except DatabaseUnavailable as exc:
+        logger.warning("reservation failed: database unavailable", extra={"error": str(exc)})
+        return ReservationAnswer(statusCode=503, status=ERROR, message="inventory database unavailable",
+                                 **fields)
+    if outcome.replay:
+        put_metric("IdempotentReplays", MetricUnit.Count, 1, service=SERVICE, source="invoke")
+        status_code = 200 if outcome.reserved else 409
+    else:
+        status_code = 201 if outcome.reserved else 409
+    return ReservationAnswer(statusCode=status_code, replay=outcome.replay, **outcome.body())
+
+
+def ping() -> PingAnswer:
+    """Order's health probe of the internal path: this function runs and reaches its database."""
+    try:
+        repository.database().ping()
+    except Exception as exc:  # noqa: BLE001 - the detail goes to the log, not to the caller
+        logger.warning("ping: database unreachable", extra={"error": str(exc)})
+        return PingAnswer(status="DOWN", reason="database unreachable")
+    return PingAnswer(status="UP")
+
+
+def _count(answer: ReservationAnswer) -> None:
+    put_metric("ReservationRequests", MetricUnit.Count, 1, service=SERVICE, outcome=answer.status.lower())
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc_parts = [str(p) for p in err.get("loc", ())]
+        if loc_parts and loc_parts[0] in ("reserve", "ping"):  # the union's tag, not a field
+            loc_parts = loc_parts[1:]
+        loc = ".".join(loc_parts)
+        if err.get("type") == "extra_forbidden":
+            parts.append(f"{loc}: unknown field is not allowed")
+        else:
+            parts.append(f"{loc or 'payload'}: {err.get('msg', 'invalid value')}")
+    return "; ".join(parts)
+
+
 # ----------------------------------------------------------------------------- queue path
 
 
@@ -123,12 +240,19 @@ _executed = threading.local()
 def _process_queued_order(message: dict[str, Any]) -> dict[str, Any]:
     """Reserve, then publish the outcome to the completion queue. Wrapped by Powertools idempotency."""
     _executed.ran = True
-    outcome = reserve(message["orderId"], message["productId"], message["quantity"])
-    completion = {
-        "orderId": outcome.order_id,
-        "status": "CONFIRMED" if outcome.reserved else "REJECTED",
-        "reason": outcome.reason,
-    }
+    try:
+        outcome = reserve(message["orderId"], message["productId"], message["quantity"])
+    except ReservationConflict as exc:
+        # Not confirmed, not rejected on a guess: the record fails, SQS retries it and moves it
+        # to the DLQ (alarm); the order stays QUEUED and no stock moves for it.
+        logger.error("queued order conflicts with the recorded reservation; failing the record",
+                     extra={"order_id": exc.order_id, "error": str(exc)})
+        raise
+    completion = CompletionMessage(
+        orderId=outcome.order_id,
+        status="CONFIRMED" if outcome.reserved else "REJECTED",
+        reason=outcome.reason,
+    ).model_dump()
     aws.client("sqs").send_message(
         QueueUrl=get_settings().completion_queue_url, MessageBody=json.dumps(completion)
     )

@@ -14,16 +14,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common import aws
 from functions.common.api import make_api_handler
+from functions.common.contracts import CompletionMessage
 from functions.common.observability import get_logger, record_cold_start
 from functions.common.queue import PoisonMessage, parse_body, process_batch
-from functions.order import service
+from functions.order import inventory_client, service
 from functions.order.app import app
 
 logger = get_logger(service.SERVICE)
@@ -40,6 +40,8 @@ def _prewarm() -> None:
     try:
         aws.client("sqs")
         aws.fast_client("dynamodb")
+        if os.environ.get("INVENTORY_RESERVE_FUNCTION"):  # the order API (its Lambda client)
+            inventory_client.get_client()
     except Exception:  # noqa: BLE001 - e.g. no region configured; created lazily later
         pass
 
@@ -47,19 +49,11 @@ def _prewarm() -> None:
 _prewarm()
 
 
-class Completion(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    orderId: str = Field(min_length=1, max_length=64)
-    status: Literal["CONFIRMED", "REJECTED"]
-    reason: str | None = None
-
-
 __all__ = ["PoisonMessage", "api_handler", "completion_handler", "migrate_handler", "sweeper_handler"]
 
 
 def _record_handler(record: SQSRecord) -> str:
-    completion = parse_body(record, Completion, logger)
+    completion = parse_body(record, CompletionMessage, logger)
     return service.apply_completion(completion.orderId, completion.status, completion.reason)
 
 

@@ -1,15 +1,23 @@
-"""Order's synchronous call to `POST {INVENTORY_API_URL}/inventory/reservations`.
+"""Order's synchronous call to inventory: a Lambda Invoke (RequestResponse) of the internal
+reserve function INVENTORY_RESERVE_FUNCTION, payload and answer from functions.common.contracts.
+
+The reservation is not on the public API: on AWS only this function's role may invoke the
+reserve function (IAM), locally it is reachable only through the local cloud's Lambda API.
 
 Resilience, from the outside in:
 
 1. **Circuit breaker** (Powertools `circuit_breaker`, DynamoDB persistence on
    CIRCUIT_BREAKER_TABLE, so every order environment shares one state). Timeouts, connection
-   errors and 5xx count as failures (`InventoryUnavailable`); a business refusal (409) is a
-   healthy answer. Open: `CircuitBreakerOpenError` immediately, inventory is not called.
-   Half-open: one probe; CIRCUIT_SUCCESS_THRESHOLD (default 1) successes close it again.
+   errors, function errors (a crashed runtime) and error answers count as failures
+   (`InventoryUnavailable`); a business refusal (REJECTED, CONFLICT) is a healthy answer. Open:
+   `CircuitBreakerOpenError` immediately, inventory is not called. Half-open: one probe;
+   CIRCUIT_SUCCESS_THRESHOLD (default 1) successes close it again.
 2. **Hard wall-clock budget** (INVENTORY_CALL_BUDGET_MS, default 2000) for the whole call,
    retry included: every attempt runs on a worker thread and the caller stops waiting at the
-   deadline whatever the socket does (httpx timeouts alone are per operation, not per call).
+   deadline whatever the socket does. The boto3 client's own read timeout is the whole budget
+   (a client has one fixed timeout; the deadline is what enforces the remaining budget), its
+   connect timeout is short, and it makes no retries of its own (`total_max_attempts: 1`):
+   retrying is decided here, within the budget.
 3. **At most one retry** (tenacity, jittered 20-100 ms), only for connection errors (the
    request did not get an answer: refused, reset, dropped keep-alive) and only if at least
    MIN_RETRY_WINDOW of the budget is left. Safe because reservations are idempotent by orderId.
@@ -19,21 +27,34 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import json
 import threading
 import time
 from typing import Any
 
-import httpx
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random
 
 from functions.common import aws
+from functions.common.contracts import PingAnswer, PingRequest, ReservationAnswer, ReserveRequest
 from functions.common.observability import MetricUnit, get_logger, put_metric
 from functions.common.settings import Settings, get_settings
 
 SERVICE = "order"
 CIRCUIT_NAME = "inventory-reservations"
 MIN_RETRY_WINDOW = 0.25  # seconds of budget a retry needs to be worth trying
-RESERVATIONS_PATH = "/inventory/reservations"
+CONNECT_TIMEOUT = 0.5  # seconds; the Lambda API endpoint is close (VPC/NAT on AWS, loopback locally)
+MAX_CONCURRENT_CALLS = 64  # worker threads and pooled connections (abandoned calls hold one each)
 
 logger = get_logger(SERVICE)
 
@@ -76,20 +97,20 @@ class _StopWithinBudget:
 
 
 class InventoryClient:
-    def __init__(self, settings: Settings, *, dynamodb_client: Any = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, settings: Settings, *, dynamodb_client: Any = None, lambda_client: Any = None) -> None:
         from aws_lambda_powertools.utilities.circuit_breaker import CircuitBreakerConfig, circuit_breaker
         from aws_lambda_powertools.utilities.circuit_breaker.persistence import CircuitBreakerDynamoDBPersistence
 
-        self.base_url = settings.inventory_api_url
+        self.function_name = settings.inventory_reserve_function
         self.budget = settings.inventory_call_budget_seconds
-        self._http = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(self.budget),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            headers={"content-type": "application/json", "user-agent": "valerix-order"},
-        )
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="inventory-call")
+        self._lambda = lambda_client or boto3.session.Session().client("lambda", config=Config(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=self.budget,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=MAX_CONCURRENT_CALLS,
+        ))
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=MAX_CONCURRENT_CALLS, thread_name_prefix="inventory-call")
         self.persistence = CircuitBreakerDynamoDBPersistence(
             table_name=settings.circuit_breaker_table,
             boto3_client=dynamodb_client or aws.fast_client("dynamodb"),
@@ -117,8 +138,8 @@ class InventoryClient:
         """
         if deadline is None:
             deadline = time.monotonic() + self.budget
-        payload = {"orderId": order_id, "productId": product_id, "quantity": quantity}
-        return self._guarded(payload, deadline)
+        request = ReserveRequest(action="reserve", orderId=order_id, productId=product_id, quantity=quantity)
+        return self._guarded(request.model_dump(), deadline)
 
     def circuit_state(self) -> str:
         """CLOSED | OPEN | HALF_OPEN as this environment sees it (cached read of the shared state)."""
@@ -126,24 +147,32 @@ class InventoryClient:
         return str(self.persistence.get_state(CIRCUIT_NAME).state)
 
     def probe(self, timeout: float = 1.5) -> dict[str, Any]:
-        """Health: is inventory reachable and healthy? Raises with the reason if not."""
+        """Health: a `ping` invocation of the reserve function, i.e. the very path (function,
+        permission, its database) an order takes. Raises with a short reason if not healthy;
+        the detail goes to the log."""
+        future = self._executor.submit(self._invoke, PingRequest(action="ping").model_dump())
         try:
-            response = self._http.get(f"{self.base_url}/health/inventory", timeout=timeout)
-        except httpx.TimeoutException as exc:
+            response = future.result(timeout=timeout)
+            raw = response["Payload"].read()
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()
             raise RuntimeError(f"inventory did not answer within {timeout} s") from exc
-        except httpx.HTTPError as exc:
-            raise RuntimeError(f"inventory unreachable: {type(exc).__name__}: {exc}") from exc
-        if response.status_code != 200:
-            try:
-                message = response.json().get("message")
-            except Exception:  # noqa: BLE001
-                message = response.text[:200]
-            raise RuntimeError(f"GET /health/inventory answered {response.status_code}: {message}")
-        return {"httpStatus": response.status_code}
+        except (_ConnectionFailed, InventoryUnavailable) as exc:
+            logger.warning("inventory ping failed", extra={"error": str(exc)})
+            raise RuntimeError("inventory unreachable") from exc
+        if response.get("FunctionError"):
+            logger.warning("inventory ping: function error", extra={"error": raw[:300].decode(errors="replace")})
+            raise RuntimeError("inventory reserve function failed")
+        try:
+            answer = PingAnswer.model_validate_json(raw)
+        except ValidationError as exc:
+            raise RuntimeError("inventory answered the ping with a malformed answer") from exc
+        if answer.status != "UP":
+            raise RuntimeError(f"inventory: {answer.reason or 'down'}")
+        return {}
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._http.close()
 
     # ------------------------------------------------------------------ internals
 
@@ -169,41 +198,64 @@ class InventoryClient:
         remaining = deadline - time.monotonic()
         if remaining <= 0.005:
             raise InventoryUnavailable("timeout", "budget exhausted")
-        future = self._executor.submit(self._post, payload, remaining)
+        future = self._executor.submit(self._invoke_and_read, payload)
         try:
-            response = future.result(timeout=remaining)
+            return future.result(timeout=remaining)
         except concurrent.futures.TimeoutError as exc:
             future.cancel()
             raise InventoryUnavailable("timeout", f"no answer within the {self.budget:.1f} s budget") from exc
-        return _classify(response)
 
-    def _post(self, payload: dict[str, Any], remaining: float) -> httpx.Response:
+    def _invoke_and_read(self, payload: dict[str, Any]) -> InventoryReply:
+        response = self._invoke(payload)
         try:
-            return self._http.post(
-                f"{self.base_url}{RESERVATIONS_PATH}", json=payload, timeout=httpx.Timeout(remaining)
-            )
-        except httpx.TimeoutException as exc:
-            raise InventoryUnavailable("timeout", f"{type(exc).__name__}") from exc
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raw = response["Payload"].read()
+        except ReadTimeoutError as exc:
+            raise InventoryUnavailable("timeout", type(exc).__name__) from exc
+        except BotoCoreError as exc:
             raise _ConnectionFailed(f"{type(exc).__name__}: {exc}") from exc
-        except httpx.HTTPError as exc:
+        return _classify(response, raw)
+
+    def _invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self._lambda.invoke(
+                FunctionName=self.function_name,
+                InvocationType="RequestResponse",
+                Payload=json.dumps(payload).encode(),
+            )
+        except (ReadTimeoutError, ConnectTimeoutError) as exc:
+            raise InventoryUnavailable("timeout", type(exc).__name__) from exc
+        except (EndpointConnectionError, ConnectionClosedError) as exc:
+            raise _ConnectionFailed(f"{type(exc).__name__}: {exc}") from exc
+        except ClientError as exc:  # throttled, not found, not allowed, Lambda service error
+            error = exc.response.get("Error", {})
+            raise InventoryUnavailable("server_error", f"Lambda {error.get('Code')}: {error.get('Message')}") from exc
+        except BotoCoreError as exc:
             raise InventoryUnavailable("connection_error", f"{type(exc).__name__}: {exc}") from exc
 
 
-def _classify(response: httpx.Response) -> InventoryReply:
+def _classify(response: dict[str, Any], raw: bytes) -> InventoryReply:
+    """Invoke response -> a business answer, or InventoryUnavailable("server_error")."""
+    if response.get("FunctionError"):
+        # The runtime died (a gremlin crash is a real exit: Runtime.ExitError) or the handler
+        # raised: inventory gave no answer, like a 502 from a gateway.
+        try:
+            error = json.loads(raw)
+        except ValueError:
+            error = {}
+        error_type = error.get("errorType") if isinstance(error, dict) else None
+        raise InventoryUnavailable(
+            "server_error", f"function error ({response['FunctionError']}): {error_type or 'no detail'}")
     try:
-        body = response.json()
-        if not isinstance(body, dict):
-            body = {}
-    except ValueError:
-        body = {}
-    status = response.status_code
-    if 200 <= status < 300:
-        return InventoryReply(True, status, None, body)
-    if status == 409:
-        return InventoryReply(False, status, body.get("reason") or "rejected by inventory", body)
-    detail = body.get("message") or response.text[:200]
-    raise InventoryUnavailable("server_error", f"HTTP {status}: {detail}")
+        answer = ReservationAnswer.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InventoryUnavailable("server_error", f"malformed answer: {raw[:200]!r}") from exc
+    body = answer.model_dump(exclude_none=True)
+    if answer.reserved:
+        return InventoryReply(True, answer.statusCode, None, body)
+    if answer.refused:
+        return InventoryReply(False, answer.statusCode, answer.reason or "rejected by inventory", body)
+    # ERROR (an injected fault, the database down) or INVALID: no business answer.
+    raise InventoryUnavailable("server_error", f"{answer.status} {answer.statusCode}: {answer.message}")
 
 
 def _on_transition(transition: Any) -> None:

@@ -13,12 +13,19 @@ state):
 The order row is written (PENDING) before inventory is called, so a Lambda that dies mid-call
 leaves a trace. An order for an unknown product is bad input: the client gets 409 REJECTED
 (`reason: unknown product`) and nothing is kept in either database.
+
+"503 means nothing happened": once the PENDING row is committed the order has a guaranteed
+outcome, so every later failure (the queue cannot take the message, the order database fails
+while recording the outcome) answers 202 QUEUED with a reason saying the order will be
+completed automatically: the row stays PENDING and the sweeper hands it to the queue (a
+reservation that did commit is replayed, never taken twice). A 503 is only ever answered when
+nothing was stored (the order database is down before the row is written), so a client that
+retries after a 503 never buys twice; with an `Idempotency-Key` any retry is safe.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +35,7 @@ from aws_lambda_powertools.utilities.circuit_breaker import CircuitBreakerOpenEr
 
 from functions.common import aws
 from functions.common.api import ApiError
+from functions.common.contracts import InventoryQueueMessage
 from functions.common.db import DatabaseUnavailable
 from functions.common.migrations import migrate_database
 from functions.common.observability import MetricUnit, get_logger, put_metric
@@ -58,6 +66,10 @@ QUEUED_REASONS = {
     "circuit_open": "circuit open",
 }
 
+# 202 answers when the order is stored but its next step could not be recorded now.
+QUEUE_DEFERRED = "queue unavailable: the order is stored and will be queued automatically"
+RECORD_DEFERRED = "outcome not recorded yet: the order is stored and will be completed automatically"
+
 logger = get_logger(SERVICE)
 
 
@@ -80,6 +92,10 @@ class OrderResult:
 
 class OrderNotFound(LookupError):
     pass
+
+
+class QueueUnavailable(RuntimeError):
+    """SQS did not take the inventory message; the order row is unchanged (still PENDING)."""
 
 
 # ----------------------------------------------------------------------------- state changes
@@ -142,6 +158,17 @@ def place_order(product_id: str, quantity: int, idempotency_key: str | None = No
     if order is None:
         return _replay(existing, product_id, quantity, idempotency_key)
 
+    # From here on the order is durable: whatever fails, it gets an outcome (see module doc).
+    try:
+        return _decide(order, client, deadline)
+    except Exception:  # noqa: BLE001 - the PENDING row stays; the sweeper completes it
+        logger.exception("could not record the order's next step; the sweeper will complete it",
+                         extra={"order_id": order_id})
+        return _deferred(order, RECORD_DEFERRED)
+
+
+def _decide(order: dict[str, Any], client: inventory_client.InventoryClient, deadline: float) -> OrderResult:
+    order_id, product_id, quantity = order["orderId"], order["productId"], order["quantity"]
     started = time.perf_counter()
     fallback: str | None = None
     reply: inventory_client.InventoryReply | None = None
@@ -174,7 +201,17 @@ def place_order(product_id: str, quantity: int, idempotency_key: str | None = No
     assert fallback is not None
     put_metric("InventoryCallDuration", MetricUnit.Milliseconds, round(elapsed_ms, 3), service=SERVICE, outcome=fallback)
     put_metric("Fallbacks", MetricUnit.Count, 1, service=SERVICE, reason=fallback)
-    return _queue(order, QUEUED_REASONS.get(fallback, fallback))
+    try:
+        return _queue(order, QUEUED_REASONS.get(fallback, fallback))
+    except QueueUnavailable:
+        return _deferred(order, QUEUE_DEFERRED)
+
+
+def _deferred(order: dict[str, Any], reason: str) -> OrderResult:
+    """202 QUEUED for an order that is stored (PENDING) but not yet handed on: the sweeper
+    re-queues PENDING orders older than a minute, so the outcome is guaranteed."""
+    put_metric("DeferredOrders", MetricUnit.Count, 1, service=SERVICE)
+    return OrderResult(dict(order, status=QUEUED, reason=reason), STATUS_CODES[QUEUED])
 
 
 def _finish_sync(order_id: str, status: str, reason: str | None) -> OrderResult:
@@ -189,17 +226,19 @@ def _finish_sync(order_id: str, status: str, reason: str | None) -> OrderResult:
 def _queue(order: dict[str, Any], reason: str) -> OrderResult:
     """Hand the order to the inventory queue, then mark it QUEUED.
 
-    The message goes first: if SQS cannot take it, the order stays PENDING and the caller gets a
-    503 (nothing claims it is queued when it is not). The completion consumer accepts PENDING as
-    well as QUEUED, so a completion that overtakes the QUEUED update is still applied.
+    The message goes first: if SQS cannot take it, QueueUnavailable is raised and the order
+    stays PENDING (nothing claims it is queued when it is not), which is what the sweeper
+    re-queues. The completion consumer accepts PENDING as well as QUEUED, so a completion that
+    overtakes the QUEUED update is still applied.
     """
     order_id = order["orderId"]
-    message = {"orderId": order_id, "productId": order["productId"], "quantity": order["quantity"]}
+    message = InventoryQueueMessage(orderId=order_id, productId=order["productId"], quantity=order["quantity"])
     try:
-        aws.client("sqs").send_message(QueueUrl=get_settings().inventory_queue_url, MessageBody=json.dumps(message))
+        aws.client("sqs").send_message(QueueUrl=get_settings().inventory_queue_url,
+                                       MessageBody=message.model_dump_json())
     except Exception as exc:  # noqa: BLE001
-        logger.exception("could not queue the order", extra={"order_id": order_id})
-        raise ApiError(503, "order could not be queued, try again later", orderId=order_id, status=PENDING) from exc
+        logger.exception("could not queue the order; it stays PENDING for the sweeper", extra={"order_id": order_id})
+        raise QueueUnavailable(str(exc)) from exc
     changed, current = transition_order(order_id, QUEUED, reason)
     if current is None:  # pragma: no cover
         raise ApiError(500, "order vanished")
@@ -281,11 +320,17 @@ def requeue_stale_pending(older_than_seconds: int = 60, limit: int = 100) -> dic
         stale = repository.stale_pending(conn, older_than_seconds, limit)
     requeued = []
     for order in stale:
-        result = _queue(order, STALE_REASON)
+        try:
+            result = _queue(order, STALE_REASON)
+        except QueueUnavailable:
+            break  # still down: every order stays PENDING for the next run
         if result.order["status"] == QUEUED:
             requeued.append(order["orderId"])
     if requeued:
         logger.warning("stale PENDING orders re-queued", extra={"count": len(requeued), "order_ids": requeued})
+    if len(requeued) < len(stale):
+        logger.warning("stale PENDING orders left for the next run (queue unavailable)",
+                       extra={"count": len(stale) - len(requeued)})
     return {"requeued": requeued}
 
 

@@ -340,7 +340,9 @@ def print_summary(outputs: dict) -> None:
     print(f"""
 Try it:
   curl -s {api}/products
-  curl -s -X POST {api}/orders -H 'content-type: application/json' -d '{{"productId":"widget","quantity":1}}'
+  KEY=$(cat /proc/sys/kernel/random/uuid)   # one key per order: a retry with it never buys twice
+  curl -s -X POST {api}/orders -H 'content-type: application/json' -H "Idempotency-Key: $KEY" \\
+       -d '{{"productId":"widget","quantity":1}}'
   curl -s -X PUT {api}/gremlin -H "x-api-key: $(cat .valerix/admin-api-key)" \\
        -H 'content-type: application/json' -d '{{"latency":{{"enabled":true,"delayMs":5000}}}}'
   make logs                 # every function's logs, followed (ctrl-C stops); one: make logs FN=order-api

@@ -2,8 +2,11 @@
 
 Real Postgres (the session `postgres_servers` fixture: one server per service, like the two RDS
 instances) + moto (`mock_aws`) for SQS, DynamoDB and Secrets Manager. Lambda handlers are called
-directly with API Gateway REST v1 / SQS events. Order reaches inventory over real HTTP: the
-inventory FastAPI app is served by uvicorn in a thread (`inventory_server`).
+directly with API Gateway REST v1 / SQS events. Order reaches inventory the way it does in
+the cloud, through the Lambda Invoke API over real HTTP with boto3: `inventory_server` serves
+that API (`POST /2015-03-31/functions/{name}/invocations`) with uvicorn in a thread and runs
+`functions.inventory.handler.reserve_handler` for it (moto's Lambda cannot run handler code
+without Docker); boto3 reaches it through AWS_ENDPOINT_URL_LAMBDA.
 
 Database logins are the real ones (functions/common/roles.py): each service has a master,
 owner, app and reader secret; the migrate handlers run as they do on deploy (master bootstraps
@@ -202,11 +205,44 @@ class ThreadedServer:
         self.thread.join(timeout=5)
 
 
+RESERVE_FUNCTION = "valerix-test-inventory-reserve"
+
+
+def lambda_invoke_app() -> Any:
+    """The Lambda Invoke API for the reserve function, as far as order uses it: the handler's
+    return value is the payload; an exception in the handler is a FunctionError ("Unhandled",
+    `{"errorType", "errorMessage"}`), which is how Lambda reports a crashed runtime too."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    def invoke(request_body: bytes, name: str) -> Response:
+        from functions.inventory.handler import reserve_handler
+
+        if name != RESERVE_FUNCTION:
+            return Response(json.dumps({"Type": "User", "message": f"Function not found: {name}"}), 404,
+                            headers={"x-amzn-errortype": "ResourceNotFoundException"})
+        try:
+            result = reserve_handler(json.loads(request_body), lambda_context(name))
+        except Exception as exc:  # noqa: BLE001 - what the Lambda runtime reports
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+            return Response(json.dumps(error), 200, headers={"X-Amz-Function-Error": "Unhandled",
+                                                           "X-Amz-Executed-Version": "$LATEST"})
+        return Response(json.dumps(result), 200, headers={"X-Amz-Executed-Version": "$LATEST"})
+
+    async def endpoint(request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        body = await request.body()
+        return await run_in_threadpool(invoke, body, request.path_params["name"])
+
+    return Starlette(routes=[Route("/2015-03-31/functions/{name}/invocations", endpoint, methods=["POST"])])
+
+
 @pytest.fixture(scope="session")
 def inventory_server() -> Iterator[ThreadedServer]:
-    from functions.inventory.app import app
-
-    server = ThreadedServer(app).start()
+    server = ThreadedServer(lambda_invoke_app()).start()
     yield server
     server.stop()
 
@@ -459,7 +495,8 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
         "POWERTOOLS_SERVICE_NAME": "order",
         "POWERTOOLS_METRICS_NAMESPACE": "Valerix",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "INVENTORY_API_URL": inventory_server.url,
+        "INVENTORY_RESERVE_FUNCTION": RESERVE_FUNCTION,
+        "AWS_ENDPOINT_URL_LAMBDA": inventory_server.url,
         "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
         "CIRCUIT_BREAKER_TABLE": CIRCUIT_TABLE,
         "CIRCUIT_FAILURE_THRESHOLD": "5",

@@ -1,4 +1,4 @@
-"""Bad input, Idempotency-Key, products/admin API, reservation replays, health, migrations."""
+"""Bad input, Idempotency-Key, products/admin API, health, migrations (reservations: test_reservation.py)."""
 
 from __future__ import annotations
 
@@ -64,8 +64,6 @@ def test_bad_inventory_input(valerix):
     before = valerix.snapshot()
     api = valerix.inventory_api
     cases = [
-        ("POST", "/inventory/reservations", {"productId": "widget", "quantity": 1}, "orderId"),
-        ("POST", "/inventory/reservations", {"orderId": "o1", "productId": "widget", "quantity": 0}, "quantity"),
         ("PUT", "/admin/products/widget", {"stock": -1}, "stock"),
         ("PUT", "/admin/products/widget", {"stock": "5"}, "stock"),
         ("PUT", "/admin/products/widget", {"stock": 5, "colour": "red"}, "colour"),
@@ -127,28 +125,6 @@ def test_products_and_admin_upsert(valerix):
     assert valerix.stock("sprocket") == 0
 
 
-def test_reservation_replay_over_http_returns_the_original_outcome(valerix):
-    api = valerix.inventory_api
-    body = {"orderId": "o-123", "productId": "gadget", "quantity": 5}
-    first = call_api(api, "POST", "/inventory/reservations", body)
-    assert first.status == 201 and first.body["status"] == "RESERVED"
-    replay = call_api(api, "POST", "/inventory/reservations", body)
-    assert replay.status == 200 and replay.body == first.body
-    assert valerix.stock("gadget") == 45
-
-    refused = {"orderId": "o-124", "productId": "doohickey", "quantity": 11}
-    first = call_api(api, "POST", "/inventory/reservations", refused)
-    assert first.status == 409 and first.body["reason"] == "insufficient stock" and first.body["message"]
-    valerix.set_stock("doohickey", 100)  # even with stock now, the order id keeps its outcome
-    replay = call_api(api, "POST", "/inventory/reservations", refused)
-    assert replay.status == 409 and replay.body == first.body
-    assert valerix.stock("doohickey") == 100
-
-    unknown = call_api(api, "POST", "/inventory/reservations", {"orderId": "o-125", "productId": "zzz", "quantity": 1})
-    assert unknown.status == 409 and unknown.body["reason"] == "unknown product"
-    assert valerix.count("inventory", "reservations") == 2  # nothing recorded for an unknown product
-
-
 def test_health_up(valerix):
     order = call_api(valerix.order_api, "GET", "/health/order")
     assert order.status == 200, order.body
@@ -172,7 +148,8 @@ def test_health_names_the_failing_check(valerix, monkeypatch):
     assert "-missing" not in json.dumps(reply.body) and "NonExistentQueue" not in json.dumps(reply.body)
 
     port = free_port()
-    valerix.set_env(INVENTORY_QUEUE_URL=valerix.inventory_queue_url, INVENTORY_API_URL=f"http://127.0.0.1:{port}")
+    valerix.set_env(INVENTORY_QUEUE_URL=valerix.inventory_queue_url,
+                    AWS_ENDPOINT_URL_LAMBDA=f"http://127.0.0.1:{port}")  # the Lambda API unreachable
     reply = call_api(valerix.order_api, "GET", "/health/order")
     assert reply.status == 503 and reply.body["checks"]["inventory"]["status"] == "DOWN"
     assert reply.body["checks"]["inventory"]["error"] == "inventory unreachable"

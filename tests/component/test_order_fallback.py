@@ -124,7 +124,7 @@ def test_queued_order_for_insufficient_stock_ends_rejected(valerix):
 
 
 def test_inventory_unreachable_queues_fast(valerix):
-    valerix.set_env(INVENTORY_API_URL=f"http://127.0.0.1:{free_port()}")
+    valerix.set_env(AWS_ENDPOINT_URL_LAMBDA=f"http://127.0.0.1:{free_port()}")  # the Lambda API unreachable
     started = time.monotonic()
     reply = valerix.order("widget", 1)
     assert time.monotonic() - started <= BUDGET_BOUND

@@ -109,8 +109,8 @@ def test_circuit_opens_short_circuits_and_closes_after_recovery(api, localcloud,
 
 
 def _reservation_calls(cloud) -> int:
-    """How many reservation requests inventory's API function has served so far (its request
-    metric lines for POST /inventory/reservations; health probes and admin calls don't count).
+    """How many reservation requests the internal reserve function has answered so far (its
+    `ReservationRequests` metric lines; pings don't count).
     Lambda logs reach CloudWatch shortly after each invocation, so the count is read until it
     stays the same for a second."""
     previous, deadline = None, time.monotonic() + 20
@@ -124,10 +124,10 @@ def _reservation_calls(cloud) -> int:
 
 def _reservation_lines(cloud) -> int:
     logs = cloud.client("logs")
-    group = f"/aws/lambda/{cloud.stack['InventoryApiFunctionName']}"
+    group = f"/aws/lambda/{cloud.stack['InventoryReserveFunctionName']}"
     count, token = 0, None
     while True:
-        kwargs = {"logGroupName": group, "filterPattern": "\"/inventory/reservations\""}
+        kwargs = {"logGroupName": group, "filterPattern": "\"ReservationRequests\""}
         if token:
             kwargs["nextToken"] = token
         page = logs.filter_log_events(**kwargs)
@@ -136,22 +136,23 @@ def _reservation_lines(cloud) -> int:
                 line = json.loads(event["message"])
             except ValueError:
                 continue
-            if "_aws" in line and line.get("route") == "/inventory/reservations" and line.get("method") == "POST":
+            if "_aws" in line and "ReservationRequests" in line:
                 count += 1
         token = page.get("nextToken")
         if not token:
             return count
 
 
-def test_every_third_request_is_affected_exactly(api):
+def test_every_third_request_is_affected_exactly(api, localcloud):
     product = api.new_product(stock=100)
     api.gremlin({"error": {"enabled": True, "statusCode": 503, "every": 3}})
     time.sleep(2.5)
+    lam = localcloud.client("lambda")
     codes = []
-    for index in range(9):
-        response = api.http.post("/inventory/reservations", json={
-            "orderId": f"every3-{product}-{index}", "productId": product, "quantity": 1})
-        codes.append(response.status_code)
+    for index in range(9):  # the call order makes: the internal reserve function, invoked directly
+        response = lam.invoke(FunctionName=localcloud.stack["InventoryReserveFunctionName"], Payload=json.dumps({
+            "action": "reserve", "orderId": f"every3-{product}-{index}", "productId": product, "quantity": 1}))
+        codes.append(json.loads(response["Payload"].read())["statusCode"])
     assert codes == [201, 201, 503, 201, 201, 503, 201, 201, 503], codes
 
 

@@ -12,6 +12,7 @@ EXPECTED_FUNCTIONS = {
     "OrderCompletion": ("functions.order.handler.completion_handler", "order", True),
     "OrderMigrate": ("functions.order.handler.migrate_handler", "order", True),
     "InventoryApi": ("functions.inventory.handler.api_handler", "inventory", True),
+    "InventoryReserve": ("functions.inventory.handler.reserve_handler", "inventory", True),
     "InventoryQueue": ("functions.inventory.handler.queue_handler", "inventory", True),
     "InventoryMigrate": ("functions.inventory.handler.migrate_handler", "inventory", True),
     "OrderSweeper": ("functions.order.handler.sweeper_handler", "order", True),
@@ -26,7 +27,6 @@ EXPECTED_ROUTES = {
     ("/products", "GET"): "InventoryApi",
     ("/products/{productId}", "GET"): "InventoryApi",
     ("/admin/products/{productId}", "PUT"): "InventoryApi",
-    ("/inventory/reservations", "POST"): "InventoryApi",
     ("/health/inventory", "GET"): "InventoryApi",
     ("/gremlin", "GET"): "Gremlin",
     ("/gremlin", "PUT"): "Gremlin",
@@ -57,6 +57,7 @@ def functions_by_key(s) -> dict[str, tuple[str, dict]]:
         for key in EXPECTED_FUNCTIONS:
             suffix = {"OrderApi": "order-api", "OrderCompletion": "order-completion",
                       "OrderMigrate": "order-migrate", "InventoryApi": "inventory-api",
+                      "InventoryReserve": "inventory-reserve",
                       "InventoryQueue": "inventory-queue", "InventoryMigrate": "inventory-migrate",
                       "OrderSweeper": "order-sweeper", "Gremlin": "gremlin"}[key]  # fmt: skip
             if name == f"Valerix-{suffix}":
@@ -132,7 +133,7 @@ def test_no_api_gateway_v2_anywhere(any_synth):
 
 
 # ---------------------------------------------------------------------------------- functions
-def test_seven_service_functions_with_contract_handlers(any_synth):
+def test_service_functions_with_contract_handlers(any_synth):
     fns = functions_by_key(any_synth)
     assert set(fns) == set(EXPECTED_FUNCTIONS)
     for key, (_, res) in fns.items():
@@ -165,39 +166,37 @@ def test_environment_variables_follow_the_architecture(any_synth):
     env = {key: env_of(res) for key, (_, res) in fns.items()}
     for key, (_, _, needs_db) in EXPECTED_FUNCTIONS.items():
         assert ("DB_SECRET_ARN" in env[key]) is needs_db, key
-    assert {"INVENTORY_API_URL", "INVENTORY_QUEUE_URL", "COMPLETION_QUEUE_URL", "IDEMPOTENCY_TABLE",
+    assert {"INVENTORY_RESERVE_FUNCTION", "INVENTORY_QUEUE_URL", "COMPLETION_QUEUE_URL", "IDEMPOTENCY_TABLE",
             "CIRCUIT_BREAKER_TABLE"} <= set(env["OrderApi"])  # fmt: skip
+    assert "INVENTORY_API_URL" not in env["OrderApi"]
     assert env["OrderApi"]["INVENTORY_CALL_BUDGET_MS"] == "2000"
     assert env["OrderApi"]["CIRCUIT_FAILURE_THRESHOLD"] == "5"
     assert env["OrderApi"]["CIRCUIT_RECOVERY_TIMEOUT_SECONDS"] == "10"
-    assert {"INVENTORY_QUEUE_URL", "GREMLIN_PARAMETER_NAME", "GREMLIN_STATE_TABLE"} <= set(env["InventoryApi"])
-    assert env["InventoryApi"]["GREMLIN_CACHE_SECONDS"] == "1"
+    assert "INVENTORY_QUEUE_URL" in env["InventoryApi"]
+    # the gremlin acts on the reservation, which is the reserve function's alone
+    assert {"GREMLIN_PARAMETER_NAME", "GREMLIN_STATE_TABLE"} <= set(env["InventoryReserve"])
+    assert env["InventoryReserve"]["GREMLIN_CACHE_SECONDS"] == "1"
+    assert "GREMLIN_PARAMETER_NAME" not in env["InventoryApi"]
     assert {"COMPLETION_QUEUE_URL", "IDEMPOTENCY_TABLE"} <= set(env["InventoryQueue"])
     assert {"GREMLIN_PARAMETER_NAME", "GREMLIN_STATE_TABLE"} <= set(env["Gremlin"])
     # order secrets for order functions, inventory secrets for inventory functions (run-time
     # functions share their service's app login; the migrate functions: test_infra_db_roles.py)
     order_secret = {json.dumps(env[k]["DB_SECRET_ARN"]) for k in ("OrderApi", "OrderCompletion", "OrderSweeper")}
-    inv_secret = {json.dumps(env[k]["DB_SECRET_ARN"]) for k in ("InventoryApi", "InventoryQueue")}
+    inv_secret = {json.dumps(env[k]["DB_SECRET_ARN"]) for k in ("InventoryApi", "InventoryReserve", "InventoryQueue")}
     assert len(order_secret) == 1 and len(inv_secret) == 1 and order_secret != inv_secret
 
 
-def test_inventory_api_url_is_built_from_the_api_id_without_a_cycle(any_synth):
-    _, order_api = functions_by_key(any_synth)["OrderApi"]
-    url = env_of(order_api)["INVENTORY_API_URL"]
-    rest_api_id = next(iter(any_synth.of_type("AWS::ApiGateway::RestApi")))
-    parts = url["Fn::Join"][1]
-    assert {"Ref": rest_api_id} in parts
-    if any_synth.target == "aws":
-        assert parts[0] == "https://" and {"Ref": "AWS::URLSuffix"} in parts and parts[-1] == "/prod"
-    else:
-        assert parts[0] == "http://127.0.0.1:4566/_aws/execute-api/" and parts[-1] == "/prod"
-    assert json.dumps(any_synth.template_dict["Outputs"]["ApiUrl"]["Value"]) == json.dumps(url)
+def test_order_api_names_the_reserve_function(any_synth):
+    fns = functions_by_key(any_synth)
+    reserve_id = fns["InventoryReserve"][0]
+    assert ref_id(env_of(fns["OrderApi"][1])["INVENTORY_RESERVE_FUNCTION"]) == reserve_id
 
 
 def test_timeouts_and_memory(any_synth):
     fns = functions_by_key(any_synth)
     timeout = {key: res["Properties"]["Timeout"] for key, (_, res) in fns.items()}
     assert timeout["InventoryQueue"] >= 60 + 20, "must outlive the gremlin's 60 s maximum delay"
+    assert timeout["InventoryReserve"] > 60, "an injected delay (60 s at most) is a delay, not a timeout"
     assert timeout["InventoryApi"] <= 29 + 1 and timeout["OrderApi"] <= 29
     for _, res in fns.values():
         assert 128 <= res["Properties"]["MemorySize"] <= 1024

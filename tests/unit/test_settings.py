@@ -8,8 +8,8 @@ from functions.common.settings import Settings, SettingsError
 
 
 def test_defaults_and_parsing():
-    s = Settings.from_env({"INVENTORY_API_URL": "https://x.example/prod/", "DB_SECRET_ARN": "arn:s"})
-    assert s.inventory_api_url == "https://x.example/prod"
+    s = Settings.from_env({"INVENTORY_RESERVE_FUNCTION": " Valerix-inventory-reserve ", "DB_SECRET_ARN": "arn:s"})
+    assert s.inventory_reserve_function == "Valerix-inventory-reserve"
     assert s.inventory_call_budget_ms == 2000
     assert s.inventory_call_budget_seconds == 2.0
     assert s.circuit_failure_threshold == 5
@@ -19,7 +19,7 @@ def test_defaults_and_parsing():
 
 
 @pytest.mark.parametrize("name", ["DB_SECRET_ARN", "INVENTORY_QUEUE_URL", "COMPLETION_QUEUE_URL",
-                                  "IDEMPOTENCY_TABLE", "CIRCUIT_BREAKER_TABLE", "INVENTORY_API_URL"])
+                                  "IDEMPOTENCY_TABLE", "CIRCUIT_BREAKER_TABLE", "INVENTORY_RESERVE_FUNCTION"])
 def test_missing_required_variable_is_named(name):
     s = Settings.from_env({})
     with pytest.raises(SettingsError, match=name):

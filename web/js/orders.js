@@ -65,14 +65,25 @@ function newKey() {
   return `k-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
 }
 
+// A 503 means nothing was stored, and a lost answer (timeout, network) may hide an order that
+// was stored: either way the same Idempotency-Key makes a retry safe (it returns the order the
+// first attempt created, never a second one), so the dashboard retries with the same key.
+const RETRY_DELAYS_MS = [500, 1500];
+
 /** POST /orders; adds the answer to the list. Resolves to the stored order or an {error}. */
 export async function placeOrder(productId, quantity) {
-  const result = await api("/orders", {
-    method: "POST",
-    body: { productId, quantity },
-    headers: { "Idempotency-Key": newKey() },
-    timeoutMs: 30000,
-  });
+  const key = newKey();
+  let result;
+  for (let attempt = 0; ; attempt += 1) {
+    result = await api("/orders", {
+      method: "POST",
+      body: { productId, quantity },
+      headers: { "Idempotency-Key": key },
+      timeoutMs: 30000,
+    });
+    if (!(result.status === 0 || result.status === 503) || attempt >= RETRY_DELAYS_MS.length) break;
+    await new Promise((resolve) => setTimeout(resolve, RETRY_DELAYS_MS[attempt]));
+  }
   const data = result.data || {};
   if (![201, 202, 409].includes(result.status) || !data.orderId) {
     return { error: describe(result) };
