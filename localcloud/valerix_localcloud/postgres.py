@@ -106,6 +106,8 @@ def _stop_by_pidfile(data_dir: Path, timeout: float = 30.0) -> None:
     """Fast-shutdown the postmaster of `data_dir` by signal (root cannot use pg_ctl)."""
     try:
         pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+            return  # a stale pid file; that pid now belongs to someone else
         os.kill(pid, signal.SIGINT)
     except (OSError, ValueError, IndexError):
         return
@@ -205,6 +207,13 @@ class PostgresServer:
         if os.geteuid() != 0:
             return
         _run_as_owner_prefix()  # fails clearly when there is no `postgres` user
+        legacy = self._legacy_data_dir
+        if legacy is not None and (self.data_dir / "PG_VERSION").exists():
+            legacy = None  # already moved; a leftover copy is left alone
+        if legacy is not None:
+            # A cluster from before this layout, maybe running: stop it, then move its data
+            # (a stopped cluster's data directory is relocatable), so no order is lost.
+            _stop_by_pidfile(legacy)
         if self.directory.stat().st_uid != 0:
             # Older versions handed the state directory to `postgres`; it holds the password.
             os.chown(self.directory, 0, 0)
@@ -214,11 +223,7 @@ class PostgresServer:
         private_dir(self.server_dir)
         entry = pwd.getpwnam("postgres")
         os.chown(self.server_dir, entry.pw_uid, entry.pw_gid)
-        legacy = self._legacy_data_dir
-        if legacy is not None and not (self.data_dir / "PG_VERSION").exists():
-            # A cluster from before this layout: stop it and move its data (a stopped
-            # cluster's data directory is relocatable), so no order is lost.
-            _stop_by_pidfile(legacy)
+        if legacy is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             shutil.move(str(legacy), str(self.data_dir))
             _chown_to_owner(self.server_dir)
