@@ -97,15 +97,15 @@ def processes_of(checkout: Path, server_dirs: list[Path], uid: int | None = None
     """Processes started from `checkout` (cmdline or cwd), its Postgres servers, or run by `uid`."""
     markers = [str(checkout), *(str(d) for d in server_dirs)]
     found = []
-    for process in psutil.process_iter(["pid", "cmdline", "cwd", "uids"]):
+    for process in psutil.process_iter(["pid", "cmdline", "cwd", "uids", "status"]):
         try:
             cmdline = " ".join(process.info["cmdline"] or [])
             cwd = process.info["cwd"] or ""
             uids = process.info["uids"]
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if process.pid == os.getpid():
-            continue
+        if process.pid == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue  # a zombie has exited: only its parent's wait is missing
         if any(m in cmdline or cwd.startswith(m) for m in markers) or (uid is not None and uids and uids.real == uid):
             found.append(process)
     return found

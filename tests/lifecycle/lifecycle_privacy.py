@@ -42,7 +42,7 @@ def readable_secret_files(checkout: Path, secrets: dict[str, str]) -> list[str]:
             for name in filenames:
                 path = Path(dirpath) / name
                 info = path.lstat()
-                if stat.S_ISLNK(info.st_mode) or not info.st_mode & 0o044:
+                if not stat.S_ISREG(info.st_mode) or not info.st_mode & 0o044:
                     continue
                 if info.st_size > MAX_SCANNED_BYTES:
                     continue

@@ -122,7 +122,7 @@ def _up_then_down(clone: FreshClone, ports: dict[str, str]) -> dict:
     assert wait_closed(listening) == []
     uid = pwd.getpwnam(clone.user).pw_uid if clone.user else None
     leftovers = processes_of(clone.checkout, server_dirs, uid)
-    assert leftovers == [], [" ".join(p.cmdline()) for p in leftovers]
+    assert leftovers == [], [f"{p.pid} {p.info['cmdline']}" for p in leftovers]
     return {**outputs, "server_dirs": server_dirs}
 
 
