@@ -150,3 +150,27 @@ def test_cdk_synth_gets_no_secret_on_its_command_line(monkeypatch, tmp_path):
     assert env["VALERIX_ADMIN_API_KEY"] == "a" * 40
     assert not any("a" * 40 in arg or "p" * 20 in arg for arg in cmd)
     assert _mode(tmp_path / "logs") == 0o700
+
+
+def test_missing_postgres_binaries_name_the_install_command(monkeypatch):
+    from valerix_localcloud import postgres
+
+    monkeypatch.delenv("VALERIX_PG_BIN", raising=False)
+    monkeypatch.setattr(postgres.glob, "glob", lambda _pattern: [])
+    monkeypatch.setattr(postgres.shutil, "which", lambda _name: None)
+    with pytest.raises(postgres.PostgresError) as error:
+        postgres.find_bin_dir()
+    assert error.value.fix.startswith("`apt-get install -y postgresql`")
+
+
+def test_root_without_a_postgres_user_names_the_install_command(monkeypatch):
+    from valerix_localcloud import postgres
+
+    def no_such_user(name):
+        raise KeyError(name)
+
+    monkeypatch.setattr(postgres.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(postgres.pwd, "getpwnam", no_such_user)
+    with pytest.raises(postgres.PostgresError) as error:
+        postgres._run_as_owner_prefix()
+    assert "apt-get install -y postgresql" in error.value.fix
