@@ -92,4 +92,5 @@ node_modules/.installed: package.json package-lock.json
 	  bash -c 'npm ci --no-audit --no-fund --loglevel=error && touch $@'
 
 clean: down
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m valerix_localcloud clean; fi
 	rm -rf .valerix cdk.out

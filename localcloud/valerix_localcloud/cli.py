@@ -383,6 +383,13 @@ def down() -> None:
     OUTPUTS_FILE.unlink(missing_ok=True)
 
 
+def clean() -> None:
+    """Delete both databases, wherever they live (as root: outside the checkout)."""
+    for server in databases().values():
+        with step(f"delete PostgreSQL {server.dbname}", f"delete {server.server_dir} by hand"):
+            server.destroy()
+
+
 def status() -> int:
     ls = localstack()
     running = bool(ls.pid()) and ls.healthy()
@@ -401,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                            help="run functions straight from ./functions (edits apply at next cold start)")
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status")
+    sub.add_parser("clean", help="delete both databases (`make clean` then deletes .valerix)")
     args = parser.parse_args(argv)
     # Whatever `up` and its children (cdk, LocalStack, the exporter) write holds or may hold
     # secrets: private from the start.
@@ -412,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"make up finished in {time.monotonic() - started:.1f}s")
         elif args.command == "down":
             down()
+        elif args.command == "clean":
+            clean()
         else:
             return status()
     except StepFailed:
