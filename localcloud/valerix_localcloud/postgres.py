@@ -5,18 +5,25 @@ Used by `make up` (two servers: order_db and inventory_db) and by the test-suite
 (`/usr/lib/postgresql/<v>/bin`) or from $PATH.
 
 initdb/pg_ctl refuse to run as root, so when we are root every server command runs as the
-`postgres` system user in a directory that user owns.
+`postgres` system user. That user may not be able to enter the checkout (a clone under
+/root, mode 700) nor `.valerix/` (private, 0700), so as root the server's own files (data,
+log, socket) live in a private 0700 directory owned by `postgres` outside the checkout,
+`/var/lib/valerix/<hash of the cluster's state directory>` (VALERIX_PG_ROOT to move it),
+recorded in the cluster's `server.json` so `make down` finds it. As an unprivileged user
+they live in the cluster's state directory itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import json
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -24,11 +31,22 @@ from pathlib import Path
 
 import pg8000.native
 
+from valerix_localcloud.private import private_dir, write_private
+
 SUPERUSER = "valerix"
+DEFAULT_ROOT_SERVERS_DIR = "/var/lib/valerix"
 
 
 class PostgresError(RuntimeError):
-    """A local Postgres server could not be created, started or stopped."""
+    """A local Postgres server could not be created, started or stopped; `fix`, when known,
+    is the one command that cures it."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+INSTALL_POSTGRES = "`apt-get install -y postgresql` (as root), then `make up`"
 
 
 def find_bin_dir() -> Path:
@@ -42,8 +60,9 @@ def find_bin_dir() -> Path:
     if on_path:
         return Path(on_path).resolve().parent
     raise PostgresError(
-        "PostgreSQL server binaries not found. Install them with "
-        "`apt-get install -y postgresql` (or set VALERIX_PG_BIN to the folder holding pg_ctl)."
+        "PostgreSQL server binaries (pg_ctl, initdb) not found in /usr/lib/postgresql/*/bin, "
+        "$VALERIX_PG_BIN or PATH",
+        fix=INSTALL_POSTGRES,
     )
 
 
@@ -60,8 +79,9 @@ def _run_as_owner_prefix() -> list[str]:
         pwd.getpwnam("postgres")
     except KeyError as exc:
         raise PostgresError(
-            "Running as root but there is no `postgres` system user to run the server as; "
-            "install Debian's postgresql package or run as an unprivileged user."
+            "running as root, but there is no `postgres` system user to run the server as "
+            "(initdb and pg_ctl refuse root)",
+            fix=INSTALL_POSTGRES + " (the package creates the user)",
         ) from exc
     return ["runuser", "-u", "postgres", "--"]
 
@@ -74,6 +94,31 @@ def _chown_to_owner(path: Path) -> None:
             os.chown(root, entry.pw_uid, entry.pw_gid)
             for name in dirs + files:
                 os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+
+
+def root_server_dir(state_dir: Path) -> Path:
+    """As root: where the cluster whose state lives in `state_dir` keeps its server files."""
+    base = Path(os.environ.get("VALERIX_PG_ROOT", DEFAULT_ROOT_SERVERS_DIR))
+    return base / hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def _stop_by_pidfile(data_dir: Path, timeout: float = 30.0) -> None:
+    """Fast-shutdown the postmaster of `data_dir` by signal (root cannot use pg_ctl)."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+            return  # a stale pid file; that pid now belongs to someone else
+        os.kill(pid, signal.SIGINT)
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise PostgresError(f"the Postgres server of {data_dir} (pid {pid}) did not stop within {timeout:.0f}s")
 
 
 @dataclasses.dataclass
@@ -91,8 +136,16 @@ class PostgresServer:
     fsync: bool = True
 
     @property
+    def server_dir(self) -> Path:
+        """The server's own files: data, log, socket (see the module docstring)."""
+        if os.geteuid() != 0:
+            return self.directory
+        recorded = self._read_state().get("server_dir")
+        return Path(recorded) if recorded else root_server_dir(self.directory)
+
+    @property
     def data_dir(self) -> Path:
-        return self.directory / "data"
+        return self.server_dir / "data"
 
     @property
     def state_file(self) -> Path:
@@ -100,7 +153,15 @@ class PostgresServer:
 
     @property
     def log_file(self) -> Path:
-        return self.directory / "server.log"
+        return self.server_dir / "server.log"
+
+    @property
+    def _legacy_data_dir(self) -> Path | None:
+        """As root, older versions kept the data inside the checkout; None when there is none."""
+        legacy = self.directory / "data"
+        if legacy != self.data_dir and (legacy / "PG_VERSION").exists():
+            return legacy
+        return None
 
     def secret(self) -> dict:
         """The same JSON shape as an RDS-generated Secrets Manager secret."""
@@ -115,7 +176,9 @@ class PostgresServer:
 
     def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         cmd = _run_as_owner_prefix() + [str(find_bin_dir() / tool), *args]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        # Every path is absolute; from "/" the `postgres` user never trips over a current
+        # directory it may not enter (the checkout, as root).
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
         if check and result.returncode != 0:
             raise PostgresError(
                 f"`{tool}` failed for {self.dbname} ({result.returncode}): "
@@ -123,26 +186,62 @@ class PostgresServer:
             )
         return result
 
+    def _read_state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
     def _load_state(self) -> None:
-        if self.state_file.exists():
-            state = json.loads(self.state_file.read_text())
+        state = self._read_state()
+        if state:
             self.password = state["password"]
             self.port = self.port or state["port"]
 
     def _save_state(self) -> None:
-        self.state_file.write_text(json.dumps({"password": self.password, "port": self.port}))
-        self.state_file.chmod(0o600)
+        write_private(self.state_file, json.dumps(
+            {"password": self.password, "port": self.port, "server_dir": str(self.server_dir)}))
+
+    def _prepare_server_dir(self) -> None:
+        """As root: a 0700 directory owned by `postgres`, under a base only root may write."""
+        if os.geteuid() != 0:
+            return
+        _run_as_owner_prefix()  # fails clearly when there is no `postgres` user
+        legacy = self._legacy_data_dir
+        if legacy is not None and (self.data_dir / "PG_VERSION").exists():
+            legacy = None  # already moved; a leftover copy is left alone
+        if legacy is not None:
+            # A cluster from before this layout, maybe running: stop it, then move its data
+            # (a stopped cluster's data directory is relocatable), so no order is lost.
+            _stop_by_pidfile(legacy)
+        if self.directory.stat().st_uid != 0:
+            # Older versions handed the state directory to `postgres`; it holds the password.
+            os.chown(self.directory, 0, 0)
+        base = self.server_dir.parent
+        base.mkdir(parents=True, exist_ok=True)
+        base.chmod(0o711)  # `postgres` must traverse it; nobody may list it
+        private_dir(self.server_dir)
+        entry = pwd.getpwnam("postgres")
+        os.chown(self.server_dir, entry.pw_uid, entry.pw_gid)
+        if legacy is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            shutil.move(str(legacy), str(self.data_dir))
+            _chown_to_owner(self.server_dir)
 
     def init(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self._load_state()
+        self._prepare_server_dir()
         if (self.data_dir / "PG_VERSION").exists():
+            self._save_state()
             return
         self.password = self.password or secrets.token_urlsafe(18)
-        pwfile = self.directory / "pwfile"
-        pwfile.write_text(self.password + "\n")
-        self.data_dir.mkdir(exist_ok=True)
-        _chown_to_owner(self.directory)
+        # initdb reads the password from a file (never from its command line); it runs as
+        # `postgres` when we are root, so the file lies in that user's private directory.
+        pwfile = self.server_dir / "pwfile"
+        write_private(pwfile, self.password + "\n")
+        self.data_dir.mkdir(exist_ok=True, mode=0o700)
+        _chown_to_owner(self.server_dir)
         try:
             self._pg(
                 "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
@@ -213,7 +312,10 @@ class PostgresServer:
     def stop(self) -> None:
         if self.is_running():
             self._pg("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+        if os.geteuid() == 0 and self._legacy_data_dir is not None:
+            _stop_by_pidfile(self._legacy_data_dir)
 
     def destroy(self) -> None:
         self.stop()
+        shutil.rmtree(self.server_dir, ignore_errors=True)
         shutil.rmtree(self.directory, ignore_errors=True)

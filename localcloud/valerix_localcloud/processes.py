@@ -55,26 +55,35 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def recorded_roots(state: Path) -> list[tuple[str, int]]:
-    """(component, pid) for every PID `make up` (and what it started) wrote under `state`."""
+def _database_dirs(state: Path) -> dict[str, Path]:
+    """Each database's server folder: under .valerix, or (as root) a postgres-owned folder
+    outside the checkout, recorded in .valerix/pg/<service>/server.json."""
+    from valerix_localcloud.postgres import PostgresServer
+
+    return {f"{service}_db": PostgresServer(state / "pg" / service, f"{service}_db").server_dir
+            for service in ("order", "inventory")}
+
+
+def recorded_roots(state: Path) -> list[tuple[str, int, Path]]:
+    """(component, pid, folder its process must point at) for every PID `make up` (and what it
+    started) wrote under `state`."""
     roots = []
-    for component, pid_file in (
-        (LOCALSTACK, state / "localstack" / "localstack.pid"),
-        (EXPORTER, state / "exporter" / "exporter.pid"),
-        ("order_db", state / "pg" / "order" / "data" / "postmaster.pid"),
-        ("inventory_db", state / "pg" / "inventory" / "data" / "postmaster.pid"),
-    ):
+    candidates = [(LOCALSTACK, state / "localstack" / "localstack.pid", state),
+                  (EXPORTER, state / "exporter" / "exporter.pid", state)]
+    candidates += [(component, server_dir / "data" / "postmaster.pid", server_dir)
+                   for component, server_dir in _database_dirs(state).items()]
+    for component, pid_file, marker in candidates:
         pid = _read_pid(pid_file)
         if pid:
-            roots.append((component, pid))
+            roots.append((component, pid, marker))
     runtimes = state / "localstack" / "runtimes"
     if runtimes.is_dir():
-        roots += [(LAMBDA, int(marker.name)) for marker in runtimes.iterdir() if marker.name.isdigit()]
+        roots += [(LAMBDA, int(entry.name), state) for entry in runtimes.iterdir() if entry.name.isdigit()]
     return roots
 
 
-def _belongs_to(process: psutil.Process, state: Path) -> bool:
-    marker = str(state.resolve())
+def _belongs_to(process: psutil.Process, marker_dir: Path) -> bool:
+    marker = str(marker_dir.resolve())
     try:
         if marker in " ".join(process.cmdline()):
             return True
@@ -98,12 +107,12 @@ def _component_of(process: psutil.Process, inherited: str) -> str:
 def cloud_processes(state: Path) -> list[CloudProcess]:
     """Every live process of this checkout's local cloud, each with the component it serves."""
     found: dict[int, CloudProcess] = {}
-    for component, pid in recorded_roots(state):
+    for component, pid, marker in recorded_roots(state):
         try:
             root = psutil.Process(pid)
         except psutil.NoSuchProcess:
             continue
-        if pid in found or not _belongs_to(root, state):
+        if pid in found or not _belongs_to(root, marker):
             continue
         found[pid] = CloudProcess(component, root)
         try:

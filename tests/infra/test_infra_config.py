@@ -42,3 +42,27 @@ def test_bad_context_is_rejected(context):
         from infra.constructs.service_function import retention_days
 
         retention_days(cfg.log_retention_days)
+
+
+def test_secrets_arrive_through_the_environment_not_the_command_line():
+    """`make up` hands the admin key and database secrets to `cdk synth` in its environment
+    (readable only by its own user), never as `-c key=value` (visible to everyone in ps)."""
+    order = {"engine": "postgres", "host": "127.0.0.1", "port": 5544, "username": "u", "password": "pw-order",
+             "dbname": "order_db"}  # fmt: skip
+    inventory = {**order, "password": "pw-inventory", "dbname": "inventory_db"}
+    env = {"VALERIX_ADMIN_API_KEY": "k" * 40, "VALERIX_ORDER_DB_SECRET": json.dumps(order),
+           "VALERIX_INVENTORY_DB_SECRET": json.dumps(inventory)}  # fmt: skip
+    cfg = ValerixConfig.from_context({}, environ=env)
+    assert cfg.admin_api_key == "k" * 40
+    assert cfg.order_db_secret == order and cfg.inventory_db_secret == inventory
+
+
+def test_context_value_wins_over_the_environment():
+    cfg = ValerixConfig.from_context({"adminApiKey": "c" * 30}, environ={"VALERIX_ADMIN_API_KEY": "e" * 30})
+    assert cfg.admin_api_key == "c" * 30
+
+
+def test_short_admin_key_from_the_environment_is_rejected_without_echoing_it():
+    with pytest.raises(ValueError) as error:
+        ValerixConfig.from_context({}, environ={"VALERIX_ADMIN_API_KEY": "short-secret"})
+    assert "short-secret" not in str(error.value) and "VALERIX_ADMIN_API_KEY" in str(error.value)

@@ -1,4 +1,5 @@
-"""`make up` twice in a row works; `make down` leaves no process and no open port behind.
+"""`make up` twice in a row works; `make down` leaves no process and no open port behind;
+no secret is printed, put on a command line, or left in a file other users may read.
 
 Runs after every other test (tests/conftest.py orders it last) because it stops the local
 cloud the other tests use.
@@ -17,6 +18,7 @@ import httpx
 import psutil
 import pytest
 
+from tests.lifecycle.lifecycle_privacy import CommandLineWatcher, readable_secret_files, secrets_in, secrets_of
 from valerix_localcloud import cli
 
 pytestmark = pytest.mark.e2e
@@ -36,9 +38,15 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _our_processes() -> list[psutil.Process]:
-    """Processes `make up` started from this checkout's state or virtualenvs (the test
-    session's own throwaway Postgres servers under .valerix/test-pg are not among them)."""
+def _postgres_server_dirs() -> list[str]:
+    """As root the servers' files live outside the checkout (valerix_localcloud.postgres)."""
+    return [json.loads(state.read_text()).get("server_dir", str(state.parent))
+            for state in (REPO / ".valerix" / "pg").glob("*/server.json")]
+
+
+def _our_processes(server_dirs: list[str]) -> list[psutil.Process]:
+    """Processes `make up` started from this checkout's state or virtualenvs, and its
+    Postgres servers (the test session's own throwaway servers are not among them)."""
     state = str(REPO / ".valerix")
     test_servers = str(REPO / ".valerix" / "test-pg")
     venv = str(REPO / ".venv")
@@ -51,7 +59,8 @@ def _our_processes() -> list[psutil.Process]:
             continue
         if process.pid == os.getpid() or test_servers in cmdline or test_servers in cwd:
             continue
-        if state in cmdline or state in cwd or ("awslambdaric" in cmdline and venv in cmdline):
+        if state in cmdline or state in cwd or ("awslambdaric" in cmdline and venv in cmdline) \
+                or any(server_dir in cmdline for server_dir in server_dirs):
             found.append(process)
     return found
 
@@ -61,20 +70,32 @@ def test_up_twice_then_down_leaves_nothing_behind():
     assert first.returncode == 0, first.stdout + first.stderr
     assert "==> cdklocal deploy" in first.stdout and "done in" in first.stdout
     outputs = json.loads(cli.OUTPUTS_FILE.read_text())
+    secrets = secrets_of(REPO)
+    assert secrets["admin key"] == outputs["admin_api_key"]
+    assert secrets_in(first.stdout + first.stderr, secrets) == []
+    assert readable_secret_files(REPO, secrets) == []
 
-    second = _cli("up")
+    with CommandLineWatcher() as watcher:
+        second = _cli("up")
     assert second.returncode == 0, second.stdout + second.stderr
+    assert watcher.lines_with(secrets) == [], "secrets on a command line, visible in ps"
+    assert any("cdk" in line and "synth" in line for line in watcher.seen), "the watcher saw cdk synth"
+    assert secrets_in(second.stdout + second.stderr, secrets) == []
     again = json.loads(cli.OUTPUTS_FILE.read_text())
     assert again["api_url"] == outputs["api_url"], "re-running up must update, not recreate"
     products = httpx.get(f"{again['api_url']}/products", timeout=30)
     assert products.status_code == 200
 
+    assert readable_secret_files(REPO, secrets) == []
+
     ports = [cli.PORT, cli.EXPORTER_PORT] + [int(db["port"]) for db in again["databases"].values()]
     assert any(_listening(port) for port in ports)
 
+    server_dirs = _postgres_server_dirs()
+    assert server_dirs and all(Path(d).is_absolute() for d in server_dirs)
     down = _cli("down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert [port for port in ports if _listening(port)] == []
-    leftovers = _our_processes()
+    leftovers = _our_processes(server_dirs)
     assert leftovers == [], [" ".join(p.cmdline()) for p in leftovers]
     assert not cli.OUTPUTS_FILE.exists()

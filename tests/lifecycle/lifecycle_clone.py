@@ -1,0 +1,143 @@
+"""Fresh checkouts of this repository for `make up` from scratch: copying the work tree, a
+wheelhouse built once so fresh virtualenvs install offline and fast, and full cleanup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
+REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-localstack.txt")
+# Outside every checkout and readable by every user (the unprivileged test user installs
+# from it too); one folder per set of requirements, reused across test sessions.
+WHEELHOUSE_BASE = Path(os.environ.get("VALERIX_TEST_WHEELHOUSE", "/var/tmp/valerix-test-wheelhouse"))
+
+
+def copy_checkout(dest: Path) -> Path:
+    """The work tree as `git clone` + the uncommitted edits would give it: tracked and
+    untracked-but-not-ignored files, nothing generated (.venv, .valerix, node_modules)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, check=True).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if not source.is_file() and not source.is_symlink():
+            continue  # deleted in the work tree, not yet in the index
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target, follow_symlinks=False)
+    return dest
+
+
+def wheelhouse() -> Path:
+    """Wheels of every requirement (plus pip and setuptools, for the Makefile's `pip install
+    --upgrade pip` and the editable install), built once per set of requirements."""
+    digest = hashlib.sha256(f"{sys.version_info[:2]}".encode())
+    for name in REQUIREMENTS:
+        digest.update((REPO / name).read_bytes())
+    target = WHEELHOUSE_BASE / digest.hexdigest()[:16]
+    if (target / ".complete").exists():
+        return target
+    WHEELHOUSE_BASE.mkdir(parents=True, exist_ok=True)
+    WHEELHOUSE_BASE.chmod(0o755)
+    building = WHEELHOUSE_BASE / f".building-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(building)]
+    # The project and LocalStack virtualenvs pin differently: resolved one at a time.
+    for args in (["-r", "requirements-dev.txt"], ["-r", "requirements-localstack.txt"],
+                 ["pip", "setuptools", "wheel"]):
+        subprocess.run(pip_wheel + args, cwd=REPO, check=True)
+    for path in [building, *building.iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (building / ".complete").touch()
+    try:
+        building.rename(target)
+    except OSError:  # another session finished first
+        shutil.rmtree(building, ignore_errors=True)
+    for stale in WHEELHOUSE_BASE.iterdir():  # wheelhouses of older requirements
+        if stale != target and not stale.name.startswith(".building-"):
+            shutil.rmtree(stale, ignore_errors=True)
+    return target
+
+
+def install_env(wheels: Path) -> dict[str, str]:
+    """Environment for a fresh `make up`: pip installs offline from `wheels`, npm prefers its
+    cache. Nothing of the outer `make` (jobserver) leaks in."""
+    return {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheels),
+        "npm_config_prefer_offline": "true",
+        "npm_config_audit": "false",
+        "npm_config_fund": "false",
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def postgres_server_dirs(checkout: Path) -> list[Path]:
+    return [Path(json.loads(state.read_text()).get("server_dir", str(state.parent)))
+            for state in (checkout / ".valerix" / "pg").glob("*/server.json")]
+
+
+def processes_of(checkout: Path, server_dirs: list[Path], uid: int | None = None) -> list[psutil.Process]:
+    """Processes started from `checkout` (cmdline or cwd), its Postgres servers, or run by `uid`."""
+    markers = [str(checkout), *(str(d) for d in server_dirs)]
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "cwd", "uids", "status"]):
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            cwd = process.info["cwd"] or ""
+            uids = process.info["uids"]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if process.pid == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue  # a zombie has exited: only its parent's wait is missing
+        if any(m in cmdline or cwd.startswith(m) for m in markers) or (uid is not None and uids and uids.real == uid):
+            found.append(process)
+    return found
+
+
+def kill_all(processes: list[psutil.Process]) -> None:
+    """Last resort after a failed test: these are processes this test started, by pid."""
+    for process in processes:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.Error:
+            pass
+    psutil.wait_procs(processes, timeout=10)
+
+
+def seed_npm_cache(dest: Path) -> None:
+    """Give a fresh user a copy of this user's npm cache (npm writes into its cache, so it
+    cannot be shared), so `npm ci` and `npm pack` need not download again."""
+    source = Path.home() / ".npm" / "_cacache"
+    if source.is_dir():
+        shutil.copytree(source, dest / "_cacache", dirs_exist_ok=True)
+
+
+def wait_closed(ports: list[int], timeout: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        open_ports = []
+        for port in ports:
+            with socket.socket() as sock:
+                sock.settimeout(0.5)
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    open_ports.append(port)
+        if not open_ports or time.monotonic() > deadline:
+            return open_ports
+        time.sleep(0.5)
