@@ -17,7 +17,7 @@ Rules (enforced by :class:`GremlinDocument`, extra fields forbidden everywhere):
   affected) or ``percentage`` (number 0..100: random share); with neither, every request is
   affected.
 
-Injection semantics (what :class:`GremlinInjector` does on the inventory HTTP reservation
+Injection semantics (what :class:`GremlinInjector` does on the inventory reservation
 path):
 
 * ``before_reservation()`` runs before the reservation transaction. For every mode that

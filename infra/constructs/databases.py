@@ -142,7 +142,7 @@ class Databases(Construct):
     def _build_network(self) -> None:
         if self.config.nat_gateways < 1:
             raise ValueError(
-                "natGateways must be >= 1: the order API calls the public REST API of inventory"
+                "natGateways must be >= 1: functions in the VPC reach the Lambda, SQS, DynamoDB, SSM and Secrets Manager APIs through it"
             )
         self.vpc = ec2.Vpc(
             self,
