@@ -67,10 +67,10 @@ deps: system-deps $(VENV)/.installed $(LS_VENV)/.installed node_modules/.install
 test-deps: system-deps-test
 
 system-deps:
-	@$(STEP) "system packages (PostgreSQL, JDK)" "run as root, or: apt-get install -y postgresql default-jdk-headless" scripts/system-deps.sh up
+	@$(STEP) "system packages (PostgreSQL, JDK, Prometheus)" "run as root, or: apt-get install -y postgresql default-jdk-headless prometheus" scripts/system-deps.sh up
 
 system-deps-test:
-	@$(STEP) "test system packages (Chromium, Prometheus)" "run as root, or: apt-get install -y chromium prometheus" scripts/system-deps.sh test
+	@$(STEP) "test system packages (Chromium)" "run as root, or: apt-get install -y chromium" scripts/system-deps.sh test
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(STEP) "project virtualenv (.venv, requirements-dev.txt)" "check that PyPI is reachable, then re-run" \

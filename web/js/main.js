@@ -21,7 +21,10 @@ async function start() {
   }
   $("#endpoints").replaceChildren(
     "API ", h("code", {}, config.apiUrl),
-    ...(config.metricsUrl ? [" · metrics ", h("code", {}, config.metricsUrl)] : [" · no metrics exporter configured"]));
+    ...(config.metricsUrl ? [" · metrics ", h("code", {}, config.metricsUrl)] : [" · no metrics exporter configured"]),
+    // Prometheus (started by `make up`) evaluates the project's alert rules: watch them fire there.
+    ...(config.prometheusUrl ? [" · ", h("a", { id: "prometheus-link", href: `${config.prometheusUrl}/alerts`,
+      target: "_blank", rel: "noopener noreferrer" }, "alerts in Prometheus")] : []));
   initOrders();
   initGremlin();
   initScenario();
