@@ -40,6 +40,9 @@ def test_the_grid_shows_memory_cold_starts_and_percentiles_per_function(dash, lo
     assert tile.locator(".lambda-name").get_attribute("title") == name
 
     link = dash.page.locator("#prometheus-link")
-    assert link.get_attribute("href") == f"{localcloud.outputs['prometheus_url']}/alerts"
+    assert link.get_attribute("href") == f"{localcloud.outputs['prometheus_url']}/"
+    # and what it points at is the Prometheus with the project's alerts
+    alerts = httpx.get(f"{localcloud.outputs['prometheus_url']}/api/v1/rules", params={"type": "alert"}, timeout=10)
+    assert "OrderApiLatencyHigh" in alerts.text
     dash.screenshot("lambda-grid")
     expect_no_console_errors(dash)
