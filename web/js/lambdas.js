@@ -48,13 +48,13 @@ function stat(label, field, value, title) {
 
 function tile(name, short, f) {
   const cold = f.coldStarts || 0;
-  const init = cold ? `${fmtMsShort(f.initLastMs)} last · ${fmtMsShort(f.initP50Ms)} p50` : "—";
+  const init = cold ? `${fmtMsShort(f.initLastMs)} / ${fmtMsShort(f.initP50Ms)}` : "—";
   return h("li", { class: "lambda-tile", dataset: { function: name } },
     h("h4", { class: "lambda-name", title: name }, short),
     memoryBar(f),
     h("dl", { class: "lambda-stats" },
       stat("Cold starts", "cold-starts", fmtNum(cold), "Execution environments started (REPORT lines with Init Duration)"),
-      stat("Init duration", "init", init, "Init Duration of cold starts: the newest and the median"),
+      stat("Init last / p50", "init", init, "Init Duration of cold starts: the newest and the median"),
       stat("p50 / p95", "latency", `${fmtMsShort(f.p50Ms)} / ${fmtMsShort(f.p95Ms)}`,
         "REPORT Duration over the summary's percentile window"),
       stat("Invocations", "invocations", fmtNum(f.invocations), "REPORT lines read")));
