@@ -78,10 +78,10 @@ deps: system-deps $(VENV)/.installed $(LS_VENV)/.installed node_modules/.install
 test-deps: system-deps-test
 
 system-deps:
-	@$(STEP) "system packages (Python 3.11+ with venv, PostgreSQL, JDK)" "do what the line above says, then \`make up\` again" env PYTHON="$(PYTHON)" scripts/system-deps.sh up
+	@$(STEP) "system packages (Python 3.11+ with venv, PostgreSQL, JDK, Prometheus)" "do what the line above says, then \`make up\` again" env PYTHON="$(PYTHON)" scripts/system-deps.sh up
 
 system-deps-test:
-	@$(STEP) "test system packages (Chromium, Prometheus)" "do what the line above says, then \`make test\` again" env PYTHON="$(PYTHON)" scripts/system-deps.sh test
+	@$(STEP) "test system packages (Chromium)" "do what the line above says, then \`make test\` again" env PYTHON="$(PYTHON)" scripts/system-deps.sh test
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(STEP) "project virtualenv (.venv, requirements-dev.txt)" "check that PyPI is reachable, then re-run" \

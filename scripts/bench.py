@@ -9,12 +9,18 @@ Not a test: it asserts nothing, it measures. Keys:
   completion_p95_ms                          QUEUED -> final status, once the gremlin is off
   cold_start_ms                              per function: new process to first response
   up_warm_s                                  `make up` with dependencies installed (a redeploy)
+
+Next to the JSON: <name>-report.md (the numbers against their targets, with the charts embedded),
+<name>-charts/*.svg (latency over time per phase, first-answer mix, latency CDF of each phase
+against the baseline; scripts/report_charts.py) and <name>-report.html showing them. While it
+runs it shows the phase, orders done, elapsed time and ETA (scripts/run_progress.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import os
 import platform
@@ -36,6 +42,9 @@ sys.path.insert(0, str(REPO / "localcloud"))
 from valerix_localcloud import cli  # noqa: E402
 from valerix_localcloud.clients import local_client  # noqa: E402
 
+import report_charts  # noqa: E402  (scripts/, next to this file)
+from run_progress import Phase, RunProgress  # noqa: E402
+
 TARGETS = {
     "happy_p50_ms": ("<=", 40), "happy_p99_ms": ("<=", 150), "happy_rps": (">=", 100),
     "fallback_p99_ms": ("<=", 2200), "circuit_open_p99_ms": ("<=", 100),
@@ -51,8 +60,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def load(base_url: str, clients: int, seconds: float, body_for, max_requests: int | None = None):
-    """`clients` threads POST /orders for `seconds`; returns (latencies_ms, responses, elapsed)."""
+def load(base_url: str, clients: int, seconds: float, body_for, max_requests: int | None = None,
+         progress: Phase | None = None):
+    """`clients` threads POST /orders for `seconds`; returns (latencies_ms, responses, elapsed);
+    responses are (unix time of the answer, response), in the order of `latencies_ms`."""
     latencies: list[float] = []
     responses: list[tuple[float, httpx.Response]] = []
     lock = threading.Lock()
@@ -75,6 +86,8 @@ def load(base_url: str, clients: int, seconds: float, body_for, max_requests: in
                 with lock:
                     latencies.append(elapsed)
                     responses.append((time.time(), response))
+                if progress is not None:
+                    progress.advance()
 
     started = time.monotonic()
     threads = [threading.Thread(target=worker) for _ in range(clients)]
@@ -86,7 +99,7 @@ def load(base_url: str, clients: int, seconds: float, body_for, max_requests: in
 
 
 class Bench:
-    def __init__(self, outputs: dict, seconds: float, clients: int) -> None:
+    def __init__(self, outputs: dict, seconds: float, clients: int, progress: RunProgress | None = None) -> None:
         self.outputs = outputs
         self.api_url = outputs["api_url"]
         self.seconds = seconds
@@ -94,6 +107,22 @@ class Bench:
         self.http = httpx.Client(base_url=self.api_url, timeout=30.0)
         self.admin = {"x-api-key": outputs["admin_api_key"]}
         self.results: dict = {}
+        # For the charts: every measured request, and the gremlin's switches (unix times).
+        self.samples: list[dict] = []
+        self.marks: list[dict] = []
+        self.progress = progress or RunProgress(stream=io.StringIO(), interactive=False)
+
+    def measured(self, phase: str) -> Phase:
+        """A time-bound progress line for a load phase of `self.seconds`-ish."""
+        return self.progress.phase(phase, seconds=self.phase_seconds(phase))
+
+    def phase_seconds(self, phase: str) -> float:
+        return {"fallback": min(self.seconds, 15), "circuit_open": min(self.seconds, 10)}.get(phase, self.seconds)
+
+    def record(self, phase: str, latencies: list[float], responses: list[tuple[float, httpx.Response]]) -> None:
+        for latency, (answered_at, response) in zip(latencies, responses):
+            self.samples.append({"phase": phase, "sent_at": answered_at - latency / 1000,
+                                 "latency_ms": latency, "answer": str(response.status_code)})
 
     def product(self, stock: int = 10_000_000) -> str:
         product_id = f"bench-{uuid.uuid4().hex[:8]}"
@@ -101,11 +130,14 @@ class Bench:
                       headers=self.admin).raise_for_status()
         return product_id
 
-    def gremlin(self, document: dict | None) -> None:
+    def gremlin(self, document: dict | None, phase: str | None = None) -> None:
         if document is None:
             self.http.delete("/gremlin", headers=self.admin).raise_for_status()
         else:
             self.http.put("/gremlin", json=document, headers=self.admin).raise_for_status()
+        if phase is not None:
+            label = "gremlin off" if document is None else "gremlin " + ", ".join(sorted(document)) + " on"
+            self.marks.append({"phase": phase, "at": time.time(), "label": label, "on": document is not None})
         time.sleep(2.2)
 
     def circuit_state(self) -> str:
@@ -126,7 +158,10 @@ class Bench:
         product = self.product()
         body = {"productId": product, "quantity": 1}
         load(self.api_url, self.clients, 3, lambda: body)  # warm every environment
-        latencies, responses, elapsed = load(self.api_url, self.clients, self.seconds, lambda: body)
+        with self.measured("happy") as bar:
+            latencies, responses, elapsed = load(self.api_url, self.clients, self.seconds, lambda: body,
+                                                 progress=bar)
+        self.record("happy", latencies, responses)
         statuses = [r.status_code for _, r in responses]
         self.results.update({
             "happy_p50_ms": round(pct(latencies, 0.5), 1),
@@ -167,7 +202,10 @@ class Bench:
             base = f"http://127.0.0.1:{order_port}"
             body = {"productId": self.product(), "quantity": 1}
             load(base, self.clients, 3, lambda: body)
-            latencies, responses, elapsed = load(base, self.clients, self.seconds, lambda: body)
+            with self.measured("baseline") as bar:
+                latencies, responses, elapsed = load(base, self.clients, self.seconds, lambda: body,
+                                                     progress=bar)
+            self.record("baseline", latencies, responses)
             self.results.update({
                 "baseline_p50_ms": round(pct(latencies, 0.5), 1),
                 "baseline_p99_ms": round(pct(latencies, 0.99), 1),
@@ -182,9 +220,12 @@ class Bench:
         self.wait_circuit_closed()
         product = self.product()
         body = {"productId": product, "quantity": 1}
-        self.gremlin({"latency": {"enabled": True, "delayMs": 5000, "every": 1}})
-        latencies, responses, _ = load(self.api_url, self.clients, min(self.seconds, 15), lambda: body)
-        self.gremlin(None)
+        self.gremlin({"latency": {"enabled": True, "delayMs": 5000, "every": 1}}, "fallback")
+        with self.measured("fallback") as bar:
+            latencies, responses, _ = load(self.api_url, self.clients, self.phase_seconds("fallback"),
+                                           lambda: body, progress=bar)
+        self.record("fallback", latencies, responses)
+        self.gremlin(None, "fallback")
         switched_off = time.time()
         self.results["fallback_p99_ms"] = round(pct(latencies, 0.99), 1)
         self.results["fallback_p50_ms"] = round(pct(latencies, 0.5), 1)
@@ -192,6 +233,7 @@ class Bench:
         completion: dict[str, float] = {}
         deadline = time.monotonic() + 180
         pending = dict((order_id, t) for t, order_id in queued)
+        bar = self.progress.phase("completion", total=len(pending), unit="final")
         while pending and time.monotonic() < deadline:
             # One list request per round, not one GET per pending order: polling hundreds of
             # orders one by one loads the local cloud that is draining the queue being measured.
@@ -205,23 +247,28 @@ class Bench:
                     # From the QUEUED answer (or the switch-off, if later) to the final status.
                     completion[order_id] = max(0.0, final_at - max(answered_at, switched_off)) * 1000
                     del pending[order_id]
+                    bar.advance()
             time.sleep(0.5)
+        bar.finish()
         self.results["completion_p95_ms"] = round(pct(list(completion.values()), 0.95), 1)
         self.results["completion_orders"] = len(completion)
 
     def circuit_open(self) -> None:
         product = self.product()
         body = {"productId": product, "quantity": 1}
-        self.gremlin({"error": {"enabled": True, "statusCode": 503, "every": 1}})
+        self.gremlin({"error": {"enabled": True, "statusCode": 503, "every": 1}}, "circuit_open")
         deadline = time.monotonic() + 60
         while self.circuit_state() != "open" and time.monotonic() < deadline:
             self.http.post("/orders", json=body)
-        latencies, responses, _ = load(self.api_url, self.clients, min(self.seconds, 10), lambda: body)
+        with self.measured("circuit_open") as bar:
+            latencies, responses, _ = load(self.api_url, self.clients, self.phase_seconds("circuit_open"),
+                                           lambda: body, progress=bar)
+        self.record("circuit_open", latencies, responses)
         reasons = [r.json().get("reason") for _, r in responses]
         self.results["circuit_open_p99_ms"] = round(pct(latencies, 0.99), 1)
         self.results["circuit_open_p50_ms"] = round(pct(latencies, 0.5), 1)
         self.results["circuit_open_share"] = round(reasons.count("circuit open") / max(1, len(reasons)), 3)
-        self.gremlin(None)
+        self.gremlin(None, "circuit_open")
 
     def cold_starts(self) -> None:
         lam = local_client("lambda", self.outputs["endpoint_url"], read_timeout=120)
@@ -234,6 +281,7 @@ class Bench:
             "InventoryQueueFunctionName": {"Records": []},
         }
         cold = {}
+        bar = self.progress.phase("cold starts", total=len(events), unit="functions")
         for output, event in events.items():
             name = stack[output]
             config = lam.get_function_configuration(FunctionName=name)
@@ -250,6 +298,8 @@ class Bench:
                 cold[config["FunctionName"]] = round(float(init.group(1)) + float(duration.group(1)), 1)
             lam.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
             lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+            bar.advance()
+        bar.finish()
         self.results["cold_start_ms"] = cold
 
     def up_warm(self) -> None:
@@ -293,6 +343,47 @@ def machine() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
+def verdict(key: str, value) -> str:
+    if key in TARGETS and isinstance(value, (int, float)):
+        op, target = TARGETS[key]
+        ok = value <= target if op == "<=" else value >= target
+        return f"{op} {target}: {'ok' if ok else 'MISSED'}"
+    return ""
+
+
+def write_report(results: dict, samples: list[dict], marks: list[dict], started_at: float, out: Path) -> Path:
+    """<out stem>-report.md with the numbers and the charts drawn from this run's requests,
+    the SVGs in <out stem>-charts/, and <out stem>-report.html showing them."""
+    report_md = out.with_name(f"{out.stem}-report.md")
+    chart_samples = [report_charts.Sample(s["phase"], s["sent_at"] - started_at, s["latency_ms"], s["answer"])
+                     for s in samples]
+    chart_marks = [report_charts.Mark(m["phase"], m["at"] - started_at, m["label"], m["on"]) for m in marks]
+    charts = report_charts.write_charts(chart_samples, chart_marks, report_md, baseline="baseline")
+    rows = []
+    for key, value in results.items():
+        if key in ("machine", "measured_at"):
+            continue
+        if key == "cold_start_ms" and isinstance(value, dict):
+            for name, ms in value.items():
+                rows.append((f"cold_start_ms[{name}]", str(ms),
+                             f"<= {COLD_START_TARGET_MS}: {'ok' if ms <= COLD_START_TARGET_MS else 'MISSED'}"))
+            continue
+        rows.append((key, str(value), verdict(key, value)))
+    machine_line = ", ".join(f"{k} {v}" for k, v in results.get("machine", {}).items())
+    page = report_md.with_suffix(".html")
+    report_charts.write_html(page, "Valerix bench report", charts,
+                             [(key, f"{value}  ({target})" if target else value) for key, value, target in rows],
+                             started_at)
+    lines = ["# Valerix bench report", "",
+             f"Measured {results.get('measured_at', '')}, {results.get('clients')} clients, "
+             f"{results.get('seconds')} s per load phase. Machine: {machine_line}.", "",
+             "| key | value | target |", "|---|---|---|",
+             *[f"| `{key}` | {value} | {target} |" for key, value, target in rows], "",
+             *report_charts.markdown_lines(charts, page)]
+    report_md.write_text("\n".join(lines) + "\n")
+    return report_md
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30, help="duration of each load phase")
@@ -306,19 +397,22 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     phases = ["up_warm", "happy", "baseline", "circuit_open", "fallback_and_completion", "cold_starts"]
     outputs = json.loads(cli.OUTPUTS_FILE.read_text())
-    bench = Bench(outputs, args.seconds, args.clients)
-    for phase in phases:
-        if phase in skip:
-            continue
-        print(f"==> {phase}", flush=True)
-        started = time.monotonic()
-        getattr(bench, phase)()
-        if phase == "up_warm":  # a redeploy may change nothing, but re-read to be sure
-            bench.outputs = json.loads(cli.OUTPUTS_FILE.read_text())
-        print(f"    done in {time.monotonic() - started:.1f}s", flush=True)
+    run_started = time.time()
+    with RunProgress() as progress:
+        bench = Bench(outputs, args.seconds, args.clients, progress)
+        for phase in phases:
+            if phase in skip:
+                continue
+            progress.write(f"==> {phase}")
+            started = time.monotonic()
+            getattr(bench, phase)()
+            if phase == "up_warm":  # a redeploy may change nothing, but re-read to be sure
+                bench.outputs = json.loads(cli.OUTPUTS_FILE.read_text())
+            progress.write(f"    done in {time.monotonic() - started:.1f}s")
     results = {"measured_at": datetime.now().isoformat(timespec="seconds"), "machine": machine(),
                "clients": args.clients, "seconds": args.seconds, **bench.results}
     args.out.write_text(json.dumps(results, indent=2))
+    report_md = write_report(results, bench.samples, bench.marks, run_started, args.out)
     print()
     for key, value in results.items():
         if key in ("machine",):
@@ -334,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{'ok' if ms <= COLD_START_TARGET_MS else 'MISSED'})")
             continue
         print(f"  {key} = {value}{verdict}")
-    print(f"written to {args.out}")
+    print(f"written to {args.out}; report with charts: {report_md} ({report_md.with_suffix('.html').name} "
+          f"shows them in a browser)")
     return 0
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a profile needs, only when something is missing.
-#   up:   PostgreSQL server (stands in for RDS), a JDK (DynamoDB Local), zip
-#   test: + Chromium (browser tests), Prometheus/promtool (rule tests, scrape test), bc
+#   up:   PostgreSQL server (stands in for RDS), a JDK (DynamoDB Local), zip, Prometheus (+ promtool)
+#   test: + Chromium (browser tests)
 set -euo pipefail
 profile="${1:-up}"
 need=()
@@ -31,9 +31,9 @@ have_pg() { ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg
 have_pg || need+=(postgresql)
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 command -v bc >/dev/null 2>&1 || need+=(bc)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 if [ "$profile" = "test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
-  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 fi
 if [ "${#need[@]}" -eq 0 ]; then
   echo "    all present"
@@ -53,7 +53,7 @@ $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 if printf '%s\n' "${need[@]}" | grep -qx postgresql; then
   $SUDO service postgresql stop >/dev/null 2>&1 || true
 fi
-# Prometheus' package starts a server on :9090; tests start their own.
+# Prometheus' package starts a server on :9090; `make up` and the tests start their own.
 if printf '%s\n' "${need[@]}" | grep -qx prometheus; then
   $SUDO service prometheus stop >/dev/null 2>&1 || true
   $SUDO service prometheus-node-exporter stop >/dev/null 2>&1 || true

@@ -6,8 +6,11 @@ Phases (each with the gremlin pattern switched on before and the next one after)
   crash    - inventory crashes after commit on every Nth request (the "Schrödinger" case)
   error    - inventory answers 500 on every Nth request
 Orders never stop on an affected request; each is recorded (id, time, latency, first answer,
-final status, reason) in .valerix/verify-report.md and .json. Exit status 1 on any
-violation, 2 when the run itself could not be carried out.
+final status, reason) in .valerix/verify-report.md and .json, with charts drawn from those
+records in .valerix/verify-charts/ and all of it on one page, .valerix/verify-report.html
+(scripts/report_charts.py). While it runs it shows the phase, n/N orders, elapsed time and ETA
+(scripts/run_progress.py). Exit status 1 on any violation, 2 when the run itself could not be
+carried out.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "localcloud"))
+
+import report_charts  # noqa: E402  (scripts/, next to this file)
+from run_progress import Phase, RunProgress  # noqa: E402
 
 from valerix_localcloud import cli  # noqa: E402
 from valerix_localcloud.clients import local_client  # noqa: E402
@@ -63,6 +69,8 @@ class Report:
     final_stock: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     phases: dict[str, dict] = field(default_factory=dict)
+    # The gremlin switched on/off: {"phase", "at" (unix time), "label", "on"}
+    gremlin_marks: list[dict] = field(default_factory=list)
 
 
 class Verifier:
@@ -73,13 +81,17 @@ class Verifier:
         self.admin = {"x-api-key": outputs["admin_api_key"]}
         self.clients = clients
         self.lock = threading.Lock()
+        self.marks: list[dict] = []
 
-    def gremlin(self, document: dict | None) -> None:
+    def gremlin(self, document: dict | None, phase: str | None = None) -> None:
         if document is None:
             response = self.api.delete("/gremlin", headers=self.admin)
         else:
             response = self.api.put("/gremlin", json=document, headers=self.admin)
         response.raise_for_status()
+        if phase is not None:
+            label = "gremlin off" if document is None else f"{phase} on"
+            self.marks.append({"phase": phase, "at": time.time(), "label": label, "on": document is not None})
         time.sleep(2.2)  # inventory's gremlin cache: a change applies within 2 s
 
     def reset_products(self, count: int, stock: int) -> dict[str, int]:
@@ -94,6 +106,7 @@ class Verifier:
         return products
 
     def place(self, record: OrderRecord) -> OrderRecord:
+        record.sent_at = time.time()
         started = time.monotonic()
         try:
             response = self.api.post("/orders", json={"productId": record.product_id,
@@ -108,17 +121,25 @@ class Verifier:
         record.latency_ms = (time.monotonic() - started) * 1000
         return record
 
-    def run_phase(self, phase: str, every: int, count: int, products: list[str]) -> list[OrderRecord]:
-        self.gremlin(PHASES[phase](every))
+    def run_phase(self, phase: str, every: int, count: int, products: list[str],
+                  progress: RunProgress) -> list[OrderRecord]:
+        self.gremlin(PHASES[phase](every), phase)
         rng = random.Random(f"{phase}-{every}-{count}")
         records = [OrderRecord(phase, rng.choice(products), rng.randint(1, 3), time.time())
                    for _ in range(count)]
-        with ThreadPoolExecutor(self.clients) as pool:
-            done = list(pool.map(self.place, records))
-        self.gremlin(None)
+        with progress.phase(phase, total=count) as bar:
+            def place(record: OrderRecord) -> OrderRecord:
+                try:
+                    return self.place(record)
+                finally:
+                    bar.advance()
+
+            with ThreadPoolExecutor(self.clients) as pool:
+                done = list(pool.map(place, records))
+        self.gremlin(None, phase)
         return done
 
-    def wait_final(self, records: list[OrderRecord], timeout: float) -> None:
+    def wait_final(self, records: list[OrderRecord], timeout: float, bar: Phase | None = None) -> None:
         deadline = time.monotonic() + timeout
         pending = [r for r in records if r.order_id]
         while pending and time.monotonic() < deadline:
@@ -133,6 +154,8 @@ class Verifier:
                 record.reason = body.get("reason") or record.reason
                 if record.final_status not in FINAL:
                     still.append(record)
+            if bar is not None:
+                bar.advance(len(pending) - len(still))
             pending = still
             if pending:
                 time.sleep(1)
@@ -230,9 +253,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def chart_data(report: Report) -> tuple[list[report_charts.Sample], list[report_charts.Mark]]:
+    """The run's own records as the charts' samples (time since the run started)."""
+    t0 = report.started_at
+    samples = [report_charts.Sample(r.phase, r.sent_at - t0, r.latency_ms,
+                                    str(r.http_status) if r.http_status else "error")
+               for r in report.orders]
+    marks = [report_charts.Mark(m["phase"], m["at"] - t0, m["label"], m["on"]) for m in report.gremlin_marks]
+    return samples, marks
+
+
+def write_charts(report: Report, path_md: Path) -> tuple[list[report_charts.Chart], Path]:
+    samples, marks = chart_data(report)
+    charts = report_charts.write_charts(samples, marks, path_md)
+    latencies = [r.latency_ms for r in report.orders]
+    facts = [("orders", str(len(report.orders))),
+             ("invariants", "all hold" if not report.violations else f"{len(report.violations)} violated"),
+             ("latency p50 / p99", f"{percentile(latencies, 0.5):.0f} ms / {percentile(latencies, 0.99):.0f} ms"),
+             ("report", path_md.name)]
+    page = report_charts.write_html(path_md.with_suffix(".html"), "Valerix verify report", charts, facts,
+                                    report.started_at)
+    return charts, page
+
+
 def write_report(report: Report, path_md: Path, path_json: Path) -> None:
     data = asdict(report)
     path_json.write_text(json.dumps(data, indent=2))
+    charts, page = write_charts(report, path_md)
     lines = ["# Valerix verify report", "",
              f"Run at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(report.started_at))}, "
              f"{len(report.orders)} orders.", "",
@@ -243,7 +290,7 @@ def write_report(report: Report, path_md: Path, path_json: Path) -> None:
         lines += ["All invariants hold: every accepted order reached a final state, none lost, "
                   "stock moved exactly by the confirmed quantities, no reservation twice, "
                   "no negative stock, DLQs empty."]
-    lines += ["", "## Phases", "", "| phase | orders | 201 | 202 | 409 | other | p50 ms | p99 ms | final CONFIRMED | final REJECTED |",
+    lines += ["", *report_charts.markdown_lines(charts, page), "## Phases", "", "| phase | orders | 201 | 202 | 409 | other | p50 ms | p99 ms | final CONFIRMED | final REJECTED |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for phase, stats in report.phases.items():
         lines.append(f"| {phase} | {stats['orders']} | {stats['201']} | {stats['202']} | {stats['409']} | "
@@ -298,15 +345,21 @@ def main(argv: list[str] | None = None) -> int:
     verifier = Verifier(outputs, args.clients)
     report = Report(started_at=time.time())
     try:
-        report.initial_stock = verifier.reset_products(args.products, args.stock)
-        per_phase = [args.orders // 3 + (1 if i < args.orders % 3 else 0) for i in range(3)]
-        for phase, count in zip(PHASES, per_phase):
-            print(f"==> phase {phase}: {count} orders from {args.clients} clients, every {args.every}th request affected")
-            report.orders += verifier.run_phase(phase, args.every, count, list(report.initial_stock))
-        print("==> gremlin off; waiting for every order to reach a final state")
-        verifier.wait_final(report.orders, args.drain_timeout)
-        depths = verifier.wait_queues_drained(60)
+        with RunProgress() as progress:
+            report.initial_stock = verifier.reset_products(args.products, args.stock)
+            per_phase = [args.orders // 3 + (1 if i < args.orders % 3 else 0) for i in range(3)]
+            for phase, count in zip(PHASES, per_phase):
+                progress.write(f"==> phase {phase}: {count} orders from {args.clients} clients, "
+                               f"every {args.every}th request affected")
+                report.orders += verifier.run_phase(phase, args.every, count, list(report.initial_stock),
+                                                    progress)
+            progress.write("==> gremlin off; waiting for every order to reach a final state")
+            with progress.phase("final states", total=sum(1 for r in report.orders if r.order_id),
+                                unit="final") as bar:
+                verifier.wait_final(report.orders, args.drain_timeout, bar)
+            depths = verifier.wait_queues_drained(60)
     finally:
+        report.gremlin_marks = verifier.marks
         try:
             verifier.gremlin(None)
         except Exception:  # noqa: BLE001
@@ -321,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
               {str(c): [r.http_status for r in report.orders].count(c)
                for c in {r.http_status for r in report.orders}}.items()))
           + f"  latency p50 {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms")
-    print(f"report: {md.relative_to(REPO)} and {js.relative_to(REPO)}")
+    print(f"report: {md.relative_to(REPO)} and {js.relative_to(REPO)}; charts in "
+          f"{(cli.STATE / 'verify-charts').relative_to(REPO)}/, all on one page: "
+          f"{md.with_suffix('.html').relative_to(REPO)}")
     if report.violations:
         print(f"{len(report.violations)} invariant violation(s):")
         for violation in report.violations:

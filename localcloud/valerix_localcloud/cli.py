@@ -24,6 +24,7 @@ from pathlib import Path
 
 from valerix_localcloud import listen
 from valerix_localcloud import logs as logs_command
+from valerix_localcloud import prometheus as prometheus_server
 from valerix_localcloud import status as status_report
 from valerix_localcloud.clients import REGION, local_client
 from valerix_localcloud.localstack_host import LocalStackHost, prepare_dynamodb_local, tail
@@ -225,10 +226,16 @@ def up(hot_reload: bool) -> dict:
     with step("start the metrics exporter", "see .valerix/exporter/exporter.log"):
         start_exporter(stack_outputs)
 
+    with step(f"start Prometheus on {prometheus().url} (scrapes the exporter, project's alert rules)",
+              f"see {prometheus().log_file}; `apt-get install -y prometheus` provides it; "
+              f"port taken? set {prometheus_server.PORT_VAR}"):
+        prometheus().start()
+
     outputs = {
         "api_url": stack_outputs["ApiUrl"],
         "web_url": website_url(stack_outputs["WebsiteBucketName"]),
         "metrics_url": exporter_url(),
+        "prometheus_url": prometheus().url,
         "admin_api_key": admin_api_key(),
         "endpoint_url": endpoint(),
         "region": REGION,
@@ -282,9 +289,13 @@ def upload_website(stack_outputs: dict, metrics_url: str) -> None:
                 continue
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
-    config = {"apiUrl": stack_outputs["ApiUrl"], "metricsUrl": metrics_url}
+    config = {"apiUrl": stack_outputs["ApiUrl"], "metricsUrl": metrics_url, "prometheusUrl": prometheus().url}
     s3.put_object(Bucket=bucket, Key="config.json", Body=json.dumps(config).encode(),
                   ContentType="application/json", CacheControl="no-store")
+
+
+def prometheus() -> prometheus_server.LocalPrometheus:
+    return prometheus_server.LocalPrometheus(STATE, prometheus_server.port(), f"127.0.0.1:{EXPORTER_PORT}")
 
 
 def exporter_dir() -> Path:
@@ -364,7 +375,7 @@ def stop_pidfile(pidfile: Path) -> None:
 
 def print_summary(outputs: dict) -> None:
     print("\nValerix is up.\n")
-    for key in ("api_url", "web_url", "metrics_url"):
+    for key in ("api_url", "web_url", "metrics_url", "prometheus_url"):
         print(f"  {key:14} {outputs[key]}")
     # The key itself is never printed (terminals get recorded, screens shared).
     print(f"  {'admin_api_key':14} in {ADMIN_KEY_FILE.relative_to(REPO)} (`make admin-key` prints it)")
@@ -388,6 +399,8 @@ Outputs are in {OUTPUTS_FILE.relative_to(REPO)}; `make down` stops everything.
 # --- down / status ----------------------------------------------------------------------
 
 def down() -> None:
+    with step("stop Prometheus", f"kill it by hand: see {prometheus().pid_file}"):
+        prometheus().stop()
     with step("stop the metrics exporter", "kill it by hand: see .valerix/exporter/exporter.pid"):
         stop_pidfile(exporter_dir() / "exporter.pid")
     with step("stop LocalStack and every Lambda runtime", "see .valerix/localstack/localstack.pid"):

@@ -3,7 +3,7 @@
 Only this checkout's: other clouds (another clone, another engineer) may run on the same
 machine, so nothing here looks processes up by name. The roots are the PID files `make up`
 writes (LocalStack, the exporter), Postgres' own `postmaster.pid`, and the Lambda runtime
-markers of our executor; everything below them (DynamoDB Local, the zygote, function
+markers of our executor, Prometheus' PID file; everything below them (DynamoDB Local, the zygote, function
 processes, Postgres backends) is found through the process tree. A recorded PID counts only if
 its process still points at this state folder (command line or working directory), so a PID
 reused by an unrelated process after a crash is never taken for ours.
@@ -23,6 +23,7 @@ LOCALSTACK = "LocalStack"
 DYNAMODB_LOCAL = "DynamoDB Local"
 LAMBDA = "Lambda runtime"
 EXPORTER = "exporter"
+PROMETHEUS = "Prometheus"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +70,8 @@ def recorded_roots(state: Path) -> list[tuple[str, int, Path]]:
     started) wrote under `state`."""
     roots = []
     candidates = [(LOCALSTACK, state / "localstack" / "localstack.pid", state),
-                  (EXPORTER, state / "exporter" / "exporter.pid", state)]
+                  (EXPORTER, state / "exporter" / "exporter.pid", state),
+                  (PROMETHEUS, state / "prometheus" / "prometheus.pid", state)]
     candidates += [(component, server_dir / "data" / "postmaster.pid", server_dir)
                    for component, server_dir in _database_dirs(state).items()]
     for component, pid_file, marker in candidates:

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from valerix_localcloud import processes
+from valerix_localcloud import prometheus as prometheus_server
 from valerix_localcloud.localstack_host import LocalStackHost
 from valerix_localcloud.postgres import PostgresServer
 
@@ -106,6 +107,12 @@ def exporter_component(url: str, pid_file: Path) -> Component:
                      f"{body.get('status', '?')}, {body.get('polls', 0)} polls, {groups} log groups")
 
 
+def prometheus_component(state_dir: Path) -> Component:
+    server = prometheus_server.LocalPrometheus(state_dir, prometheus_server.port(), "")
+    answers, detail = server.health()
+    return Component("Prometheus", UP if answers else DOWN, server.url, detail)
+
+
 def collect(state_dir: Path, ls: LocalStackHost, databases: list[PostgresServer], exporter_url: str,
             outputs: dict | None) -> list[Component]:
     cloud = processes.cloud_processes(state_dir)
@@ -116,6 +123,7 @@ def collect(state_dir: Path, ls: LocalStackHost, databases: list[PostgresServer]
     components.append(dynamodb)
     components += [database_component(server) for server in databases]
     components.append(exporter_component(exporter_url, state_dir / "exporter" / "exporter.pid"))
+    components.append(prometheus_component(state_dir))
     environments = processes.lambda_environments(cloud)
     components.append(Component("Lambda environments", UP if environments else IDLE, "",
                                 f"{environments} running"))

@@ -62,6 +62,11 @@ class State:
                              "samples": len(recent), "seriesStepSeconds": 5, "series": series},
             "functions": {s: {"invocations": n, "errors": 0, "p50Ms": pick(.5), "p95Ms": pick(.95), "coldStarts": 1}
                           for s, n in self.counts.items()},
+            "lambdas": {f"Valerix-{s}-api" if s != "gremlin" else "Valerix-gremlin": {
+                "invocations": n, "memorySizeMb": 512, "maxMemoryUsedMb": 100 + 10 * len(s),
+                "memoryUsedPercent": round((100 + 10 * len(s)) / 5.12, 1), "coldStarts": 1, "initLastMs": 240.0,
+                "initP50Ms": 240.0, "initMaxMs": 240.0, "p50Ms": pick(.5), "p95Ms": pick(.95),
+                "samples": n} for s, n in self.counts.items()},
             "orders": {}, "fallbacks": {"timeout": self.fallbacks} if self.fallbacks else {},
             "gremlinInjections": {"latency": self.injections} if self.injections else {},
             "circuitState": "closed",

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_report_charts import group, points
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,3 +42,13 @@ def test_a_short_bench_run_writes_every_key(localcloud, tmp_path):
         "OrderCompletionFunctionName", "InventoryQueueFunctionName")}
     assert all(ms > 0 for ms in bench["cold_start_ms"].values())
     assert bench["machine"]["cpus"] >= 1
+    # the report next to the JSON, with charts drawn from this run's requests
+    report = (tmp_path / "bench-report.md").read_text()
+    assert "](bench-charts/latency-cdf.svg)" in report and "happy_p50_ms" in report
+    timeline = tmp_path / "bench-charts" / "latency-over-time.svg"
+    assert points(timeline, "points-happy-201") == bench["happy_requests"]
+    cdf = tmp_path / "bench-charts" / "latency-cdf.svg"
+    for phase in ("happy", "baseline", "circuit_open", "fallback"):
+        assert group(cdf, f"cdf-{phase}") is not None, phase
+    assert (tmp_path / "bench-report.html").exists()
+    assert "[happy] done:" in result.stdout

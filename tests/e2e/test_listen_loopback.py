@@ -35,10 +35,10 @@ def test_every_socket_of_the_local_cloud_is_loopback(localcloud):
     sockets = processes.listeners(cloud)
     components = {listener.component for listener in sockets}
     # Every server `make up` runs was found (else this test would pass by looking at nothing).
-    assert {processes.LOCALSTACK, processes.DYNAMODB_LOCAL, processes.EXPORTER,
+    assert {processes.LOCALSTACK, processes.DYNAMODB_LOCAL, processes.EXPORTER, processes.PROMETHEUS,
             "order_db", "inventory_db"} <= components, sorted(map(str, sockets))
     ports = {listener.port for listener in sockets}
-    assert {cli.PORT, cli.EXPORTER_PORT} <= ports
+    assert {cli.PORT, cli.EXPORTER_PORT, cli.prometheus().port} <= ports
     assert {int(db["port"]) for db in localcloud.outputs["databases"].values()} <= ports
     assert any(entry.component == processes.LAMBDA for entry in cloud)
 
@@ -50,7 +50,8 @@ def test_the_local_cloud_cannot_be_reached_from_the_network_side(localcloud):
     addresses = _lan_addresses()
     if not addresses:
         pytest.skip("this machine has no non-loopback IPv4 address to try")
-    ports = [cli.PORT, cli.EXPORTER_PORT] + [int(db["port"]) for db in localcloud.outputs["databases"].values()]
+    ports = [cli.PORT, cli.EXPORTER_PORT, cli.prometheus().port] + [
+        int(db["port"]) for db in localcloud.outputs["databases"].values()]
     reachable = []
     for address in addresses:
         for port in ports:

@@ -148,6 +148,9 @@ def test_make_status_shows_each_component_with_state_and_url(localcloud):
         assert rows[db["dbname"]][1].startswith(f"postgresql://{db['username']}@127.0.0.1:{db['port']}/{db['dbname']}")
         assert db["password"] not in result.stdout
     assert rows["exporter"][0] == "up" and rows["exporter"][1].startswith(localcloud.metrics_url)
+    state, detail = rows["Prometheus"]
+    assert state == "up" and detail.startswith(localcloud.outputs["prometheus_url"])
+    assert re.search(r"\d+ rules, exporter target 1/1 up, firing: ", detail), detail
     state, detail = rows["Lambda environments"]
     assert state == "up" and int(re.match(r"\((\d+) running\)", detail).group(1)) >= 1
     assert rows["API"][1].startswith(localcloud.api_url)
@@ -161,3 +164,10 @@ def test_make_status_reports_a_component_that_does_not_answer(localcloud):
     state, detail = _rows(result.stdout)["exporter"]
     assert state == "down" and "does not answer" in detail
     assert _rows(result.stdout)["LocalStack"][0] == "up"
+
+
+def test_make_status_reports_a_prometheus_that_does_not_answer(localcloud):
+    result = _make("status", VALERIX_PROMETHEUS_PORT=str(free_port()))
+    assert result.returncode != 0
+    state, detail = _rows(result.stdout)["Prometheus"]
+    assert state == "down" and "does not answer" in detail

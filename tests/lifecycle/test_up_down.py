@@ -85,10 +85,14 @@ def test_up_twice_then_down_leaves_nothing_behind():
     assert again["api_url"] == outputs["api_url"], "re-running up must update, not recreate"
     products = httpx.get(f"{again['api_url']}/products", timeout=30)
     assert products.status_code == 200
+    # Prometheus, restarted by the second `up`, answers with the rules loaded
+    rules = httpx.get(f"{again['prometheus_url']}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    assert rules
 
     assert readable_secret_files(REPO, secrets) == []
 
-    ports = [cli.PORT, cli.EXPORTER_PORT] + [int(db["port"]) for db in again["databases"].values()]
+    ports = [cli.PORT, cli.EXPORTER_PORT, cli.prometheus().port] + [
+        int(db["port"]) for db in again["databases"].values()]
     assert any(_listening(port) for port in ports)
 
     server_dirs = _postgres_server_dirs()

@@ -163,11 +163,12 @@ def test_malformed_lines_are_skipped_and_counted(capsys):
         json.dumps(bad_aws),                                  # broken metadata
         json.dumps({**doc, "OrderOutcomes": "one"}),          # non-numeric value
         good,                                                 # the only usable line
-        "REPORT RequestId: 1f0c Duration: 12.3 ms",
+        "REPORT RequestId: 1f0c Duration: 12.3 ms",           # Lambda's REPORT: read, not EMF
     ])
     result = parse_message(message, TS)
     assert sorted(result.errors) == ["invalid_emf", "invalid_json", "invalid_value", "missing_value", "prefixed"]
-    assert result.ignored_lines == 3
+    assert result.ignored_lines == 2
+    assert [(r.request_id, r.duration_ms) for r in result.reports] == [("1f0c", 12.3)]
     assert len(result.records) == 1
 
     store = MetricStore()

@@ -3,7 +3,18 @@
 
 import { clearProblem, reportProblem } from "./ui.js";
 
-export const config = { apiUrl: "", metricsUrl: "" };
+export const config = { apiUrl: "", metricsUrl: "", prometheusUrl: "" };
+
+/** Only http(s) URLs become links: a javascript: or data: URL in config.json would run code. */
+export function httpUrl(value) {
+  if (typeof value !== "string" || !value) return "";
+  try {
+    const url = new URL(value);
+    return url.protocol === "http:" || url.protocol === "https:" ? value.replace(/\/+$/, "") : "";
+  } catch {
+    return "";
+  }
+}
 
 export async function loadConfig() {
   const result = await request("config.json", { source: null, timeoutMs: 10000 });
@@ -14,6 +25,7 @@ export async function loadConfig() {
   clearProblem("config");
   config.apiUrl = result.data.apiUrl.replace(/\/+$/, "");
   config.metricsUrl = (result.data.metricsUrl || "").replace(/\/+$/, "");
+  config.prometheusUrl = httpUrl(result.data.prometheusUrl);
   return true;
 }
 

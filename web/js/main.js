@@ -21,7 +21,11 @@ async function start() {
   }
   $("#endpoints").replaceChildren(
     "API ", h("code", {}, config.apiUrl),
-    ...(config.metricsUrl ? [" · metrics ", h("code", {}, config.metricsUrl)] : [" · no metrics exporter configured"]));
+    ...(config.metricsUrl ? [" · metrics ", h("code", {}, config.metricsUrl)] : [" · no metrics exporter configured"]),
+    // Prometheus (started by `make up`) evaluates the project's alert rules: watch them fire there
+    // (its root redirects to whichever UI the installed build has; the Alerts tab is in both).
+    ...(config.prometheusUrl ? [" · ", h("a", { id: "prometheus-link", href: `${config.prometheusUrl}/`,
+      target: "_blank", rel: "noopener noreferrer" }, "Prometheus (alerts)")] : []));
   initOrders();
   initGremlin();
   initScenario();

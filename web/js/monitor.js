@@ -2,6 +2,7 @@
 // traffic lights (GET /health/order, GET /health/inventory, queues + circuit from the summary).
 
 import { api, config, metrics, describe } from "./api.js";
+import { renderLambdas } from "./lambdas.js";
 import { sparkline } from "./sparkline.js";
 import { $, announce, every, fmtMs, fmtMsShort, fmtNum, h } from "./ui.js";
 
@@ -64,6 +65,7 @@ function renderMetrics(summary) {
       h("td", {}, fmtNum(f.coldStarts))));
   $("#metrics-table tbody").replaceChildren(...(rows.length ? rows
     : [h("tr", {}, h("td", { colspan: 6, class: "hint" }, "no function metrics yet"))]));
+  renderLambdas(summary.lambdas);
   kv("#metric-fallbacks", summary.fallbacks);
   kv("#metric-injections", summary.gremlinInjections);
   kv("#metric-outcomes", summary.orders);

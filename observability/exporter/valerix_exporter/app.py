@@ -19,6 +19,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .collector import make_registry
 from .emf import parse_message
+from .lambda_report import function_of
 from .sources import LogFollower, QueuePoller
 from .store import DEFAULT_BUCKETS, MetricStore, build_summary
 
@@ -174,9 +175,14 @@ class Exporter:
             os.close(dir_fd)
 
     # ---- polling -----------------------------------------------------------------------
-    def _handle_event(self, event: dict) -> None:
+    def _handle_event(self, event: dict, group: str = "") -> None:
         store = self.store
-        result = parse_message(event.get("message", ""), int(event.get("timestamp", 0)))
+        timestamp_ms = int(event.get("timestamp", 0))
+        result = parse_message(event.get("message", ""), timestamp_ms)
+        if result.reports:
+            function = function_of(group)
+            for report in result.reports:
+                store.ingest_report(function, report, timestamp_ms)
         for reason in result.errors:
             store.inc("valerix_exporter_parse_errors", (("reason", reason),))
         if result.emf_documents:
@@ -214,7 +220,8 @@ class Exporter:
             if events is None:
                 continue
             with self.lock:
-                new, dup = self.follower.accept(group, events, self._handle_event)
+                new, dup = self.follower.accept(group, events,
+                                                lambda event, group=group: self._handle_event(event, group))
                 if new:
                     self.store.inc("valerix_exporter_log_events", (("result", "processed"),), new)
                 if dup:

@@ -3,8 +3,10 @@
 One CloudWatch log event may carry several lines; every line is judged on its own:
 
 * a line that is a JSON object with an ``_aws`` member is an EMF document;
+* a Lambda ``REPORT`` line (duration, memory, init duration) is a *report*
+  (``lambda_report.py``), not EMF;
 * a line that is a JSON object without ``_aws`` (a structured log line) or a line that does not
-  look like JSON at all (``START``/``END``/``REPORT``, plain text) is *ignored*;
+  look like JSON at all (``START``/``END``, plain text) is *ignored*;
 * a line that looks like EMF but is not a valid EMF document is a *parse error* with a reason:
   ``invalid_json`` (starts with ``{`` but is not a JSON object, e.g. a truncated line),
   ``prefixed`` (EMF JSON preceded by other text: CloudWatch would not extract it either),
@@ -24,6 +26,9 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+
+from .lambda_report import PREFIX as REPORT_PREFIX
+from .lambda_report import LambdaReport, parse_report
 
 PARSE_ERROR_REASONS = ("invalid_json", "prefixed", "invalid_emf", "missing_value", "invalid_value")
 TIME_UNITS = {"Seconds": 1.0, "Milliseconds": 1e-3, "Microseconds": 1e-6}
@@ -71,6 +76,7 @@ class MetricRecord:
 @dataclass
 class LineResult:
     records: list[MetricRecord] = field(default_factory=list)
+    reports: list[LambdaReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # parse error reasons
     emf_documents: int = 0
     ignored_lines: int = 0
@@ -165,6 +171,8 @@ def parse_message(message: str, default_timestamp_ms: int) -> LineResult:
             parse_document(doc, default_timestamp_ms, result)
         elif '"_aws"' in line or '"CloudWatchMetrics"' in line:
             result.errors.append("prefixed")
+        elif line.startswith(REPORT_PREFIX) and (report := parse_report(line)) is not None:
+            result.reports.append(report)
         else:
             result.ignored_lines += 1
     return result

@@ -14,12 +14,19 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .emf import PARSE_ERROR_REASONS, TIME_UNITS, MetricRecord, snake_case
+from .lambda_report import LambdaReport
 
 PREFIX = "valerix_"
 # Buckets suited to the order API's 2 s budget of its synchronous inventory call.
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0)
 
 COUNTER, HISTOGRAM, GAUGE = "counter", "histogram", "gauge"
+MIB = 1024 * 1024  # Lambda's "MB" in REPORT lines and MemorySize are MiB
+# Families fed by Lambda's REPORT lines (one per invocation), labelled by function name.
+LAMBDA_DURATION = "valerix_lambda_duration_seconds"
+LAMBDA_INIT_DURATION = "valerix_lambda_init_duration_seconds"
+LAMBDA_MEMORY_SIZE = "valerix_lambda_memory_size_bytes"
+LAMBDA_MAX_MEMORY_USED = "valerix_lambda_max_memory_used_bytes"
 CIRCUIT_STATES = {0: "closed", 1: "half_open", 2: "open"}
 
 Labels = tuple  # tuple[tuple[str, str], ...]
@@ -58,6 +65,10 @@ class MetricStore:
         # raw HttpRequestDuration samples: (ts_ms, service, seconds)
         self.samples: deque = deque(maxlen=max_samples)
         self.circuit: list | None = None  # [ts_ms, state]
+        # raw REPORT durations for the summary's p50/p95: (ts_ms, function, duration_ms), pruned
+        # like `samples`; cold starts' init durations: (ts_ms, function, init_ms), the newest kept
+        self.report_samples: deque = deque(maxlen=max_samples)
+        self.init_samples: deque = deque(maxlen=2000)
         self.queues: dict[str, dict] = {}  # volatile: logical queue -> {"depth", "dlqDepth", ...}
         self._self_metrics()
 
@@ -123,6 +134,39 @@ class MetricStore:
                 fam.series[labels] = [record.values[-1], record.timestamp_ms]
         self._track_circuit(record)
 
+    def observe(self, name: str, labels: Labels, seconds: float) -> None:
+        state = self.families[name].series.get(labels)
+        if state is None:
+            state = self.families[name].series[labels] = [[0] * (len(self.buckets) + 1), 0.0, 0]
+        state[0][bisect.bisect_left(self.buckets, seconds)] += 1
+        state[1] += seconds
+        state[2] += 1
+
+    def ingest_report(self, function: str, report: LambdaReport, timestamp_ms: int) -> None:
+        """One invocation's REPORT line: duration and init duration (histograms), the function's
+        MemorySize (gauge) and the highest Max Memory Used seen so far (gauge)."""
+        self.family(LAMBDA_DURATION, HISTOGRAM, "Lambda invocation duration (REPORT Duration), per function.")
+        self.family(LAMBDA_INIT_DURATION, HISTOGRAM,
+                    "Cold start init duration (REPORT Init Duration), per function.")
+        self.family(LAMBDA_MEMORY_SIZE, GAUGE, "Configured memory of the function (REPORT Memory Size).")
+        self.family(LAMBDA_MAX_MEMORY_USED, GAUGE,
+                    "Highest REPORT Max Memory Used of the function's invocations seen so far.")
+        labels = (("function", function),)
+        self.observe(LAMBDA_DURATION, labels, report.duration_ms / 1000)
+        self.report_samples.append((timestamp_ms, function, report.duration_ms))
+        if report.init_duration_ms is not None:
+            self.observe(LAMBDA_INIT_DURATION, labels, report.init_duration_ms / 1000)
+            self.init_samples.append((timestamp_ms, function, report.init_duration_ms))
+        if report.memory_size_mb is not None:
+            current = self.families[LAMBDA_MEMORY_SIZE].series.get(labels)
+            if current is None or timestamp_ms >= current[1]:  # the newest configuration wins
+                self.families[LAMBDA_MEMORY_SIZE].series[labels] = [report.memory_size_mb * MIB, timestamp_ms]
+        if report.max_memory_used_mb is not None:
+            used = report.max_memory_used_mb * MIB
+            peak = self.families[LAMBDA_MAX_MEMORY_USED].series.get(labels)
+            if peak is None or used > peak[0]:
+                self.families[LAMBDA_MAX_MEMORY_USED].series[labels] = [used, timestamp_ms]
+
     def _track_circuit(self, record: MetricRecord) -> None:
         state = None
         if record.name == "CircuitState":
@@ -135,10 +179,11 @@ class MetricStore:
     def prune_samples(self, now_ms: int | None = None) -> None:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         horizon = now_ms - self.sample_retention_ms
-        if self.samples and min(s[0] for s in self.samples) < horizon:
-            kept = [s for s in self.samples if s[0] >= horizon]
-            self.samples.clear()
-            self.samples.extend(kept)
+        for samples in (self.samples, self.report_samples):
+            if samples and min(s[0] for s in samples) < horizon:
+                kept = [s for s in samples if s[0] >= horizon]
+                samples.clear()
+                samples.extend(kept)
 
     # ---- queues (volatile, re-polled after a restart) -------------------------------
     def set_queues(self, queues: dict[str, dict]) -> None:
@@ -154,6 +199,8 @@ class MetricStore:
                 for f in self.families.values() if f.persistent
             ],
             "samples": [list(s) for s in self.samples],
+            "reportSamples": [list(s) for s in self.report_samples],
+            "initSamples": [list(s) for s in self.init_samples],
             "circuit": self.circuit,
         }
 
@@ -165,6 +212,11 @@ class MetricStore:
             fam.series = {tuple(tuple(p) for p in labels): value for labels, value in f["series"]}
         self.samples.clear()
         self.samples.extend(tuple(s) for s in data.get("samples", []))
+        # absent from snapshots written before REPORT lines were read
+        self.report_samples.clear()
+        self.report_samples.extend(tuple(s) for s in data.get("reportSamples", []))
+        self.init_samples.clear()
+        self.init_samples.extend(tuple(s) for s in data.get("initSamples", []))
         self.circuit = data.get("circuit")
 
     # ---- queries used by the summary -------------------------------------------------
@@ -250,6 +302,8 @@ def build_summary(store: MetricStore, now: float | None = None, window_s: int = 
             "coldStarts": _num(cold.get(svc, 0)),
         }
 
+    lambdas = lambda_summary(store, horizon)
+
     def by(family: str, label: str) -> dict:
         return {k: _num(v) for k, v in sorted(store.sum_by(family, label).items())}
 
@@ -263,6 +317,7 @@ def build_summary(store: MetricStore, now: float | None = None, window_s: int = 
             "series": series,
         },
         "functions": functions,
+        "lambdas": lambdas,
         "percentileWindowSeconds": percentile_window_s,
         "orders": by("valerix_order_outcomes", "status"),
         "fallbacks": by("valerix_fallbacks", "reason"),
@@ -270,3 +325,48 @@ def build_summary(store: MetricStore, now: float | None = None, window_s: int = 
         "circuitState": store.circuit[1] if store.circuit else "closed",
         "queues": {name: dict(q) for name, q in sorted(store.queues.items())},
     }
+
+
+def lambda_summary(store: MetricStore, horizon_ms: int) -> dict:
+    """Per function, from its REPORT lines: memory (peak used against MemorySize), cold starts and
+    their init duration, invocations, and p50/p95 of Duration over the samples newer than
+    `horizon_ms` (None when there are none)."""
+    def per_function(family: str) -> dict[str, list]:
+        fam = store.families.get(family)
+        return {} if fam is None else {dict(labels).get("function", ""): value for labels, value in fam.series.items()}
+
+    durations_hist = per_function(LAMBDA_DURATION)
+    sizes = per_function(LAMBDA_MEMORY_SIZE)
+    peaks = per_function(LAMBDA_MAX_MEMORY_USED)
+    inits_hist = per_function(LAMBDA_INIT_DURATION)
+    recent: dict[str, list[float]] = {}
+    for t, function, ms in store.report_samples:
+        if t >= horizon_ms:
+            recent.setdefault(function, []).append(ms)
+    inits: dict[str, list[tuple[int, float]]] = {}
+    for t, function, ms in store.init_samples:
+        inits.setdefault(function, []).append((t, ms))
+
+    out = {}
+    for function in sorted(set(durations_hist) | set(sizes) | set(peaks)):
+        size = sizes[function][0] / MIB if function in sizes else None
+        peak = peaks[function][0] / MIB if function in peaks else None
+        values = sorted(recent.get(function, []))
+        p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
+        cold = sorted(inits.get(function, []))
+        init_values = sorted(ms for _, ms in cold)
+        init_p50 = percentile(init_values, 0.5)
+        out[function] = {
+            "invocations": durations_hist[function][2] if function in durations_hist else 0,
+            "memorySizeMb": None if size is None else _num(size),
+            "maxMemoryUsedMb": None if peak is None else _num(peak),
+            "memoryUsedPercent": round(100 * peak / size, 1) if size and peak is not None else None,
+            "coldStarts": inits_hist[function][2] if function in inits_hist else 0,
+            "initLastMs": round(cold[-1][1], 1) if cold else None,
+            "initP50Ms": None if init_p50 is None else round(init_p50, 1),
+            "initMaxMs": round(init_values[-1], 1) if init_values else None,
+            "p50Ms": None if p50 is None else round(p50, 1),
+            "p95Ms": None if p95 is None else round(p95, 1),
+            "samples": len(values),
+        }
+    return out
