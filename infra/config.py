@@ -19,7 +19,8 @@ Every knob is a context key (`-c key=value` on the command line or `context` in 
 | `dbMultiAz` | `false` | aws only: Multi-AZ RDS |
 | `dbDeletionProtection` | `true` | aws only: RDS deletion protection |
 | `natGateways` | 1 | aws only: NAT gateways (the order API reaches the public REST API through it) |
-| `alarmTopicArn` | none | SNS topic that receives alarm state changes |
+| `alarmEmail` | none | comma-separated e-mail addresses subscribed to the stack's alarm topic (each confirms by mail) |
+| `dbMaxConnections` | from `dbInstanceClass` | aws only: the instances' `max_connections` (`SHOW max_connections`), for the connections alarm |
 | `account` / `region` | none (environment-agnostic) | pin the stack environment |
 | `nag` | `true` | apply cdk-nag AwsSolutions checks during synth |
 """
@@ -27,6 +28,7 @@ Every knob is a context key (`-c key=value` on the command line or `context` in 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -63,6 +65,15 @@ def _as_int(value: Any, default: int) -> int:
     return int(value)
 
 
+def _as_optional_positive_int(value: Any, key: str) -> int | None:
+    if value is None or value == "":
+        return None
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"context {key} must be a positive integer, got {value!r}")
+    return number
+
+
 def _as_secret(value: Any, default: dict[str, Any], key: str) -> dict[str, Any]:
     if value is None or value == "":
         return dict(default)
@@ -75,6 +86,22 @@ def _as_secret(value: Any, default: dict[str, Any], key: str) -> dict[str, Any]:
     if missing:
         raise ValueError(f"context {key} lacks {', '.join(missing)}")
     return merged
+
+
+# Deliberately loose (SNS validates the address and sends the confirmation mail); it catches
+# the mistakes a command line makes: an empty part, a missing @, a stray space or quote.
+_EMAIL = re.compile(r"[^@\s'\",;]+@[^@\s'\",;]+\.[^@\s'\",;]+")
+
+
+def _as_emails(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    emails = tuple(str(item).strip() for item in items)
+    bad = [e for e in emails if not _EMAIL.fullmatch(e)]
+    if bad:
+        raise ValueError(f"context alarmEmail: not an e-mail address: {', '.join(repr(e) for e in bad)}")
+    return emails
 
 
 @dataclass(frozen=True)
@@ -98,7 +125,8 @@ class ValerixConfig:
     db_multi_az: bool = False
     db_deletion_protection: bool = True
     nat_gateways: int = 1
-    alarm_topic_arn: str | None = None
+    alarm_emails: tuple[str, ...] = ()
+    db_max_connections: int | None = None
     account: str | None = None
     region: str | None = None
     nag: bool = True
@@ -143,7 +171,8 @@ class ValerixConfig:
             db_multi_az=_as_bool(get("dbMultiAz"), False),
             db_deletion_protection=_as_bool(get("dbDeletionProtection"), True),
             nat_gateways=_as_int(get("natGateways"), 1),
-            alarm_topic_arn=get("alarmTopicArn") or None,
+            alarm_emails=_as_emails(get("alarmEmail")),
+            db_max_connections=_as_optional_positive_int(get("dbMaxConnections"), "dbMaxConnections"),
             account=get("account") or None,
             region=get("region") or None,
             nag=_as_bool(get("nag"), True),
