@@ -31,9 +31,10 @@ POSTGRES_PORT = 5432
 POSTGRES_VERSION = rds.PostgresEngineVersion.VER_16_13
 
 _SECRET_ROTATION_REASON = (
-    "Functions read the secret once per execution environment and keep one connection; "
-    "rotation needs reconnect-on-auth-failure handling first. Enable single-user rotation "
-    "(hosted rotation Lambda) once that is in place."
+    "Not rotated automatically yet: the functions already re-read the secret after a failed login "
+    "(functions/common/db.py), but the hosted single-user rotation function (an application in the "
+    "VPC that the database's security group admits) is not deployed. Until it is, rotate by hand: "
+    "ALTER ROLE with a new password, then put the same password in this secret."
 )
 
 
@@ -72,7 +73,9 @@ class Databases(Construct):
         acknowledge(
             secret,
             "AwsSolutions-SMG4",
-            _SECRET_ROTATION_REASON + " (local target: the value points at a throwaway local Postgres server)",
+            "Local target: the value points at a local Postgres server that `make up` creates with "
+            "these credentials on loopback; no rotation function could reach it, and the local cloud "
+            "owns the password.",
         )
         return ServiceDatabase(name=name, dbname=dbname, secret=secret)
 
