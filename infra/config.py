@@ -11,6 +11,7 @@ Every knob is a context key (`-c key=value` on the command line or `context` in 
 | `adminApiKey` | a fixed dev value | local only: value of the admin API key (`make up` generates one) |
 | `orderDbSecret` / `inventoryDbSecret` | local Postgres defaults | local only: JSON `{host, port, username, password, dbname, engine}` |
 | `hotReload` | `false` | local only: LocalStack hot-reload code (`hot-reload` bucket, repo root) |
+| `lambdaDependencies` | `false` local, always on aws | bundle the Linux cp312 wheels of requirements.txt with the functions; the Docker path needs it (LocalStack's Docker executor runs functions in the bare AWS image, not in the project venv) |
 | `metricsUrl` | `http://127.0.0.1:9108` local, empty on aws | written into the website's config.json |
 | `corsOrigins` | the website origin | comma-separated extra origins allowed by CORS |
 | `throttleRateLimit` / `throttleBurstLimit` | 50 / 100 | API stage throttling |
@@ -116,6 +117,7 @@ class ValerixConfig:
         default_factory=lambda: _default_db_secret("inventory_db", 5434)
     )
     hot_reload: bool = False
+    lambda_dependencies: bool = False
     metrics_url: str = ""
     cors_origins: tuple[str, ...] = ()
     throttle_rate_limit: int = 50
@@ -162,6 +164,7 @@ class ValerixConfig:
                 get("inventoryDbSecret"), _default_db_secret("inventory_db", 5434), "inventoryDbSecret"
             ),
             hot_reload=_as_bool(get("hotReload"), False),
+            lambda_dependencies=target == "aws" or _as_bool(get("lambdaDependencies"), False),
             metrics_url=default_metrics if metrics_url is None else str(metrics_url),
             cors_origins=origins,
             throttle_rate_limit=_as_int(get("throttleRateLimit"), 50),

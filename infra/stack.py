@@ -291,7 +291,8 @@ class ValerixStack(Stack):
                 s3.Bucket.from_bucket_name(self, "HotReloadBucket", "hot-reload"),
                 str(bundling.REPO_ROOT),
             )
-        path, asset_hash = bundling.stage_function_bundle(self.config.target)
+        # The "aws" bundle is functions/ + Linux wheels; the local executor needs only functions/.
+        path, asset_hash = bundling.stage_function_bundle("aws" if self.config.lambda_dependencies else "local")
         return lambda_.Code.from_asset(
             str(path),
             asset_hash_type=AssetHashType.CUSTOM,
