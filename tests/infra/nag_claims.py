@@ -75,8 +75,8 @@ class Template:
         return None
 
     def referrers(self, logical_id: str, cfn_type: str | None = None) -> dict[str, dict]:
-        return {k: r for k, r in self.resources.items()
-                if (cfn_type is None or r["Type"] == cfn_type) and logical_id in refs_in(r.get("Properties", {}))}  # fmt: skip
+        return {k: r for k, r in self.resources.items() if (cfn_type is None or r["Type"] == cfn_type)
+                and logical_id in refs_in(r.get("Properties", {}))}  # fmt: skip
 
     def alarms_on(self, namespace: str, metric: str, dimension: str, logical_id: str) -> list[dict]:
         out = []
@@ -341,8 +341,8 @@ def check_lambda_dlq(f: Finding) -> None:
     """Every invoker of the function is synchronous, an SQS source with a DLQ, or a schedule."""
     t = f.template
     if f.cdk_internal:
-        custom = [r for r in t.resources.values()
-                  if r["Type"].startswith("Custom::") and f.logical_id in refs_in(r["Properties"].get("ServiceToken"))]  # fmt: skip
+        custom = [r for r in t.resources.values() if r["Type"].startswith("Custom::")
+                  and f.logical_id in refs_in(r["Properties"].get("ServiceToken"))]  # fmt: skip
         if not custom:
             f.fail("not the handler of a CloudFormation custom resource")
         return

@@ -64,9 +64,10 @@ def test_policy_is_least_privilege():
         for resource in as_list(st["Resource"]):
             assert resource != "*" and f":{ACCOUNT}:" in resource, resource
             assert "cdk-hnb659fds-" in resource or "/cdk-bootstrap/hnb659fds/" in resource, resource
-    assert not allowed(policy, "sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}")
-    assert not allowed(policy, "sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/OrganizationAccountAccessRole")
-    assert not allowed(policy, "sts:AssumeRole", f"arn:aws:iam::999999999999:role/cdk-hnb659fds-deploy-role-999999999999-{REGION}")
+    for role in (f"arn:aws:iam::{ACCOUNT}:role/cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}",
+                 f"arn:aws:iam::{ACCOUNT}:role/OrganizationAccountAccessRole",
+                 f"arn:aws:iam::999999999999:role/cdk-hnb659fds-deploy-role-999999999999-{REGION}"):  # fmt: skip
+        assert not allowed(policy, "sts:AssumeRole", role), role
 
 
 def test_policy_allows_everything_the_aws_assembly_asks_for(aws_synth):
