@@ -24,9 +24,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _INFRA_DIR]
 sys.path.insert(0, str(_INFRA_DIR.parent))
 
 import aws_cdk as cdk  # noqa: E402
-from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from infra.config import ValerixConfig  # noqa: E402
+from infra.nag import acknowledge_serverless_findings, nag_plugins  # noqa: E402
 from infra.stack import ValerixStack  # noqa: E402
 
 
@@ -43,8 +43,9 @@ def build_app(app: cdk.App | None = None) -> tuple[cdk.App, ValerixStack]:
     )
     cdk.Tags.of(stack).add("project", "valerix")
     cdk.Tags.of(stack).add("valerix:target", config.target)
+    acknowledge_serverless_findings(stack)
     if config.nag:
-        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+        cdk.Validations.of(app).add_plugins(*nag_plugins(app))
     return app, stack
 
 

@@ -15,6 +15,7 @@ own user can read: `VALERIX_ADMIN_API_KEY`, `VALERIX_ORDER_DB_SECRET`,
 | `adminApiKey` (env `VALERIX_ADMIN_API_KEY`) | a fixed dev value | local only: value of the admin API key (`make up` generates one) |
 | `orderDbSecret` / `inventoryDbSecret` (env `VALERIX_ORDER_DB_SECRET` / `VALERIX_INVENTORY_DB_SECRET`) | local Postgres defaults | local only: JSON `{host, port, username, password, dbname, engine}` of the server's superuser (the master login: the migrate function creates the roles with it) |
 | `hotReload` | `false` | local only: LocalStack hot-reload code (`hot-reload` bucket, repo root) |
+| `lambdaDependencies` | `false` local, always on aws | bundle the Linux cp312 wheels of requirements.txt with the functions; the Docker path needs it (LocalStack's Docker executor runs functions in the bare AWS image, not in the project venv) |
 | `metricsUrl` | `http://127.0.0.1:9108` local, empty on aws | written into the website's config.json |
 | `corsOrigins` | the website origin | comma-separated extra origins allowed by CORS |
 | `throttleRateLimit` / `throttleBurstLimit` | 50 / 100 | API stage throttling |
@@ -23,7 +24,8 @@ own user can read: `VALERIX_ADMIN_API_KEY`, `VALERIX_ORDER_DB_SECRET`,
 | `dbMultiAz` | `false` | aws only: Multi-AZ RDS |
 | `dbDeletionProtection` | `true` | aws only: RDS deletion protection |
 | `natGateways` | 1 | aws only: NAT gateways (the order API reaches the public REST API through it) |
-| `alarmTopicArn` | none | SNS topic that receives alarm state changes |
+| `alarmEmail` | none | comma-separated e-mail addresses subscribed to the stack's alarm topic (each confirms by mail) |
+| `dbMaxConnections` | from `dbInstanceClass` | aws only: the instances' `max_connections` (`SHOW max_connections`), for the connections alarm |
 | `account` / `region` | none (environment-agnostic) | pin the stack environment |
 | `nag` | `true` | apply cdk-nag AwsSolutions checks during synth |
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -75,6 +78,15 @@ def _as_int(value: Any, default: int) -> int:
     return int(value)
 
 
+def _as_optional_positive_int(value: Any, key: str) -> int | None:
+    if value is None or value == "":
+        return None
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"context {key} must be a positive integer, got {value!r}")
+    return number
+
+
 def _as_secret(value: Any, default: dict[str, Any], key: str) -> dict[str, Any]:
     if value is None or value == "":
         return dict(default)
@@ -89,6 +101,22 @@ def _as_secret(value: Any, default: dict[str, Any], key: str) -> dict[str, Any]:
     return merged
 
 
+# Deliberately loose (SNS validates the address and sends the confirmation mail); it catches
+# the mistakes a command line makes: an empty part, a missing @, a stray space or quote.
+_EMAIL = re.compile(r"[^@\s'\",;]+@[^@\s'\",;]+\.[^@\s'\",;]+")
+
+
+def _as_emails(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    emails = tuple(str(item).strip() for item in items)
+    bad = [e for e in emails if not _EMAIL.fullmatch(e)]
+    if bad:
+        raise ValueError(f"context alarmEmail: not an e-mail address: {', '.join(repr(e) for e in bad)}")
+    return emails
+
+
 @dataclass(frozen=True)
 class ValerixConfig:
     target: str = "local"
@@ -101,6 +129,7 @@ class ValerixConfig:
         default_factory=lambda: _default_db_secret("inventory_db", 5434)
     )
     hot_reload: bool = False
+    lambda_dependencies: bool = False
     metrics_url: str = ""
     cors_origins: tuple[str, ...] = ()
     throttle_rate_limit: int = 50
@@ -110,7 +139,8 @@ class ValerixConfig:
     db_multi_az: bool = False
     db_deletion_protection: bool = True
     nat_gateways: int = 1
-    alarm_topic_arn: str | None = None
+    alarm_emails: tuple[str, ...] = ()
+    db_max_connections: int | None = None
     account: str | None = None
     region: str | None = None
     nag: bool = True
@@ -157,6 +187,7 @@ class ValerixConfig:
                 get("inventoryDbSecret"), _default_db_secret("inventory_db", 5434), "inventoryDbSecret"
             ),
             hot_reload=_as_bool(get("hotReload"), False),
+            lambda_dependencies=target == "aws" or _as_bool(get("lambdaDependencies"), False),
             metrics_url=default_metrics if metrics_url is None else str(metrics_url),
             cors_origins=origins,
             throttle_rate_limit=_as_int(get("throttleRateLimit"), 50),
@@ -166,7 +197,8 @@ class ValerixConfig:
             db_multi_az=_as_bool(get("dbMultiAz"), False),
             db_deletion_protection=_as_bool(get("dbDeletionProtection"), True),
             nat_gateways=_as_int(get("natGateways"), 1),
-            alarm_topic_arn=get("alarmTopicArn") or None,
+            alarm_emails=_as_emails(get("alarmEmail")),
+            db_max_connections=_as_optional_positive_int(get("dbMaxConnections"), "dbMaxConnections"),
             account=get("account") or None,
             region=get("region") or None,
             nag=_as_bool(get("nag"), True),

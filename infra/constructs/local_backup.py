@@ -43,7 +43,7 @@ the only backup). Creates:
   group, which both RDS instances admit on the Postgres port.
 
 Wiring (in `ValerixStack.__init__`, after `self.code` and the other functions exist, before
-`FunctionAlarms` and `self._outputs()`)::
+`StackAlarms` and `self._outputs()`)::
 
     from infra.constructs.local_backup import LocalBackup
 

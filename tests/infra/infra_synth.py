@@ -76,7 +76,8 @@ def synth(target: str, outdir: Path, **extra_context: Any) -> Synth:
 
     from infra.app import build_app
 
-    context = {**json.loads(CDK_JSON.read_text())["context"], "target": target}
+    # Path metadata (aws:cdk:path) as the CDK CLI adds it: the nag claim checks find resources by path.
+    context = {**json.loads(CDK_JSON.read_text())["context"], "target": target, "aws:cdk:enable-path-metadata": True}
     if target == "local":
         context.update(LOCAL_CONTEXT)
     context.update(extra_context)

@@ -476,25 +476,6 @@ def test_website_config_json_is_generated_on_aws(aws_synth):
     assert "ApiRestApi" in markers, "config.json carries the API URL"
 
 
-# ---------------------------------------------------------------------------------- alarms
-def test_alarms(any_synth):
-    alarms = list(any_synth.of_type("AWS::CloudWatch::Alarm").values())
-    dlq_alarms = [a for a in alarms if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"]
-    assert len(dlq_alarms) == 2
-    queues = any_synth.of_type("AWS::SQS::Queue")
-    dlqs = {k for k, q in queues.items() if "RedrivePolicy" not in q["Properties"]}
-    for alarm in dlq_alarms:
-        (dim,) = alarm["Properties"]["Dimensions"]
-        assert "QueueName" == dim["Name"] and ref_id(dim["Value"]) in dlqs
-        assert alarm["Properties"]["Threshold"] == 1
-    p99 = [a for a in alarms if a["Properties"].get("ExtendedStatistic") == "p99"]
-    assert len(p99) == 1 and p99[0]["Properties"]["MetricName"] == "Duration"
-    fns = functions_by_key(any_synth)
-    assert ref_id(p99[0]["Properties"]["Dimensions"][0]["Value"]) == fns["OrderApi"][0]
-    errors = [a for a in alarms if a["Properties"].get("MetricName") == "Errors"]
-    assert {ref_id(a["Properties"]["Dimensions"][0]["Value"]) for a in errors} == set(all_functions(any_synth))
-
-
 # ---------------------------------------------------------------------------------- outputs
 def test_outputs(any_synth):
     outputs = any_synth.template_dict["Outputs"]
