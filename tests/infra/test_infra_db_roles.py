@@ -13,22 +13,24 @@ import pytest
 
 from functions.common.settings import RDS_CA_BUNDLE
 from test_infra_bundle import bundle_dir
-from test_infra_stack import as_list, env_of, ref_id, statements_of_role
+from test_infra_stack import admin_key_secret, as_list, env_of, ref_id, statements_of_role
 
 SERVICES = ("order", "inventory")
+ADMIN_KEY = ("admin", "key")  # the admin-key secret (infra/constructs/admin_key.py), not a database login
 # function name suffix -> the logins (service, label) it must be able to read, and no other
 READS = {
     "order-api": {("order", "app")},
     "order-completion": {("order", "app")},
     "order-sweeper": {("order", "app")},
-    "inventory-api": {("inventory", "app")},
+    "inventory-api": {("inventory", "app"), ADMIN_KEY},
+    "inventory-reserve": {("inventory", "app")},
     "inventory-queue": {("inventory", "app")},
     "order-migrate": {("order", label) for label in ("master", "owner", "app", "reader")},
     "inventory-migrate": {("inventory", label) for label in ("master", "owner", "app", "reader")},
     "backup": {("order", "reader"), ("inventory", "reader")},
     "backup-restore": {("order", "owner"), ("inventory", "owner")},
     "backup-sync": set(),
-    "gremlin": set(),
+    "gremlin": {ADMIN_KEY},
 }
 ROLE_NAMES = {"owner": "{}_owner", "app": "{}_app", "reader": "{}_backup"}
 
@@ -44,8 +46,11 @@ def _secret_id(s, value) -> str | None:
 
 def secret_logins(s) -> dict[str, tuple[str, str]]:
     """Secret logical id -> (service, label)."""
-    out = {}
+    admin_id, _ = admin_key_secret(s)
+    out = {admin_id: ADMIN_KEY}
     for logical_id, res in s.of_type("AWS::SecretsManager::Secret").items():
+        if logical_id == admin_id:
+            continue
         props = res["Properties"]
         if "SecretString" in props:  # local master: the context's value
             value = json.loads(props["SecretString"])
@@ -62,6 +67,10 @@ def secret_logins(s) -> dict[str, tuple[str, str]]:
         label = {"owner": "owner", "app": "app", "backup": "reader"}[suffix]
         out[logical_id] = (service, label)
     return out
+
+
+def database_logins(s) -> dict[str, tuple[str, str]]:
+    return {secret: login for secret, login in secret_logins(s).items() if login != ADMIN_KEY}
 
 
 def functions_by_suffix(s) -> dict[str, dict]:
@@ -82,7 +91,7 @@ def readable_secrets(s, fn: dict) -> set[str]:
 
 
 def test_every_database_has_a_master_owner_app_and_reader_secret(any_synth):
-    logins = secret_logins(any_synth)
+    logins = database_logins(any_synth)
     assert sorted(logins.values()) == sorted(
         (service, label) for service in SERVICES for label in ("master", "owner", "app", "reader"))
     for logical_id, (service, label) in logins.items():
@@ -97,7 +106,7 @@ def test_every_database_has_a_master_owner_app_and_reader_secret(any_synth):
 
 
 def test_aws_role_secrets_are_attached_to_their_own_instance(aws_synth):
-    logins = secret_logins(aws_synth)
+    logins = database_logins(aws_synth)
     attachments = aws_synth.of_type("AWS::SecretsManager::SecretTargetAttachment").values()
     attached = {ref_id(a["Properties"]["SecretId"]): aws_synth.resources[ref_id(a["Properties"]["TargetId"])]
                 for a in attachments}
@@ -132,7 +141,8 @@ def test_functions_log_in_with_the_secret_of_their_role(any_synth):
     def login(fn: dict, variable: str) -> tuple[str, str]:
         return logins[_secret_id(any_synth, env_of(fn)[variable])]
 
-    for suffix in ("order-api", "order-completion", "order-sweeper", "inventory-api", "inventory-queue"):
+    for suffix in ("order-api", "order-completion", "order-sweeper", "inventory-api", "inventory-reserve",
+                   "inventory-queue"):
         env = env_of(functions[suffix])
         assert login(functions[suffix], "DB_SECRET_ARN") == (suffix.split("-")[0], "app")
         assert not {"DB_MASTER_SECRET_ARN", "DB_APP_SECRET_ARN", "DB_READER_SECRET_ARN"} & set(env), suffix
@@ -147,7 +157,7 @@ def test_functions_log_in_with_the_secret_of_their_role(any_synth):
 
 
 def _connecting_functions(s) -> dict[str, dict]:
-    return {suffix: fn for suffix, fn in functions_by_suffix(s).items() if READS[suffix]}
+    return {suffix: fn for suffix, fn in functions_by_suffix(s).items() if READS[suffix] - {ADMIN_KEY}}
 
 
 def test_aws_verifies_the_database_certificate_against_the_shipped_rds_bundle(aws_synth):
