@@ -29,7 +29,7 @@ ADMIN_OPERATIONS = {("PUT", "/admin/products/{productId}"), ("PUT", "/gremlin"),
 LEAK_PATTERNS = [
     re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
     re.compile(r"\blocalhost\b|\blocalstack\b", re.I),
-    re.compile(r"\bport\s+\d{2,5}\b|:\d{4,5}\b", re.I),
+    re.compile(r"\bport\s+\d{2,5}\b|(?:localhost|\d+\.\d+\.\d+\.\d+|\b[\w-]+(?:\.[\w-]+)+):\d{2,5}\b", re.I),
     re.compile(r"arn:aws[\w-]*:"),
     re.compile(r"\b\d{12}\b"),
     re.compile(r"pg8000|psycopg|botocore|boto3|sqlalchemy|Traceback|File \"", re.I),
@@ -51,6 +51,10 @@ def admin_operations_refused(ctx, response, case) -> None:
 
 
 def no_internals_in_answer(ctx, response, case) -> None:
+    """Errors, health and gremlin answers are where internals would surface; a catalogue
+    listing is data (earlier fuzzing may have stored any product name)."""
+    if response.status_code < 400 and case.path.startswith("/products"):
+        return
     text = response.text or ""
     for pattern in LEAK_PATTERNS:
         match = pattern.search(text)
