@@ -118,7 +118,7 @@ def test_a_failing_step_prints_the_errors_own_fix_and_never_a_secret(capsys):
 
 def test_summary_shows_the_admin_key_as_a_path_not_its_value(capsys):
     key = "k" * 40
-    outputs = {"api_url": "http://127.0.0.1:1/x", "web_url": "http://w/", "metrics_url": "http://m",
+    outputs = {"api_url": "http://127.0.0.1:1/x", "web_url": "http://w/", "metrics_url": "http://m", "prometheus_url": "http://p",
                "admin_api_key": key, "endpoint_url": "http://127.0.0.1:1",
                "stack": {"OrderApiFunctionName": "Valerix-order-api"}}  # fmt: skip
     cli.print_summary(outputs)
