@@ -123,6 +123,7 @@ class ValerixStack(Stack):
             throttle_burst_limit=config.throttle_burst_limit,
             log_retention_days=config.log_retention_days,
             admin_api_key_value=self.admin_key.api_key_value,
+            tracing=config.is_aws,
         )
         # Built from the API id (not from the stage/deployment) so functions can reference it
         # without a dependency cycle through the methods that integrate them.
@@ -191,6 +192,7 @@ class ValerixStack(Stack):
             tls_env=self.databases.tls_environment,
             log_retention_days=config.log_retention_days,
             removal_policy=RemovalPolicy.RETAIN if config.is_aws else RemovalPolicy.DESTROY,
+            tracing=config.is_aws,
         )
         f.update(self.local_backup.functions)
 
@@ -344,6 +346,7 @@ class ValerixStack(Stack):
                 environment=env,
                 log_retention_days=self.config.log_retention_days,
                 vpc=db.function_placement if db is not None else None,
+                tracing=self.config.is_aws,
             ),
         )
         for secret in secrets.values():

@@ -24,7 +24,7 @@ from functions.backup.errors import BackupError
 from functions.backup.service import BackupService
 from functions.backup.settings import BackupSettings
 from functions.common import aws
-from functions.common.observability import get_logger, record_cold_start
+from functions.common.observability import get_logger, record_cold_start, traced
 
 SERVICE = "backup"
 logger = get_logger(SERVICE)
@@ -51,6 +51,7 @@ def reset_service(service: BackupService | None = None) -> None:
         _service = service
 
 
+@traced
 @logger.inject_lambda_context(log_event=False)
 def backup_handler(event: dict | None, context: Any) -> dict:
     record_cold_start(SERVICE, context)
@@ -64,6 +65,7 @@ def backup_handler(event: dict | None, context: Any) -> dict:
     return result
 
 
+@traced
 @logger.inject_lambda_context(log_event=False)
 def sync_handler(event: dict | None, context: Any) -> dict:
     record_cold_start(SERVICE, context)
@@ -75,6 +77,7 @@ def sync_handler(event: dict | None, context: Any) -> dict:
     return result
 
 
+@traced
 @logger.inject_lambda_context(log_event=False)
 def restore_handler(event: dict | None, context: Any) -> dict:
     record_cold_start(SERVICE, context)

@@ -34,9 +34,7 @@ Guarantees for every app built here:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
-import re
 import threading
 import time
 import uuid
@@ -50,8 +48,17 @@ from mangum import Mangum
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from functions.common import observability
 from functions.common.db import DatabaseUnavailable
-from functions.common.observability import MetricUnit, get_logger, put_metric, record_cold_start
+from functions.common.observability import (
+    MetricUnit,
+    bind_correlation_id,
+    current_correlation_id,
+    get_logger,
+    put_metric,
+    record_cold_start,
+    valid_correlation_id,
+)
 
 __all__ = ["MAX_BODY_BYTES", "ApiError", "ErrorBody", "ERROR_RESPONSES", "create_app", "make_api_handler", "json_error",
            "ensure_event_loop", "correlation_id_of", "current_correlation_id", "CORRELATION_ID_HEADER"]
@@ -109,33 +116,22 @@ def _error_content(message: str, **extra: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- correlation id
 
 CORRELATION_ID_HEADER = "X-Correlation-Id"
-# A caller-supplied id goes into logs and answers: only short, plain tokens are taken as they are.
-_CORRELATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("valerix_correlation_id", default=None)
+# The id itself (its pattern, the current one, binding it to the logger) is written once in
+# functions.common.observability, which the non-HTTP functions share; kept here under its old name.
+_correlation_id = observability._correlation_id
 
 
 def correlation_id_of(scope: dict) -> str:
     """The request's correlation id: a well-formed X-Correlation-Id header, else API Gateway's
     request id, else the Lambda request id, else a new UUID."""
     header = _header(scope, CORRELATION_ID_HEADER.lower().encode())
-    if header:
-        text = header.decode("latin-1")
-        if _CORRELATION_ID_PATTERN.match(text):
-            return text
+    if header and (from_client := valid_correlation_id(header.decode("latin-1"))):
+        return from_client
     event = scope.get("aws.event")
-    if isinstance(event, dict):
-        request_id = (event.get("requestContext") or {}).get("requestId")
-        if isinstance(request_id, str) and _CORRELATION_ID_PATTERN.match(request_id):
-            return request_id
-    request_id = getattr(scope.get("aws.context"), "aws_request_id", None)
-    if isinstance(request_id, str) and _CORRELATION_ID_PATTERN.match(request_id):
-        return request_id
-    return str(uuid.uuid4())
-
-
-def current_correlation_id() -> str | None:
-    """The correlation id of the request being served (None outside a request)."""
-    return _correlation_id.get()
+    if isinstance(event, dict) and (
+            from_gateway := valid_correlation_id((event.get("requestContext") or {}).get("requestId"))):
+        return from_gateway
+    return valid_correlation_id(getattr(scope.get("aws.context"), "aws_request_id", None)) or str(uuid.uuid4())
 
 
 # --------------------------------------------------------------------------- validation errors
@@ -210,7 +206,9 @@ class _ObservedRequestMiddleware:
         state = {"status": 500, "started": False}
 
         correlation_id = correlation_id_of(scope)
-        token = _correlation_id.set(correlation_id)
+        # Bound to the request's context (what the route's thread sees, and what producers pass
+        # on), and set on the logger itself for threads outside that context (worker pools).
+        unbind = bind_correlation_id(self.logger, correlation_id)
         self.logger.set_correlation_id(correlation_id)
         cors = _cors_headers(scope)
         extra_headers = [*cors, (b"x-correlation-id", correlation_id.encode())]
@@ -229,7 +227,7 @@ class _ObservedRequestMiddleware:
                 (b"access-control-max-age", b"3600"),
             ]})
             await send_wrapper({"type": "http.response.body", "body": b""})
-            _correlation_id.reset(token)
+            unbind()
             return
 
         try:
@@ -258,7 +256,7 @@ class _ObservedRequestMiddleware:
                 await _send_json(send_wrapper, 500, _error_content("internal error"))
         finally:
             self._record(scope, state["status"], (time.perf_counter() - started_at) * 1000.0)
-            _correlation_id.reset(token)
+            unbind()
 
     def _record(self, scope: dict, status: int, duration_ms: float) -> None:
         route = scope.get("route")

@@ -10,6 +10,11 @@
 The reserve function is not on the public API: on AWS only the order API's role may invoke it
 (IAM), locally it is reachable only through the Lambda API of the local cloud.
 
+Every message carries the order's correlation id (docs/ARCHITECTURE.md, "Correlation id"):
+`ReserveRequest.correlationId` on the Invoke, the `correlationId` SQS message attribute
+(`correlation_attributes`) on both queues. It is optional: a message without one is still
+processed (its consumer logs under the SQS message id / Lambda request id instead).
+
 `ReservationAnswer.statusCode` keeps the HTTP meaning the reservation had when it was a route
 (201 new reservation, 200 replay, 409 refused or conflicting replay, 422 invalid request,
 5xx inventory fault), so logs and metrics read the same; the order side decides on `status`.
@@ -21,14 +26,28 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from functions.common.observability import CORRELATION_ID_PATTERN
+
 __all__ = [
-    "CompletionMessage", "InventoryCommand", "InventoryQueueMessage", "PingAnswer", "PingRequest",
-    "ReservationAnswer", "ReservationFields", "ReserveRequest", "parse_inventory_command",
+    "CORRELATION_ID_ATTRIBUTE", "CompletionMessage", "InventoryCommand", "InventoryQueueMessage", "PingAnswer",
+    "PingRequest", "ReservationAnswer", "ReservationFields", "ReserveRequest", "correlation_attributes",
+    "parse_inventory_command",
 ]
 
 OrderId = Annotated[str, Field(min_length=1, max_length=64)]
 ProductId = Annotated[str, Field(min_length=1, max_length=64)]
 Quantity = Annotated[int, Field(ge=1, le=1000)]
+CorrelationId = Annotated[str, Field(pattern=CORRELATION_ID_PATTERN.pattern)]
+
+# The SQS message attribute that carries the correlation id (inventory and completion queues).
+CORRELATION_ID_ATTRIBUTE = "correlationId"
+
+
+def correlation_attributes(correlation_id: str | None) -> dict[str, dict[str, str]]:
+    """SendMessage `MessageAttributes` carrying `correlation_id` (none when there is none)."""
+    if not correlation_id:
+        return {}
+    return {CORRELATION_ID_ATTRIBUTE: {"DataType": "String", "StringValue": correlation_id}}
 
 # Answer statuses. RESERVED / REJECTED are business answers; everything else is a fault the
 # order side treats like a server error (queue fallback, counts against the circuit).
@@ -49,6 +68,7 @@ class ReserveRequest(ReservationFields):
     """Invoke payload: reserve `quantity` of `productId` for `orderId` (idempotent by orderId)."""
 
     action: Literal["reserve"]
+    correlationId: CorrelationId | None = None  # the order request's, for the reserve function's logs
 
 
 class PingRequest(BaseModel):

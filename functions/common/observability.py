@@ -1,4 +1,4 @@
-"""Powertools logger and metric helpers shared by every function.
+"""Powertools logger, tracer, correlation id and metric helpers shared by every function.
 
 Metrics follow docs/ARCHITECTURE.md: namespace `Valerix` (POWERTOOLS_METRICS_NAMESPACE), the
 `service` dimension always present, no high-cardinality dimensions. Each metric is emitted with
@@ -7,14 +7,21 @@ Metrics follow docs/ARCHITECTURE.md: namespace `Valerix` (POWERTOOLS_METRICS_NAM
 
 from __future__ import annotations
 
+import contextvars
 import os
+import re
 import threading
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
-__all__ = ["MetricUnit", "get_logger", "put_metric", "record_cold_start", "namespace"]
+__all__ = ["MetricUnit", "get_logger", "put_metric", "record_cold_start", "namespace", "traced",
+           "tracing_enabled", "CORRELATION_ID_PATTERN", "valid_correlation_id", "current_correlation_id",
+           "bind_correlation_id", "correlation_scope", "invocation_correlation_id"]
 
 _loggers: dict[str, Logger] = {}
 _loggers_lock = threading.Lock()
@@ -68,3 +75,102 @@ def record_cold_start(service: str, context: Any) -> None:
         getattr(context, "function_name", None) or os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or service
     )
     put_metric("ColdStart", MetricUnit.Count, 1, service=service, function_name=function_name)
+
+
+# --------------------------------------------------------------------------- correlation id
+#
+# One id follows an order through every function it touches (docs/ARCHITECTURE.md): the API
+# takes it from the request (functions.common.api), the reserve request carries it as a field
+# (contracts.ReserveRequest.correlationId), SQS messages carry it as a message attribute
+# (functions.common.queue). Wherever it arrives, `bind_correlation_id` makes it the current
+# one: every Powertools log line of that thread/task gets `correlation_id`, and producers read
+# it back with `current_correlation_id()` to pass it on.
+
+# A caller-supplied id goes into logs, answers and messages: only short, plain tokens are taken.
+CORRELATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_CORRELATION_KEY = "correlation_id"
+_correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("valerix_correlation_id", default=None)
+
+
+def valid_correlation_id(value: Any) -> str | None:
+    """`value` if it is a well-formed correlation id, else None."""
+    return value if isinstance(value, str) and CORRELATION_ID_PATTERN.fullmatch(value) else None
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id bound to this thread/task (None when nothing is bound)."""
+    return _correlation_id.get()
+
+
+def bind_correlation_id(logger: Logger, correlation_id: str | None) -> Callable[[], None]:
+    """Make `correlation_id` the current one and put it on every log line of this context;
+    returns the function that restores what was bound before.
+
+    Powertools' thread-safe keys live in a ContextVar, so concurrent records of one SQS batch
+    (each on its own worker thread) never see each other's id.
+    """
+    token = _correlation_id.set(correlation_id)
+    previous = logger.thread_safe_get_current_keys().get(_CORRELATION_KEY)
+    if correlation_id:
+        logger.thread_safe_append_keys(**{_CORRELATION_KEY: correlation_id})
+    else:
+        logger.thread_safe_remove_keys([_CORRELATION_KEY])
+
+    def unbind() -> None:
+        if previous is None:
+            logger.thread_safe_remove_keys([_CORRELATION_KEY])
+        else:
+            logger.thread_safe_append_keys(**{_CORRELATION_KEY: previous})
+        _correlation_id.reset(token)
+
+    return unbind
+
+
+def invocation_correlation_id(candidate: Any, context: Any) -> str | None:
+    """An invocation's correlation id: `candidate` (what the caller sent) if well-formed, else
+    the Lambda request id, so every invocation's log lines carry one."""
+    return valid_correlation_id(candidate) or valid_correlation_id(getattr(context, "aws_request_id", None))
+
+
+@contextmanager
+def correlation_scope(logger: Logger, correlation_id: str | None) -> Iterator[str | None]:
+    """`bind_correlation_id` for the duration of a block (one record, one invocation)."""
+    unbind = bind_correlation_id(logger, correlation_id)
+    try:
+        yield correlation_id
+    finally:
+        unbind()
+
+
+# --------------------------------------------------------------------------- tracing
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def tracing_enabled() -> bool:
+    """Powertools Tracer's own rule: on in a Lambda environment unless POWERTOOLS_TRACE_DISABLED.
+
+    The stack sets POWERTOOLS_TRACE_DISABLED=true for target=local (LocalStack community has no
+    X-Ray) and enables active tracing for target=aws.
+    """
+    if resolve_truthy_env_var_choice(env=os.environ.get("POWERTOOLS_TRACE_DISABLED", "false")):
+        return False
+    return bool(os.environ.get("LAMBDA_TASK_ROOT")) and not os.environ.get("AWS_SAM_LOCAL")
+
+
+def traced(handler: F) -> F:
+    """Powertools Tracer around a Lambda handler (one subsegment per invocation, cold start and
+    service annotations, errors captured; responses are not, they can be large or personal).
+
+    Where tracing is off, the handler is returned as it is and the X-Ray SDK is never imported:
+    importing it costs ~150 ms (it builds a botocore X-Ray client for its sampler), which a
+    function that cannot trace must not pay at every cold start.
+    """
+    if not tracing_enabled():
+        return handler
+    from aws_lambda_powertools import Tracer
+
+    # Only botocore calls become subsegments: pg8000's X-Ray patch wraps pg8000.connect, which
+    # the functions do not use (pg8000.native), and patching everything imports every library.
+    tracer = Tracer(patch_modules=["botocore"])
+    return tracer.capture_lambda_handler(handler, capture_response=False)  # type: ignore[return-value]

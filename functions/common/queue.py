@@ -14,6 +14,11 @@ DynamoDB, PostgreSQL and SQS, and one batch at a time is all an event-source pol
 function, so handling records one after another made a queue drain at the sum of their
 round trips. Records are independent orders; nothing relies on their order within a batch
 (a standard queue does not keep one anyway).
+
+Each record is handled under its own correlation id (the `correlationId` message attribute,
+else the SQS message id), bound on its worker thread for exactly that record: every log line
+the record causes carries it, and a message the record produces passes it on
+(docs/ARCHITECTURE.md, "Correlation id").
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ValidationError
 
 from functions.common import aws
-from functions.common.observability import MetricUnit, put_metric
+from functions.common.contracts import CORRELATION_ID_ATTRIBUTE
+from functions.common.observability import MetricUnit, correlation_scope, put_metric, valid_correlation_id
 
 BACKOFF_BASE_SECONDS = 2
 BACKOFF_MAX_SECONDS = 60
@@ -53,6 +59,28 @@ def parse_body(record: SQSRecord, model: type[BaseModel], logger: Any) -> BaseMo
     except (json.JSONDecodeError, ValidationError) as exc:
         logger.error("malformed queue message", extra={"message_id": record.message_id, "error": str(exc)})
         raise PoisonMessage(str(exc)) from exc
+
+
+def record_correlation_id(record: SQSRecord) -> str:
+    """The correlation id a record carries (its message attribute), else its SQS message id."""
+    attribute = record.message_attributes[CORRELATION_ID_ATTRIBUTE]
+    return valid_correlation_id(attribute.string_value if attribute is not None else None) or record.message_id
+
+
+def _with_correlation_id(record_handler: Callable[[SQSRecord], Any], logger: Any) -> Callable[[SQSRecord], Any]:
+    """`record_handler` under the record's correlation id, bound and cleared around the record
+    on the worker thread that runs it (pool threads are reused: nothing may linger)."""
+
+    def handle(record: SQSRecord) -> Any:
+        with correlation_scope(logger, record_correlation_id(record)):
+            try:
+                return record_handler(record)
+            except Exception as exc:
+                logger.warning("queue record failed", extra={
+                    "message_id": record.message_id, "error_type": type(exc).__name__, "error": str(exc)})
+                raise
+
+    return handle
 
 
 def backoff_seconds(receive_count: int) -> int:
@@ -82,8 +110,10 @@ def _back_off(records: list[dict], failed_ids: set[str], logger: Any) -> None:
 
 def process_batch(event: dict, context: Any, record_handler: Callable[[SQSRecord], Any],
                   service: str, logger: Any) -> dict:
+    handle = _with_correlation_id(record_handler, logger)
+
     async def on_worker_thread(record: SQSRecord) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(_record_workers(), record_handler, record)
+        return await asyncio.get_running_loop().run_in_executor(_record_workers(), handle, record)
 
     processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     response = async_process_partial_response(
@@ -96,8 +126,5 @@ def process_batch(event: dict, context: Any, record_handler: Callable[[SQSRecord
         put_metric("QueueRecords", MetricUnit.Count, processed, service=service, outcome="processed")
     if failures:
         put_metric("QueueRecords", MetricUnit.Count, len(failures), service=service, outcome="failed")
-        for exc_type, exc_value, _ in processor.exceptions:
-            logger.warning("queue record failed", extra={
-                "error_type": getattr(exc_type, "__name__", str(exc_type)), "error": str(exc_value)})
         _back_off(records, {f["itemIdentifier"] for f in failures}, logger)
     return response

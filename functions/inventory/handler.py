@@ -14,6 +14,10 @@
   orderId) is reported as a batch item failure: SQS redelivers it after
   the visibility timeout and moves it to the DLQ after maxReceiveCount.
 - `migrate_handler`: applies migrations/ and seeds the catalogue on first run.
+
+Every handler runs under the Powertools Tracer (`traced`: X-Ray on AWS, nothing locally) and
+logs under a correlation id (docs/ARCHITECTURE.md): the reserve function's is the one the order
+request sent in `correlationId`, the queue consumer's is each record's message attribute.
 """
 
 from __future__ import annotations
@@ -24,22 +28,31 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from functions.common.api import make_api_handler
 from functions.common.contracts import InventoryQueueMessage
-from functions.common.observability import get_logger, record_cold_start
+from functions.common.observability import (
+    correlation_scope,
+    get_logger,
+    invocation_correlation_id,
+    record_cold_start,
+    traced,
+)
 from functions.common.queue import PoisonMessage, parse_body, process_batch
 from functions.inventory import service
 from functions.inventory.app import app
 
 logger = get_logger(service.SERVICE)
 
-api_handler = make_api_handler(app, service.SERVICE)
+api_handler = traced(make_api_handler(app, service.SERVICE))
 
 
 __all__ = ["PoisonMessage", "api_handler", "migrate_handler", "queue_handler", "reserve_handler"]
 
 
+@traced
 def reserve_handler(event: Any, context: Any) -> dict[str, Any]:
     record_cold_start(service.SERVICE, context)
-    return service.answer_command(event)
+    sent = event.get("correlationId") if isinstance(event, dict) else None
+    with correlation_scope(logger, invocation_correlation_id(sent, context)):
+        return service.answer_command(event)
 
 
 def _record_handler(record: SQSRecord) -> dict[str, Any]:
@@ -47,12 +60,14 @@ def _record_handler(record: SQSRecord) -> dict[str, Any]:
     return service.process_queued_order(message=message.model_dump())
 
 
+@traced
 def queue_handler(event: dict, context: Any) -> dict:
     record_cold_start(service.SERVICE, context)
     service.register_lambda_context(context)
     return process_batch(event, context, _record_handler, service.SERVICE, logger)
 
 
+@traced
 def migrate_handler(event: Any = None, context: Any = None) -> dict:
     record_cold_start(service.SERVICE, context)
     return service.migrate()

@@ -45,11 +45,12 @@ from functions.common.contracts import (
     PingRequest,
     ReservationAnswer,
     ReserveRequest,
+    correlation_attributes,
     parse_inventory_command,
 )
 from functions.common.db import DatabaseUnavailable
 from functions.common.migrations import migrate_database
-from functions.common.observability import MetricUnit, get_logger, put_metric
+from functions.common.observability import MetricUnit, current_correlation_id, get_logger, put_metric
 from functions.common.settings import get_settings
 from functions.inventory import repository
 
@@ -254,7 +255,9 @@ def _process_queued_order(message: dict[str, Any]) -> dict[str, Any]:
         reason=outcome.reason,
     ).model_dump()
     aws.client("sqs").send_message(
-        QueueUrl=get_settings().completion_queue_url, MessageBody=json.dumps(completion)
+        QueueUrl=get_settings().completion_queue_url, MessageBody=json.dumps(completion),
+        # the queued order's id (bound per record by functions.common.queue) goes on to order
+        MessageAttributes=correlation_attributes(current_correlation_id()),
     )
     logger.info("completion published", extra={**completion, "replay": outcome.replay})
     if outcome.replay:

@@ -9,6 +9,11 @@
 - `migrate_handler`: applies migrations/ (returns {"applied": [...], "seeded": false}).
 - `sweeper_handler` (optional, e.g. an EventBridge rule every minute): re-queues orders left
   PENDING for over a minute by an invocation that died mid-request.
+
+Every handler runs under the Powertools Tracer (`traced`: X-Ray on AWS, nothing locally) and
+logs under a correlation id (docs/ARCHITECTURE.md): the API's from the request, the completion
+consumer's per record from the message, the sweeper's its own invocation's (the orders it
+re-queues carry that id on to inventory).
 """
 
 from __future__ import annotations
@@ -21,14 +26,20 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from functions.common import aws
 from functions.common.api import make_api_handler
 from functions.common.contracts import CompletionMessage
-from functions.common.observability import get_logger, record_cold_start
+from functions.common.observability import (
+    correlation_scope,
+    get_logger,
+    invocation_correlation_id,
+    record_cold_start,
+    traced,
+)
 from functions.common.queue import PoisonMessage, parse_body, process_batch
 from functions.order import inventory_client, service
 from functions.order.app import app
 
 logger = get_logger(service.SERVICE)
 
-api_handler = make_api_handler(app, service.SERVICE)
+api_handler = traced(make_api_handler(app, service.SERVICE))
 
 
 def _prewarm() -> None:
@@ -57,17 +68,21 @@ def _record_handler(record: SQSRecord) -> str:
     return service.apply_completion(completion.orderId, completion.status, completion.reason)
 
 
+@traced
 def completion_handler(event: dict, context: Any) -> dict:
     record_cold_start(service.SERVICE, context)
     return process_batch(event, context, _record_handler, service.SERVICE, logger)
 
 
+@traced
 def migrate_handler(event: Any = None, context: Any = None) -> dict:
     record_cold_start(service.SERVICE, context)
     return service.migrate()
 
 
+@traced
 def sweeper_handler(event: Any = None, context: Any = None) -> dict:
     record_cold_start(service.SERVICE, context)
     older_than = int((event or {}).get("olderThanSeconds", 60)) if isinstance(event, dict) else 60
-    return service.requeue_stale_pending(older_than_seconds=older_than)
+    with correlation_scope(logger, invocation_correlation_id(None, context)):
+        return service.requeue_stale_pending(older_than_seconds=older_than)

@@ -131,15 +131,18 @@ class InventoryClient:
 
     # ------------------------------------------------------------------ public
 
-    def reserve(self, order_id: str, product_id: str, quantity: int, deadline: float | None = None) -> InventoryReply:
+    def reserve(self, order_id: str, product_id: str, quantity: int, deadline: float | None = None,
+                correlation_id: str | None = None) -> InventoryReply:
         """Reserve stock, or raise InventoryUnavailable / CircuitBreakerOpenError.
 
-        `deadline` is a time.monotonic() instant; default: now + budget.
+        `deadline` is a time.monotonic() instant; default: now + budget. `correlation_id` travels
+        in the request, so the reserve function logs under the order request's id.
         """
         if deadline is None:
             deadline = time.monotonic() + self.budget
-        request = ReserveRequest(action="reserve", orderId=order_id, productId=product_id, quantity=quantity)
-        return self._guarded(request.model_dump(), deadline)
+        request = ReserveRequest(action="reserve", orderId=order_id, productId=product_id, quantity=quantity,
+                                 correlationId=correlation_id)
+        return self._guarded(request.model_dump(exclude_none=True), deadline)
 
     def circuit_state(self) -> str:
         """CLOSED | OPEN | HALF_OPEN as this environment sees it (cached read of the shared state)."""

@@ -35,10 +35,10 @@ from aws_lambda_powertools.utilities.circuit_breaker import CircuitBreakerOpenEr
 
 from functions.common import aws
 from functions.common.api import ApiError
-from functions.common.contracts import InventoryQueueMessage
+from functions.common.contracts import InventoryQueueMessage, correlation_attributes
 from functions.common.db import DatabaseUnavailable
 from functions.common.migrations import migrate_database
-from functions.common.observability import MetricUnit, get_logger, put_metric
+from functions.common.observability import MetricUnit, current_correlation_id, get_logger, put_metric
 from functions.common.settings import get_settings
 from functions.order import inventory_client, repository
 
@@ -173,7 +173,7 @@ def _decide(order: dict[str, Any], client: inventory_client.InventoryClient, dea
     fallback: str | None = None
     reply: inventory_client.InventoryReply | None = None
     try:
-        reply = client.reserve(order_id, product_id, quantity, deadline)
+        reply = client.reserve(order_id, product_id, quantity, deadline, correlation_id=current_correlation_id())
     except inventory_client.InventoryUnavailable as exc:
         fallback = exc.kind
         logger.warning("inventory call failed; queueing the order",
@@ -235,7 +235,8 @@ def _queue(order: dict[str, Any], reason: str) -> OrderResult:
     message = InventoryQueueMessage(orderId=order_id, productId=order["productId"], quantity=order["quantity"])
     try:
         aws.client("sqs").send_message(QueueUrl=get_settings().inventory_queue_url,
-                                       MessageBody=message.model_dump_json())
+                                       MessageBody=message.model_dump_json(),
+                                       MessageAttributes=correlation_attributes(current_correlation_id()))
     except Exception as exc:  # noqa: BLE001
         logger.exception("could not queue the order; it stays PENDING for the sweeper", extra={"order_id": order_id})
         raise QueueUnavailable(str(exc)) from exc

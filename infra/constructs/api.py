@@ -31,7 +31,9 @@ class ValerixApi(Construct):
         throttle_burst_limit: int,
         log_retention_days: int,
         admin_api_key_value: str,
+        tracing: bool = False,
     ) -> None:
+        """`tracing`: X-Ray tracing on the stage (target=aws; LocalStack community has no X-Ray)."""
         super().__init__(scope, construct_id)
         self.stage_name = stage_name
         self._integrations: dict[str, apigw.LambdaIntegration] = {}
@@ -56,6 +58,7 @@ class ValerixApi(Construct):
                 throttling_rate_limit=throttle_rate_limit,
                 throttling_burst_limit=throttle_burst_limit,
                 metrics_enabled=True,
+                tracing_enabled=tracing,
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,
                 access_log_destination=apigw.LogGroupLogDestination(self.access_log_group),

@@ -136,6 +136,7 @@ class LocalBackup(Construct):
         local_retention_days: int = 7,
         external_retention_days: int = 30,
         history_lock: bool | None = None,
+        tracing: bool = False,  # X-Ray active tracing on the functions (target=aws)
     ) -> None:
         super().__init__(scope, construct_id)
         self._databases = (order_db, inventory_db)
@@ -220,6 +221,7 @@ class LocalBackup(Construct):
                     environment=env,
                     log_retention_days=log_retention_days,
                     vpc=vpc,
+                    tracing=tracing,
                 ),
             )
 

@@ -62,6 +62,9 @@ class ServiceFunctionProps:
     environment: dict[str, str] = field(default_factory=dict)
     log_retention_days: int = 14
     vpc: FunctionVpcPlacement | None = None
+    # X-Ray active tracing (target=aws). Off: POWERTOOLS_TRACE_DISABLED=true, so the Powertools
+    # Tracer is a no-op (LocalStack community has no X-Ray).
+    tracing: bool = False
 
 
 class ServiceFunction(Construct):
@@ -96,6 +99,7 @@ class ServiceFunction(Construct):
             "POWERTOOLS_SERVICE_NAME": props.service,
             "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            "POWERTOOLS_TRACE_DISABLED": "false" if props.tracing else "true",
             **props.environment,
         }
 
@@ -137,6 +141,7 @@ class ServiceFunction(Construct):
             environment=environment,
             role=self.role,
             log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE if props.tracing else lambda_.Tracing.DISABLED,
             **vpc_kwargs,
         )
         # The function must not start before its role can write logs.
@@ -144,13 +149,19 @@ class ServiceFunction(Construct):
 
         for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
             acknowledge(self.function, rule, _RUNTIME_REASON)
+        # Both grants below are CDK's own (VPC attachment, Tracing.ACTIVE); one acknowledgment
+        # per construct and rule, so the reasons are joined.
+        wildcard_reasons = []
         if props.vpc is not None:
-            acknowledge(
-                self.role,
-                "AwsSolutions-IAM5[Resource::*]",
+            wildcard_reasons.append(
                 "The ec2 network-interface actions a VPC-attached Lambda needs do not support "
-                "resource-level permissions; no data resource is involved.",
-            )
+                "resource-level permissions; no data resource is involved.")
+        if props.tracing:
+            wildcard_reasons.append(
+                "xray:PutTraceSegments and xray:PutTelemetryRecords (active tracing) do not support "
+                "resource-level permissions; they only send this function's own trace data.")
+        if wildcard_reasons:
+            acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]", " ".join(wildcard_reasons))
 
     @property
     def function_name(self) -> str:

@@ -392,7 +392,8 @@ class Valerix:
     def receive(self, url: str, max_messages: int = 10) -> list[dict]:
         """One receive (like one Lambda batch); the messages stay invisible for 60 s."""
         return aws_client("sqs").receive_message(
-            QueueUrl=url, MaxNumberOfMessages=max_messages, VisibilityTimeout=60, WaitTimeSeconds=0
+            QueueUrl=url, MaxNumberOfMessages=max_messages, VisibilityTimeout=60, WaitTimeSeconds=0,
+            MessageAttributeNames=["All"],
         ).get("Messages", [])
 
     def sqs_event(self, messages: list[dict], queue_url: str) -> dict:
@@ -405,7 +406,11 @@ class Valerix:
                     "body": m["Body"],
                     "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000)),
                                    "SenderId": "test", "ApproximateFirstReceiveTimestamp": "0"},
-                    "messageAttributes": {},
+                    # as the event source mapping passes them (the correlation id travels here)
+                    "messageAttributes": {
+                        name: {"stringValue": value.get("StringValue"), "stringListValues": [],
+                               "binaryListValues": [], "dataType": value["DataType"]}
+                        for name, value in m.get("MessageAttributes", {}).items()},
                     "md5OfBody": m.get("MD5OfBody", ""),
                     "eventSource": "aws:sqs",
                     "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:{queue_name}",

@@ -254,3 +254,13 @@ def test_the_real_lambda_client_makes_no_retries_of_its_own(monkeypatch):
         assert client._lambda.meta.config.retries["total_max_attempts"] == 1
     finally:
         client.close()
+
+
+def test_the_reserve_request_carries_the_correlation_id(make_client):
+    """The reserve function logs under the order request's id: it travels in the payload."""
+    client = make_client(lambda payload: answer("RESERVED", 201))
+    client.reserve("o1", "widget", 1, correlation_id="corr-77")
+    client.reserve("o2", "widget", 1)
+    sent = [json.loads(call["Payload"]) for call in client.fake.calls]
+    assert sent[0]["correlationId"] == "corr-77"
+    assert "correlationId" not in sent[1]  # none bound: the field is left out, not sent as null
