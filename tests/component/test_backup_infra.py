@@ -61,7 +61,9 @@ def resources(template, kind: str) -> dict:
 
 def test_functions_handlers_and_environment(synthesized) -> None:
     target, template, _ = synthesized
-    functions = {f["Properties"]["FunctionName"]: f["Properties"] for f in resources(template, "AWS::Lambda::Function").values()}
+    # (CDK adds unnamed provider functions of its own, e.g. the default-security-group restrictor)
+    functions = {f["Properties"]["FunctionName"]: f["Properties"] for f in resources(template, "AWS::Lambda::Function").values()
+                 if "FunctionName" in f["Properties"]}
     assert {name: props["Handler"] for name, props in functions.items()} == {
         "Valerix-backup": "functions.backup.handler.backup_handler",
         "Valerix-backup-sync": "functions.backup.handler.sync_handler",
