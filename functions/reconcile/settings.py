@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from collections.abc import Mapping
 
@@ -48,6 +49,19 @@ def stale_minutes(raw: object) -> int:
         raise SettingsError(f"staleMinutes must be a whole number of minutes >= 1, got {raw!r}") from exc
     if value < 1:
         raise SettingsError(f"staleMinutes must be a whole number of minutes >= 1, got {value}")
+    return value
+
+
+def since(raw: object) -> dt.datetime:
+    """An event's `since`: an ISO-8601 timestamp with its UTC offset (`2026-01-31T12:00:00+00:00`)."""
+    if not isinstance(raw, str):
+        raise SettingsError(f"since must be an ISO-8601 timestamp with a UTC offset, got {raw!r}")
+    try:
+        value = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SettingsError(f"since must be an ISO-8601 timestamp with a UTC offset, got {raw!r}") from exc
+    if value.tzinfo is None:
+        raise SettingsError(f"since must carry a UTC offset (a bare time is ambiguous), got {raw!r}")
     return value
 
 

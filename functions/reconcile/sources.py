@@ -42,8 +42,8 @@ def snapshot(database: db.Database) -> Iterator[pg8000.native.Connection]:
         yield conn
 
 
-def _cursor(conn: pg8000.native.Connection, name: str, query: str) -> Iterator[list]:
-    conn.run(f"DECLARE {name} NO SCROLL CURSOR FOR {query}")
+def _cursor(conn: pg8000.native.Connection, name: str, query: str, **params: object) -> Iterator[list]:
+    conn.run(f"DECLARE {name} NO SCROLL CURSOR FOR {query}", **params)
     while rows := conn.run(f"FETCH FORWARD {FETCH_BATCH} FROM {name}"):
         yield from rows
     conn.run(f"CLOSE {name}")
@@ -54,15 +54,23 @@ def now(conn: pg8000.native.Connection) -> dt.datetime:
     return conn.run("SELECT clock_timestamp()")[0][0]
 
 
-def orders(conn: pg8000.native.Connection) -> Iterator[OrderRow]:
-    query = f'SELECT {_ORDER_COLUMNS} FROM orders ORDER BY order_id COLLATE "C"'
-    for row in _cursor(conn, "reconcile_orders", query):
+def _window(since: dt.datetime | None) -> tuple[str, dict]:
+    return ("WHERE created_at >= :since", {"since": since}) if since is not None else ("", {})
+
+
+def orders(conn: pg8000.native.Connection, since: dt.datetime | None = None) -> Iterator[OrderRow]:
+    where, params = _window(since)
+    query = f'SELECT {_ORDER_COLUMNS} FROM orders {where} ORDER BY order_id COLLATE "C"'
+    for row in _cursor(conn, "reconcile_orders", query, **params):
         yield OrderRow(*row)
 
 
-def reservations(conn: pg8000.native.Connection) -> Iterator[ReservationRow]:
-    query = f'SELECT {_RESERVATION_COLUMNS} FROM reservations ORDER BY order_id COLLATE "C"'
-    for row in _cursor(conn, "reconcile_reservations", query):
+def reservations(conn: pg8000.native.Connection, since: dt.datetime | None = None) -> Iterator[ReservationRow]:
+    """With `since`: reservations created since then. One of an older order then has no order in
+    the window; the re-read by id (`orders_by_id`, no window) finds it."""
+    where, params = _window(since)
+    query = f'SELECT {_RESERVATION_COLUMNS} FROM reservations {where} ORDER BY order_id COLLATE "C"'
+    for row in _cursor(conn, "reconcile_reservations", query, **params):
         yield ReservationRow(*row)
 
 

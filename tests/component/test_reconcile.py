@@ -171,10 +171,10 @@ def test_an_order_written_between_the_two_reads_is_not_an_orphan(valerix, reconc
 
     original = sources.reservations
 
-    def reservations_after_a_new_order(conn):
+    def reservations_after_a_new_order(conn, since=None):
         confirmed(valerix, "gadget", 1)
         # the reservations' snapshot starts now, after the new order committed
-        yield from original(conn)
+        yield from original(conn, since)
 
     monkeypatch.setattr(sources, "reservations", reservations_after_a_new_order)
     report = reconcile()
@@ -226,7 +226,7 @@ def test_the_reconciler_logs_in_read_only(valerix, reconcile, monkeypatch):
     attempts = []
     original = sources.reservations
 
-    def try_to_write(conn):
+    def try_to_write(conn, since=None):
         attempts.append(conn.run("SELECT current_user")[0][0])
         with pytest.raises(DatabaseError):  # read-only transaction (and no INSERT grant)
             conn.run("INSERT INTO reservations (order_id, product_id, quantity, status) "
@@ -251,3 +251,30 @@ def test_bad_events_are_refused_naming_the_field(valerix, reconcile, event, fiel
 
     with pytest.raises(SettingsError, match=field):
         reconcile(event)
+
+
+def test_since_limits_the_check_to_recent_orders_and_reservations(valerix, reconcile):
+    old = insert_order(valerix, "CONFIRMED", 60)  # no reservation: a problem, but an old one
+    old_with_new_reservation = insert_order(valerix, "QUEUED", 30)
+    recent = confirmed(valerix)
+    valerix.inventory_db.run("DELETE FROM reservations WHERE order_id = :o", o=recent)
+    # a reservation made now for an order older than the window: not an orphan (re-read by id)
+    valerix.inventory_db.run("INSERT INTO reservations (order_id, product_id, quantity, status) "
+                             "VALUES (:o, 'widget', 1, 'RESERVED')", o=old_with_new_reservation)
+    since = valerix.order_db.run("SELECT clock_timestamp() - interval '5 minutes'")[0][0]
+
+    report = reconcile({"since": since.isoformat()})
+
+    assert report["since"] == since.isoformat()
+    assert named(report, "missing_reservation") == {recent}
+    assert old not in json.dumps(report) and named(report, "orphan_reservation") == set()
+    assert named(report, "stuck_order") == {old_with_new_reservation}  # read by id, still judged
+    assert named(reconcile(), "missing_reservation") == {old, recent}
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-01-01T00:00:00", 1700000000])
+def test_since_must_be_a_timestamp_with_an_offset(valerix, reconcile, value):
+    from functions.common.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="since"):
+        reconcile({"since": value})
