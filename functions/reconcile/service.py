@@ -85,9 +85,7 @@ def reconcile(settings: ReconcileSettings, *, stale_minutes: int | None = None,
     if len(problems) > MAX_LISTED:
         report["truncated"] = len(problems) - MAX_LISTED
 
-    for kind, count in problem_counts.items():
-        put_metric("ReconcileProblems", MetricUnit.NoUnit, count, service=SERVICE, kind=kind)
-    put_metric("ReconcileRuns", MetricUnit.Count, 1, service=SERVICE, outcome=report["status"])
+    emit_metrics(problem_counts)
     if problems:
         # Named, never repaired: an operator decides (refund, re-reserve, redrive).
         logger.warning("reconciliation found problems", extra={"problem_counts": problem_counts,
@@ -95,3 +93,11 @@ def reconcile(settings: ReconcileSettings, *, stale_minutes: int | None = None,
     else:
         logger.info("reconciliation clean", extra={"counts": report["counts"]})
     return report
+
+
+def emit_metrics(problem_counts: dict[str, int]) -> None:
+    """One gauge per kind (0 included, so the alert clears) and the run with its outcome."""
+    for kind, count in problem_counts.items():
+        put_metric("ReconcileProblems", MetricUnit.NoUnit, count, service=SERVICE, kind=kind)
+    outcome = "problems" if any(problem_counts.values()) else "clean"
+    put_metric("ReconcileRuns", MetricUnit.Count, 1, service=SERVICE, outcome=outcome)
