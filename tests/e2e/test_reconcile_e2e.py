@@ -11,13 +11,14 @@ reservation it removes is put back exactly as it was, and checked clean again.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -92,9 +93,23 @@ def test_a_reservation_removed_behind_its_back_is_named(localcloud, own_orders):
     assert [p["orderId"] for p in report["problems"]] == [victim]
     assert victim in REPORT.with_suffix(".md").read_text()
 
+    # the run's gauge reaches the real Prometheus of `make up`: the alert fires for the kind
+    wait_for_alert(localcloud.outputs["prometheus_url"], "missing_reservation")
+
     # put back exactly as it was: clean again
     again = make_reconcile("--since", since)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def wait_for_alert(prometheus_url: str, kind: str, timeout: float = 90.0) -> None:
+    deadline, alerts = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        alerts = httpx.get(f"{prometheus_url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        if any(a["labels"].get("alertname") == "ReconcileProblems" and a["labels"].get("kind") == kind
+               and a["state"] == "firing" for a in alerts):
+            return
+        time.sleep(1)
+    pytest.fail(f"ReconcileProblems{{kind={kind}}} never fired: {alerts}")
 
 
 def test_a_bad_option_is_refused_before_anything_runs():
