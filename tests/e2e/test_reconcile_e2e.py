@@ -116,3 +116,16 @@ def test_a_bad_option_is_refused_before_anything_runs():
     result = make_reconcile("--stale-minutes", "0")
     assert result.returncode != 0
     assert "--stale-minutes must be >= 1" in result.stderr
+
+
+def test_the_deployed_reconciler_logs_in_as_the_reader_roles(localcloud, own_orders):
+    """Its warm environment keeps its connections: they belong to `<service>_backup` (SELECT only)."""
+    assert make_reconcile("--since", own_orders[0]).returncode == 0
+    for service in ("order", "inventory"):
+        conn = localcloud.db(service)
+        try:
+            users = {r[0] for r in conn.run("SELECT usename FROM pg_stat_activity "
+                                            "WHERE application_name = 'valerix-reconcile'")}
+        finally:
+            conn.close()
+        assert users == {f"{service}_backup"}, (service, users)
