@@ -108,7 +108,7 @@ def markdown(report: dict) -> str:
         f"- status: **{report['status']}**",
         f"- orders: {report['counts']['orders']}, reservations: {report['counts']['reservations']}",
         f"- stale limit: {report['staleMinutes']} min",
-        f"- window: {'orders and reservations created since ' + report['since'] if report.get('since') else 'everything'}",
+        f"- window: {('created since ' + report['since']) if report.get('since') else 'everything'}",
         f"- DLQ depths: {', '.join(f'{k} {v}' for k, v in report['dlqDepths'].items()) or 'none checked'}",
         "",
         "| kind | problems |",
@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--since", type=since_argument,
                         help="only orders and reservations created since: 30m, 2h, 1d or an ISO-8601 time")
     parser.add_argument("--json", action="store_true", help="print the raw JSON report")
-    parser.add_argument("--report-dir", type=Path, default=Path(os.environ.get("VALERIX_RECONCILE_REPORT_DIR") or REPORT_DIR),
+    parser.add_argument("--report-dir", type=Path,
+                        default=Path(os.environ.get("VALERIX_RECONCILE_REPORT_DIR") or REPORT_DIR),
                         help="where reconcile-report.json / .md go (default .valerix)")
     parser.add_argument("--aws", action="store_true", help="use real AWS (your credentials) instead of the local cloud")
     parser.add_argument("--stack-name", default="Valerix")
