@@ -2,7 +2,7 @@
 
 Both inputs are iterables sorted by order id in code-point order (sources.py sorts with
 `COLLATE "C"` on both servers, which for UTF-8 is the same order), so the two tables are
-compared by a merge join in constant memory, however many orders there are.
+compared by a merge join: memory grows with the problems found, not with the orders.
 
 | kind | when |
 |---|---|

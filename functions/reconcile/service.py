@@ -44,18 +44,11 @@ def reconcile(settings: ReconcileSettings, *, stale_minutes: int | None = None,
     # Orders first, reservations second, both streamed at once (see sources.py for why).
     with contextlib.ExitStack() as stack:
         order_conn = stack.enter_context(sources.snapshot(order_db))
+        # The transaction's first query fixes the orders' snapshot: before the reservations' one.
         now = sources.now(order_conn)
-        order_rows = sources.orders(order_conn, since)
-        first = next(order_rows, None)  # opens the orders cursor: its snapshot precedes the reservations'
         inventory_conn = stack.enter_context(sources.snapshot(inventory_db))
-        reservation_rows = sources.reservations(inventory_conn, since)
-
-        def all_orders():
-            if first is not None:
-                yield first
-                yield from order_rows
-
-        comparison = checks.compare(all_orders(), reservation_rows, now=now, stale_after=stale_after)
+        comparison = checks.compare(sources.orders(order_conn, since), sources.reservations(inventory_conn, since),
+                                    now=now, stale_after=stale_after)
 
     problems = comparison.problems
     if comparison.unmatched:

@@ -84,7 +84,8 @@ class ReconcileSettings:
         return cls(
             order_secret_arn=_required(env, "ORDER_DB_SECRET_ARN"),
             inventory_secret_arn=_required(env, "INVENTORY_DB_SECRET_ARN"),
-            dlq_urls=_queues(env.get("DLQ_URLS") or ""),
+            # required: a check silently skipped would read as "DLQs empty"
+            dlq_urls=_queues(_required(env, "DLQ_URLS")),
             stale_minutes=stale,
             db_tls=DbTls.from_env(env),
         )
