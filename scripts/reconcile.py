@@ -96,8 +96,8 @@ def invoke(client, function_name: str, payload: dict) -> dict:
 
 
 def problem_line(problem: dict) -> str:
-    subject = f"order {problem['orderId']}" if problem.get("orderId") else f"queue {problem.get('queue', '?')}"
-    return f"{problem['kind']}: {subject}: {problem['message']}"
+    """`<kind>: <message>`; every message names its order or queue (functions/reconcile/checks.py)."""
+    return f"{problem['kind']}: {problem['message']}"
 
 
 def markdown(report: dict) -> str:

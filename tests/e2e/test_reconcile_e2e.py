@@ -85,7 +85,7 @@ def test_a_reservation_removed_behind_its_back_is_named(localcloud, own_orders):
     for result in (full, windowed):
         assert result.returncode != 0, result.stdout
         lines = [line for line in result.stdout.splitlines() if victim in line]
-        assert lines == [f"missing_reservation: order {victim}: order {victim} is CONFIRMED (2 x {row[1]}) "
+        assert lines == [f"missing_reservation: order {victim} is CONFIRMED (2 x {row[1]}) "
                          "but has no reservation"], result.stdout
         assert bystander not in result.stdout
     assert "1 problem(s); nothing was repaired" in windowed.stdout

@@ -60,8 +60,8 @@ def test_clean_exits_0_and_writes_private_reports(run, tmp_path):
 def test_problems_exit_1_naming_each(run, tmp_path):
     code, out, _, _ = run(PROBLEMS)
     assert code == 1
-    assert "missing_reservation: order o-1: order o-1 is CONFIRMED ..." in out
-    assert "dlq_not_empty: queue completion:" in out
+    assert "missing_reservation: order o-1 is CONFIRMED ..." in out
+    assert "dlq_not_empty: dead-letter queue ..." in out
     assert "2 problem(s); nothing was repaired" in out
     assert "| missing_reservation | o-1 |" in (tmp_path / "reconcile-report.md").read_text()
 
