@@ -16,7 +16,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 .PHONY: up down status logs admin-key test test-unit deps test-deps system-deps system-deps-test hot-reload synth clean \
-        verify bench backup backup-list backup-sync restore
+        verify bench backup backup-list backup-sync restore reconcile
 
 up: deps
 	@$(VENV)/bin/python -m valerix_localcloud up
@@ -56,6 +56,11 @@ verify: deps
 # Latency/throughput numbers, written to .valerix/bench.json.
 bench: deps
 	@$(VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
+
+# Both databases against each other + the DLQs, through the deployed reconcile function; exit 1
+# naming each problem (report in .valerix/reconcile-report.md). RECONCILE_ARGS="--stale-minutes 10".
+reconcile: deps
+	@$(VENV)/bin/python scripts/reconcile.py $(RECONCILE_ARGS)
 
 backup: deps
 	@$(VENV)/bin/python scripts/backup.py backup

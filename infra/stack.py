@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import AssetHashType, Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
@@ -22,11 +24,11 @@ from infra.constructs.admin_key import AdminKey
 from infra.constructs.alarms import StackAlarms, schedule_rules
 from infra.constructs.api import ValerixApi
 from infra.constructs.backup import DatabaseBackups
-from infra.constructs.databases import Databases, ServiceDatabase
+from infra.constructs.databases import POSTGRES_PORT, Databases, ServiceDatabase
 from infra.constructs.db_limits import postgres_max_connections_upper_bound
 from infra.constructs.local_backup import LocalBackup
 from infra.constructs.queue_pair import QueuePair
-from infra.constructs.service_function import ServiceFunction, ServiceFunctionProps
+from infra.constructs.service_function import FunctionVpcPlacement, ServiceFunction, ServiceFunctionProps
 from infra.constructs.state import StateStores
 from infra.constructs.website import Website
 from infra.nag import acknowledge_all
@@ -47,6 +49,9 @@ INVENTORY_RESERVE_TIMEOUT = Duration.seconds(75)
 INVENTORY_QUEUE_TIMEOUT = Duration.seconds(90)
 MIGRATE_TIMEOUT = Duration.minutes(5)
 GREMLIN_TIMEOUT = Duration.seconds(10)
+RECONCILE_TIMEOUT = Duration.minutes(5)
+RECONCILE_EVERY = Duration.minutes(15)
+RECONCILE_STALE_MINUTES = 5  # an order PENDING/QUEUED for longer is reported (the sweeper acts after 1)
 MAX_RECEIVE_COUNT = 5
 
 
@@ -85,6 +90,9 @@ FUNCTION_SPECS = {
                                  ORDER_COMPLETION_TIMEOUT, 256),
     "Gremlin": FunctionSpec("Gremlin", "gremlin", "functions.gremlin.handler.api_handler", "gremlin",
                             "Gremlin chaos control API", GREMLIN_TIMEOUT, 256),
+    "Reconcile": FunctionSpec("Reconcile", "reconcile", "functions.reconcile.handler.reconcile_handler",
+                              "reconcile", "Checks order_db against inventory_db and the DLQs (read-only, reports)",
+                              RECONCILE_TIMEOUT, 512),
 }  # fmt: skip
 
 
@@ -195,6 +203,7 @@ class ValerixStack(Stack):
             tracing=config.is_aws,
         )
         f.update(self.local_backup.functions)
+        f["Reconcile"] = self._reconcile_function()
 
         # ---------------------------------------------------------------- grants (least privilege)
         order_api = f["OrderApi"].function
@@ -283,6 +292,19 @@ class ValerixStack(Stack):
         self.alarms.api(self.api.rest_api)
         self.alarms.adopt(self.inventory_queue.dlq_alarm, self.completion_queue.dlq_alarm)
         self.alarms.schedules(schedule_rules(self))
+        # The reconciler's findings (functions/reconcile/service.py: ReconcileRuns{outcome}); on
+        # the local cloud the Prometheus rule ReconcileProblems says the same.
+        self.alarms.alarm(
+            "ReconcileProblems", name="reconcile-problems",
+            description="A reconciliation run found problems between order_db, inventory_db and the DLQs "
+            "(missing or mismatched reservations, stock reserved without a confirmed order, orders stuck "
+            "PENDING/QUEUED, dead letters). Nothing was repaired: the reconcile function's log names each "
+            "order and queue (`python scripts/reconcile.py --aws` prints the report).",
+            metric=cloudwatch.Metric(namespace="Valerix", metric_name="ReconcileRuns", statistic="Sum",
+                                     period=RECONCILE_EVERY,
+                                     dimensions_map={"service": "reconcile", "outcome": "problems"}),
+            threshold=1,
+        )
         if config.is_aws:
             max_connections = config.db_max_connections or postgres_max_connections_upper_bound(
                 config.db_instance_class)
@@ -351,6 +373,58 @@ class ValerixStack(Stack):
         )
         for secret in secrets.values():
             secret.grant_read(fn.function)
+        return fn
+
+    def _reconcile_function(self) -> ServiceFunction:
+        """Issue 17: every 15 minutes, both databases checked against each other and the DLQs.
+
+        Least privilege: the reader login of each database (`<service>_backup`, SELECT only —
+        the reconciler can report, never repair), `sqs:GetQueueAttributes` on the two DLQs and
+        nothing else. On AWS it runs in the databases' VPC with its own security group, which
+        both instances admit on the Postgres port (each service's own group admits only its
+        service's functions)."""
+        spec = FUNCTION_SPECS["Reconcile"]
+        order_db, inventory_db = self.databases.order, self.databases.inventory
+        dlqs = {"inventory": self.inventory_queue.dlq, "completion": self.completion_queue.dlq}
+        placement = None
+        if order_db.function_placement is not None:
+            security_group = ec2.SecurityGroup(
+                self, "ReconcileSg", vpc=order_db.function_placement.vpc, allow_all_outbound=True,
+                description="Valerix reconcile function (Postgres to both databases, HTTPS to SQS/Secrets Manager)")
+            placement = FunctionVpcPlacement(vpc=order_db.function_placement.vpc,
+                                             subnets=order_db.function_placement.subnets,
+                                             security_group=security_group)
+            for db in (order_db, inventory_db):
+                assert db.instance is not None
+                db.instance.connections.allow_from(security_group, ec2.Port.tcp(POSTGRES_PORT),
+                                                   f"Postgres from the reconcile function ({db.name})")
+        fn = ServiceFunction(self, "Reconcile", ServiceFunctionProps(
+            service=spec.service,
+            handler=spec.handler,
+            function_name=f"{self.config.stack_name}-{spec.name_suffix}",
+            description=spec.description,
+            code=self.code,
+            timeout=spec.timeout,
+            memory_size=spec.memory_size,
+            environment={
+                "ORDER_DB_SECRET_ARN": order_db.reader_secret.secret_arn,
+                "INVENTORY_DB_SECRET_ARN": inventory_db.reader_secret.secret_arn,
+                "DLQ_URLS": Fn.join(",", [f"{name}={dlq.queue_url}" for name, dlq in dlqs.items()]),
+                "RECONCILE_STALE_MINUTES": str(RECONCILE_STALE_MINUTES),
+                **self.databases.tls_environment,
+            },
+            log_retention_days=self.config.log_retention_days,
+            vpc=placement,
+        ))  # fmt: skip
+        for db in (order_db, inventory_db):
+            db.reader_secret.grant_read(fn.function)
+        for dlq in dlqs.values():
+            dlq.grant(fn.function, "sqs:GetQueueAttributes")
+        # Read-only, so EventBridge's and Lambda's retries are harmless; the event is only the time.
+        events.Rule(self, "ReconcileSchedule", schedule=events.Schedule.rate(RECONCILE_EVERY),
+                    description="Valerix: reconcile order_db, inventory_db and the DLQs",
+                    targets=[events_targets.LambdaFunction(fn.function, event=events.RuleTargetInput.from_object(
+                        {"source": "schedule"}), retry_attempts=2, max_event_age=Duration.hours(1))])
         return fn
 
     def _outputs(self) -> None:

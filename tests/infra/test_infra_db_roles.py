@@ -30,6 +30,7 @@ READS = {
     "backup": {("order", "reader"), ("inventory", "reader")},
     "backup-restore": {("order", "owner"), ("inventory", "owner")},
     "backup-sync": set(),
+    "reconcile": {("order", "reader"), ("inventory", "reader")},  # read-only: reports, never repairs
     "gremlin": {ADMIN_KEY},
 }
 ROLE_NAMES = {"owner": "{}_owner", "app": "{}_app", "reader": "{}_backup"}
@@ -154,6 +155,7 @@ def test_functions_log_in_with_the_secret_of_their_role(any_synth):
         assert login(fn, "DB_READER_SECRET_ARN") == (service, "reader")
         assert login(functions["backup"], f"{service.upper()}_DB_SECRET_ARN") == (service, "reader")
         assert login(functions["backup-restore"], f"{service.upper()}_DB_SECRET_ARN") == (service, "owner")
+        assert login(functions["reconcile"], f"{service.upper()}_DB_SECRET_ARN") == (service, "reader")
 
 
 def _connecting_functions(s) -> dict[str, dict]:

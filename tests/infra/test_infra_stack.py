@@ -379,8 +379,9 @@ def test_rds_only_on_aws(aws_synth, local_synth):
 
 def test_db_security_groups_admit_only_their_service(aws_synth):
     ingress = aws_synth.of_type("AWS::EC2::SecurityGroupIngress")
-    # Each database admits its own service's functions and the backup/restore functions.
-    assert len(ingress) == 4
+    # Each database admits its own service's functions, the backup/restore functions and the
+    # reconcile function.
+    assert len(ingress) == 6
     for rule in ingress.values():
         p = rule["Properties"]
         assert p["FromPort"] == p["ToPort"] == 5432

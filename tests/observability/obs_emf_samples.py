@@ -114,6 +114,9 @@ def traffic_lines(confirmed: int = 3, queued: int = 2, rejected: int = 1,
         emit("inventory", [("IdempotentReplays", MetricUnit.Count, 1)], {"source": "queue"})
         emit("inventory", [("QueueRecords", MetricUnit.Count, 1)], {"outcome": "processed"})
         emit("order", [("QueueRecords", MetricUnit.Count, 1)], {"outcome": "failed"})
+        emit_single("reconcile", "ReconcileProblems", MetricUnit.NoUnit, 1, kind="missing_reservation")
+        emit_single("reconcile", "ReconcileProblems", MetricUnit.NoUnit, 0, kind="stuck_order")
+        emit_single("reconcile", "ReconcileRuns", MetricUnit.Count, 1, outcome="problems")
 
     statuses = {"CONFIRMED": confirmed, "QUEUED": queued, "REJECTED": rejected}
     return Traffic(capture(run), {k: v for k, v in statuses.items() if v},
