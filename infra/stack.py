@@ -415,6 +415,7 @@ class ValerixStack(Stack):
             },
             log_retention_days=self.config.log_retention_days,
             vpc=placement,
+            tracing=self.config.is_aws,
         ))  # fmt: skip
         for db in (order_db, inventory_db):
             db.reader_secret.grant_read(fn.function)

@@ -209,6 +209,21 @@ def _wait_for(predicate, timeout: float = 10.0):
     return result
 
 
+def _settled(marker: str, count: int, timeout: float = 30.0) -> list[int]:
+    """The `count` processes carrying `marker`, once the same set is seen twice in a row: a
+    double fork passes through a short-lived middle process that must not be counted."""
+    previous: set[int] = set()
+
+    def stable() -> list[int] | None:
+        nonlocal previous
+        current = set(_processes_named(marker))
+        found = sorted(current) if len(current) == count and current == previous else None
+        previous = current
+        return found
+
+    return _wait_for(stable, timeout) or sorted(previous)
+
+
 @pytest.fixture(scope="module")
 def containment():
     chosen = zygote.Containment("auto")
@@ -226,7 +241,7 @@ def test_kill_environment_leaves_no_process_the_function_started_without_cgroup(
         assert env.ready(), env.printed()
         outcome = env.invoke({"spawnMarker": marker})
         assert outcome.kind == "response", outcome.body
-        assert len(_wait_for(lambda: len(_processes_named(marker)) == 3 and _processes_named(marker))) == 3
+        assert len(_settled(marker, 3)) == 3
         killed = zygote.kill_environment(env.pid)
         assert env.pid in killed
         assert _wait_for(lambda: not _processes_named(marker), timeout=5), _processes_named(marker)
@@ -241,8 +256,8 @@ def test_kill_environment_leaves_no_process_in_the_cgroup(fork_server, containme
         assert env.ready(), env.printed()
         assert env.pid in group.members()
         assert env.invoke({"spawnMarker": marker}).kind == "response"
-        spawned = _wait_for(lambda: len(_processes_named(marker)) == 3 and _processes_named(marker))
-        assert set(spawned) <= group.members()
+        spawned = _settled(marker, 3)
+        assert len(spawned) == 3 and set(spawned) <= group.members()
         zygote.kill_environment(env.pid, group.members)
         assert _wait_for(lambda: not _processes_named(marker), timeout=5), _processes_named(marker)
         assert _wait_for(lambda: not group.members(), timeout=5)
