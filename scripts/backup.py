@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-import boto3
-from botocore.config import Config
+import deployed_function  # scripts/, next to this file
+from deployed_function import CliError
 
-REPO = Path(__file__).resolve().parent.parent
-OUTPUTS_FILE = REPO / ".valerix" / "outputs.json"
+REPO = deployed_function.REPO
+OUTPUTS_FILE = deployed_function.OUTPUTS_FILE
 FUNCTION_OUTPUTS = {
     "backup": "BackupFunctionName",
     "sync": "BackupSyncFunctionName",
@@ -36,45 +35,15 @@ FUNCTION_OUTPUTS = {
     "restore": "BackupRestoreFunctionName",
 }
 # A restore can take minutes; never let the SDK retry a sync or a restore behind our back.
-# (`total_max_attempts`: botocore reads a client Config's `max_attempts` as the number of retries.)
-INVOKE_CONFIG = Config(read_timeout=960, connect_timeout=10, retries={"total_max_attempts": 1, "mode": "standard"})
-
-
-class CliError(RuntimeError):
-    pass
+INVOKE_CONFIG = deployed_function.single_attempt(read_timeout=960)
 
 
 def lambda_client_and_outputs(args: argparse.Namespace):
-    if args.aws:
-        cfn = boto3.client("cloudformation")
-        stacks = cfn.describe_stacks(StackName=args.stack_name)["Stacks"]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-        return boto3.client("lambda", config=INVOKE_CONFIG), outputs
-    if not OUTPUTS_FILE.exists():
-        raise CliError(f"{OUTPUTS_FILE.relative_to(REPO)} not found: start the local cloud with `make up` first")
-    data = json.loads(OUTPUTS_FILE.read_text())
-    sys.path.insert(0, str(REPO / "localcloud"))
-    from valerix_localcloud.clients import LOCAL_CREDENTIALS, assert_local_endpoint
-
-    # Not local_client(): its SDK retries would re-invoke a sync whose answer was slow.
-    client = boto3.client("lambda", endpoint_url=assert_local_endpoint(data["endpoint_url"]),
-                          region_name=data.get("region") or "us-east-1", config=INVOKE_CONFIG, **LOCAL_CREDENTIALS)
-    return client, data.get("stack", {})
+    return deployed_function.lambda_client_and_outputs(use_aws=args.aws, stack_name=args.stack_name,
+                                                       config=INVOKE_CONFIG)
 
 
-def invoke(client, function_name: str, payload: dict) -> dict:
-    response = client.invoke(FunctionName=function_name, InvocationType="RequestResponse",
-                             Payload=json.dumps(payload).encode())
-    body = response["Payload"].read()
-    try:
-        result = json.loads(body) if body else None
-    except ValueError:
-        result = body.decode(errors="replace")
-    if response.get("FunctionError"):
-        message = result.get("errorMessage") if isinstance(result, dict) else result
-        kind = result.get("errorType") if isinstance(result, dict) else "error"
-        raise CliError(f"{function_name} failed ({kind}): {message}")
-    return result
+invoke = deployed_function.invoke
 
 
 def print_listing(result: dict) -> None:

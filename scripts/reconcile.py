@@ -25,20 +25,16 @@ import re
 import sys
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
+import deployed_function  # scripts/, next to this file
+from deployed_function import CliError
 
-REPO = Path(__file__).resolve().parent.parent
-OUTPUTS_FILE = REPO / ".valerix" / "outputs.json"
+REPO = deployed_function.REPO
+OUTPUTS_FILE = deployed_function.OUTPUTS_FILE
 REPORT_DIR = REPO / ".valerix"
 FUNCTION_OUTPUT = "ReconcileFunctionName"
 # The function may run for up to 5 minutes; one attempt (a retry of a slow run only doubles the load).
-INVOKE_CONFIG = Config(read_timeout=330, connect_timeout=10, retries={"total_max_attempts": 1, "mode": "standard"})
+INVOKE_CONFIG = deployed_function.single_attempt(read_timeout=330)
 EXIT_CLEAN, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
-
-
-class CliError(RuntimeError):
-    pass
 
 
 _RELATIVE = re.compile(r"^(\d+)([mhd])$")
@@ -62,34 +58,12 @@ def since_argument(value: str) -> str:
 
 
 def lambda_client_and_outputs(args: argparse.Namespace):
-    if args.aws:
-        cfn = boto3.client("cloudformation")
-        stacks = cfn.describe_stacks(StackName=args.stack_name)["Stacks"]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-        return boto3.client("lambda", config=INVOKE_CONFIG), outputs
-    if not OUTPUTS_FILE.exists():
-        raise CliError(f"{OUTPUTS_FILE.relative_to(REPO)} not found: start the local cloud with `make up` first")
-    data = json.loads(OUTPUTS_FILE.read_text())
-    sys.path.insert(0, str(REPO / "localcloud"))
-    from valerix_localcloud.clients import LOCAL_CREDENTIALS, assert_local_endpoint
-
-    client = boto3.client("lambda", endpoint_url=assert_local_endpoint(data["endpoint_url"]),
-                          region_name=data.get("region") or "us-east-1", config=INVOKE_CONFIG, **LOCAL_CREDENTIALS)
-    return client, data.get("stack", {})
+    return deployed_function.lambda_client_and_outputs(use_aws=args.aws, stack_name=args.stack_name,
+                                                       config=INVOKE_CONFIG)
 
 
 def invoke(client, function_name: str, payload: dict) -> dict:
-    response = client.invoke(FunctionName=function_name, InvocationType="RequestResponse",
-                             Payload=json.dumps(payload).encode())
-    body = response["Payload"].read()
-    try:
-        result = json.loads(body) if body else None
-    except ValueError:
-        result = body.decode(errors="replace")
-    if response.get("FunctionError"):
-        message = result.get("errorMessage") if isinstance(result, dict) else result
-        kind = result.get("errorType") if isinstance(result, dict) else "error"
-        raise CliError(f"{function_name} failed ({kind}): {message}")
+    result = deployed_function.invoke(client, function_name, payload)
     if not isinstance(result, dict) or result.get("status") not in ("clean", "problems"):
         raise CliError(f"{function_name} answered something that is not a reconciliation report: {result!r}")
     return result
