@@ -4,7 +4,9 @@ Document (SSM parameter ``GREMLIN_PARAMETER_NAME``; every part optional)::
 
     {"latency": {"enabled": true,  "delayMs": 5000, "every": 1},
      "error":   {"enabled": false, "statusCode": 500, "percentage": 10},
-     "crash":   {"enabled": false, "when": "after-commit", "every": 4}}
+     "crash":   {"enabled": false, "when": "after-commit", "every": 4},
+     "database": {"enabled": true, "fault": "slow", "delayMs": 2500, "every": 2,
+                  "expiresAt": "2026-12-03T09:15:00Z"}}
 
 Rules (enforced by :class:`GremlinDocument`, extra fields forbidden everywhere):
 
@@ -15,7 +17,25 @@ Rules (enforced by :class:`GremlinDocument`, extra fields forbidden everywhere):
 * ``crash.when``: ``"before-commit"`` (default) or ``"after-commit"``;
 * each mode takes at most one of ``every`` (integer >= 1: the Nth, 2Nth, 3Nth... request is
   affected) or ``percentage`` (number 0..100: random share); with neither, every request is
-  affected.
+  affected;
+* ``database.fault``: ``"unreachable"`` (default; the connection is refused at once),
+  ``"exhausted"`` (Postgres' ``53300 too many connections``) or ``"slow"`` (every statement of
+  the transaction waits: ``pg_sleep(delayMs)`` on the server right after ``BEGIN``, so the
+  transaction really holds its connection that long); ``delayMs`` 0..60000 is required for
+  ``slow`` and refused for the others;
+* the safety switch: every mode carries ``expiresAt`` (ISO 8601 with a zone; stored as UTC
+  ``...Z``). ``PUT`` may give ``expiresAt`` (future, at most 24 h ahead) or
+  ``expiresInSeconds`` (1..86400); an enabled mode with neither gets 15 minutes
+  (:func:`stamp_expiry`). After it the mode is off by itself: the injector obeys
+  :meth:`GremlinDocument.effective`, and ``GET`` (:meth:`GremlinDocument.to_view`) shows it
+  with ``enabled: false, expired: true`` (and ``remainingSeconds`` for every mode with an
+  expiry).
+
+Database faults (``database_fault()``) are applied by ``functions.common.db`` before each
+``transaction()`` / ``connection()`` of the services in :data:`DATABASE_FAULT_SERVICES`
+(inventory: the reserve function and the queue consumer, the functions the stack wires to the
+gremlin); ``unreachable``/``exhausted`` raise ``DatabaseUnavailable`` before any statement ran.
+Its ``every: N`` counts those transactions.
 
 Injection semantics (what :class:`GremlinInjector` does on the inventory reservation
 path):
@@ -47,7 +67,8 @@ Requests are counted only while the mode is enabled.
 The document is read through Powertools' SSM provider with ``max_age`` =
 ``GREMLIN_CACHE_SECONDS`` (default 1, whole seconds), so a change is obeyed within ~2 s.
 Every injection is logged (``mode`` key) and counted as ``GremlinInjections`` (dimension
-``mode``: ``latency`` / ``error`` / ``crash_before_commit`` / ``crash_after_commit``), emitted
+``mode``: ``latency`` / ``error`` / ``crash_before_commit`` / ``crash_after_commit`` /
+``database_unreachable`` / ``database_slow`` / ``database_exhausted``), emitted
 as its own EMF line at once, so it is out before a crash.
 
 Fail open: if SSM or DynamoDB cannot be reached, or the stored document is invalid, nothing
@@ -58,8 +79,10 @@ the injector does not try again for one cache window (at least 1 s).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import math
 import os
 import random
 import sys
@@ -67,12 +90,19 @@ import threading
 import time
 from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
-MODES = ("latency", "error", "crash")
+MODES = ("latency", "error", "crash", "database")
+DATABASE_FAULTS = ("unreachable", "slow", "exhausted")
+# Which services' database transactions obey the ``database`` mode (POWERTOOLS_SERVICE_NAME of
+# the function; it must also be given GREMLIN_PARAMETER_NAME by the stack). Order is left out
+# on purpose: its own database failing is what its callers see as a 5xx, not a resilience path.
+DATABASE_FAULT_SERVICES = ("inventory",)
 METRIC_NAME = "GremlinInjections"
 DEFAULT_CACHE_SECONDS = 1
 MAX_DELAY_MS = 60_000
+DEFAULT_EXPIRY_SECONDS = 15 * 60
+MAX_EXPIRY_SECONDS = 24 * 3600
 
 Every = Annotated[int, Field(strict=True, ge=1)]
 Percentage = Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)]
@@ -84,18 +114,38 @@ StrictBool = Annotated[bool, Field(strict=True)]
 # --------------------------------------------------------------------------------------
 
 
+ExpiresIn = Annotated[int, Field(strict=True, ge=1, le=MAX_EXPIRY_SECONDS)]
+
+
 class _Mode(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     enabled: StrictBool = True
     every: Every | None = None
     percentage: Percentage | None = None
+    # The safety switch: an absolute UTC time after which the mode is off by itself. A request
+    # may give ``expiresInSeconds`` instead; :func:`stamp_expiry` turns it into ``expiresAt``
+    # (only ``expiresAt`` is ever stored).
+    expires_at: AwareDatetime | None = Field(default=None, alias="expiresAt")
+    expires_in_seconds: ExpiresIn | None = Field(default=None, alias="expiresInSeconds", exclude=True)
 
     @model_validator(mode="after")
     def _one_selector(self):
         if self.every is not None and self.percentage is not None:
             raise ValueError("every: give either 'every' or 'percentage', not both")
+        if self.expires_at is not None and self.expires_in_seconds is not None:
+            raise ValueError("expiresAt: give either 'expiresAt' or 'expiresInSeconds', not both")
         return self
+
+    @field_serializer("expires_at")
+    def _utc_z(self, value: dt.datetime | None) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def expired(self, now: float) -> bool:
+        """True when the mode carries an expiry that has passed (``now``: epoch seconds)."""
+        return self.expires_at is not None and self.expires_at.timestamp() <= now
 
 
 class LatencyMode(_Mode):
@@ -116,6 +166,21 @@ class CrashMode(_Mode):
     when: Literal["before-commit", "after-commit"] = "before-commit"
 
 
+class DatabaseMode(_Mode):
+    """A fault of the service's own database, injected in ``functions.common.db``."""
+
+    fault: Literal["unreachable", "slow", "exhausted"] = "unreachable"
+    delay_ms: Annotated[int | None, Field(strict=True, ge=0, le=MAX_DELAY_MS, alias="delayMs")] = None
+
+    @model_validator(mode="after")
+    def _delay_for_slow(self):
+        if self.fault == "slow" and self.enabled and self.delay_ms is None:
+            raise ValueError("delayMs: is required when the database fault is 'slow'")
+        if self.fault != "slow" and self.delay_ms is not None:
+            raise ValueError(f"delayMs: only applies to the 'slow' fault, not '{self.fault}'")
+        return self
+
+
 class GremlinDocument(BaseModel):
     """The whole gremlin document; missing modes are off."""
 
@@ -124,6 +189,30 @@ class GremlinDocument(BaseModel):
     latency: LatencyMode = Field(default_factory=lambda: LatencyMode(enabled=False))
     error: ErrorMode = Field(default_factory=lambda: ErrorMode(enabled=False))
     crash: CrashMode = Field(default_factory=lambda: CrashMode(enabled=False))
+    database: DatabaseMode = Field(default_factory=lambda: DatabaseMode(enabled=False))
+
+    def modes(self) -> dict[str, _Mode]:
+        return {name: getattr(self, name) for name in MODES}
+
+    def effective(self, now: float) -> "GremlinDocument":
+        """This document with every expired mode switched off (what the injector obeys)."""
+        expired = {name: mode.model_copy(update={"enabled": False})
+                   for name, mode in self.modes().items() if mode.enabled and mode.expired(now)}
+        return self.model_copy(update=expired) if expired else self
+
+    def to_view(self, now: float) -> dict[str, Any]:
+        """The public shape of ``GET``/``PUT``: an expired mode shows ``enabled: false`` and
+        ``expired: true``; a mode with an expiry shows its ``remainingSeconds``."""
+        view = self.to_json_dict()
+        for name, mode in self.modes().items():
+            if mode.expires_at is None:
+                continue
+            remaining = mode.expires_at.timestamp() - now
+            view[name]["expired"] = remaining <= 0
+            view[name]["remainingSeconds"] = max(0, int(remaining))
+            if remaining <= 0:
+                view[name]["enabled"] = False
+        return view
 
     def to_json_dict(self) -> dict[str, Any]:
         """The document incl. defaults, in its public (camelCase) shape; unset selectors omitted."""
@@ -138,7 +227,7 @@ class GremlinDocument(BaseModel):
 
     @property
     def any_enabled(self) -> bool:
-        return self.latency.enabled or self.error.enabled or self.crash.enabled
+        return any(mode.enabled for mode in self.modes().values())
 
 
 def all_off() -> GremlinDocument:
@@ -213,6 +302,39 @@ def parse_document_json(text: str | bytes | None) -> GremlinDocument:
     return parse_document(raw)
 
 
+def stamp_expiry(doc: GremlinDocument, now: float) -> GremlinDocument:
+    """Give every enabled mode its absolute ``expiresAt`` before it is stored (``PUT``).
+
+    ``expiresInSeconds`` becomes ``now + seconds``; an enabled mode without either gets the
+    default (15 min). A given ``expiresAt`` must lie in the future and at most 24 h ahead --
+    otherwise :class:`GremlinDocumentError` (422) naming ``<mode>.expiresAt``. A disabled mode
+    stores no expiry (nothing to switch off)."""
+    errors: list[dict[str, str]] = []
+    updates: dict[str, _Mode] = {}
+    for name, mode in doc.modes().items():
+        expires = mode.expires_at.timestamp() if mode.expires_at is not None else None
+        if mode.expires_in_seconds is not None:
+            expires = now + mode.expires_in_seconds
+        elif expires is not None and expires <= now:
+            errors.append({"field": f"{name}.expiresAt",
+                           "message": f"must be in the future (got {mode.model_dump(mode='json', by_alias=True)['expiresAt']})"})
+            continue
+        elif expires is not None and expires > now + MAX_EXPIRY_SECONDS:
+            errors.append({"field": f"{name}.expiresAt",
+                           "message": f"must be at most {MAX_EXPIRY_SECONDS // 3600} h ahead"})
+            continue
+        elif expires is None and mode.enabled:
+            expires = now + DEFAULT_EXPIRY_SECONDS
+        if not mode.enabled:
+            expires = None
+        stamped = None if expires is None else dt.datetime.fromtimestamp(math.ceil(expires), dt.timezone.utc)
+        updates[name] = mode.model_copy(update={"expires_at": stamped, "expires_in_seconds": None})
+    if errors:
+        text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise GremlinDocumentError(f"invalid gremlin document: {text}", errors)
+    return doc.model_copy(update=updates)
+
+
 def counter_id(mode: str, doc: GremlinDocument) -> str:
     """DynamoDB item id of the ``every: N`` counter of ``mode`` under ``doc``."""
     return f"{mode}#{doc.fingerprint}"
@@ -260,6 +382,7 @@ class GremlinInjector:
         dynamodb_client: Any = None,
         rng: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ):
         self.parameter_name = parameter_name if parameter_name is not None else os.getenv("GREMLIN_PARAMETER_NAME", "")
         self.state_table = state_table if state_table is not None else os.getenv("GREMLIN_STATE_TABLE", "")
@@ -269,6 +392,7 @@ class GremlinInjector:
         self._provider = None
         self._rng = rng or random.random
         self._clock = clock
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
         self._unavailable_until = 0.0
         self._counters_unavailable_until = 0.0
@@ -406,18 +530,23 @@ class GremlinInjector:
                 pass
         os._exit(1)
 
+    def _obeyed(self) -> tuple[GremlinDocument, GremlinDocument]:
+        """(stored document, the same with expired modes off). Counters key on the stored one."""
+        doc = self.document()
+        return doc, doc.effective(self._wall_clock())
+
     def before_reservation(self) -> None:
         """Latency, then crash before-commit or error. May sleep, raise InjectedError or exit."""
-        doc = self.document()
-        if not doc.any_enabled:
+        stored, doc = self._obeyed()
+        if not (doc.latency.enabled or doc.error.enabled or doc.crash.enabled):
             return
-        latency = doc.latency.enabled and self._selected("latency", doc.latency, doc)
+        latency = doc.latency.enabled and self._selected("latency", doc.latency, stored)
         crash = (
             doc.crash.enabled
             and doc.crash.when == "before-commit"
-            and self._selected("crash", doc.crash, doc)
+            and self._selected("crash", doc.crash, stored)
         )
-        error = doc.error.enabled and self._selected("error", doc.error, doc)
+        error = doc.error.enabled and self._selected("error", doc.error, stored)
         if latency:
             self._record("latency", "gremlin: injecting latency", delayMs=doc.latency.delay_ms)
             time.sleep(doc.latency.delay_ms / 1000.0)
@@ -430,9 +559,28 @@ class GremlinInjector:
 
     def after_commit(self) -> None:
         """Crash after-commit (the caller never hears back). Call right after the commit."""
-        doc = self.document()
-        if doc.crash.enabled and doc.crash.when == "after-commit" and self._selected("crash", doc.crash, doc):
+        stored, doc = self._obeyed()
+        if doc.crash.enabled and doc.crash.when == "after-commit" and self._selected("crash", doc.crash, stored):
             self._crash("crash_after_commit", "gremlin: crashing after commit")
+
+    def database_fault(self) -> DatabaseMode | None:
+        """The database fault this transaction suffers, or ``None``. Called by
+        :mod:`functions.common.db` before every transaction/connection; it applies the fault.
+
+        Only services in :data:`DATABASE_FAULT_SERVICES` whose function is wired to the gremlin
+        (``GREMLIN_PARAMETER_NAME`` set) obey; anything else returns ``None`` without reading
+        SSM. ``every: N`` counts this service's database transactions (one shared counter)."""
+        if self.service not in DATABASE_FAULT_SERVICES or not self.parameter_name:
+            return None
+        stored, doc = self._obeyed()
+        mode = doc.database
+        if not mode.enabled or not self._selected("database", mode, stored):
+            return None
+        extra = {"fault": mode.fault}
+        if mode.delay_ms is not None:
+            extra["delayMs"] = mode.delay_ms
+        self._record(f"database_{mode.fault}", f"gremlin: database {mode.fault}", **extra)
+        return mode
 
 
 _INJECTOR: GremlinInjector | None = None
@@ -459,6 +607,9 @@ def reset_injector(new: GremlinInjector | None = None) -> None:
 __all__ = [
     "ALL_OFF",
     "CrashMode",
+    "DATABASE_FAULTS",
+    "DATABASE_FAULT_SERVICES",
+    "DatabaseMode",
     "ErrorMode",
     "GremlinDocument",
     "GremlinDocumentError",
@@ -473,4 +624,5 @@ __all__ = [
     "parse_document",
     "parse_document_json",
     "reset_injector",
+    "stamp_expiry",
 ]

@@ -70,6 +70,7 @@ def test_defaults_and_all_off():
         "latency": {"enabled": False, "delayMs": 0},
         "error": {"enabled": False, "statusCode": 500},
         "crash": {"enabled": False, "when": "before-commit"},
+        "database": {"enabled": False, "fault": "unreachable"},
     }
     assert not all_off().any_enabled
     doc = parse_document({"error": {"percentage": 12.5}})
@@ -82,6 +83,8 @@ def test_design_example_round_trips():
         "latency": {"enabled": True, "delayMs": 5000, "every": 1},
         "error": {"enabled": False, "statusCode": 500, "percentage": 10},
         "crash": {"enabled": False, "when": "after-commit", "every": 4},
+        "database": {"enabled": True, "fault": "slow", "delayMs": 2500, "every": 2,
+                     "expiresAt": "2026-12-03T09:15:00Z"},
     }
     doc = parse_document(example)
     assert doc.to_json_dict() == example
