@@ -174,6 +174,8 @@ class ValerixStack(Stack):
             **cors_env,
         })  # fmt: skip
         f["InventoryQueue"] = self._function("InventoryQueue", inventory_db, {
+            **gremlin_env,  # obeys the gremlin's database faults (functions/common/db.py)
+            "GREMLIN_CACHE_SECONDS": "1",
             "INVENTORY_QUEUE_URL": iq.queue_url,
             "COMPLETION_QUEUE_URL": cq.queue_url,
             "IDEMPOTENCY_TABLE": tables.idempotency_table.table_name,
@@ -216,6 +218,8 @@ class ValerixStack(Stack):
         inventory_consumer = f["InventoryQueue"].function
         cq.grant_send_messages(inventory_consumer)
         tables.idempotency_table.grant(inventory_consumer, *IDEMPOTENCY_TABLE_ACTIONS)
+        tables.gremlin_parameter.grant_read(inventory_consumer)
+        tables.gremlin_state_table.grant(inventory_consumer, *GREMLIN_COUNTER_ACTIONS)
 
         gremlin = f["Gremlin"].function
         tables.gremlin_parameter.grant_read(gremlin)

@@ -364,3 +364,72 @@ def test_an_empty_secret_refuses_everything(gremlin, monkeypatch, value):
     assert gremlin.call("DELETE", headers={"x-api-key": ADMIN_KEY})[0] == 503
     assert gremlin.call("DELETE", headers={"x-api-key": "anything-at-all-0123456789"})[0] == 503
     assert stored(gremlin.ssm) == EXAMPLE
+
+
+# --------------------------------------------------------------------------- database faults + expiry (issue 17)
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ({"database": {"fault": "meltdown"}}, "database.fault"),  # an unknown fault mode
+        ({"database": {"fault": "slow", "delayMs": -250}}, "database.delayMs"),  # a negative delay
+        ({"database": {"fault": "slow"}}, "database.delayMs"),
+        ({"database": {"fault": "unreachable", "delayMs": 100}}, "database.delayMs"),
+        ({"database": {"expiresAt": "2020-01-01T00:00:00Z"}}, "database.expiresAt"),  # in the past
+        ({"latency": {"delayMs": 5, "expiresAt": "2020-01-01T00:00:00+02:00"}}, "latency.expiresAt"),
+        ({"error": {"expiresAt": "2999-01-01T00:00:00Z"}}, "error.expiresAt"),  # beyond 24 h
+        ({"error": {"expiresAt": "soon"}}, "error.expiresAt"),
+        ({"error": {"expiresInSeconds": -5}}, "error.expiresInSeconds"),
+        ({"stopWhen": {"alarm": "dlq"}}, "stopWhen"),  # stop conditions are not offered (yet)
+    ],
+)
+def test_bad_database_or_expiry_settings_are_422_naming_the_field_and_nothing_changes(gremlin, doc, field):
+    assert gremlin.call("PUT", EXAMPLE)[0] == 200
+    before = raw_stored(gremlin.ssm)
+    gremlin.ddb.put_item(TableName=TABLE, Item={"id": {"S": "some-counter"}, "count": {"N": "2"}})
+    status, body = gremlin.call("PUT", doc)
+    assert status == 422, body
+    assert field in body["message"], body
+    assert any(err["field"] == field for err in body["errors"]), body
+    assert raw_stored(gremlin.ssm) == before  # the stored gremlin (expiry included) is unchanged
+    assert gremlin.ddb.scan(TableName=TABLE)["Count"] == 1  # counters not reset
+
+
+def test_every_enabled_mode_is_stored_with_an_absolute_expiry(gremlin):
+    import time
+
+    before = time.time()
+    status, body = gremlin.call("PUT", {"database": {"fault": "exhausted", "every": 2},
+                                        "error": {"expiresInSeconds": 120},
+                                        "crash": {"enabled": False}})
+    after = time.time()
+    assert status == 200
+    raw = raw_stored(gremlin.ssm)
+    expires = parse_document(raw)
+    assert before + 900 <= expires.database.expires_at.timestamp() <= after + 901  # default 15 min
+    assert before + 120 <= expires.error.expires_at.timestamp() <= after + 121
+    assert "expiresAt" not in raw["crash"] and "expiresInSeconds" not in json.dumps(raw)
+    assert body["database"]["expiresAt"] == raw["database"]["expiresAt"]
+    assert body["database"]["expired"] is False and 0 < body["database"]["remainingSeconds"] <= 900
+    assert gremlin.call("DELETE")[1]["database"] == {"enabled": False, "fault": "unreachable"}
+
+
+def test_get_shows_an_expired_setting_as_expired_and_off(gremlin, monkeypatch):
+    gremlin.ssm.put_parameter(Name=PARAM, Type="String", Overwrite=True, Value=json.dumps({
+        "database": {"enabled": True, "fault": "slow", "delayMs": 2000, "expiresAt": "2026-01-01T00:00:00Z"},
+        "error": {"enabled": True, "statusCode": 503, "expiresAt": "2999-01-01T00:00:00Z"},
+    }))  # stored earlier; its expiry has passed since
+    status, body = gremlin.call("GET")
+    assert status == 200
+    assert body["database"] == {"enabled": False, "fault": "slow", "delayMs": 2000,
+                                "expiresAt": "2026-01-01T00:00:00Z", "expired": True, "remainingSeconds": 0}
+    assert body["error"]["enabled"] is True and body["error"]["expired"] is False
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "inventory")  # a service that obeys database faults
+    injector = GremlinInjector(PARAM, TABLE, cache_seconds=0, ssm_client=gremlin.ssm, dynamodb_client=gremlin.ddb)
+    assert injector.database_fault() is None  # and the injector agrees: off by itself
+    gremlin.ssm.put_parameter(Name=PARAM, Type="String", Overwrite=True, Value=json.dumps({
+        "database": {"enabled": True, "fault": "slow", "delayMs": 2000, "expiresAt": "2999-01-01T00:00:00Z"}}))
+    assert injector.database_fault().fault == "slow"  # the same setting, not expired, is obeyed
+    with pytest.raises(InjectedError):
+        injector.before_reservation()
