@@ -428,8 +428,8 @@ def test_get_shows_an_expired_setting_as_expired_and_off(gremlin, monkeypatch):
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "inventory")  # a service that obeys database faults
     injector = GremlinInjector(PARAM, TABLE, cache_seconds=0, ssm_client=gremlin.ssm, dynamodb_client=gremlin.ddb)
     assert injector.database_fault() is None  # and the injector agrees: off by itself
+    with pytest.raises(InjectedError):
+        injector.before_reservation()  # the unexpired error mode is still obeyed
     gremlin.ssm.put_parameter(Name=PARAM, Type="String", Overwrite=True, Value=json.dumps({
         "database": {"enabled": True, "fault": "slow", "delayMs": 2000, "expiresAt": "2999-01-01T00:00:00Z"}}))
     assert injector.database_fault().fault == "slow"  # the same setting, not expired, is obeyed
-    with pytest.raises(InjectedError):
-        injector.before_reservation()
