@@ -72,3 +72,15 @@ def test_the_reserve_function_reads_the_gremlin_and_nothing_public(any_synth):
     assert "ssm:GetParameter" in actions and "dynamodb:UpdateItem" in actions  # gremlin document + counters
     assert not any(a.startswith("sqs:") for a in actions)
     assert "ssm:PutParameter" not in actions
+
+
+def test_the_queue_consumer_reads_the_gremlin_for_database_faults(any_synth):
+    """Issue 17: the inventory queue consumer obeys the gremlin's database mode, so it needs the
+    document (read only) and the every-N counters; it may not rewrite the gremlin."""
+    fns = functions_by_key(any_synth)
+    env = fns["InventoryQueue"][1]["Properties"]["Environment"]["Variables"]
+    assert {"GREMLIN_PARAMETER_NAME", "GREMLIN_STATE_TABLE"} <= set(env)
+    role = ref_id(fns["InventoryQueue"][1]["Properties"]["Role"])
+    actions = {a for st in statements_of_role(any_synth, role) for a in as_list(st["Action"])}
+    assert "ssm:GetParameter" in actions and "dynamodb:UpdateItem" in actions
+    assert "ssm:PutParameter" not in actions and "dynamodb:DeleteItem" not in actions
