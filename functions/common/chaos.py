@@ -181,15 +181,21 @@ class DatabaseMode(_Mode):
         return self
 
 
+AlarmName = Annotated[str, Field(strict=True, min_length=1, max_length=255)]
+
+
 class GremlinDocument(BaseModel):
     """The whole gremlin document; missing modes are off."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     latency: LatencyMode = Field(default_factory=lambda: LatencyMode(enabled=False))
     error: ErrorMode = Field(default_factory=lambda: ErrorMode(enabled=False))
     crash: CrashMode = Field(default_factory=lambda: CrashMode(enabled=False))
     database: DatabaseMode = Field(default_factory=lambda: DatabaseMode(enabled=False))
+    # Stop conditions: names of the stack's CloudWatch alarms; when one is in ALARM the whole
+    # gremlin switches itself off for good (until the next PUT). Names are checked on PUT.
+    stop_conditions: Annotated[list[AlarmName] | None, Field(alias="stopConditions", max_length=5)] = None
 
     def modes(self) -> dict[str, _Mode]:
         return {name: getattr(self, name) for name in MODES}
@@ -200,10 +206,15 @@ class GremlinDocument(BaseModel):
                    for name, mode in self.modes().items() if mode.enabled and mode.expired(now)}
         return self.model_copy(update=expired) if expired else self
 
-    def to_view(self, now: float) -> dict[str, Any]:
+    def to_view(self, now: float, stopped: dict[str, str] | None = None) -> dict[str, Any]:
         """The public shape of ``GET``/``PUT``: an expired mode shows ``enabled: false`` and
-        ``expired: true``; a mode with an expiry shows its ``remainingSeconds``."""
+        ``expired: true``; a mode with an expiry shows its ``remainingSeconds``. A gremlin a
+        stop condition switched off shows ``stopped`` ({alarm, at}) and every mode off."""
         view = self.to_json_dict()
+        if stopped:
+            view["stopped"] = stopped
+            for name in MODES:
+                view[name]["enabled"] = False
         for name, mode in self.modes().items():
             if mode.expires_at is None:
                 continue
@@ -335,6 +346,45 @@ def stamp_expiry(doc: GremlinDocument, now: float) -> GremlinDocument:
     return doc.model_copy(update=updates)
 
 
+def stop_id(doc: GremlinDocument) -> str:
+    """DynamoDB item id of the "stopped by an alarm" marker of ``doc`` (reset by PUT/DELETE)."""
+    return f"stopped#{doc.fingerprint}"
+
+
+def alarm_in_alarm(cloudwatch: Any, names: list[str]) -> str | None:
+    """The first of ``names`` whose CloudWatch alarm state is ALARM, or ``None``."""
+    found = cloudwatch.describe_alarms(AlarmNames=list(names), AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+    for alarm in [*found.get("MetricAlarms", []), *found.get("CompositeAlarms", [])]:
+        if alarm.get("StateValue") == "ALARM":
+            return alarm["AlarmName"]
+    return None
+
+
+def read_stop_marker(dynamodb: Any, table: str, doc: GremlinDocument) -> dict[str, str] | None:
+    item = dynamodb.get_item(TableName=table, Key={"id": {"S": stop_id(doc)}}, ConsistentRead=True).get("Item")
+    if not item:
+        return None
+    return {"alarm": item["alarm"]["S"], "at": item["at"]["S"]}
+
+
+def write_stop_marker(dynamodb: Any, table: str, doc: GremlinDocument, alarm: str, now: float) -> dict[str, str]:
+    at = dt.datetime.fromtimestamp(int(now), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    dynamodb.put_item(TableName=table, Item={"id": {"S": stop_id(doc)}, "alarm": {"S": alarm}, "at": {"S": at}})
+    return {"alarm": alarm, "at": at}
+
+
+def check_stop(dynamodb: Any, cloudwatch: Any, table: str, doc: GremlinDocument, now: float) -> dict[str, str] | None:
+    """Has a stop condition of ``doc`` fired? The marker if it already did; else the alarms are
+    read and, if one is in ALARM, the marker is written (so it stays off when the alarm clears)."""
+    if not doc.stop_conditions:
+        return None
+    marker = read_stop_marker(dynamodb, table, doc)
+    if marker:
+        return marker
+    fired = alarm_in_alarm(cloudwatch, doc.stop_conditions)
+    return write_stop_marker(dynamodb, table, doc, fired, now) if fired else None
+
+
 def counter_id(mode: str, doc: GremlinDocument) -> str:
     """DynamoDB item id of the ``every: N`` counter of ``mode`` under ``doc``."""
     return f"{mode}#{doc.fingerprint}"
@@ -380,6 +430,7 @@ class GremlinInjector:
         *,
         ssm_client: Any = None,
         dynamodb_client: Any = None,
+        cloudwatch_client: Any = None,
         rng: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -396,6 +447,8 @@ class GremlinInjector:
         self._lock = threading.Lock()
         self._unavailable_until = 0.0
         self._counters_unavailable_until = 0.0
+        self._cloudwatch_client = cloudwatch_client
+        self._stop_state: dict[str, Any] = {}
         self._parsed: tuple[str, GremlinDocument] | None = None
         self._logger = None
         self._warned_unconfigured = False
@@ -531,9 +584,46 @@ class GremlinInjector:
         os._exit(1)
 
     def _obeyed(self) -> tuple[GremlinDocument, GremlinDocument]:
-        """(stored document, the same with expired modes off). Counters key on the stored one."""
+        """(stored document, the same with expired modes off -- all off once a stop condition
+        fired). Counters key on the stored one."""
         doc = self.document()
-        return doc, doc.effective(self._wall_clock())
+        effective = doc.effective(self._wall_clock())
+        if effective.any_enabled and doc.stop_conditions and self._stopped(doc):
+            return doc, ALL_OFF
+        return doc, effective
+
+    def _cloudwatch(self):
+        with self._lock:
+            if self._cloudwatch_client is None:
+                import boto3
+
+                self._cloudwatch_client = boto3.client("cloudwatch", config=_client_config())
+            return self._cloudwatch_client
+
+    def _stopped(self, doc: GremlinDocument) -> bool:
+        """Whether a stop condition of ``doc`` fired. Checked at most once per cache window; once
+        fired it stays fired for this document. If the alarms cannot be read, the gremlin holds
+        off for that window: a safety switch that cannot be checked is treated as tripped."""
+        fingerprint = doc.fingerprint
+        if self._stop_state.get("fingerprint") == fingerprint:
+            if self._stop_state.get("fired"):
+                return True
+            if self._clock() < self._stop_state.get("until", 0.0):
+                return bool(self._stop_state.get("unknown"))
+        state: dict[str, Any] = {"fingerprint": fingerprint, "until": self._clock() + max(self.cache_seconds, 1)}
+        try:
+            marker = check_stop(self._dynamodb(), self._cloudwatch(), self.state_table, doc, self._wall_clock())
+        except Exception as exc:  # noqa: BLE001
+            self.logger.warning("gremlin stop conditions unreadable; holding off injection",
+                                extra={"alarms": doc.stop_conditions, "error": str(exc)})
+            state["unknown"] = True
+            self._stop_state = state
+            return True
+        if marker:
+            state["fired"] = True
+            self._record("stopped", "gremlin: switched off by a stop condition", alarm=marker["alarm"])
+        self._stop_state = state
+        return bool(marker)
 
     def before_reservation(self) -> None:
         """Latency, then crash before-commit or error. May sleep, raise InjectedError or exit."""
@@ -625,4 +715,6 @@ __all__ = [
     "parse_document_json",
     "reset_injector",
     "stamp_expiry",
+    "check_stop",
+    "stop_id",
 ]

@@ -8,6 +8,8 @@
   (default 15 min, :func:`stamp_expiry`), reset the ``every: N`` counters, store (overwrite),
   return the stored doc (same view as ``GET``);
 * ``DELETE``: store the all-off document, reset the counters, return it.
+* ``stopConditions``: alarm names checked on ``PUT`` (422 ``stopConditions.<i>`` for an
+  unknown one); once one is in ALARM the gremlin is off for good (``GET`` shows ``stopped``).
 
 SSM/DynamoDB faults answer 503 ``{"message": "gremlin settings unavailable, ...", "requestId"}``:
 the store's own text (parameter and table names, SDK errors) goes to the log only.
@@ -45,21 +47,31 @@ def get_store() -> GremlinStore:
     return GremlinStore()
 
 
+def _view(store: GremlinStore, doc: GremlinDocument) -> dict:
+    now = time.time()
+    return doc.to_view(now, stopped=store.stopped(doc, now))
+
+
 async def _replace(doc: GremlinDocument) -> dict:
+    def replace() -> dict:
+        store = get_store()
+        store.check_stop_conditions(doc)  # 422 naming the alarm before anything is changed
+        return _view(store, store.replace(doc))
+
     try:
-        stored = await run_in_threadpool(lambda: get_store().replace(doc))
+        return await run_in_threadpool(replace)
+    except GremlinDocumentError as exc:
+        raise ApiError(exc.status_code, exc.message, errors=exc.errors) from exc
     except StoreUnavailable as exc:
         raise ApiError(503, UNAVAILABLE) from exc  # the cause is logged by the error handler
-    return stored.to_view(time.time())
 
 
 @app.get("/gremlin")
 async def get_gremlin() -> dict:
     try:
-        doc = await run_in_threadpool(lambda: get_store().load())
+        return await run_in_threadpool(lambda: _view(get_store(), get_store().load()))
     except StoreUnavailable as exc:
         raise ApiError(503, UNAVAILABLE) from exc
-    return doc.to_view(time.time())
 
 
 @app.put("/gremlin", dependencies=[Depends(require_admin_key)], responses=ADMIN_RESPONSES)
