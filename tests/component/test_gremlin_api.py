@@ -433,3 +433,57 @@ def test_get_shows_an_expired_setting_as_expired_and_off(gremlin, monkeypatch):
     gremlin.ssm.put_parameter(Name=PARAM, Type="String", Overwrite=True, Value=json.dumps({
         "database": {"enabled": True, "fault": "slow", "delayMs": 2000, "expiresAt": "2999-01-01T00:00:00Z"}}))
     assert injector.database_fault().fault == "slow"  # the same setting, not expired, is obeyed
+
+
+# --------------------------------------------------------------------------- stop conditions (CloudWatch alarms)
+
+DLQ_ALARM = "Valerix-inventory-dlq-not-empty"
+
+
+@pytest.fixture
+def alarms(gremlin, monkeypatch):
+    from functions.gremlin import app as gremlin_app
+
+    monkeypatch.setenv("GREMLIN_ALARM_PREFIX", "Valerix-")
+    gremlin_app.get_store.cache_clear()
+    cw = boto3.client("cloudwatch")
+    for name in (DLQ_ALARM, "Other-stack-api-5xx"):
+        cw.put_metric_alarm(AlarmName=name, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum", Period=60,
+                            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+    yield cw
+    gremlin_app.get_store.cache_clear()
+
+
+@pytest.mark.parametrize(("names", "field"), [
+    (["Valerix-no-such-alarm"], "stopConditions.0"),  # not in CloudWatch
+    ([DLQ_ALARM, "Other-stack-api-5xx"], "stopConditions.1"),  # exists, but not this stack's
+    ([DLQ_ALARM, ""], "stopConditions.1"),
+])
+def test_an_unknown_alarm_name_is_422_naming_it_and_nothing_changes(gremlin, alarms, names, field):
+    assert gremlin.call("PUT", EXAMPLE)[0] == 200
+    before = raw_stored(gremlin.ssm)
+    status, body = gremlin.call("PUT", {"error": {"every": 2}, "stopConditions": names})
+    assert status == 422, body
+    assert field in body["message"] and any(e["field"] == field for e in body["errors"]), body
+    assert raw_stored(gremlin.ssm) == before
+
+
+def test_stop_conditions_without_known_alarms_are_refused(gremlin, monkeypatch):
+    status, body = gremlin.call("PUT", {"error": {"every": 2}, "stopConditions": [DLQ_ALARM]})
+    assert status == 422 and "stopConditions" in body["message"], body
+
+
+def test_a_firing_alarm_stops_the_gremlin_and_it_stays_stopped(gremlin, alarms):
+    status, body = gremlin.call("PUT", {"error": {"statusCode": 503}, "stopConditions": [DLQ_ALARM]})
+    assert status == 200 and "stopped" not in body and body["stopConditions"] == [DLQ_ALARM]
+    assert body["error"]["enabled"] is True
+
+    alarms.set_alarm_state(AlarmName=DLQ_ALARM, StateValue="ALARM", StateReason="messages in the DLQ")
+    status, body = gremlin.call("GET")
+    assert status == 200 and body["stopped"]["alarm"] == DLQ_ALARM and body["error"]["enabled"] is False
+
+    alarms.set_alarm_state(AlarmName=DLQ_ALARM, StateValue="OK", StateReason="drained")
+    assert gremlin.call("GET")[1]["stopped"]["alarm"] == DLQ_ALARM  # off for good, not flapping
+
+    status, body = gremlin.call("PUT", {"error": {"statusCode": 503}, "stopConditions": [DLQ_ALARM]})
+    assert status == 200 and "stopped" not in body and body["error"]["enabled"] is True  # a new PUT re-arms

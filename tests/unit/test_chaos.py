@@ -545,3 +545,61 @@ def test_an_unwired_inventory_function_does_not_obey(monkeypatch):
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "inventory")
     inj = GremlinInjector("", TABLE, cache_seconds=0, ssm_client=_NoSsm(), dynamodb_client=object())
     assert inj.database_fault() is None  # e.g. the products API: no GREMLIN_PARAMETER_NAME
+
+
+# ---------------------------------------------------------------- stop conditions (CloudWatch alarms, moto)
+
+
+def make_alarm(cw, name):
+    cw.put_metric_alarm(AlarmName=name, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum",
+                        Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+
+
+def test_a_stop_condition_switches_everything_off_for_good(aws, no_sleep, capsys):
+    ssm, ddb = aws
+    cw = boto3.client("cloudwatch")
+    make_alarm(cw, "Valerix-inventory-dlq-not-empty")
+    put_doc(ssm, {"error": {"statusCode": 503}, "database": {"fault": "exhausted"},
+                  "stopConditions": ["Valerix-inventory-dlq-not-empty"]})
+    inj = make_injector(ssm, ddb, cloudwatch_client=cw)
+    with pytest.raises(InjectedError):
+        inj.before_reservation()
+    assert inj.database_fault() is not None
+
+    cw.set_alarm_state(AlarmName="Valerix-inventory-dlq-not-empty", StateValue="ALARM", StateReason="test")
+    fresh = make_injector(ssm, ddb, cloudwatch_client=cw)  # a new environment: no cached state
+    fresh.before_reservation()  # no error any more
+    assert fresh.database_fault() is None
+    assert "stopped" in [m["mode"] for m in metric_lines(capsys.readouterr().out)]
+
+    cw.set_alarm_state(AlarmName="Valerix-inventory-dlq-not-empty", StateValue="OK", StateReason="test")
+    another = make_injector(ssm, ddb, cloudwatch_client=cw)
+    another.before_reservation()  # stays off although the alarm cleared: the marker says so
+    assert another.database_fault() is None
+    doc = parse_document(json.loads(ssm.get_parameter(Name=PARAM)["Parameter"]["Value"]))
+    marker = ddb.get_item(TableName=TABLE, Key={"id": {"S": chaos.stop_id(doc)}})["Item"]
+    assert marker["alarm"]["S"] == "Valerix-inventory-dlq-not-empty"
+
+
+class _BrokenCloudWatch:
+    def describe_alarms(self, **kwargs):
+        raise RuntimeError("CloudWatch is away")
+
+
+def test_unreadable_stop_conditions_hold_the_gremlin_off(aws):
+    ssm, ddb = aws
+    put_doc(ssm, {"error": {"statusCode": 503}, "stopConditions": ["Valerix-api-5xx"]})
+    inj = make_injector(ssm, ddb, cloudwatch_client=_BrokenCloudWatch())
+    inj.before_reservation()  # a safety switch that cannot be read counts as tripped
+
+
+def test_stop_conditions_are_validated_by_shape():
+    with pytest.raises(GremlinDocumentError) as info:
+        parse_document({"stopConditions": ["a", "b", "c", "d", "e", "f"]})
+    assert "stopConditions" in info.value.message
+    with pytest.raises(GremlinDocumentError) as info:
+        parse_document({"stopConditions": [""]})
+    assert "stopConditions.0" in info.value.message
+    with pytest.raises(GremlinDocumentError) as info:
+        parse_document({"stopConditions": "Valerix-api-5xx"})
+    assert "stopConditions" in info.value.message
