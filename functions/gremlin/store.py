@@ -1,7 +1,7 @@
 """Gremlin persistence: the document in SSM, the ``every: N`` counters in DynamoDB.
 
-Stop conditions name CloudWatch alarms: only this stack's alarms (names starting with
-``GREMLIN_ALARM_PREFIX``, e.g. ``Valerix-``) that exist in CloudWatch are accepted. The
+Stop conditions name CloudWatch alarms: only the alarms listed in ``GREMLIN_STOP_ALARMS``
+(comma-separated; the stack sets it) that exist in CloudWatch are accepted. The
 "stopped" marker lives in the counters table (:func:`functions.common.chaos.stop_id`), so a
 ``PUT``/``DELETE`` (which resets the counters) clears it.
 
@@ -47,14 +47,16 @@ class GremlinStore:
         ssm_client: Any = None,
         dynamodb_client: Any = None,
         cloudwatch_client: Any = None,
-        alarm_prefix: str | None = None,
+        stop_alarms: list[str] | None = None,
     ):
         self.parameter_name = parameter_name if parameter_name is not None else os.getenv("GREMLIN_PARAMETER_NAME", "")
         self.table_name = table_name if table_name is not None else os.getenv("GREMLIN_STATE_TABLE", "")
         self._ssm = ssm_client
         self._dynamodb = dynamodb_client
         self._cloudwatch = cloudwatch_client
-        self.alarm_prefix = alarm_prefix if alarm_prefix is not None else os.getenv("GREMLIN_ALARM_PREFIX", "")
+        if stop_alarms is None:
+            stop_alarms = [n.strip() for n in os.getenv("GREMLIN_STOP_ALARMS", "").split(",") if n.strip()]
+        self.stop_alarms = stop_alarms
 
     @property
     def ssm(self):
@@ -86,21 +88,21 @@ class GremlinStore:
         if not names:
             return
         errors = []
-        if not self.alarm_prefix:
+        if not self.stop_alarms:
             errors = [{"field": "stopConditions", "message": "stop conditions are not available here "
                        "(no alarms are known to the gremlin)"}]
         else:
-            try:
-                found = self.cloudwatch.describe_alarms(AlarmNames=list(names),
-                                                        AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+            try:  # only listed names are sent: the caller cannot probe other alarms
+                listed = [n for n in names if n in self.stop_alarms]
+                found = {} if not listed else self.cloudwatch.describe_alarms(
+                    AlarmNames=listed, AlarmTypes=["MetricAlarm", "CompositeAlarm"])
             except Exception as exc:  # noqa: BLE001
                 raise StoreUnavailable(f"cannot read CloudWatch alarms: {exc}") from exc
             known = {a["AlarmName"] for a in [*found.get("MetricAlarms", []), *found.get("CompositeAlarms", [])]}
             for index, name in enumerate(names):
-                if not name.startswith(self.alarm_prefix) or name not in known:
+                if name not in self.stop_alarms or name not in known:
                     errors.append({"field": f"stopConditions.{index}",
-                                   "message": f"unknown alarm '{name}' (not one of this stack's alarms, "
-                                              f"which are named '{self.alarm_prefix}...')"})
+                                   "message": f"unknown alarm '{name}' (known: {', '.join(self.stop_alarms)})"})
         if errors:
             text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
             raise GremlinDocumentError(f"invalid gremlin document: {text}", errors)

@@ -444,7 +444,7 @@ DLQ_ALARM = "Valerix-inventory-dlq-not-empty"
 def alarms(gremlin, monkeypatch):
     from functions.gremlin import app as gremlin_app
 
-    monkeypatch.setenv("GREMLIN_ALARM_PREFIX", "Valerix-")
+    monkeypatch.setenv("GREMLIN_STOP_ALARMS", f"{DLQ_ALARM},Valerix-api-5xx,Valerix-not-created")
     gremlin_app.get_store.cache_clear()
     cw = boto3.client("cloudwatch")
     for name in (DLQ_ALARM, "Other-stack-api-5xx"):
@@ -455,8 +455,9 @@ def alarms(gremlin, monkeypatch):
 
 
 @pytest.mark.parametrize(("names", "field"), [
-    (["Valerix-no-such-alarm"], "stopConditions.0"),  # not in CloudWatch
-    ([DLQ_ALARM, "Other-stack-api-5xx"], "stopConditions.1"),  # exists, but not this stack's
+    (["Valerix-no-such-alarm"], "stopConditions.0"),  # not a known name
+    (["Valerix-not-created"], "stopConditions.0"),  # a known name, but no such alarm in CloudWatch
+    ([DLQ_ALARM, "Other-stack-api-5xx"], "stopConditions.1"),  # exists, but not in the known list
     ([DLQ_ALARM, ""], "stopConditions.1"),
 ])
 def test_an_unknown_alarm_name_is_422_naming_it_and_nothing_changes(gremlin, alarms, names, field):
