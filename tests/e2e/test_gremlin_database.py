@@ -126,9 +126,56 @@ def test_a_refused_database_setting_leaves_the_gremlin_unchanged(api):
     before = _put(api, {"database": {"fault": "slow", "delayMs": 100, "every": 1000}})
     for bad, field in (({"database": {"fault": "meltdown"}}, "database.fault"),
                        ({"database": {"fault": "slow", "delayMs": -1}}, "database.delayMs"),
-                       ({"database": {"expiresAt": "2020-01-01T00:00:00Z"}}, "database.expiresAt")):
+                       ({"database": {"expiresAt": "2020-01-01T00:00:00Z"}}, "database.expiresAt"),
+                       ({"error": {"every": 2}, "stopConditions": ["Valerix-no-such-alarm"]}, "stopConditions.0")):
         response = api.http.put("/gremlin", json=bad, headers=api.admin)
         assert response.status_code == 422 and field in response.json()["message"], response.text
     after = api.http.get("/gremlin").json()["database"]
     assert {k: v for k, v in after.items() if k != "remainingSeconds"} == \
         {k: v for k, v in before["database"].items() if k != "remainingSeconds"}
+
+
+def _stop_alarm(localcloud) -> str:
+    """The first stop-condition alarm the stack allows (the gremlin function's known list)."""
+    config = localcloud.client("lambda").get_function_configuration(FunctionName=localcloud.stack["GremlinFunctionName"])
+    return config["Environment"]["Variables"]["GREMLIN_STOP_ALARMS"].split(",")[0]
+
+
+def test_a_firing_alarm_switches_the_gremlin_off_for_good(api, localcloud, closed_circuit):
+    alarm = _stop_alarm(localcloud)
+    cloudwatch = localcloud.client("cloudwatch")
+    product = api.new_product(stock=20)
+    accepted: dict[str, int] = {}
+    try:
+        body = _put(api, {"error": {"statusCode": 503}, "stopConditions": [alarm]})
+        assert body["stopConditions"] == [alarm] and "stopped" not in body
+        time.sleep(CACHE_WAIT)
+        response = api.order(product, 1)
+        assert response.status_code == 202, response.text  # the gremlin is on
+        accepted[response.json()["orderId"]] = 1
+
+        # The real alarm of the local cloud's CloudWatch goes to ALARM (as when the DLQ fills).
+        cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="e2e: stop condition")
+        deadline = time.monotonic() + 20
+        while True:
+            response = api.order(product, 1)
+            assert response.status_code in (201, 202), response.text
+            accepted[response.json()["orderId"]] = 1
+            if response.status_code == 201 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert response.status_code == 201, "the gremlin kept injecting after its stop condition fired"
+        shown = api.http.get("/gremlin").json()
+        assert shown["stopped"]["alarm"] == alarm and shown["error"]["enabled"] is False
+
+        cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="e2e: cleared")
+        time.sleep(CACHE_WAIT)
+        response = api.order(product, 1)
+        assert response.status_code == 201, response.text  # stays off when the alarm clears
+        accepted[response.json()["orderId"]] = 1
+        assert api.http.get("/gremlin").json()["stopped"]["alarm"] == alarm
+    finally:
+        cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="e2e: cleanup")
+        api.gremlin_off()
+    final = assert_invariants(api, product, 20, accepted)
+    assert {o["status"] for o in final.values()} == {"CONFIRMED"}
