@@ -106,6 +106,7 @@ export function formatRemaining(seconds) {
 
 export function describeExpiry(doc, elapsedSeconds = 0) {
   const parts = [];
+  if (doc.stopped) parts.push(`stopped by alarm ${doc.stopped.alarm} at ${doc.stopped.at}`);
   for (const m of MODES) {
     const mode = doc[m];
     if (!mode || mode.remainingSeconds === undefined) continue;
