@@ -31,6 +31,12 @@ Rules (enforced by :class:`GremlinDocument`, extra fields forbidden everywhere):
   with ``enabled: false, expired: true`` (and ``remainingSeconds`` for every mode with an
   expiry).
 
+Stop conditions: ``stopConditions`` (top level, at most 5 CloudWatch alarm names; which names
+are allowed is checked on ``PUT`` by the gremlin store). Once one is in ALARM, a marker
+``stopped#<fingerprint>`` is written to ``GREMLIN_STATE_TABLE`` and the whole document is off
+for good (the next PUT/DELETE resets the table). The injector checks at most once per cache
+window; if the alarms cannot be read it injects nothing for that window.
+
 Database faults (``database_fault()``) are applied by ``functions.common.db`` before each
 ``transaction()`` / ``connection()`` of the services in :data:`DATABASE_FAULT_SERVICES`
 (inventory: the reserve function and the queue consumer, the functions the stack wires to the
