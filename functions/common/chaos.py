@@ -99,7 +99,9 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
 MODES = ("latency", "error", "crash", "database")
-DATABASE_FAULTS = ("unreachable", "slow", "exhausted")
+DATABASE_FAULTS = ("unreachable", "slow", "locked", "exhausted")
+# The advisory lock key every "locked" transaction queues for (an arbitrary constant).
+LOCK_KEY = 0x6772656D6C696E  # "gremlin"
 # Which services' database transactions obey the ``database`` mode (POWERTOOLS_SERVICE_NAME of
 # the function; it must also be given GREMLIN_PARAMETER_NAME by the stack). Order is left out
 # on purpose: its own database failing is what its callers see as a 5xx, not a resilience path.
@@ -175,15 +177,16 @@ class CrashMode(_Mode):
 class DatabaseMode(_Mode):
     """A fault of the service's own database, injected in ``functions.common.db``."""
 
-    fault: Literal["unreachable", "slow", "exhausted"] = "unreachable"
+    fault: Literal["unreachable", "slow", "locked", "exhausted"] = "unreachable"
     delay_ms: Annotated[int | None, Field(strict=True, ge=0, le=MAX_DELAY_MS, alias="delayMs")] = None
 
     @model_validator(mode="after")
     def _delay_for_slow(self):
-        if self.fault == "slow" and self.enabled and self.delay_ms is None:
-            raise ValueError("delayMs: is required when the database fault is 'slow'")
-        if self.fault != "slow" and self.delay_ms is not None:
-            raise ValueError(f"delayMs: only applies to the 'slow' fault, not '{self.fault}'")
+        timed = self.fault in ("slow", "locked")
+        if timed and self.enabled and self.delay_ms is None:
+            raise ValueError(f"delayMs: is required when the database fault is '{self.fault}'")
+        if not timed and self.delay_ms is not None:
+            raise ValueError(f"delayMs: only applies to the 'slow' and 'locked' faults, not '{self.fault}'")
         return self
 
 

@@ -16,7 +16,8 @@
 - The gremlin's database faults (functions/common/chaos.py, mode `database`) are applied here,
   at the driver layer, so they work on both targets without touching RDS: `transaction()` and
   `connection()` ask the injector first; `unreachable` / `exhausted` raise DatabaseUnavailable
-  before a connection is taken, `slow` runs `pg_sleep` right after BEGIN.
+  before a connection is taken, `slow` runs `pg_sleep` right after BEGIN, `locked` takes one
+  shared advisory lock first and then sleeps holding it.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def _gremlin_fault() -> Any:
 
 
 def _refuse_if_injected(fault: Any) -> None:
-    if fault is None or fault.fault == "slow":
+    if fault is None or fault.fault not in ("unreachable", "exhausted"):
         return
     if fault.fault == "exhausted":
         raise DatabaseUnavailable("cannot connect to the database: 53300 sorry, too many clients already "
@@ -136,8 +137,16 @@ def _refuse_if_injected(fault: Any) -> None:
     raise DatabaseUnavailable("cannot connect to the database: connection refused (injected by the gremlin)")
 
 
-def _slow_down(conn: pg8000.native.Connection, fault: Any) -> None:
-    if fault is not None and fault.fault == "slow" and fault.delay_ms:
+def _slow_down(conn: pg8000.native.Connection, fault: Any, *, in_transaction: bool) -> None:
+    if fault is None or fault.fault not in ("slow", "locked"):
+        return
+    if fault.fault == "locked" and in_transaction:
+        # A lock held: every hit transaction queues for the same advisory lock and keeps it for
+        # delayMs (released by COMMIT/ROLLBACK). Raw connections just wait, like `slow`.
+        from functions.common.chaos import LOCK_KEY
+
+        conn.run("SELECT pg_advisory_xact_lock(:key)", key=LOCK_KEY)
+    if fault.delay_ms:
         conn.run("SELECT pg_sleep(:seconds)", seconds=fault.delay_ms / 1000.0)
 
 
@@ -210,7 +219,7 @@ class Database:
                 conn = self._open()
         broken = False
         try:
-            _slow_down(conn, fault)
+            _slow_down(conn, fault, in_transaction=False)
             yield conn
         except _NETWORK_ERRORS:
             broken = True
@@ -240,7 +249,7 @@ class Database:
                 _close_quietly(conn)
                 raise DatabaseUnavailable(f"database connection failed: {exc2}") from exc2
         try:
-            _slow_down(conn, fault)
+            _slow_down(conn, fault, in_transaction=True)
             yield conn
         except BaseException as exc:
             if isinstance(exc, _NETWORK_ERRORS):

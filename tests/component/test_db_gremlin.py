@@ -115,3 +115,45 @@ def test_the_hook_asks_the_process_injector(monkeypatch):
     seen = []
     monkeypatch.setattr(chaos, "injector", lambda: seen.append(1) or FaultyInjector(DatabaseMode()))
     assert db._gremlin_fault().fault == "unreachable" and seen == [1]
+
+
+def test_locked_fault_makes_hit_transactions_queue_for_one_held_lock(database, postgres_servers):
+    import threading
+
+    from functions.common.chaos import LOCK_KEY
+
+    program(DatabaseMode(fault="locked", delay_ms=1500))
+    held = []
+
+    def hit() -> None:
+        with database.transaction() as conn:
+            [[seconds]] = conn.run("SELECT EXTRACT(EPOCH FROM clock_timestamp() - transaction_timestamp())")
+            held.append(float(seconds))
+
+    observer = postgres_servers["inventory"].connect()
+    try:
+        first = threading.Thread(target=hit)
+        first.start()
+        waiting = []
+        second = None
+        for _ in range(200):  # until the first holds the lock, then start the second
+            granted = observer.run("SELECT granted FROM pg_locks WHERE locktype = 'advisory' "
+                                   "AND classid::bigint = :hi AND objid::bigint = :lo",
+                                   hi=LOCK_KEY >> 32, lo=LOCK_KEY & 0xFFFFFFFF)
+            if second is None and [True] in granted:
+                second = threading.Thread(target=hit)
+                second.start()
+            if [False] in granted:
+                waiting.append(True)  # the second is queued behind the held lock
+                break
+            threading.Event().wait(0.02)
+        first.join()
+        assert second is not None
+        second.join()
+    finally:
+        observer.close()
+    assert waiting, "the second transaction never waited for the lock"
+    assert len(held) == 2 and min(held) >= 1.5  # each one then held it for delayMs itself
+    program(None)
+    with database.transaction() as conn:  # released: nothing left behind
+        assert conn.run("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [[0]]

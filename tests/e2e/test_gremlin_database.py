@@ -124,6 +124,28 @@ def test_slow_database_past_the_budget_confirms_once(api, closed_circuit):
     assert api.stock(product) == 17  # the late synchronous commit and the queued copy: once
 
 
+def test_a_held_lock_convoy_queues_the_tail_and_confirms_once(api, closed_circuit):
+    from concurrent.futures import ThreadPoolExecutor
+
+    product = api.new_product(stock=30)
+    quantities = (1, 2, 3)
+    try:
+        _put(api, {"database": {"fault": "locked", "delayMs": 1200}})
+        time.sleep(CACHE_WAIT)
+        # Three at once: each reservation holds the one lock 1.2 s, so the last in the queue
+        # waits 2 x 1.2 s before its own 1.2 s -- past the 2 s budget whatever the order.
+        with ThreadPoolExecutor(3) as pool:
+            responses = list(pool.map(lambda q: api.order(product, q), quantities))
+        assert all(r.status_code in (201, 202) for r in responses), [r.text for r in responses]
+        assert any(r.status_code == 202 for r in responses), [r.status_code for r in responses]
+    finally:
+        api.gremlin_off()
+    accepted = {r.json()["orderId"]: q for r, q in zip(responses, quantities)}
+    final = assert_invariants(api, product, 30, accepted)
+    assert {o["status"] for o in final.values()} == {"CONFIRMED"}
+    assert api.stock(product) == 24
+
+
 def test_a_refused_database_setting_leaves_the_gremlin_unchanged(api):
     before = _put(api, {"database": {"fault": "slow", "delayMs": 100, "every": 1000}})
     for bad, field in (({"database": {"fault": "meltdown"}}, "database.fault"),

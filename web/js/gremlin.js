@@ -87,7 +87,9 @@ export function describeDoc(doc) {
   if (doc.crash && doc.crash.enabled) parts.push(`crash ${doc.crash.when || "before-commit"} on ${selectorText(doc.crash)}`);
   if (doc.database && doc.database.enabled) {
     const db = doc.database;
-    const what = db.fault === "slow" ? `slow (${db.delayMs} ms)` : db.fault === "exhausted" ? "connections exhausted" : "unreachable";
+    const what = db.fault === "slow" ? `slow (${db.delayMs} ms)`
+      : db.fault === "locked" ? `lock held ${db.delayMs} ms`
+      : db.fault === "exhausted" ? "connections exhausted" : "unreachable";
     parts.push(`database ${what} on ${selectorText(db).replace("request", "transaction")}`);
   }
   return parts.length ? parts.join("; ") : "all off";
@@ -204,7 +206,7 @@ export function formDocument() {
   if (doc.crash.enabled) doc.crash.when = $("#g-crash-when").value;
   if (doc.database.enabled) {
     doc.database.fault = $("#g-database-fault").value;
-    if (doc.database.fault === "slow") doc.database.delayMs = readNumber("#g-database-delay", { min: 0, max: 60000, name: "database: delay" });
+    if (doc.database.fault === "slow" || doc.database.fault === "locked") doc.database.delayMs = readNumber("#g-database-delay", { min: 0, max: 60000, name: "database: delay" });
   }
   const minutes = readNumber("#g-expiry-minutes", { min: 1, max: 1440, name: "switch off after (minutes)" });
   for (const m of MODES) if (doc[m].enabled) doc[m].expiresInSeconds = minutes * 60;
