@@ -53,6 +53,9 @@ RECONCILE_TIMEOUT = Duration.minutes(5)
 RECONCILE_EVERY = Duration.minutes(15)
 RECONCILE_STALE_MINUTES = 5  # an order PENDING/QUEUED for longer is reported (the sweeper acts after 1)
 MAX_RECEIVE_COUNT = 5
+# Alarms a gremlin setting may name as a stop condition (issue 17), without the stack prefix.
+# A synth test checks each is an alarm of the stack; the gremlin refuses any other name.
+GREMLIN_STOP_ALARMS = ("inventory-dlq-not-empty", "completion-dlq-not-empty", "api-5xx", "api-p99-latency")
 
 
 @dataclass(frozen=True)
@@ -146,10 +149,16 @@ class ValerixStack(Stack):
         order_db, inventory_db = self.databases.order, self.databases.inventory
         iq, cq = self.inventory_queue.queue, self.completion_queue.queue
         tables = self.state
+        stop_alarms = [f"{prefix}-{name}" for name in GREMLIN_STOP_ALARMS]  # literal names: no cycle
         gremlin_env = {
             "GREMLIN_PARAMETER_NAME": tables.gremlin_parameter.parameter_name,
             "GREMLIN_STATE_TABLE": tables.gremlin_state_table.table_name,
+            "GREMLIN_STOP_ALARMS": ",".join(stop_alarms),
         }
+        read_stop_alarms = iam.PolicyStatement(
+            sid="ReadGremlinStopAlarms", actions=["cloudwatch:DescribeAlarms"],
+            resources=[self.format_arn(service="cloudwatch", resource="alarm", resource_name=name,
+                                       arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME) for name in stop_alarms])
 
         f = self.functions = {}
         # The reservation is internal: not on the API, invoked by the order API only (IAM below).
@@ -183,6 +192,8 @@ class ValerixStack(Stack):
             **cors_env,
         })  # fmt: skip
         f["InventoryQueue"] = self._function("InventoryQueue", inventory_db, {
+            **gremlin_env,  # obeys the gremlin's database faults (functions/common/db.py)
+            "GREMLIN_CACHE_SECONDS": "1",
             "INVENTORY_QUEUE_URL": iq.queue_url,
             "COMPLETION_QUEUE_URL": cq.queue_url,
             "IDEMPOTENCY_TABLE": tables.idempotency_table.table_name,
@@ -227,11 +238,16 @@ class ValerixStack(Stack):
         inventory_consumer = f["InventoryQueue"].function
         cq.grant_send_messages(inventory_consumer)
         tables.idempotency_table.grant(inventory_consumer, *IDEMPOTENCY_TABLE_ACTIONS)
+        tables.gremlin_parameter.grant_read(inventory_consumer)
+        tables.gremlin_state_table.grant(inventory_consumer, *GREMLIN_COUNTER_ACTIONS)
+        for reader in (inventory_reserve, inventory_consumer):
+            reader.add_to_role_policy(read_stop_alarms)
 
         gremlin = f["Gremlin"].function
         tables.gremlin_parameter.grant_read(gremlin)
         tables.gremlin_parameter.grant_write(gremlin)
         tables.gremlin_state_table.grant_read_write_data(gremlin)
+        gremlin.add_to_role_policy(read_stop_alarms)
         self.admin_key.grant_read_to(gremlin)
 
         # ---------------------------------------------------------------- queue consumers

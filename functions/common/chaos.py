@@ -4,7 +4,9 @@ Document (SSM parameter ``GREMLIN_PARAMETER_NAME``; every part optional)::
 
     {"latency": {"enabled": true,  "delayMs": 5000, "every": 1},
      "error":   {"enabled": false, "statusCode": 500, "percentage": 10},
-     "crash":   {"enabled": false, "when": "after-commit", "every": 4}}
+     "crash":   {"enabled": false, "when": "after-commit", "every": 4},
+     "database": {"enabled": true, "fault": "slow", "delayMs": 2500, "every": 2,
+                  "expiresAt": "2026-12-03T09:15:00Z"}}
 
 Rules (enforced by :class:`GremlinDocument`, extra fields forbidden everywhere):
 
@@ -15,7 +17,31 @@ Rules (enforced by :class:`GremlinDocument`, extra fields forbidden everywhere):
 * ``crash.when``: ``"before-commit"`` (default) or ``"after-commit"``;
 * each mode takes at most one of ``every`` (integer >= 1: the Nth, 2Nth, 3Nth... request is
   affected) or ``percentage`` (number 0..100: random share); with neither, every request is
-  affected.
+  affected;
+* ``database.fault``: ``"unreachable"`` (default; the connection is refused at once),
+  ``"exhausted"`` (Postgres' ``53300 too many connections``) or ``"slow"`` (every statement of
+  the transaction waits: ``pg_sleep(delayMs)`` on the server right after ``BEGIN``, so the
+  transaction really holds its connection that long); ``delayMs`` 0..60000 is required for
+  ``slow`` and refused for the others;
+* the safety switch: every mode carries ``expiresAt`` (ISO 8601 with a zone; stored as UTC
+  ``...Z``). ``PUT`` may give ``expiresAt`` (future, at most 24 h ahead) or
+  ``expiresInSeconds`` (1..86400); an enabled mode with neither gets 15 minutes
+  (:func:`stamp_expiry`). After it the mode is off by itself: the injector obeys
+  :meth:`GremlinDocument.effective`, and ``GET`` (:meth:`GremlinDocument.to_view`) shows it
+  with ``enabled: false, expired: true`` (and ``remainingSeconds`` for every mode with an
+  expiry).
+
+Stop conditions: ``stopConditions`` (top level, at most 5 CloudWatch alarm names; which names
+are allowed is checked on ``PUT`` by the gremlin store). Once one is in ALARM, a marker
+``stopped#<fingerprint>`` is written to ``GREMLIN_STATE_TABLE`` and the whole document is off
+for good (the next PUT/DELETE resets the table). The injector checks at most once per cache
+window; if the alarms cannot be read it injects nothing for that window.
+
+Database faults (``database_fault()``) are applied by ``functions.common.db`` before each
+``transaction()`` / ``connection()`` of the services in :data:`DATABASE_FAULT_SERVICES`
+(inventory: the reserve function and the queue consumer, the functions the stack wires to the
+gremlin); ``unreachable``/``exhausted`` raise ``DatabaseUnavailable`` before any statement ran.
+Its ``every: N`` counts those transactions.
 
 Injection semantics (what :class:`GremlinInjector` does on the inventory reservation
 path):
@@ -47,7 +73,8 @@ Requests are counted only while the mode is enabled.
 The document is read through Powertools' SSM provider with ``max_age`` =
 ``GREMLIN_CACHE_SECONDS`` (default 1, whole seconds), so a change is obeyed within ~2 s.
 Every injection is logged (``mode`` key) and counted as ``GremlinInjections`` (dimension
-``mode``: ``latency`` / ``error`` / ``crash_before_commit`` / ``crash_after_commit``), emitted
+``mode``: ``latency`` / ``error`` / ``crash_before_commit`` / ``crash_after_commit`` /
+``database_unreachable`` / ``database_slow`` / ``database_exhausted``), emitted
 as its own EMF line at once, so it is out before a crash.
 
 Fail open: if SSM or DynamoDB cannot be reached, or the stored document is invalid, nothing
@@ -58,8 +85,10 @@ the injector does not try again for one cache window (at least 1 s).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import math
 import os
 import random
 import sys
@@ -67,12 +96,21 @@ import threading
 import time
 from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
-MODES = ("latency", "error", "crash")
+MODES = ("latency", "error", "crash", "database")
+DATABASE_FAULTS = ("unreachable", "slow", "locked", "exhausted")
+# The advisory lock key every "locked" transaction queues for (an arbitrary constant).
+LOCK_KEY = 0x6772656D6C696E  # "gremlin"
+# Which services' database transactions obey the ``database`` mode (POWERTOOLS_SERVICE_NAME of
+# the function; it must also be given GREMLIN_PARAMETER_NAME by the stack). Order is left out
+# on purpose: its own database failing is what its callers see as a 5xx, not a resilience path.
+DATABASE_FAULT_SERVICES = ("inventory",)
 METRIC_NAME = "GremlinInjections"
 DEFAULT_CACHE_SECONDS = 1
 MAX_DELAY_MS = 60_000
+DEFAULT_EXPIRY_SECONDS = 15 * 60
+MAX_EXPIRY_SECONDS = 24 * 3600
 
 Every = Annotated[int, Field(strict=True, ge=1)]
 Percentage = Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)]
@@ -84,18 +122,38 @@ StrictBool = Annotated[bool, Field(strict=True)]
 # --------------------------------------------------------------------------------------
 
 
+ExpiresIn = Annotated[int, Field(strict=True, ge=1, le=MAX_EXPIRY_SECONDS)]
+
+
 class _Mode(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     enabled: StrictBool = True
     every: Every | None = None
     percentage: Percentage | None = None
+    # The safety switch: an absolute UTC time after which the mode is off by itself. A request
+    # may give ``expiresInSeconds`` instead; :func:`stamp_expiry` turns it into ``expiresAt``
+    # (only ``expiresAt`` is ever stored).
+    expires_at: AwareDatetime | None = Field(default=None, alias="expiresAt")
+    expires_in_seconds: ExpiresIn | None = Field(default=None, alias="expiresInSeconds", exclude=True)
 
     @model_validator(mode="after")
     def _one_selector(self):
         if self.every is not None and self.percentage is not None:
             raise ValueError("every: give either 'every' or 'percentage', not both")
+        if self.expires_at is not None and self.expires_in_seconds is not None:
+            raise ValueError("expiresAt: give either 'expiresAt' or 'expiresInSeconds', not both")
         return self
+
+    @field_serializer("expires_at")
+    def _utc_z(self, value: dt.datetime | None) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def expired(self, now: float) -> bool:
+        """True when the mode carries an expiry that has passed (``now``: epoch seconds)."""
+        return self.expires_at is not None and self.expires_at.timestamp() <= now
 
 
 class LatencyMode(_Mode):
@@ -116,14 +174,65 @@ class CrashMode(_Mode):
     when: Literal["before-commit", "after-commit"] = "before-commit"
 
 
+class DatabaseMode(_Mode):
+    """A fault of the service's own database, injected in ``functions.common.db``."""
+
+    fault: Literal["unreachable", "slow", "locked", "exhausted"] = "unreachable"
+    delay_ms: Annotated[int | None, Field(strict=True, ge=0, le=MAX_DELAY_MS, alias="delayMs")] = None
+
+    @model_validator(mode="after")
+    def _delay_for_slow(self):
+        timed = self.fault in ("slow", "locked")
+        if timed and self.enabled and self.delay_ms is None:
+            raise ValueError(f"delayMs: is required when the database fault is '{self.fault}'")
+        if not timed and self.delay_ms is not None:
+            raise ValueError(f"delayMs: only applies to the 'slow' and 'locked' faults, not '{self.fault}'")
+        return self
+
+
+AlarmName = Annotated[str, Field(strict=True, min_length=1, max_length=255)]
+
+
 class GremlinDocument(BaseModel):
     """The whole gremlin document; missing modes are off."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     latency: LatencyMode = Field(default_factory=lambda: LatencyMode(enabled=False))
     error: ErrorMode = Field(default_factory=lambda: ErrorMode(enabled=False))
     crash: CrashMode = Field(default_factory=lambda: CrashMode(enabled=False))
+    database: DatabaseMode = Field(default_factory=lambda: DatabaseMode(enabled=False))
+    # Stop conditions: names of the stack's CloudWatch alarms; when one is in ALARM the whole
+    # gremlin switches itself off for good (until the next PUT). Names are checked on PUT.
+    stop_conditions: Annotated[list[AlarmName] | None, Field(alias="stopConditions", max_length=5)] = None
+
+    def modes(self) -> dict[str, _Mode]:
+        return {name: getattr(self, name) for name in MODES}
+
+    def effective(self, now: float) -> "GremlinDocument":
+        """This document with every expired mode switched off (what the injector obeys)."""
+        expired = {name: mode.model_copy(update={"enabled": False})
+                   for name, mode in self.modes().items() if mode.enabled and mode.expired(now)}
+        return self.model_copy(update=expired) if expired else self
+
+    def to_view(self, now: float, stopped: dict[str, str] | None = None) -> dict[str, Any]:
+        """The public shape of ``GET``/``PUT``: an expired mode shows ``enabled: false`` and
+        ``expired: true``; a mode with an expiry shows its ``remainingSeconds``. A gremlin a
+        stop condition switched off shows ``stopped`` ({alarm, at}) and every mode off."""
+        view = self.to_json_dict()
+        if stopped:
+            view["stopped"] = stopped
+            for name in MODES:
+                view[name]["enabled"] = False
+        for name, mode in self.modes().items():
+            if mode.expires_at is None:
+                continue
+            remaining = mode.expires_at.timestamp() - now
+            view[name]["expired"] = remaining <= 0
+            view[name]["remainingSeconds"] = max(0, int(remaining))
+            if remaining <= 0:
+                view[name]["enabled"] = False
+        return view
 
     def to_json_dict(self) -> dict[str, Any]:
         """The document incl. defaults, in its public (camelCase) shape; unset selectors omitted."""
@@ -138,7 +247,7 @@ class GremlinDocument(BaseModel):
 
     @property
     def any_enabled(self) -> bool:
-        return self.latency.enabled or self.error.enabled or self.crash.enabled
+        return any(mode.enabled for mode in self.modes().values())
 
 
 def all_off() -> GremlinDocument:
@@ -213,6 +322,78 @@ def parse_document_json(text: str | bytes | None) -> GremlinDocument:
     return parse_document(raw)
 
 
+def stamp_expiry(doc: GremlinDocument, now: float) -> GremlinDocument:
+    """Give every enabled mode its absolute ``expiresAt`` before it is stored (``PUT``).
+
+    ``expiresInSeconds`` becomes ``now + seconds``; an enabled mode without either gets the
+    default (15 min). A given ``expiresAt`` must lie in the future and at most 24 h ahead --
+    otherwise :class:`GremlinDocumentError` (422) naming ``<mode>.expiresAt``. A disabled mode
+    stores no expiry (nothing to switch off)."""
+    errors: list[dict[str, str]] = []
+    updates: dict[str, _Mode] = {}
+    for name, mode in doc.modes().items():
+        expires = mode.expires_at.timestamp() if mode.expires_at is not None else None
+        if mode.expires_in_seconds is not None:
+            expires = now + mode.expires_in_seconds
+        elif expires is not None and expires <= now:
+            errors.append({"field": f"{name}.expiresAt",
+                           "message": f"must be in the future (got {mode.model_dump(mode='json', by_alias=True)['expiresAt']})"})
+            continue
+        elif expires is not None and expires > now + MAX_EXPIRY_SECONDS:
+            errors.append({"field": f"{name}.expiresAt",
+                           "message": f"must be at most {MAX_EXPIRY_SECONDS // 3600} h ahead"})
+            continue
+        elif expires is None and mode.enabled:
+            expires = now + DEFAULT_EXPIRY_SECONDS
+        if not mode.enabled:
+            expires = None
+        stamped = None if expires is None else dt.datetime.fromtimestamp(math.ceil(expires), dt.timezone.utc)
+        updates[name] = mode.model_copy(update={"expires_at": stamped, "expires_in_seconds": None})
+    if errors:
+        text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise GremlinDocumentError(f"invalid gremlin document: {text}", errors)
+    return doc.model_copy(update=updates)
+
+
+def stop_id(doc: GremlinDocument) -> str:
+    """DynamoDB item id of the "stopped by an alarm" marker of ``doc`` (reset by PUT/DELETE)."""
+    return f"stopped#{doc.fingerprint}"
+
+
+def alarm_in_alarm(cloudwatch: Any, names: list[str]) -> str | None:
+    """The first of ``names`` whose CloudWatch alarm state is ALARM, or ``None``."""
+    found = cloudwatch.describe_alarms(AlarmNames=list(names), AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+    for alarm in [*found.get("MetricAlarms", []), *found.get("CompositeAlarms", [])]:
+        if alarm.get("StateValue") == "ALARM":
+            return alarm["AlarmName"]
+    return None
+
+
+def read_stop_marker(dynamodb: Any, table: str, doc: GremlinDocument) -> dict[str, str] | None:
+    item = dynamodb.get_item(TableName=table, Key={"id": {"S": stop_id(doc)}}, ConsistentRead=True).get("Item")
+    if not item:
+        return None
+    return {"alarm": item["alarm"]["S"], "at": item["at"]["S"]}
+
+
+def write_stop_marker(dynamodb: Any, table: str, doc: GremlinDocument, alarm: str, now: float) -> dict[str, str]:
+    at = dt.datetime.fromtimestamp(int(now), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    dynamodb.put_item(TableName=table, Item={"id": {"S": stop_id(doc)}, "alarm": {"S": alarm}, "at": {"S": at}})
+    return {"alarm": alarm, "at": at}
+
+
+def check_stop(dynamodb: Any, cloudwatch: Any, table: str, doc: GremlinDocument, now: float) -> dict[str, str] | None:
+    """Has a stop condition of ``doc`` fired? The marker if it already did; else the alarms are
+    read and, if one is in ALARM, the marker is written (so it stays off when the alarm clears)."""
+    if not doc.stop_conditions:
+        return None
+    marker = read_stop_marker(dynamodb, table, doc)
+    if marker:
+        return marker
+    fired = alarm_in_alarm(cloudwatch, doc.stop_conditions)
+    return write_stop_marker(dynamodb, table, doc, fired, now) if fired else None
+
+
 def counter_id(mode: str, doc: GremlinDocument) -> str:
     """DynamoDB item id of the ``every: N`` counter of ``mode`` under ``doc``."""
     return f"{mode}#{doc.fingerprint}"
@@ -258,8 +439,10 @@ class GremlinInjector:
         *,
         ssm_client: Any = None,
         dynamodb_client: Any = None,
+        cloudwatch_client: Any = None,
         rng: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ):
         self.parameter_name = parameter_name if parameter_name is not None else os.getenv("GREMLIN_PARAMETER_NAME", "")
         self.state_table = state_table if state_table is not None else os.getenv("GREMLIN_STATE_TABLE", "")
@@ -269,9 +452,12 @@ class GremlinInjector:
         self._provider = None
         self._rng = rng or random.random
         self._clock = clock
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
         self._unavailable_until = 0.0
         self._counters_unavailable_until = 0.0
+        self._cloudwatch_client = cloudwatch_client
+        self._stop_state: dict[str, Any] = {}
         self._parsed: tuple[str, GremlinDocument] | None = None
         self._logger = None
         self._warned_unconfigured = False
@@ -406,18 +592,60 @@ class GremlinInjector:
                 pass
         os._exit(1)
 
+    def _obeyed(self) -> tuple[GremlinDocument, GremlinDocument]:
+        """(stored document, the same with expired modes off -- all off once a stop condition
+        fired). Counters key on the stored one."""
+        doc = self.document()
+        effective = doc.effective(self._wall_clock())
+        if effective.any_enabled and doc.stop_conditions and self._stopped(doc):
+            return doc, ALL_OFF
+        return doc, effective
+
+    def _cloudwatch(self):
+        with self._lock:
+            if self._cloudwatch_client is None:
+                import boto3
+
+                self._cloudwatch_client = boto3.client("cloudwatch", config=_client_config())
+            return self._cloudwatch_client
+
+    def _stopped(self, doc: GremlinDocument) -> bool:
+        """Whether a stop condition of ``doc`` fired. Checked at most once per cache window; once
+        fired it stays fired for this document. If the alarms cannot be read, the gremlin holds
+        off for that window: a safety switch that cannot be checked is treated as tripped."""
+        fingerprint = doc.fingerprint
+        if self._stop_state.get("fingerprint") == fingerprint:
+            if self._stop_state.get("fired"):
+                return True
+            if self._clock() < self._stop_state.get("until", 0.0):
+                return bool(self._stop_state.get("unknown"))
+        state: dict[str, Any] = {"fingerprint": fingerprint, "until": self._clock() + max(self.cache_seconds, 1)}
+        try:
+            marker = check_stop(self._dynamodb(), self._cloudwatch(), self.state_table, doc, self._wall_clock())
+        except Exception as exc:  # noqa: BLE001
+            self.logger.warning("gremlin stop conditions unreadable; holding off injection",
+                                extra={"alarms": doc.stop_conditions, "error": str(exc)})
+            state["unknown"] = True
+            self._stop_state = state
+            return True
+        if marker:
+            state["fired"] = True
+            self._record("stopped", "gremlin: switched off by a stop condition", alarm=marker["alarm"])
+        self._stop_state = state
+        return bool(marker)
+
     def before_reservation(self) -> None:
         """Latency, then crash before-commit or error. May sleep, raise InjectedError or exit."""
-        doc = self.document()
-        if not doc.any_enabled:
+        stored, doc = self._obeyed()
+        if not (doc.latency.enabled or doc.error.enabled or doc.crash.enabled):
             return
-        latency = doc.latency.enabled and self._selected("latency", doc.latency, doc)
+        latency = doc.latency.enabled and self._selected("latency", doc.latency, stored)
         crash = (
             doc.crash.enabled
             and doc.crash.when == "before-commit"
-            and self._selected("crash", doc.crash, doc)
+            and self._selected("crash", doc.crash, stored)
         )
-        error = doc.error.enabled and self._selected("error", doc.error, doc)
+        error = doc.error.enabled and self._selected("error", doc.error, stored)
         if latency:
             self._record("latency", "gremlin: injecting latency", delayMs=doc.latency.delay_ms)
             time.sleep(doc.latency.delay_ms / 1000.0)
@@ -430,9 +658,28 @@ class GremlinInjector:
 
     def after_commit(self) -> None:
         """Crash after-commit (the caller never hears back). Call right after the commit."""
-        doc = self.document()
-        if doc.crash.enabled and doc.crash.when == "after-commit" and self._selected("crash", doc.crash, doc):
+        stored, doc = self._obeyed()
+        if doc.crash.enabled and doc.crash.when == "after-commit" and self._selected("crash", doc.crash, stored):
             self._crash("crash_after_commit", "gremlin: crashing after commit")
+
+    def database_fault(self) -> DatabaseMode | None:
+        """The database fault this transaction suffers, or ``None``. Called by
+        :mod:`functions.common.db` before every transaction/connection; it applies the fault.
+
+        Only services in :data:`DATABASE_FAULT_SERVICES` whose function is wired to the gremlin
+        (``GREMLIN_PARAMETER_NAME`` set) obey; anything else returns ``None`` without reading
+        SSM. ``every: N`` counts this service's database transactions (one shared counter)."""
+        if self.service not in DATABASE_FAULT_SERVICES or not self.parameter_name:
+            return None
+        stored, doc = self._obeyed()
+        mode = doc.database
+        if not mode.enabled or not self._selected("database", mode, stored):
+            return None
+        extra = {"fault": mode.fault}
+        if mode.delay_ms is not None:
+            extra["delayMs"] = mode.delay_ms
+        self._record(f"database_{mode.fault}", f"gremlin: database {mode.fault}", **extra)
+        return mode
 
 
 _INJECTOR: GremlinInjector | None = None
@@ -459,6 +706,9 @@ def reset_injector(new: GremlinInjector | None = None) -> None:
 __all__ = [
     "ALL_OFF",
     "CrashMode",
+    "DATABASE_FAULTS",
+    "DATABASE_FAULT_SERVICES",
+    "DatabaseMode",
     "ErrorMode",
     "GremlinDocument",
     "GremlinDocumentError",
@@ -473,4 +723,7 @@ __all__ = [
     "parse_document",
     "parse_document_json",
     "reset_injector",
+    "stamp_expiry",
+    "check_stop",
+    "stop_id",
 ]

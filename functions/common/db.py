@@ -13,6 +13,11 @@
 - All data access goes through `transaction()`. Its `BEGIN` doubles as the liveness probe: a
   pooled connection that turns out to be broken is dropped and replaced before any statement of
   the transaction ran, so the retry is always safe.
+- The gremlin's database faults (functions/common/chaos.py, mode `database`) are applied here,
+  at the driver layer, so they work on both targets without touching RDS: `transaction()` and
+  `connection()` ask the injector first; `unreachable` / `exhausted` raise DatabaseUnavailable
+  before a connection is taken, `slow` runs `pg_sleep` right after BEGIN, `locked` takes one
+  shared advisory lock first and then sleeps holding it.
 """
 
 from __future__ import annotations
@@ -112,6 +117,39 @@ def connect(secret: Mapping[str, Any], *, tls: DbTls, database: str | None = Non
     )
 
 
+def _gremlin_fault() -> Any:
+    """The gremlin's database fault for the next transaction, or None. Never raises: the
+    gremlin fails open, it must not become the outage it simulates."""
+    try:
+        from functions.common import chaos  # lazy: pydantic + boto3 only when a DB is used
+
+        return chaos.injector().database_fault()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _refuse_if_injected(fault: Any) -> None:
+    if fault is None or fault.fault not in ("unreachable", "exhausted"):
+        return
+    if fault.fault == "exhausted":
+        raise DatabaseUnavailable("cannot connect to the database: 53300 sorry, too many clients already "
+                                  "(injected by the gremlin)")
+    raise DatabaseUnavailable("cannot connect to the database: connection refused (injected by the gremlin)")
+
+
+def _slow_down(conn: pg8000.native.Connection, fault: Any, *, in_transaction: bool) -> None:
+    if fault is None or fault.fault not in ("slow", "locked"):
+        return
+    if fault.fault == "locked" and in_transaction:
+        # A lock held: every hit transaction queues for the same advisory lock and keeps it for
+        # delayMs (released by COMMIT/ROLLBACK). Raw connections just wait, like `slow`.
+        from functions.common.chaos import LOCK_KEY
+
+        conn.run("SELECT pg_advisory_xact_lock(:key)", key=LOCK_KEY)
+    if fault.delay_ms:
+        conn.run("SELECT pg_sleep(:seconds)", seconds=fault.delay_ms / 1000.0)
+
+
 class Database:
     def __init__(self, secret_arn: str, *, tls: DbTls = DbTls(), secret_max_age: int = 300, max_idle: int = 4,
                  connect_timeout: float = 5.0, application_name: str = "valerix") -> None:
@@ -170,6 +208,8 @@ class Database:
     @contextlib.contextmanager
     def connection(self) -> Iterator[pg8000.native.Connection]:
         """A raw connection outside any transaction (migrations, advisory locks, probes)."""
+        fault = _gremlin_fault()
+        _refuse_if_injected(fault)
         conn, reused = self._acquire()
         if reused:
             try:
@@ -179,6 +219,7 @@ class Database:
                 conn = self._open()
         broken = False
         try:
+            _slow_down(conn, fault, in_transaction=False)
             yield conn
         except _NETWORK_ERRORS:
             broken = True
@@ -192,6 +233,8 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[pg8000.native.Connection]:
         """BEGIN ... COMMIT (ROLLBACK on any exception). Raises DatabaseUnavailable when unreachable."""
+        fault = _gremlin_fault()
+        _refuse_if_injected(fault)
         conn, reused = self._acquire()
         try:
             conn.run("BEGIN")
@@ -206,6 +249,7 @@ class Database:
                 _close_quietly(conn)
                 raise DatabaseUnavailable(f"database connection failed: {exc2}") from exc2
         try:
+            _slow_down(conn, fault, in_transaction=True)
             yield conn
         except BaseException as exc:
             if isinstance(exc, _NETWORK_ERRORS):

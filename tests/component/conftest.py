@@ -303,6 +303,9 @@ class Chaos:
         if self.after:
             self.after()
 
+    def database_fault(self) -> None:  # functions/common/db.py asks; tests/component/test_db_gremlin.py programs it
+        return None
+
 
 @dataclasses.dataclass
 class Valerix:

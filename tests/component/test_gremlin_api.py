@@ -109,16 +109,30 @@ ALL_OFF = {
     "latency": {"enabled": False, "delayMs": 0},
     "error": {"enabled": False, "statusCode": 500},
     "crash": {"enabled": False, "when": "before-commit"},
+    "database": {"enabled": False, "fault": "unreachable"},
 }
 EXAMPLE = {
     "latency": {"enabled": True, "delayMs": 5000, "every": 1},
     "error": {"enabled": False, "statusCode": 500, "percentage": 10},
     "crash": {"enabled": False, "when": "after-commit", "every": 4},
+    "database": {"enabled": True, "fault": "slow", "delayMs": 300, "every": 5},
 }
 
 
-def stored(ssm):
+EXPIRY_KEYS = ("expiresAt", "remainingSeconds", "expired")
+
+
+def settings(doc: dict) -> dict:
+    """A document without its expiry (checked on its own below): the settings it switches."""
+    return {name: {k: v for k, v in mode.items() if k not in EXPIRY_KEYS} for name, mode in doc.items()}
+
+
+def raw_stored(ssm) -> dict:
     return json.loads(ssm.get_parameter(Name=PARAM)["Parameter"]["Value"])
+
+
+def stored(ssm):
+    return settings(raw_stored(ssm))
 
 
 def test_get_without_document_is_all_off(gremlin):
@@ -127,14 +141,16 @@ def test_get_without_document_is_all_off(gremlin):
 
 def test_put_get_delete_round_trip(gremlin):
     status, body = gremlin.call("PUT", EXAMPLE)
-    assert (status, body) == (200, EXAMPLE)
+    assert (status, settings(body)) == (200, EXAMPLE)
     assert stored(gremlin.ssm) == EXAMPLE
-    assert gremlin.call("GET") == (200, EXAMPLE)
+    status, got = gremlin.call("GET")
+    assert (status, settings(got)) == (200, EXAMPLE)
 
     status, body = gremlin.call("PUT", {"error": {"statusCode": 503, "every": 3}})  # overwrite
     assert status == 200
-    assert body == {**ALL_OFF, "error": {"enabled": True, "statusCode": 503, "every": 3}}
-    assert gremlin.call("GET") == (200, body)
+    assert settings(body) == {**ALL_OFF, "error": {"enabled": True, "statusCode": 503, "every": 3}}
+    status, got = gremlin.call("GET")
+    assert (status, settings(got)) == (200, settings(body))
 
     assert gremlin.call("DELETE") == (200, ALL_OFF)
     assert stored(gremlin.ssm) == ALL_OFF
@@ -197,7 +213,7 @@ def test_put_and_delete_reset_counters_and_the_injector_follows(gremlin):
         return hits
 
     assert affected(10) == [3, 6, 9]
-    doc = parse_document(stored(ssm))
+    doc = parse_document(raw_stored(ssm))
     item = ddb.get_item(TableName=TABLE, Key={"id": {"S": counter_id("error", doc)}})["Item"]
     assert item["count"]["N"] == "10"
 
@@ -348,3 +364,127 @@ def test_an_empty_secret_refuses_everything(gremlin, monkeypatch, value):
     assert gremlin.call("DELETE", headers={"x-api-key": ADMIN_KEY})[0] == 503
     assert gremlin.call("DELETE", headers={"x-api-key": "anything-at-all-0123456789"})[0] == 503
     assert stored(gremlin.ssm) == EXAMPLE
+
+
+# --------------------------------------------------------------------------- database faults + expiry (issue 17)
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ({"database": {"fault": "meltdown"}}, "database.fault"),  # an unknown fault mode
+        ({"database": {"fault": "slow", "delayMs": -250}}, "database.delayMs"),  # a negative delay
+        ({"database": {"fault": "slow"}}, "database.delayMs"),
+        ({"database": {"fault": "unreachable", "delayMs": 100}}, "database.delayMs"),
+        ({"database": {"expiresAt": "2020-01-01T00:00:00Z"}}, "database.expiresAt"),  # in the past
+        ({"latency": {"delayMs": 5, "expiresAt": "2020-01-01T00:00:00+02:00"}}, "latency.expiresAt"),
+        ({"error": {"expiresAt": "2999-01-01T00:00:00Z"}}, "error.expiresAt"),  # beyond 24 h
+        ({"error": {"expiresAt": "soon"}}, "error.expiresAt"),
+        ({"error": {"expiresInSeconds": -5}}, "error.expiresInSeconds"),
+        ({"stopWhen": {"alarm": "dlq"}}, "stopWhen"),  # stop conditions are not offered (yet)
+    ],
+)
+def test_bad_database_or_expiry_settings_are_422_naming_the_field_and_nothing_changes(gremlin, doc, field):
+    assert gremlin.call("PUT", EXAMPLE)[0] == 200
+    before = raw_stored(gremlin.ssm)
+    gremlin.ddb.put_item(TableName=TABLE, Item={"id": {"S": "some-counter"}, "count": {"N": "2"}})
+    status, body = gremlin.call("PUT", doc)
+    assert status == 422, body
+    assert field in body["message"], body
+    assert any(err["field"] == field for err in body["errors"]), body
+    assert raw_stored(gremlin.ssm) == before  # the stored gremlin (expiry included) is unchanged
+    assert gremlin.ddb.scan(TableName=TABLE)["Count"] == 1  # counters not reset
+
+
+def test_every_enabled_mode_is_stored_with_an_absolute_expiry(gremlin):
+    import time
+
+    before = time.time()
+    status, body = gremlin.call("PUT", {"database": {"fault": "exhausted", "every": 2},
+                                        "error": {"expiresInSeconds": 120},
+                                        "crash": {"enabled": False}})
+    after = time.time()
+    assert status == 200
+    raw = raw_stored(gremlin.ssm)
+    expires = parse_document(raw)
+    assert before + 900 <= expires.database.expires_at.timestamp() <= after + 901  # default 15 min
+    assert before + 120 <= expires.error.expires_at.timestamp() <= after + 121
+    assert "expiresAt" not in raw["crash"] and "expiresInSeconds" not in json.dumps(raw)
+    assert body["database"]["expiresAt"] == raw["database"]["expiresAt"]
+    assert body["database"]["expired"] is False and 0 < body["database"]["remainingSeconds"] <= 900
+    assert gremlin.call("DELETE")[1]["database"] == {"enabled": False, "fault": "unreachable"}
+
+
+def test_get_shows_an_expired_setting_as_expired_and_off(gremlin, monkeypatch):
+    gremlin.ssm.put_parameter(Name=PARAM, Type="String", Overwrite=True, Value=json.dumps({
+        "database": {"enabled": True, "fault": "slow", "delayMs": 2000, "expiresAt": "2026-01-01T00:00:00Z"},
+        "error": {"enabled": True, "statusCode": 503, "expiresAt": "2999-01-01T00:00:00Z"},
+    }))  # stored earlier; its expiry has passed since
+    status, body = gremlin.call("GET")
+    assert status == 200
+    assert body["database"] == {"enabled": False, "fault": "slow", "delayMs": 2000,
+                                "expiresAt": "2026-01-01T00:00:00Z", "expired": True, "remainingSeconds": 0}
+    assert body["error"]["enabled"] is True and body["error"]["expired"] is False
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "inventory")  # a service that obeys database faults
+    injector = GremlinInjector(PARAM, TABLE, cache_seconds=0, ssm_client=gremlin.ssm, dynamodb_client=gremlin.ddb)
+    assert injector.database_fault() is None  # and the injector agrees: off by itself
+    with pytest.raises(InjectedError):
+        injector.before_reservation()  # the unexpired error mode is still obeyed
+    gremlin.ssm.put_parameter(Name=PARAM, Type="String", Overwrite=True, Value=json.dumps({
+        "database": {"enabled": True, "fault": "slow", "delayMs": 2000, "expiresAt": "2999-01-01T00:00:00Z"}}))
+    assert injector.database_fault().fault == "slow"  # the same setting, not expired, is obeyed
+
+
+# --------------------------------------------------------------------------- stop conditions (CloudWatch alarms)
+
+DLQ_ALARM = "Valerix-inventory-dlq-not-empty"
+
+
+@pytest.fixture
+def alarms(gremlin, monkeypatch):
+    from functions.gremlin import app as gremlin_app
+
+    monkeypatch.setenv("GREMLIN_STOP_ALARMS", f"{DLQ_ALARM},Valerix-api-5xx,Valerix-not-created")
+    gremlin_app.get_store.cache_clear()
+    cw = boto3.client("cloudwatch")
+    for name in (DLQ_ALARM, "Other-stack-api-5xx"):
+        cw.put_metric_alarm(AlarmName=name, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum", Period=60,
+                            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+    yield cw
+    gremlin_app.get_store.cache_clear()
+
+
+@pytest.mark.parametrize(("names", "field"), [
+    (["Valerix-no-such-alarm"], "stopConditions.0"),  # not a known name
+    (["Valerix-not-created"], "stopConditions.0"),  # a known name, but no such alarm in CloudWatch
+    ([DLQ_ALARM, "Other-stack-api-5xx"], "stopConditions.1"),  # exists, but not in the known list
+    ([DLQ_ALARM, ""], "stopConditions.1"),
+])
+def test_an_unknown_alarm_name_is_422_naming_it_and_nothing_changes(gremlin, alarms, names, field):
+    assert gremlin.call("PUT", EXAMPLE)[0] == 200
+    before = raw_stored(gremlin.ssm)
+    status, body = gremlin.call("PUT", {"error": {"every": 2}, "stopConditions": names})
+    assert status == 422, body
+    assert field in body["message"] and any(e["field"] == field for e in body["errors"]), body
+    assert raw_stored(gremlin.ssm) == before
+
+
+def test_stop_conditions_without_known_alarms_are_refused(gremlin, monkeypatch):
+    status, body = gremlin.call("PUT", {"error": {"every": 2}, "stopConditions": [DLQ_ALARM]})
+    assert status == 422 and "stopConditions" in body["message"], body
+
+
+def test_a_firing_alarm_stops_the_gremlin_and_it_stays_stopped(gremlin, alarms):
+    status, body = gremlin.call("PUT", {"error": {"statusCode": 503}, "stopConditions": [DLQ_ALARM]})
+    assert status == 200 and "stopped" not in body and body["stopConditions"] == [DLQ_ALARM]
+    assert body["error"]["enabled"] is True
+
+    alarms.set_alarm_state(AlarmName=DLQ_ALARM, StateValue="ALARM", StateReason="messages in the DLQ")
+    status, body = gremlin.call("GET")
+    assert status == 200 and body["stopped"]["alarm"] == DLQ_ALARM and body["error"]["enabled"] is False
+
+    alarms.set_alarm_state(AlarmName=DLQ_ALARM, StateValue="OK", StateReason="drained")
+    assert gremlin.call("GET")[1]["stopped"]["alarm"] == DLQ_ALARM  # off for good, not flapping
+
+    status, body = gremlin.call("PUT", {"error": {"statusCode": 503}, "stopConditions": [DLQ_ALARM]})
+    assert status == 200 and "stopped" not in body and body["error"]["enabled"] is True  # a new PUT re-arms

@@ -74,7 +74,7 @@ def gremlin_before(localcloud):
 
 
 def _settings(document: dict) -> dict:
-    return {key: value for key, value in document.items() if key in ("latency", "error", "crash")}
+    return {key: value for key, value in document.items() if key in ("latency", "error", "crash", "database")}
 
 
 @pytest.fixture(scope="module")

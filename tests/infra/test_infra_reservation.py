@@ -72,3 +72,32 @@ def test_the_reserve_function_reads_the_gremlin_and_nothing_public(any_synth):
     assert "ssm:GetParameter" in actions and "dynamodb:UpdateItem" in actions  # gremlin document + counters
     assert not any(a.startswith("sqs:") for a in actions)
     assert "ssm:PutParameter" not in actions
+
+
+def test_the_queue_consumer_reads_the_gremlin_for_database_faults(any_synth):
+    """Issue 17: the inventory queue consumer obeys the gremlin's database mode, so it needs the
+    document (read only) and the every-N counters; it may not rewrite the gremlin."""
+    fns = functions_by_key(any_synth)
+    env = fns["InventoryQueue"][1]["Properties"]["Environment"]["Variables"]
+    assert {"GREMLIN_PARAMETER_NAME", "GREMLIN_STATE_TABLE"} <= set(env)
+    role = ref_id(fns["InventoryQueue"][1]["Properties"]["Role"])
+    actions = {a for st in statements_of_role(any_synth, role) for a in as_list(st["Action"])}
+    assert "ssm:GetParameter" in actions and "dynamodb:UpdateItem" in actions
+    assert "ssm:PutParameter" not in actions  # (DeleteItem it has: the idempotency table)
+
+
+def test_gremlin_stop_alarms_are_alarms_of_the_stack_and_readable_exactly(any_synth):
+    """The known list of stop-condition alarms (GREMLIN_STOP_ALARMS) cannot drift from the stack:
+    each is an alarm in the template; the gremlin functions may describe exactly those."""
+    alarm_names = {r["Properties"].get("AlarmName") for r in any_synth.resources.values()
+                   if r["Type"] == "AWS::CloudWatch::Alarm"}
+    fns = functions_by_key(any_synth)
+    for key in ("Gremlin", "InventoryReserve", "InventoryQueue"):
+        env = fns[key][1]["Properties"]["Environment"]["Variables"]
+        listed = env["GREMLIN_STOP_ALARMS"].split(",")
+        assert listed and set(listed) <= alarm_names, (key, listed)
+        role = ref_id(fns[key][1]["Properties"]["Role"])
+        statements = [st for st in statements_of_role(any_synth, role)
+                      if "cloudwatch:DescribeAlarms" in as_list(st["Action"])]
+        assert len(statements) == 1 and len(as_list(statements[0]["Resource"])) == len(listed)
+        assert "*" not in json.dumps(statements[0]["Resource"])

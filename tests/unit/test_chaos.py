@@ -70,6 +70,7 @@ def test_defaults_and_all_off():
         "latency": {"enabled": False, "delayMs": 0},
         "error": {"enabled": False, "statusCode": 500},
         "crash": {"enabled": False, "when": "before-commit"},
+        "database": {"enabled": False, "fault": "unreachable"},
     }
     assert not all_off().any_enabled
     doc = parse_document({"error": {"percentage": 12.5}})
@@ -82,6 +83,8 @@ def test_design_example_round_trips():
         "latency": {"enabled": True, "delayMs": 5000, "every": 1},
         "error": {"enabled": False, "statusCode": 500, "percentage": 10},
         "crash": {"enabled": False, "when": "after-commit", "every": 4},
+        "database": {"enabled": True, "fault": "slow", "delayMs": 2500, "every": 2,
+                     "expiresAt": "2026-12-03T09:15:00Z"},
     }
     doc = parse_document(example)
     assert doc.to_json_dict() == example
@@ -398,3 +401,207 @@ with mock_aws():
 def test_minimal_all_off_document_as_deployed_by_infra_is_valid():
     doc = parse_document({"latency": {"enabled": False}, "error": {"enabled": False}, "crash": {"enabled": False}})
     assert doc == all_off()
+
+
+# ---------------------------------------------------------------- database faults + expiry (issue 17)
+
+NOW = 1_800_000_000.0  # a fixed wall clock: 2027-01-15T08:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "words"),
+    [
+        ({"database": {"fault": "meltdown"}}, "database.fault", "'unreachable', 'slow', 'locked' or 'exhausted'"),
+        ({"database": {"fault": "locked"}}, "database.delayMs", "required when the database fault is 'locked'"),
+        ({"database": {"fault": "locked", "delayMs": -3}}, "database.delayMs", "greater than or equal to 0"),
+        ({"database": {"fault": "slow", "delayMs": -1}}, "database.delayMs", "greater than or equal to 0"),
+        ({"database": {"fault": "slow", "delayMs": 60001}}, "database.delayMs", "less than or equal to 60000"),
+        ({"database": {"fault": "slow"}}, "database.delayMs", "required"),
+        ({"database": {"fault": "exhausted", "delayMs": 10}}, "database.delayMs", "only applies to the 'slow' and 'locked'"),
+        ({"database": {"every": 0}}, "database.every", "greater than or equal to 1"),
+        ({"database": {"lockTable": "products"}}, "database.lockTable", "unknown field"),
+        ({"error": {"expiresAt": "tomorrow"}}, "error.expiresAt", "datetime"),
+        ({"error": {"expiresAt": "2030-01-01T00:00:00"}}, "error.expiresAt", "timezone"),
+        ({"error": {"expiresInSeconds": 0}}, "error.expiresInSeconds", "greater than or equal to 1"),
+        ({"error": {"expiresInSeconds": 86401}}, "error.expiresInSeconds", "less than or equal to 86400"),
+        ({"error": {"expiresInSeconds": 60, "expiresAt": "2030-01-01T00:00:00Z"}}, "error.expiresAt", "not both"),
+    ],
+)
+def test_database_and_expiry_nonsense_is_rejected_naming_the_field(raw, field, words):
+    with pytest.raises(GremlinDocumentError) as info:
+        parse_document(raw)
+    assert info.value.status_code == 422
+    assert field in info.value.message and words in info.value.message, info.value.message
+    assert any(e["field"] == field for e in info.value.errors)
+
+
+def test_database_mode_defaults_to_unreachable_and_round_trips():
+    doc = parse_document({"database": {"every": 3}})
+    assert doc.database.enabled and doc.database.fault == "unreachable" and doc.database.delay_ms is None
+    assert doc.to_json_dict()["database"] == {"enabled": True, "fault": "unreachable", "every": 3}
+    assert parse_document_json(doc.to_json()) == doc
+
+
+def iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_stamp_expiry_gives_enabled_modes_an_absolute_expiry():
+    doc = chaos.stamp_expiry(parse_document({
+        "latency": {"delayMs": 10},  # no expiry given: the default 15 min
+        "error": {"expiresInSeconds": 90},
+        "crash": {"enabled": False, "expiresInSeconds": 90},  # off: nothing to switch off
+        "database": {"fault": "exhausted", "expiresAt": iso(NOW + 3600)},
+    }), NOW)
+    stored = doc.to_json_dict()
+    assert stored["latency"]["expiresAt"] == iso(NOW + 15 * 60)
+    assert stored["error"]["expiresAt"] == iso(NOW + 90)
+    assert "expiresAt" not in stored["crash"]
+    assert stored["database"]["expiresAt"] == iso(NOW + 3600)
+    assert "expiresInSeconds" not in json.dumps(stored)  # only the absolute time is stored
+    assert parse_document_json(doc.to_json()) == doc
+
+
+@pytest.mark.parametrize(
+    ("expires", "words"),
+    [(NOW - 1, "must be in the future"), (NOW, "must be in the future"), (NOW + 86400 + 1, "at most 24 h ahead")],
+)
+def test_stamp_expiry_refuses_an_expiry_in_the_past_or_too_far(expires, words):
+    with pytest.raises(GremlinDocumentError) as info:
+        chaos.stamp_expiry(parse_document({"database": {"expiresAt": iso(expires)}}), NOW)
+    assert info.value.status_code == 422
+    assert "database.expiresAt" in info.value.message and words in info.value.message
+    assert info.value.errors[0]["field"] == "database.expiresAt"
+
+
+def test_an_expired_mode_is_off_and_shown_as_expired():
+    doc = parse_document({"error": {"expiresAt": iso(NOW + 60)}, "database": {"expiresAt": iso(NOW + 600)}})
+    assert doc.effective(NOW + 59).error.enabled
+    later = doc.effective(NOW + 60)
+    assert not later.error.enabled and later.database.enabled
+    assert not doc.effective(NOW + 600).any_enabled
+    view = doc.to_view(NOW + 120)
+    assert view["error"] == {"enabled": False, "statusCode": 500, "expiresAt": iso(NOW + 60),
+                             "expired": True, "remainingSeconds": 0}
+    assert view["database"]["enabled"] is True and view["database"]["expired"] is False
+    assert view["database"]["remainingSeconds"] == 480
+    assert "expired" not in view["latency"]  # no expiry, nothing to show
+
+
+def test_the_injector_obeys_nothing_after_the_expiry(aws, no_sleep, fake_exit):
+    ssm, ddb = aws
+    put_doc(ssm, {"latency": {"delayMs": 100, "expiresAt": iso(NOW + 60)},
+                  "error": {"statusCode": 503, "expiresAt": iso(NOW + 60)},
+                  "crash": {"when": "after-commit", "expiresAt": iso(NOW + 60)},
+                  "database": {"expiresAt": iso(NOW + 60)}})
+    clock = {"now": NOW + 59}
+    inj = make_injector(ssm, ddb, wall_clock=lambda: clock["now"])
+    with pytest.raises(InjectedError):
+        inj.before_reservation()
+    assert no_sleep == [0.1]
+    assert inj.database_fault() is not None
+    clock["now"] = NOW + 60  # expired: off by itself, nobody called DELETE
+    inj.before_reservation()
+    inj.after_commit()
+    assert inj.database_fault() is None
+    assert no_sleep == [0.1] and fake_exit == []
+
+
+def test_database_fault_every_n_counts_transactions_and_is_recorded(aws, capsys):
+    ssm, ddb = aws
+    put_doc(ssm, {"database": {"fault": "slow", "delayMs": 250, "every": 2}})
+    inj = make_injector(ssm, ddb)
+    faults = [inj.database_fault() for _ in range(6)]
+    assert [i for i, f in enumerate(faults, 1) if f is not None] == [2, 4, 6]
+    assert {(f.fault, f.delay_ms) for f in faults if f is not None} == {("slow", 250)}
+    modes = [m["mode"] for m in metric_lines(capsys.readouterr().out)]
+    assert modes == ["database_slow"] * 3
+    doc = parse_document(json.loads(ssm.get_parameter(Name=PARAM)["Parameter"]["Value"]))
+    item = ddb.get_item(TableName=TABLE, Key={"id": {"S": counter_id("database", doc)}})["Item"]
+    assert item["count"]["N"] == "6"
+
+
+def test_database_mode_is_independent_of_the_reservation_modes(aws, no_sleep):
+    ssm, ddb = aws
+    put_doc(ssm, {"database": {"fault": "unreachable"}})
+    inj = make_injector(ssm, ddb)
+    inj.before_reservation()  # the database mode alone injects nothing on the reservation hooks
+    inj.after_commit()
+    assert no_sleep == []
+    assert inj.database_fault().fault == "unreachable"
+
+
+class _NoSsm:
+    def get_parameter(self, **kwargs):  # pragma: no cover - must not be reached
+        raise AssertionError("a service that does not obey must not read the gremlin")
+
+
+@pytest.mark.parametrize("service", ["order", "gremlin", "reconcile"])
+def test_other_services_do_not_obey_database_faults_nor_read_ssm(monkeypatch, service):
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", service)
+    inj = GremlinInjector(PARAM, TABLE, cache_seconds=0, ssm_client=_NoSsm(), dynamodb_client=object())
+    assert inj.database_fault() is None
+
+
+def test_an_unwired_inventory_function_does_not_obey(monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "inventory")
+    inj = GremlinInjector("", TABLE, cache_seconds=0, ssm_client=_NoSsm(), dynamodb_client=object())
+    assert inj.database_fault() is None  # e.g. the products API: no GREMLIN_PARAMETER_NAME
+
+
+# ---------------------------------------------------------------- stop conditions (CloudWatch alarms, moto)
+
+
+def make_alarm(cw, name):
+    cw.put_metric_alarm(AlarmName=name, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum",
+                        Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+
+
+def test_a_stop_condition_switches_everything_off_for_good(aws, no_sleep, capsys):
+    ssm, ddb = aws
+    cw = boto3.client("cloudwatch")
+    make_alarm(cw, "Valerix-inventory-dlq-not-empty")
+    put_doc(ssm, {"error": {"statusCode": 503}, "database": {"fault": "exhausted"},
+                  "stopConditions": ["Valerix-inventory-dlq-not-empty"]})
+    inj = make_injector(ssm, ddb, cloudwatch_client=cw)
+    with pytest.raises(InjectedError):
+        inj.before_reservation()
+    assert inj.database_fault() is not None
+
+    cw.set_alarm_state(AlarmName="Valerix-inventory-dlq-not-empty", StateValue="ALARM", StateReason="test")
+    fresh = make_injector(ssm, ddb, cloudwatch_client=cw)  # a new environment: no cached state
+    fresh.before_reservation()  # no error any more
+    assert fresh.database_fault() is None
+    assert "stopped" in [m["mode"] for m in metric_lines(capsys.readouterr().out)]
+
+    cw.set_alarm_state(AlarmName="Valerix-inventory-dlq-not-empty", StateValue="OK", StateReason="test")
+    another = make_injector(ssm, ddb, cloudwatch_client=cw)
+    another.before_reservation()  # stays off although the alarm cleared: the marker says so
+    assert another.database_fault() is None
+    doc = parse_document(json.loads(ssm.get_parameter(Name=PARAM)["Parameter"]["Value"]))
+    marker = ddb.get_item(TableName=TABLE, Key={"id": {"S": chaos.stop_id(doc)}})["Item"]
+    assert marker["alarm"]["S"] == "Valerix-inventory-dlq-not-empty"
+
+
+class _BrokenCloudWatch:
+    def describe_alarms(self, **kwargs):
+        raise RuntimeError("CloudWatch is away")
+
+
+def test_unreadable_stop_conditions_hold_the_gremlin_off(aws):
+    ssm, ddb = aws
+    put_doc(ssm, {"error": {"statusCode": 503}, "stopConditions": ["Valerix-api-5xx"]})
+    inj = make_injector(ssm, ddb, cloudwatch_client=_BrokenCloudWatch())
+    inj.before_reservation()  # a safety switch that cannot be read counts as tripped
+
+
+def test_stop_conditions_are_validated_by_shape():
+    with pytest.raises(GremlinDocumentError) as info:
+        parse_document({"stopConditions": ["a", "b", "c", "d", "e", "f"]})
+    assert "stopConditions" in info.value.message
+    with pytest.raises(GremlinDocumentError) as info:
+        parse_document({"stopConditions": [""]})
+    assert "stopConditions.0" in info.value.message
+    with pytest.raises(GremlinDocumentError) as info:
+        parse_document({"stopConditions": "Valerix-api-5xx"})
+    assert "stopConditions" in info.value.message

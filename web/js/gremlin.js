@@ -7,7 +7,7 @@ import { api, describe } from "./api.js";
 import { $, announce, every } from "./ui.js";
 
 const KEY_STORAGE = "valerix.adminKey";
-const MODES = ["latency", "error", "crash"];
+const MODES = ["latency", "error", "crash", "database"];
 
 let current = null; // last document read from or written to the API
 let formTouched = false;
@@ -85,7 +85,44 @@ export function describeDoc(doc) {
   if (doc.latency && doc.latency.enabled) parts.push(`latency ${doc.latency.delayMs} ms on ${selectorText(doc.latency)}`);
   if (doc.error && doc.error.enabled) parts.push(`error ${doc.error.statusCode || 500} on ${selectorText(doc.error)}`);
   if (doc.crash && doc.crash.enabled) parts.push(`crash ${doc.crash.when || "before-commit"} on ${selectorText(doc.crash)}`);
+  if (doc.database && doc.database.enabled) {
+    const db = doc.database;
+    const what = db.fault === "slow" ? `slow (${db.delayMs} ms)`
+      : db.fault === "locked" ? `lock held ${db.delayMs} ms`
+      : db.fault === "exhausted" ? "connections exhausted" : "unreachable";
+    parts.push(`database ${what} on ${selectorText(db).replace("request", "transaction")}`);
+  }
   return parts.length ? parts.join("; ") : "all off";
+}
+
+// ---- safety switch: each setting's expiry ------------------------------------------------------
+// The API answers remainingSeconds at read time; counted down locally between reads (anchored to
+// the read, not to the browser's wall clock, which may disagree with the server's).
+let expiryAnchor = { doc: null, at: 0 };
+
+export function formatRemaining(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  const m = Math.floor(s / 60);
+  return m > 0 ? `${m} min ${String(s % 60).padStart(2, "0")} s` : `${s} s`;
+}
+
+export function describeExpiry(doc, elapsedSeconds = 0) {
+  const parts = [];
+  if (doc.stopped) parts.push(`stopped by alarm ${doc.stopped.alarm} at ${doc.stopped.at}`);
+  for (const m of MODES) {
+    const mode = doc[m];
+    if (!mode || mode.remainingSeconds === undefined) continue;
+    const left = mode.remainingSeconds - elapsedSeconds;
+    if (mode.expired || left <= 0) parts.push(`${m}: expired (off)`);
+    else if (mode.enabled) parts.push(`${m}: off in ${formatRemaining(left)}`);
+  }
+  return parts.join("; ");
+}
+
+function renderExpiry() {
+  const el = $("#gremlin-expiry");
+  if (!el || !expiryAnchor.doc) return;
+  el.textContent = describeExpiry(expiryAnchor.doc, (Date.now() - expiryAnchor.at) / 1000);
 }
 
 const anyOn = (doc) => MODES.some((m) => doc[m] && doc[m].enabled);
@@ -98,6 +135,8 @@ function showState(doc, fromWrite = false) {
   pill.dataset.state = anyOn(doc) ? "on" : "off";
   pill.textContent = anyOn(doc) ? "ON" : "off";
   $("#gremlin-state").textContent = `Current gremlin: ${text}.`;
+  expiryAnchor = { doc, at: Date.now() };
+  renderExpiry();
   if (before !== undefined && before !== null && before !== text) announce(`Gremlin now ${text}`);
   if (fromWrite || !formTouched) fillForm(doc);
   if (fromWrite) formTouched = false;
@@ -119,6 +158,8 @@ function fillForm(doc) {
   if (doc.latency && doc.latency.delayMs) $("#g-latency-delay").value = doc.latency.delayMs;
   if (doc.error && doc.error.statusCode) $("#g-error-status").value = doc.error.statusCode;
   if (doc.crash && doc.crash.when) $("#g-crash-when").value = doc.crash.when;
+  if (doc.database && doc.database.fault) $("#g-database-fault").value = doc.database.fault;
+  if (doc.database && doc.database.delayMs) $("#g-database-delay").value = doc.database.delayMs;
   syncAmountInputs();
 }
 
@@ -163,6 +204,12 @@ export function formDocument() {
   if (doc.latency.enabled) doc.latency.delayMs = readNumber("#g-latency-delay", { min: 0, max: 60000, name: "latency: delay" });
   if (doc.error.enabled) doc.error.statusCode = readNumber("#g-error-status", { min: 400, max: 599, name: "error: status code" });
   if (doc.crash.enabled) doc.crash.when = $("#g-crash-when").value;
+  if (doc.database.enabled) {
+    doc.database.fault = $("#g-database-fault").value;
+    if (doc.database.fault === "slow" || doc.database.fault === "locked") doc.database.delayMs = readNumber("#g-database-delay", { min: 0, max: 60000, name: "database: delay" });
+  }
+  const minutes = readNumber("#g-expiry-minutes", { min: 1, max: 1440, name: "switch off after (minutes)" });
+  for (const m of MODES) if (doc[m].enabled) doc[m].expiresInSeconds = minutes * 60;
   return doc;
 }
 
@@ -196,6 +243,7 @@ export function initGremlin() {
     $("#gremlin-feedback").textContent = "Admin key forgotten; it will be asked again when needed.";
   });
   syncAmountInputs();
+  setInterval(renderExpiry, 1000);
   poller = every(5000, refresh);
 }
 
