@@ -22,16 +22,25 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from functions.common.api import make_api_handler
 from functions.common.contracts import InventoryQueueMessage
+from functions.common.lazy import lazy_attributes
 from functions.common.observability import get_logger, record_cold_start
 from functions.common.queue import PoisonMessage, parse_body, process_batch
 from functions.inventory import service
-from functions.inventory.app import app
 
 logger = get_logger(service.SERVICE)
 
-api_handler = make_api_handler(app, service.SERVICE)
+
+def _build_api_handler() -> Any:
+    from functions.common.api import make_api_handler
+    from functions.inventory.app import app
+
+    return make_api_handler(app, service.SERVICE)
+
+
+# `api_handler` is built when looked up (the API function's INIT): this module's other
+# functions never import FastAPI (functions/common/lazy.py).
+__getattr__ = lazy_attributes(globals(), api_handler=_build_api_handler)
 
 
 __all__ = ["PoisonMessage", "api_handler", "migrate_handler", "queue_handler", "reserve_handler"]

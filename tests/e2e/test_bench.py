@@ -32,6 +32,11 @@ def test_a_short_bench_run_writes_every_key(localcloud, tmp_path):
         value = bench.get(key)
         assert isinstance(value, (int, float)) and not math.isnan(value) and value > 0, (key, value)
     assert bench["happy_confirmed_share"] == 1.0
+    # the floor reserved through its own invoke emulator (not LocalStack), and both ratios are
+    # this run's own numbers
+    assert bench["baseline_confirmed_share"] == 1.0
+    assert bench["happy_rps_ratio"] == pytest.approx(bench["happy_rps"] / bench["baseline_rps"], abs=0.01)
+    assert bench["happy_p50_ratio"] == pytest.approx(bench["happy_p50_ms"] / bench["baseline_p50_ms"], abs=0.01)
     assert bench["circuit_open_share"] > 0.9  # the circuit-open phase measured open-circuit answers
     # 0 is a real result: orders the consumers finished while the gremlin was still on count
     # from the switch-off
