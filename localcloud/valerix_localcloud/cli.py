@@ -165,6 +165,7 @@ def up(hot_reload: bool) -> dict:
     with step(f"start LocalStack (host mode) on {endpoint()}",
               f"see {ls.log_file}; is port {PORT} taken? set VALERIX_LOCALSTACK_PORT or run `make down`"):
         ls.start()
+    print(f"    functions run under {lambda_interpreter(ls.lambda_python)}")
     secrets_by_service = {}
     for service, server in databases().items():
         with step(f"start PostgreSQL {server.dbname}", f"read {server.log_file}"):
@@ -271,6 +272,21 @@ def website_origins(bucket: str) -> list[str]:
     # Both names LocalStack serves the website under (infra/constructs/website.py).
     return [f"http://{bucket}.s3-website.localhost:{PORT}",
             f"http://{bucket}.s3-website.localhost.localstack.cloud:{PORT}"]
+
+
+AWS_LAMBDA_RUNTIME = "python3.12"  # infra/constructs/service_function.py: RUNTIME
+
+
+def lambda_interpreter(python: Path) -> str:
+    """Which Python the local functions run under, next to the AWS runtime they are declared for."""
+    try:
+        version = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
+                                 capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        version = "unknown version"
+    same = version.startswith(AWS_LAMBDA_RUNTIME.removeprefix("python") + ".")
+    return (f"Python {version} ({python}); on AWS: {AWS_LAMBDA_RUNTIME}"
+            + ("" if same else " — the bundle parity test covers the difference (tests/infra/test_infra_aws_init.py)"))
 
 
 def exporter_url() -> str:
