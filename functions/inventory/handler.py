@@ -18,17 +18,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from typing import TYPE_CHECKING, Any
 
 from functions.common.contracts import InventoryQueueMessage
 from functions.common.lazy import lazy_attributes
 from functions.common.observability import get_logger, record_cold_start
-from functions.common.queue import PoisonMessage, parse_body, process_batch
 from functions.inventory import service
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 logger = get_logger(service.SERVICE)
+
+
+def _poison_message() -> type:
+    from functions.common.queue import PoisonMessage
+
+    return PoisonMessage
 
 
 def _build_api_handler() -> Any:
@@ -40,7 +46,8 @@ def _build_api_handler() -> Any:
 
 # `api_handler` is built when looked up (the API function's INIT): this module's other
 # functions never import FastAPI (functions/common/lazy.py).
-__getattr__ = lazy_attributes(globals(), api_handler=_build_api_handler)
+# The SQS batch utilities (functions/common/queue.py, ~0.1 s) load with the first batch.
+__getattr__ = lazy_attributes(globals(), api_handler=_build_api_handler, PoisonMessage=_poison_message)
 
 
 __all__ = ["PoisonMessage", "api_handler", "migrate_handler", "queue_handler", "reserve_handler"]
@@ -52,6 +59,8 @@ def reserve_handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def _record_handler(record: SQSRecord) -> dict[str, Any]:
+    from functions.common.queue import parse_body
+
     message = parse_body(record, InventoryQueueMessage, logger)
     return service.process_queued_order(message=message.model_dump())
 
@@ -59,6 +68,8 @@ def _record_handler(record: SQSRecord) -> dict[str, Any]:
 def queue_handler(event: dict, context: Any) -> dict:
     record_cold_start(service.SERVICE, context)
     service.register_lambda_context(context)
+    from functions.common.queue import process_batch
+
     return process_batch(event, context, _record_handler, service.SERVICE, logger)
 
 

@@ -42,3 +42,24 @@ def test_an_unknown_attribute_is_still_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no_such_handler"):
         handler.no_such_handler  # noqa: B018
+
+
+def _prewarmed(extra_env: dict) -> bool:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_LAMBDA_FUNCTION_NAME": "fn",
+           "CIRCUIT_BREAKER_TABLE": "circuit", **extra_env}
+    result = subprocess.run([sys.executable, "-c", "import functions.order.handler\n"
+                             "from functions.order import inventory_client\n"
+                             "print(inventory_client._client is not None)"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_the_order_api_builds_its_inventory_client_at_init():
+    # the first order's 2 s budget is not spent loading botocore's Lambda model
+    assert _prewarmed({"INVENTORY_RESERVE_FUNCTION": "reserve"})
+
+
+def test_the_other_order_functions_do_not():
+    assert not _prewarmed({})
