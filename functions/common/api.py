@@ -50,8 +50,7 @@ from mangum import Mangum
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from functions.common.db import DatabaseUnavailable
-from functions.common.errors import ApiError  # here so that `from functions.common.api import ApiError` works
+from functions.common.errors import ApiError, DatabaseUnavailable  # ApiError: importable from here too
 from functions.common.observability import MetricUnit, get_logger, put_metric, record_cold_start
 
 __all__ = ["MAX_BODY_BYTES", "ApiError", "ErrorBody", "ERROR_RESPONSES", "create_app", "make_api_handler", "json_error",

@@ -1,5 +1,7 @@
-"""ApiError on its own, without FastAPI: service code that only raises it (order's service, used
-by the queue consumers too) must not import the web framework (~0.3 s of a cold start)."""
+"""Exceptions shared across modules, without their heavy neighbours: service code that only raises
+ApiError (order's service, used by the queue consumers too) must not import the web framework
+(~0.3 s of a cold start), and an API without a database (gremlin) must not import the database
+driver to map DatabaseUnavailable to 503."""
 
 from __future__ import annotations
 
@@ -14,3 +16,7 @@ class ApiError(Exception):
         self.status_code = status_code
         self.message = message
         self.extra = extra
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached (connect failed or the connection broke)."""
