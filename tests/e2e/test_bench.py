@@ -46,6 +46,12 @@ def test_a_short_bench_run_writes_every_key(localcloud, tmp_path):
         "OrderApiFunctionName", "InventoryApiFunctionName", "GremlinFunctionName",
         "OrderCompletionFunctionName", "InventoryQueueFunctionName")}
     assert all(ms > 0 for ms in bench["cold_start_ms"].values())
+    # AWS-realistic INIT and bundle size for every deployed function (issue 15)
+    deployed = {name for key, name in localcloud.stack.items() if key.endswith("FunctionName")}
+    assert set(bench["aws_init_ms"]) == set(bench["bundle_mb"]) == deployed
+    assert all(ms > 0 for ms in bench["aws_init_ms"].values())
+    assert all(mb > 1 for mb in bench["bundle_mb"].values())  # the wheels are in it, not only functions/
+    assert "Python" in bench["aws_init_bundle"]
     assert bench["machine"]["cpus"] >= 1
     # the report next to the JSON, with charts drawn from this run's requests
     report = (tmp_path / "bench-report.md").read_text()
