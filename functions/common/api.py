@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.common import observability
-from functions.common.db import DatabaseUnavailable
+from functions.common.errors import ApiError, DatabaseUnavailable  # ApiError: importable from here too
 from functions.common.observability import (
     MetricUnit,
     bind_correlation_id,
@@ -64,16 +64,6 @@ __all__ = ["MAX_BODY_BYTES", "ApiError", "ErrorBody", "ERROR_RESPONSES", "create
            "ensure_event_loop", "correlation_id_of", "current_correlation_id", "CORRELATION_ID_HEADER"]
 
 MAX_BODY_BYTES = 16 * 1024
-
-
-class ApiError(Exception):
-    """Raise from a route (or service code) to answer `status_code` with `{"message", **extra}`."""
-
-    def __init__(self, status_code: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-        self.extra = extra
 
 
 class _BodyTooLarge(StarletteHTTPException):

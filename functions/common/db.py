@@ -33,6 +33,7 @@ import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from functions.common import aws
+from functions.common.errors import DatabaseUnavailable  # noqa: F401 - defined there, raised here
 from functions.common.settings import DbTls
 
 __all__ = [
@@ -41,10 +42,6 @@ __all__ = [
 ]
 
 _NETWORK_ERRORS = (InterfaceError, OSError, EOFError)
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The database could not be reached (connect failed or the connection broke)."""
 
 
 def pg_error_code(exc: BaseException) -> str | None:

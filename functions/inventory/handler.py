@@ -22,12 +22,10 @@ request sent in `correlationId`, the queue consumer's is each record's message a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-
-from functions.common.api import make_api_handler
 from functions.common.contracts import InventoryQueueMessage
+from functions.common.lazy import lazy_attributes
 from functions.common.observability import (
     correlation_scope,
     get_logger,
@@ -35,13 +33,31 @@ from functions.common.observability import (
     record_cold_start,
     traced,
 )
-from functions.common.queue import PoisonMessage, parse_body, process_batch
 from functions.inventory import service
-from functions.inventory.app import app
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 logger = get_logger(service.SERVICE)
 
-api_handler = traced(make_api_handler(app, service.SERVICE))
+
+def _poison_message() -> type:
+    from functions.common.queue import PoisonMessage
+
+    return PoisonMessage
+
+
+def _build_api_handler() -> Any:
+    from functions.common.api import make_api_handler
+    from functions.inventory.app import app
+
+    return traced(make_api_handler(app, service.SERVICE))
+
+
+# `api_handler` is built when looked up (the API function's INIT): this module's other
+# functions never import FastAPI (functions/common/lazy.py).
+# The SQS batch utilities (functions/common/queue.py, ~0.1 s) load with the first batch.
+__getattr__ = lazy_attributes(globals(), api_handler=_build_api_handler, PoisonMessage=_poison_message)
 
 
 __all__ = ["PoisonMessage", "api_handler", "migrate_handler", "queue_handler", "reserve_handler"]
@@ -56,6 +72,8 @@ def reserve_handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def _record_handler(record: SQSRecord) -> dict[str, Any]:
+    from functions.common.queue import parse_body
+
     message = parse_body(record, InventoryQueueMessage, logger)
     return service.process_queued_order(message=message.model_dump())
 
@@ -64,6 +82,8 @@ def _record_handler(record: SQSRecord) -> dict[str, Any]:
 def queue_handler(event: dict, context: Any) -> dict:
     record_cold_start(service.SERVICE, context)
     service.register_lambda_context(context)
+    from functions.common.queue import process_batch
+
     return process_batch(event, context, _record_handler, service.SERVICE, logger)
 
 

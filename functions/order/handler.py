@@ -19,13 +19,11 @@ re-queues carry that id on to inventory).
 from __future__ import annotations
 
 import os
-from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from typing import TYPE_CHECKING, Any
 
 from functions.common import aws
-from functions.common.api import make_api_handler
 from functions.common.contracts import CompletionMessage
+from functions.common.lazy import lazy_attributes
 from functions.common.observability import (
     correlation_scope,
     get_logger,
@@ -33,26 +31,45 @@ from functions.common.observability import (
     record_cold_start,
     traced,
 )
-from functions.common.queue import PoisonMessage, parse_body, process_batch
 from functions.order import inventory_client, service
-from functions.order.app import app
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 logger = get_logger(service.SERVICE)
 
-api_handler = traced(make_api_handler(app, service.SERVICE))
+
+def _poison_message() -> type:
+    from functions.common.queue import PoisonMessage
+
+    return PoisonMessage
+
+
+def _build_api_handler() -> Any:
+    from functions.common.api import make_api_handler
+    from functions.order.app import app
+
+    return traced(make_api_handler(app, service.SERVICE))
+
+
+# `api_handler` is built when looked up (the API function's INIT): this module's other
+# functions never import FastAPI (functions/common/lazy.py).
+# The SQS batch utilities (functions/common/queue.py, ~0.1 s) load with the first batch.
+__getattr__ = lazy_attributes(globals(), api_handler=_build_api_handler, PoisonMessage=_poison_message)
 
 
 def _prewarm() -> None:
     """Best effort, in a Lambda environment only: build the boto3 clients of the hot path during
     INIT (no network: this loads botocore's service models), so the first order's 2 s budget is
     not spent on it."""
-    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    # Only the order API has a budget to protect (INVENTORY_RESERVE_FUNCTION is its variable);
+    # the completion, sweeper and migrate functions build their clients when they need them.
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or not os.environ.get("INVENTORY_RESERVE_FUNCTION"):
         return
     try:
         aws.client("sqs")
         aws.fast_client("dynamodb")
-        if os.environ.get("INVENTORY_RESERVE_FUNCTION"):  # the order API (its Lambda client)
-            inventory_client.get_client()
+        inventory_client.get_client()
     except Exception:  # noqa: BLE001 - e.g. no region configured; created lazily later
         pass
 
@@ -64,6 +81,8 @@ __all__ = ["PoisonMessage", "api_handler", "completion_handler", "migrate_handle
 
 
 def _record_handler(record: SQSRecord) -> str:
+    from functions.common.queue import parse_body
+
     completion = parse_body(record, CompletionMessage, logger)
     return service.apply_completion(completion.orderId, completion.status, completion.reason)
 
@@ -71,6 +90,8 @@ def _record_handler(record: SQSRecord) -> str:
 @traced
 def completion_handler(event: dict, context: Any) -> dict:
     record_cold_start(service.SERVICE, context)
+    from functions.common.queue import process_batch
+
     return process_batch(event, context, _record_handler, service.SERVICE, logger)
 
 

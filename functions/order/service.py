@@ -34,7 +34,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.circuit_breaker import CircuitBreakerOpenError
 
 from functions.common import aws
-from functions.common.api import ApiError
+from functions.common.errors import ApiError
 from functions.common.contracts import InventoryQueueMessage, correlation_attributes
 from functions.common.db import DatabaseUnavailable
 from functions.common.migrations import migrate_database

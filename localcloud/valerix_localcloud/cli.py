@@ -165,6 +165,7 @@ def up(hot_reload: bool) -> dict:
     with step(f"start LocalStack (host mode) on {endpoint()}",
               f"see {ls.log_file}; is port {PORT} taken? set VALERIX_LOCALSTACK_PORT or run `make down`"):
         ls.start()
+    print(f"    functions run under {lambda_interpreter(ls.lambda_python)}")
     secrets_by_service = {}
     for service, server in databases().items():
         with step(f"start PostgreSQL {server.dbname}", f"read {server.log_file}"):
@@ -273,6 +274,21 @@ def website_origins(bucket: str) -> list[str]:
             f"http://{bucket}.s3-website.localhost.localstack.cloud:{PORT}"]
 
 
+AWS_LAMBDA_RUNTIME = "python3.12"  # infra/constructs/service_function.py: RUNTIME
+
+
+def lambda_interpreter(python: Path) -> str:
+    """Which Python the local functions run under, next to the AWS runtime they are declared for."""
+    try:
+        version = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
+                                 capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        version = "unknown version"
+    same = version.startswith(AWS_LAMBDA_RUNTIME.removeprefix("python") + ".")
+    return (f"Python {version} ({python}); on AWS: {AWS_LAMBDA_RUNTIME}"
+            + ("" if same else " — the bundle parity test covers the difference (tests/infra/test_infra_aws_init.py)"))
+
+
 def exporter_url() -> str:
     return f"http://127.0.0.1:{EXPORTER_PORT}"
 
@@ -328,6 +344,11 @@ def start_exporter(stack_outputs: dict) -> None:
         "--host", listen.bind_host(),
         # The dashboard (S3 website) reads /api/summary from the browser: only its origins may.
         "--cors-origins", ",".join(website_origins(stack_outputs["WebsiteBucketName"])),
+        # The deep re-read (the whole 60 s overlap, for late events) once a minute, not every
+        # 10 s: it was a quarter of LocalStack's CPU under load (FilterLogEvents, py-spy under
+        # `make bench`). Here events are stamped when shipped, so they arrive in order and the
+        # ordinary 2 s re-read catches the late ones; the deep read remains the safety net.
+        "--deep-poll-seconds", "60",
     ]
     env = aws_env()
     env["PYTHONPATH"] = str(package_root)

@@ -4,7 +4,8 @@ Real Postgres (the session `postgres_servers` fixture: one server per service, l
 instances) + moto (`mock_aws`) for SQS, DynamoDB and Secrets Manager. Lambda handlers are called
 directly with API Gateway REST v1 / SQS events. Order reaches inventory the way it does in
 the cloud, through the Lambda Invoke API over real HTTP with boto3: `inventory_server` serves
-that API (`POST /2015-03-31/functions/{name}/invocations`) with uvicorn in a thread and runs
+that API (`POST /2015-03-31/functions/{name}/invocations`, the shared emulator in
+localcloud/valerix_localcloud/invoke_emulator.py) with uvicorn in a thread and runs
 `functions.inventory.handler.reserve_handler` for it (moto's Lambda cannot run handler code
 without Docker); boto3 reaches it through AWS_ENDPOINT_URL_LAMBDA.
 
@@ -34,6 +35,8 @@ import boto3
 import pytest
 import uvicorn
 from moto import mock_aws
+
+from valerix_localcloud import invoke_emulator
 
 REGION = "us-east-1"
 IDEMPOTENCY_TABLE = "valerix-test-idempotency"
@@ -88,16 +91,7 @@ def aws_client(service: str) -> Any:
 
 
 def lambda_context(name: str = "valerix-test") -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name=name,
-        function_version="$LATEST",
-        memory_limit_in_mb=256,
-        invoked_function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:{name}",
-        aws_request_id=str(uuid.uuid4()),
-        log_group_name=f"/aws/lambda/{name}",
-        log_stream_name="stream",
-        get_remaining_time_in_millis=lambda: 30_000,
-    )
+    return invoke_emulator.lambda_context(name, REGION)
 
 
 def rest_event(method: str, path: str, body: Any = None, headers: dict | None = None,
@@ -208,41 +202,11 @@ class ThreadedServer:
 RESERVE_FUNCTION = "valerix-test-inventory-reserve"
 
 
-def lambda_invoke_app() -> Any:
-    """The Lambda Invoke API for the reserve function, as far as order uses it: the handler's
-    return value is the payload; an exception in the handler is a FunctionError ("Unhandled",
-    `{"errorType", "errorMessage"}`), which is how Lambda reports a crashed runtime too."""
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    def invoke(request_body: bytes, name: str) -> Response:
-        from functions.inventory.handler import reserve_handler
-
-        if name != RESERVE_FUNCTION:
-            return Response(json.dumps({"Type": "User", "message": f"Function not found: {name}"}), 404,
-                            headers={"x-amzn-errortype": "ResourceNotFoundException"})
-        try:
-            result = reserve_handler(json.loads(request_body), lambda_context(name))
-        except Exception as exc:  # noqa: BLE001 - what the Lambda runtime reports
-            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-            return Response(json.dumps(error), 200, headers={"X-Amz-Function-Error": "Unhandled",
-                                                           "X-Amz-Executed-Version": "$LATEST"})
-        return Response(json.dumps(result), 200, headers={"X-Amz-Executed-Version": "$LATEST"})
-
-    async def endpoint(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
-        body = await request.body()
-        return await run_in_threadpool(invoke, body, request.path_params["name"])
-
-    return Starlette(routes=[Route("/2015-03-31/functions/{name}/invocations", endpoint, methods=["POST"])])
-
-
 @pytest.fixture(scope="session")
 def inventory_server() -> Iterator[ThreadedServer]:
-    server = ThreadedServer(lambda_invoke_app()).start()
+    # The reserve handler is imported at the first invocation, under the test's environment.
+    server = ThreadedServer(invoke_emulator.invoke_app(
+        {RESERVE_FUNCTION: "functions.inventory.handler:reserve_handler"}, context_factory=lambda_context)).start()
     yield server
     server.stop()
 

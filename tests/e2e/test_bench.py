@@ -32,6 +32,11 @@ def test_a_short_bench_run_writes_every_key(localcloud, tmp_path):
         value = bench.get(key)
         assert isinstance(value, (int, float)) and not math.isnan(value) and value > 0, (key, value)
     assert bench["happy_confirmed_share"] == 1.0
+    # the floor reserved through its own invoke emulator (not LocalStack), and both ratios are
+    # this run's own numbers
+    assert bench["baseline_confirmed_share"] == 1.0
+    assert bench["happy_rps_ratio"] == pytest.approx(bench["happy_rps"] / bench["baseline_rps"], abs=0.01)
+    assert bench["happy_p50_ratio"] == pytest.approx(bench["happy_p50_ms"] / bench["baseline_p50_ms"], abs=0.01)
     assert bench["circuit_open_share"] > 0.9  # the circuit-open phase measured open-circuit answers
     # 0 is a real result: orders the consumers finished while the gremlin was still on count
     # from the switch-off
@@ -41,6 +46,12 @@ def test_a_short_bench_run_writes_every_key(localcloud, tmp_path):
         "OrderApiFunctionName", "InventoryApiFunctionName", "GremlinFunctionName",
         "OrderCompletionFunctionName", "InventoryQueueFunctionName")}
     assert all(ms > 0 for ms in bench["cold_start_ms"].values())
+    # AWS-realistic INIT and bundle size for every deployed function (issue 15)
+    deployed = {name for key, name in localcloud.stack.items() if key.endswith("FunctionName")}
+    assert set(bench["aws_init_ms"]) == set(bench["bundle_mb"]) == deployed
+    assert all(ms > 0 for ms in bench["aws_init_ms"].values())
+    assert all(mb > 1 for mb in bench["bundle_mb"].values())  # the wheels are in it, not only functions/
+    assert "Python" in bench["aws_init_bundle"]
     assert bench["machine"]["cpus"] >= 1
     # the report next to the JSON, with charts drawn from this run's requests
     report = (tmp_path / "bench-report.md").read_text()

@@ -1,0 +1,65 @@
+"""The queue, reserve and migrate functions share a module with an API handler; they must not pay
+for FastAPI at INIT (issue 15: aws_init_ms). The API handler is still built when looked up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _modules_after(code: str) -> dict:
+    script = f"import json, sys\n{code}\nprint(json.dumps({{'fastapi': 'fastapi' in sys.modules}}))"
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "AWS_DEFAULT_REGION": "us-east-1"})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("module, handler", [
+    ("functions.order.handler", "completion_handler"),
+    ("functions.order.handler", "sweeper_handler"),
+    ("functions.inventory.handler", "reserve_handler"),
+    ("functions.inventory.handler", "queue_handler"),
+])
+def test_a_non_api_handler_does_not_import_fastapi(module, handler):
+    assert _modules_after(f"import {module} as m\nm.{handler}") == {"fastapi": False}
+
+
+@pytest.mark.parametrize("module", ["functions.order.handler", "functions.inventory.handler"])
+def test_the_api_handler_is_built_when_looked_up(module):
+    assert _modules_after(f"import {module} as m\nassert callable(m.api_handler) and m.api_handler.app") == {
+        "fastapi": True}
+
+
+def test_an_unknown_attribute_is_still_an_attribute_error():
+    import functions.order.handler as handler
+
+    with pytest.raises(AttributeError, match="no_such_handler"):
+        handler.no_such_handler  # noqa: B018
+
+
+def _prewarmed(extra_env: dict) -> bool:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_LAMBDA_FUNCTION_NAME": "fn",
+           "CIRCUIT_BREAKER_TABLE": "circuit", **extra_env}
+    result = subprocess.run([sys.executable, "-c", "import functions.order.handler\n"
+                             "from functions.order import inventory_client\n"
+                             "print(inventory_client._client is not None)"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_the_order_api_builds_its_inventory_client_at_init():
+    # the first order's 2 s budget is not spent loading botocore's Lambda model
+    assert _prewarmed({"INVENTORY_RESERVE_FUNCTION": "reserve"})
+
+
+def test_the_other_order_functions_do_not():
+    assert not _prewarmed({})
