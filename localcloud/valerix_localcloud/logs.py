@@ -76,6 +76,24 @@ class Line:
     text: str
 
 
+def _all_emf(message: str) -> bool:
+    """True when the event is nothing but EMF documents (a flush may ship several in one event,
+    one per line or back to back)."""
+    decoder, position, found = json.JSONDecoder(), 0, 0
+    while True:
+        while position < len(message) and message[position].isspace():
+            position += 1
+        if position == len(message):
+            return found > 0
+        try:
+            doc, position = decoder.raw_decode(message, position)
+        except ValueError:
+            return False
+        if not isinstance(doc, dict) or "_aws" not in doc:
+            return False
+        found += 1
+
+
 def parse_event(function: str, event: dict, show_emf: bool = False) -> Line | None:
     """One CloudWatch Logs event as a Line, or None for what is hidden (EMF, blank lines)."""
     message = event.get("message", "").rstrip("\n")
@@ -86,6 +104,8 @@ def parse_event(function: str, event: dict, show_emf: bool = False) -> Line | No
         doc = json.loads(message)
     except ValueError:
         doc = None
+    if doc is None and not show_emf and _all_emf(message):
+        return None  # several EMF documents in one event (one flush per line, shipped together)
     if not isinstance(doc, dict):
         # START/END/REPORT, print() output, tracebacks: as they are.
         return Line(stamp, function, "-", "", message)

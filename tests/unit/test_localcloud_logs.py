@@ -147,3 +147,14 @@ def test_follow_stops_quietly_on_ctrl_c(cloudwatch):
     assert logs.run(cloudwatch, {"order-api": "Valerix-order-api"}, 0, follow=True, out=out,
                     colour=False, sleep=interrupt) == 0
     assert out.getvalue().rstrip().endswith("order-api | - | one")
+
+
+def test_an_event_holding_several_emf_documents_is_hidden_too():
+    from valerix_localcloud.logs import parse_event
+
+    emf = json.dumps({"_aws": {"Timestamp": 1, "CloudWatchMetrics": []}, "service": "order", "Count": 1})
+    for message in (emf + "\n" + emf, emf + emf, emf + "\n" + emf + "\n"):
+        assert parse_event("order-api", {"timestamp": 1, "message": message}) is None
+        assert parse_event("order-api", {"timestamp": 1, "message": message}, show_emf=True) is not None
+    mixed = emf + "\nnot json"
+    assert parse_event("order-api", {"timestamp": 1, "message": mixed}) is not None
