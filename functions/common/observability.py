@@ -2,21 +2,25 @@
 
 Metrics follow docs/ARCHITECTURE.md: namespace `Valerix` (POWERTOOLS_METRICS_NAMESPACE), the
 `service` dimension always present, no high-cardinality dimensions. Each metric is emitted with
-`single_metric` so every data point carries exactly its own dimension set (one EMF line each).
+Powertools' `SingleMetric` so every data point carries exactly its own dimension set (one EMF line
+each, written with a single write so concurrent threads cannot interleave inside it).
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.base import SingleMetric
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
 __all__ = ["MetricUnit", "get_logger", "put_metric", "record_cold_start", "namespace", "traced",
@@ -47,15 +51,16 @@ def put_metric(name: str, unit: MetricUnit, value: float, *, service: str, **dim
     Metric emission never breaks the caller: a failure is logged and swallowed.
     """
     try:
-        with single_metric(
-            name=name,
-            unit=unit,
-            value=value,
-            namespace=namespace(),
-            default_dimensions={"service": service},
-        ) as metric:
-            for key, dim_value in dimensions.items():
-                metric.add_dimension(name=key, value=str(dim_value))
+        metric = SingleMetric(namespace=namespace())
+        metric.add_metric(name=name, unit=unit, value=value)
+        metric.add_dimension(name="service", value=service)
+        for key, dim_value in dimensions.items():
+            metric.add_dimension(name=key, value=str(dim_value))
+        document = json.dumps(metric.serialize_metric_set(), separators=(",", ":"))
+        # One write per line, unlike Powertools' single_metric (print: the text, then "\n"):
+        # queue consumers handle records on several threads, and a log line written between
+        # the two made both lines unreadable — for CloudWatch's EMF parser too.
+        sys.stdout.write(document + "\n")
     except Exception:  # noqa: BLE001 - observability must not break business logic
         get_logger(service).warning("metric emission failed", extra={"metric": name}, exc_info=True)
 
