@@ -360,7 +360,6 @@ class ValerixStack(Stack):
         """`login`: the database role the function connects as — `app` at run time; `owner` for a
         migrate function, which also reads the master secret (to create the roles) and the app and
         reader secrets (their passwords). Each function can read only the secrets named here."""
-        spec = FUNCTION_SPECS[key]
         env = dict(environment)
         secrets = {}
         if db is not None:
@@ -370,26 +369,29 @@ class ValerixStack(Stack):
                                DB_READER_SECRET_ARN=db.reader_secret)
             env.update({name: secret.secret_arn for name, secret in secrets.items()})
             env.update(self.databases.tls_environment)
-        fn = ServiceFunction(
-            self,
-            key,
-            ServiceFunctionProps(
-                service=spec.service,
-                handler=spec.handler,
-                function_name=f"{self.config.stack_name}-{spec.name_suffix}",
-                description=spec.description,
-                code=self.code,
-                timeout=spec.timeout,
-                memory_size=spec.memory_size,
-                environment=env,
-                log_retention_days=self.config.log_retention_days,
-                vpc=db.function_placement if db is not None else None,
-                tracing=self.config.is_aws,
-            ),
-        )
+        fn = self._service_function(key, env, db.function_placement if db is not None else None)
         for secret in secrets.values():
             secret.grant_read(fn.function)
         return fn
+
+    def _service_function(self, key: str, environment: dict[str, str],
+                          vpc: FunctionVpcPlacement | None) -> ServiceFunction:
+        """The one place a FUNCTION_SPECS entry becomes a function: same naming, code, logging and
+        (aws) active tracing for every function of the stack."""
+        spec = FUNCTION_SPECS[key]
+        return ServiceFunction(self, key, ServiceFunctionProps(
+            service=spec.service,
+            handler=spec.handler,
+            function_name=f"{self.config.stack_name}-{spec.name_suffix}",
+            description=spec.description,
+            code=self.code,
+            timeout=spec.timeout,
+            memory_size=spec.memory_size,
+            environment=environment,
+            log_retention_days=self.config.log_retention_days,
+            vpc=vpc,
+            tracing=self.config.is_aws,
+        ))
 
     def _reconcile_function(self) -> ServiceFunction:
         """Issue 17: every 15 minutes, both databases checked against each other and the DLQs.
@@ -399,7 +401,6 @@ class ValerixStack(Stack):
         nothing else. On AWS it runs in the databases' VPC with its own security group, which
         both instances admit on the Postgres port (each service's own group admits only its
         service's functions)."""
-        spec = FUNCTION_SPECS["Reconcile"]
         order_db, inventory_db = self.databases.order, self.databases.inventory
         dlqs = {"inventory": self.inventory_queue.dlq, "completion": self.completion_queue.dlq}
         placement = None
@@ -414,25 +415,13 @@ class ValerixStack(Stack):
                 assert db.instance is not None
                 db.instance.connections.allow_from(security_group, ec2.Port.tcp(POSTGRES_PORT),
                                                    f"Postgres from the reconcile function ({db.name})")
-        fn = ServiceFunction(self, "Reconcile", ServiceFunctionProps(
-            service=spec.service,
-            handler=spec.handler,
-            function_name=f"{self.config.stack_name}-{spec.name_suffix}",
-            description=spec.description,
-            code=self.code,
-            timeout=spec.timeout,
-            memory_size=spec.memory_size,
-            environment={
-                "ORDER_DB_SECRET_ARN": order_db.reader_secret.secret_arn,
-                "INVENTORY_DB_SECRET_ARN": inventory_db.reader_secret.secret_arn,
-                "DLQ_URLS": Fn.join(",", [f"{name}={dlq.queue_url}" for name, dlq in dlqs.items()]),
-                "RECONCILE_STALE_MINUTES": str(RECONCILE_STALE_MINUTES),
-                **self.databases.tls_environment,
-            },
-            log_retention_days=self.config.log_retention_days,
-            vpc=placement,
-            tracing=self.config.is_aws,
-        ))  # fmt: skip
+        fn = self._service_function("Reconcile", {
+            "ORDER_DB_SECRET_ARN": order_db.reader_secret.secret_arn,
+            "INVENTORY_DB_SECRET_ARN": inventory_db.reader_secret.secret_arn,
+            "DLQ_URLS": Fn.join(",", [f"{name}={dlq.queue_url}" for name, dlq in dlqs.items()]),
+            "RECONCILE_STALE_MINUTES": str(RECONCILE_STALE_MINUTES),
+            **self.databases.tls_environment,
+        }, placement)
         for db in (order_db, inventory_db):
             db.reader_secret.grant_read(fn.function)
         for dlq in dlqs.values():
