@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.process_markers import processes_named
+
 pytestmark = pytest.mark.e2e
 
 PROBE = Path(__file__).parent / "lambdas" / "probe.py"
@@ -75,18 +77,6 @@ def test_timeout_kills_the_process_and_next_invoke_gets_a_fresh_one(lam, probe):
     assert after["pid"] != before["pid"]
 
 
-def _processes_named(marker: str) -> list[int]:
-    """Live processes with `marker` as an argument (a zombie's command line is empty)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
-                    if marker.encode() in cmdline.read().split(b"\0"):
-                        found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 def _eventually(predicate, timeout: float = 10.0):
@@ -105,14 +95,14 @@ def test_timeout_kills_every_process_the_function_started(lam, probe):
         outcome=_invoke(lam, probe, {"spawnMarker": marker, "sleepSeconds": 10})))
     invoke.start()
     try:
-        assert _eventually(lambda: len(_processes_named(marker)) == 3), _processes_named(marker)
+        assert _eventually(lambda: len(processes_named(marker)) == 3), processes_named(marker)
         invoke.join(60)
         error, body = result["outcome"]
         assert error == "Unhandled" and body["errorType"] == "Sandbox.Timedout"
-        assert _eventually(lambda: not _processes_named(marker), timeout=5), _processes_named(marker)
+        assert _eventually(lambda: not processes_named(marker), timeout=5), processes_named(marker)
     finally:
         invoke.join(60)
-        for pid in _processes_named(marker):  # a failed run must not leave them behind
+        for pid in processes_named(marker):  # a failed run must not leave them behind
             os.kill(pid, 9)
     error, body = _invoke(lam, probe, {})
     assert error is None, body

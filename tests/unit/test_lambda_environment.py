@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.process_markers import processes_named
+
 from valerix_localcloud import zygote
 from valerix_localcloud.runtime_api import API_PREFIX, Invocation, RuntimeApiServer
 
@@ -180,17 +182,6 @@ class Environment:
         self.output.close()
 
 
-def _processes_named(marker: str) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
-                    if marker.encode() in cmdline.read().split(b"\0"):
-                        found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 @pytest.fixture
@@ -198,7 +189,7 @@ def marker():
     """Names the processes a test's function starts; whatever a failing test left is killed."""
     name = f"escapee-{uuid.uuid4().hex}"
     yield name
-    for pid in _processes_named(name):
+    for pid in processes_named(name):
         zygote._signal(pid, 9)
 
 
@@ -216,7 +207,7 @@ def _settled(marker: str, count: int, timeout: float = 30.0) -> list[int]:
 
     def stable() -> list[int] | None:
         nonlocal previous
-        current = set(_processes_named(marker))
+        current = set(processes_named(marker))
         found = sorted(current) if len(current) == count and current == previous else None
         previous = current
         return found
@@ -244,7 +235,7 @@ def test_kill_environment_leaves_no_process_the_function_started_without_cgroup(
         assert len(_settled(marker, 3)) == 3
         killed = zygote.kill_environment(env.pid)
         assert env.pid in killed
-        assert _wait_for(lambda: not _processes_named(marker), timeout=5), _processes_named(marker)
+        assert _wait_for(lambda: not processes_named(marker), timeout=5), processes_named(marker)
     finally:
         env.close()
 
@@ -259,7 +250,7 @@ def test_kill_environment_leaves_no_process_in_the_cgroup(fork_server, containme
         spawned = _settled(marker, 3)
         assert len(spawned) == 3 and set(spawned) <= group.members()
         zygote.kill_environment(env.pid, group.members)
-        assert _wait_for(lambda: not _processes_named(marker), timeout=5), _processes_named(marker)
+        assert _wait_for(lambda: not processes_named(marker), timeout=5), processes_named(marker)
         assert _wait_for(lambda: not group.members(), timeout=5)
     finally:
         env.close()
@@ -274,9 +265,9 @@ def test_a_dead_runtimes_escapees_are_killed_by_the_fork_server(fork_server, mar
     try:
         assert env.ready(), env.printed()
         assert env.invoke({"spawnMarker": marker}).kind == "response"
-        assert _wait_for(lambda: len(_processes_named(marker)) == 3)
+        assert _wait_for(lambda: len(processes_named(marker)) == 3)
         assert env.invoke({"exit": True}, timeout=3) is None  # the runtime is gone
-        assert _wait_for(lambda: not _processes_named(marker), timeout=5), _processes_named(marker)
+        assert _wait_for(lambda: not processes_named(marker), timeout=5), processes_named(marker)
     finally:
         env.close()
 
