@@ -11,12 +11,11 @@ endif
 VENV := .venv
 LS_VENV := .valerix/localstack-venv
 STEP := scripts/step.sh
-export PYTHONPATH := $(CURDIR)/localcloud
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: up down status logs admin-key test test-unit deps test-deps system-deps system-deps-test hot-reload synth clean \
-        verify bench backup backup-list backup-sync restore reconcile
+.PHONY: up down status logs admin-key test test-unit lint lock deps test-deps system-deps system-deps-test hot-reload \
+        synth clean verify bench backup backup-list backup-sync restore reconcile
 
 up: deps
 	@$(VENV)/bin/python -m valerix_localcloud up
@@ -41,9 +40,31 @@ admin-key:
 	 else echo "no admin key yet: \`make up\` creates it in .valerix/admin-api-key" >&2; exit 1; fi
 
 # One session: the local cloud comes up once for every test that needs it; the lifecycle
-# test (make up twice, make down leaves nothing) runs last (tests/conftest.py).
-test: deps test-deps
+# test (make up twice, make down leaves nothing) runs last (tests/conftest.py). Lint first: a
+# tree that does not pass it fails in seconds, not after the suite.
+test: deps test-deps lint
 	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# ruff (lint + format check) and mypy, as configured in pyproject.toml; .pre-commit-config.yaml
+# runs the same. localcloud/ is type-checked a second time against LocalStack's virtualenv (its
+# plugin half runs inside LocalStack): localcloud/pyproject.toml says how.
+lint: deps
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+	@$(VENV)/bin/mypy --config-file localcloud/pyproject.toml
+
+# Rewrite the lock files (with hashes) from the dependencies declared in pyproject.toml,
+# localcloud/pyproject.toml and observability/exporter/pyproject.toml. Resolved for every
+# platform and Python 3.11+ at once: the same requirements.txt installs the project venv
+# (CPython 3.11 here) and the AWS bundle (manylinux, CPython 3.12; infra/bundling.py).
+UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+              --custom-compile-command "make lock"
+lock: $(VENV)/.installed
+	$(UV_COMPILE) pyproject.toml -o requirements.txt
+	$(UV_COMPILE) pyproject.toml --extra dev -c requirements.txt -o requirements-dev.txt
+	$(UV_COMPILE) localcloud/pyproject.toml --extra localstack -o requirements-localstack.txt
+	$(UV_COMPILE) observability/exporter/pyproject.toml -c requirements-dev.txt -o observability/exporter/requirements.txt
 
 # Fast feedback: everything that needs neither the local cloud nor a browser.
 test-unit: deps
@@ -88,13 +109,18 @@ system-deps:
 system-deps-test:
 	@$(STEP) "test system packages (Chromium)" "do what the line above says, then \`make test\` again" env PYTHON="$(PYTHON)" scripts/system-deps.sh test
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Every virtualenv installs from a lock file with hashes (pip refuses anything else), then this
+# tree's own packages as editable installs (no sys.path edits anywhere), built with the locked
+# setuptools and no build isolation, so nothing unlocked is downloaded.
+EDITABLE := pip install -q --no-deps --no-build-isolation -e
+
+$(VENV)/.installed: requirements-dev.txt pyproject.toml localcloud/pyproject.toml observability/exporter/pyproject.toml
 	@$(STEP) "project virtualenv (.venv, requirements-dev.txt)" "check that PyPI is reachable, then re-run" \
-	  bash -c '$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --upgrade pip && $(VENV)/bin/pip install -q -r requirements-dev.txt && touch $@'
+	  bash -c '$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --require-hashes -r requirements-dev.txt && $(VENV)/bin/$(EDITABLE) . -e localcloud -e observability/exporter && touch $@'
 
 $(LS_VENV)/.installed: requirements-localstack.txt localcloud/pyproject.toml
 	@$(STEP) "LocalStack virtualenv (pinned localstack-core + Valerix executor plugin)" "check that PyPI is reachable, then re-run" \
-	  bash -c 'mkdir -p -m 700 .valerix && $(PYTHON) -m venv $(LS_VENV) && $(LS_VENV)/bin/pip install -q --upgrade pip && $(LS_VENV)/bin/pip install -q -r requirements-localstack.txt && $(LS_VENV)/bin/pip install -q -e localcloud && touch $@'
+	  bash -c 'mkdir -p -m 700 .valerix && $(PYTHON) -m venv $(LS_VENV) && $(LS_VENV)/bin/pip install -q --require-hashes -r requirements-localstack.txt && $(LS_VENV)/bin/$(EDITABLE) localcloud && touch $@'
 
 node_modules/.installed: package.json package-lock.json
 	@$(STEP) "node_modules (aws-cdk@2, aws-cdk-local)" "check that the npm registry is reachable, then re-run" \

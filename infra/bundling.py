@@ -6,9 +6,12 @@ repository (no .venv, tests, node_modules ...).
 
 * target=local: only `functions/` (the local executor runs handlers in the project venv).
 * target=aws: `functions/` plus Linux wheels of `requirements.txt`, installed with
-  `pip install --platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.12
-  --implementation cp -t <dir>`. The wheel install is cached under `.valerix/cdk-build/`
-  keyed by the hash of requirements.txt, so only the first synth needs the package index.
+  `pip install --require-hashes --platform manylinux2014_x86_64 --only-binary=:all:
+  --python-version 3.12 --implementation cp -t <dir>`. requirements.txt is a lock file
+  resolved for every platform (`make lock`): it holds the hashes of these wheels too, so pip
+  refuses any file that is not the one locked. The wheel install is cached under
+  `.valerix/cdk-build/` keyed by the hash of requirements.txt, so only the first synth needs
+  the package index.
 
 Staged directories are content-addressed and written atomically (temp dir + rename), so
 concurrent synths (tests, `cdk synth`) never see half-written bundles. The asset hash is
@@ -115,11 +118,12 @@ def install_lambda_wheels(requirements: Path = REQUIREMENTS) -> Path:
         "--no-compile",
         "--disable-pip-version-check",
         "--quiet",
+        "--require-hashes",
         "-r", str(requirements),
         "-t", str(tmp),
     ]  # fmt: skip
     print(f"[valerix bundling] installing Lambda wheels: {' '.join(cmd)}", file=sys.stderr)
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"pip install of Lambda wheels failed:\n{result.stdout}\n{result.stderr}")

@@ -35,8 +35,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from constructs import Node
 
@@ -156,7 +157,7 @@ class ValerixConfig:
     @classmethod
     def from_context(
         cls, ctx: Mapping[str, Any] | Node, environ: Mapping[str, str] | None = None
-    ) -> "ValerixConfig":
+    ) -> ValerixConfig:
         get_context = ctx.try_get_context if isinstance(ctx, Node) else ctx.get
         env = os.environ if environ is None else environ
 

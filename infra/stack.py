@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aws_cdk as cdk
-from aws_cdk import AssetHashType, Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import AssetHashType, Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack, triggers
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -15,7 +15,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_s3 as s3
-from aws_cdk import triggers
 from constructs import Construct
 
 from infra import bundling

@@ -24,10 +24,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from infra import bundling
 
-from infra import bundling  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # What the child runs: import + handler lookup (the runtime's INIT for this handler), timed inside
 # the child so interpreter start-up (not ours to cut) is reported apart. Both wall and CPU time:
@@ -60,7 +59,7 @@ def python_version(python: str) -> str:
 
 def _importable(bundle: Path, python: str) -> bool:
     result = subprocess.run([python, "-s", "-c", "import pydantic_core, cryptography.hazmat.bindings._rust"],
-                            cwd=bundle, env=_child_env(bundle, {}), capture_output=True, text=True)
+                            cwd=bundle, env=_child_env(bundle, {}), capture_output=True, text=True, check=False)
     return result.returncode == 0
 
 
@@ -75,7 +74,7 @@ def _wheels_for(version: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     subprocess.run([sys.executable, "-m", "pip", "install", "--platform", bundling.LAMBDA_PLATFORM,
                     "--only-binary=:all:", "--python-version", version, "--implementation", "cp",
-                    "--no-compile", "--disable-pip-version-check", "--quiet",
+                    "--no-compile", "--disable-pip-version-check", "--quiet", "--require-hashes",
                     "-r", str(bundling.REQUIREMENTS), "-t", str(tmp)], check=True)
     shutil.rmtree(tmp / "bin", ignore_errors=True)
     (tmp / ".valerix-complete").write_text("ok\n")
@@ -137,7 +136,7 @@ def compile_bundle(bundle: Bundle) -> None:
 
 def init_once(bundle: Bundle, handler: str, env: dict[str, str]) -> dict:
     result = subprocess.run([bundle.python, "-s", "-c", PROBE, handler], cwd=bundle.path,
-                            env=_child_env(bundle.path, env), capture_output=True, text=True, timeout=120)
+                            env=_child_env(bundle.path, env), capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{handler} failed to initialise from {bundle.path}:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])

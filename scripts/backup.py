@@ -23,8 +23,8 @@ import argparse
 import json
 import sys
 
-import deployed_function  # scripts/, next to this file
-from deployed_function import CliError
+from scripts import deployed_function
+from scripts.deployed_function import CliError
 
 REPO = deployed_function.REPO
 OUTPUTS_FILE = deployed_function.OUTPUTS_FILE

@@ -45,15 +45,12 @@ from pathlib import Path
 
 import httpx
 
+from scripts import aws_init, report_charts
+from scripts.run_progress import Phase, RunProgress
+from valerix_localcloud import cli
+from valerix_localcloud.clients import local_client
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "localcloud"))
-
-from valerix_localcloud import cli  # noqa: E402
-from valerix_localcloud.clients import local_client  # noqa: E402
-
-import aws_init  # noqa: E402  (scripts/, next to this file)
-import report_charts  # noqa: E402
-from run_progress import Phase, RunProgress  # noqa: E402
 
 TARGETS = {
     "happy_p50_ms": ("<=", 40), "happy_p99_ms": ("<=", 150), "happy_rps": (">=", 100),
@@ -72,7 +69,7 @@ def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def load(base_url: str, clients: int, seconds: float, body_for, max_requests: int | None = None,
@@ -135,7 +132,7 @@ class Bench:
         return {"fallback": min(self.seconds, 15), "circuit_open": min(self.seconds, 10)}.get(phase, self.seconds)
 
     def record(self, phase: str, latencies: list[float], responses: list[tuple[float, httpx.Response]]) -> None:
-        for latency, (answered_at, response) in zip(latencies, responses):
+        for latency, (answered_at, response) in zip(latencies, responses, strict=True):
             self.samples.append({"phase": phase, "sent_at": answered_at - latency / 1000,
                                  "latency_ms": latency, "answer": str(response.status_code)})
 
@@ -196,7 +193,7 @@ class Bench:
             env.update(config.get("Environment", {}).get("Variables", {}))
             env.update({"AWS_ENDPOINT_URL": self.outputs["endpoint_url"], "AWS_ACCESS_KEY_ID": "test",
                         "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": self.outputs["region"],
-                        "AWS_REGION": self.outputs["region"], "PYTHONPATH": str(REPO)})
+                        "AWS_REGION": self.outputs["region"]})
             return env
 
         reserve_port, order_port = free_port(), free_port()
@@ -209,7 +206,7 @@ class Bench:
         commands = [
             ([sys.executable, "-m", "valerix_localcloud.invoke_emulator", "--port", str(reserve_port),
               "--function", f"{reserve_name}=functions.inventory.handler:reserve_handler"],
-             {**reserve_env, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'localcloud'}"}),
+             reserve_env),
             ([sys.executable, "-m", "uvicorn", "functions.order.app:app", "--host", "127.0.0.1", "--port",
               str(order_port), "--log-level", "warning", "--no-access-log"], order_env),
         ]
@@ -269,7 +266,7 @@ class Bench:
         queued = [(t, r.json()["orderId"]) for t, r in responses if r.status_code == 202]
         completion: dict[str, float] = {}
         deadline = time.monotonic() + 180
-        pending = dict((order_id, t) for t, order_id in queued)
+        pending = {order_id: t for t, order_id in queued}
         bar = self.progress.phase("completion", total=len(pending), unit="final")
         while pending and time.monotonic() < deadline:
             # One list request per round, not one GET per pending order: polling hundreds of
@@ -362,13 +359,12 @@ class Bench:
         self.results["aws_init_ms"] = {name: m["cpu_ms"] for name, m in measured.items()}
         self.results["aws_init_wall_ms"] = {name: m["wall_ms"] for name, m in measured.items()}
         self.results["aws_init_bundle"] = bundle.note
-        self.results["bundle_mb"] = {name: size for name in functions}
+        self.results["bundle_mb"] = dict.fromkeys(functions, size)
 
     def up_warm(self) -> None:
         started = time.monotonic()
         result = subprocess.run([sys.executable, "-m", "valerix_localcloud", "up"], cwd=REPO,
-                                env={**os.environ, "PYTHONPATH": str(REPO / "localcloud")},
-                                capture_output=True, text=True)
+                                capture_output=True, text=True, check=False)
         if result.returncode == 0:
             self.results["up_warm_s"] = round(time.monotonic() - started, 1)
         else:
@@ -466,9 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma-separated phases to skip")
     parser.add_argument("--out", type=Path, default=cli.STATE / "bench.json", help="where to write the results")
     args = parser.parse_args(argv)
-    if not (cli.OUTPUTS_FILE.exists() and cli.localstack().pid()):
-        if cli.main(["up"]) != 0:
-            return 2
+    if not (cli.OUTPUTS_FILE.exists() and cli.localstack().pid()) and cli.main(["up"]) != 0:
+        return 2
     skip = set(filter(None, args.skip.split(",")))
     phases = ["up_warm", "happy", "baseline", "circuit_open", "fallback_and_completion", "cold_starts", "aws_init"]
     outputs = json.loads(cli.OUTPUTS_FILE.read_text())

@@ -9,7 +9,6 @@ stack's outputs). One attempt only: an SDK retry would run a slow backup, sync o
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ def lambda_client_and_outputs(*, use_aws: bool, stack_name: str, config: Config)
     if not OUTPUTS_FILE.exists():
         raise CliError(f"{OUTPUTS_FILE.relative_to(REPO)} not found: start the local cloud with `make up` first")
     data = json.loads(OUTPUTS_FILE.read_text())
-    sys.path.insert(0, str(REPO / "localcloud"))
     from valerix_localcloud.clients import LOCAL_CREDENTIALS, assert_local_endpoint
 
     # Not local_client(): its SDK retries would re-invoke a function whose answer was slow.

@@ -25,8 +25,9 @@ import re
 import sys
 from pathlib import Path
 
-import deployed_function  # scripts/, next to this file
-from deployed_function import CliError
+from scripts import deployed_function
+from scripts.deployed_function import CliError
+from valerix_localcloud.private import private_dir, write_private
 
 REPO = deployed_function.REPO
 OUTPUTS_FILE = deployed_function.OUTPUTS_FILE
@@ -46,7 +47,7 @@ def since_argument(value: str) -> str:
     match = _RELATIVE.match(value.strip())
     if match:
         delta = dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        return (dt.datetime.now(dt.timezone.utc) - delta).isoformat()
+        return (dt.datetime.now(dt.UTC) - delta).isoformat()
     try:
         parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -102,9 +103,6 @@ def markdown(report: dict) -> str:
 
 
 def write_reports(report: dict, directory: Path) -> tuple[Path, Path]:
-    sys.path.insert(0, str(REPO / "localcloud"))
-    from valerix_localcloud.private import private_dir, write_private
-
     private_dir(directory)
     json_path, md_path = directory / "reconcile-report.json", directory / "reconcile-report.md"
     write_private(json_path, json.dumps(report, indent=2) + "\n")

@@ -81,7 +81,7 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -101,7 +101,7 @@ def latency_over_time(samples: list[Sample], marks: list[Mark], path: Path,
     with matplotlib.rc_context(_SVG):
         fig = Figure(figsize=(9, 2.3 * len(phases) + 0.6), layout="constrained")
         axes = fig.subplots(len(phases), 1, squeeze=False)[:, 0]
-        for ax, phase in zip(axes, phases):
+        for ax, phase in zip(axes, phases, strict=True):
             mine = [s for s in samples if s.phase == phase]
             for group, colour in ANSWER_COLOURS.items():
                 points = [s for s in mine if answer_group(s.answer) == group]

@@ -18,20 +18,21 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 
 def _fmt_s(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
-    minutes, rest = divmod(int(round(seconds)), 60)
+    minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest:02d} s"
 
 
 class Phase:
     """One phase's counter. `advance()` may be called from any thread."""
 
-    def __init__(self, owner: "RunProgress", name: str, total: int | None, seconds: float | None,
+    def __init__(self, owner: RunProgress, name: str, total: int | None, seconds: float | None,
                  unit: str) -> None:
         self.owner = owner
         self.name = name
@@ -94,7 +95,7 @@ class Phase:
             else:
                 self.owner.write(self.line(final=True))
 
-    def __enter__(self) -> "Phase":
+    def __enter__(self) -> Phase:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -113,11 +114,10 @@ class RunProgress:
         self.live = None
         self._write_lock = threading.Lock()
 
-    def __enter__(self) -> "RunProgress":
+    def __enter__(self) -> RunProgress:
         if self.interactive:
             from rich.console import Console
-            from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.live = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(),

@@ -77,18 +77,18 @@ def localcloud():
     started_here = False
     if not (cli.OUTPUTS_FILE.exists() and cli.localstack().pid()):
         result = subprocess.run([sys.executable, "-m", "valerix_localcloud", "up"], cwd=REPO_ROOT,
-                                env=_localcloud_env())
+                                env=_localcloud_env(), check=False)
         assert result.returncode == 0, "`make up` failed: see the step output above"
         started_here = True
     cloud = LocalCloud(json.loads(cli.OUTPUTS_FILE.read_text()))
     yield cloud
     if started_here and os.environ.get("VALERIX_KEEP_UP") != "1":
         subprocess.run([sys.executable, "-m", "valerix_localcloud", "down"], cwd=REPO_ROOT,
-                       env=_localcloud_env())
+                       env=_localcloud_env(), check=False)
 
 
 def _localcloud_env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO_ROOT / "localcloud")}
+    return dict(os.environ)
 
 
 def pytest_collection_modifyitems(config, items):

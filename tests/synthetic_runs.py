@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+from scripts import verify
 
-import verify  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def verify_run(seed: int, per_phase: int, every: int) -> verify.Report:

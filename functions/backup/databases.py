@@ -40,7 +40,7 @@ class ServerSecret:
     dbname: str
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> "ServerSecret":
+    def from_json(cls, value: dict[str, Any]) -> ServerSecret:
         try:
             return cls(
                 host=str(value.get("host") or "127.0.0.1"),
@@ -62,7 +62,7 @@ def connect(secret: ServerSecret, database: str | None = None, *, timeout: float
     try:
         return db.connect(dataclasses.asdict(secret), tls=get_settings().db_tls, database=database or secret.dbname,
                           timeout=timeout, application_name="valerix-backup")
-    except Exception as exc:  # noqa: BLE001 - report which database could not be reached
+    except Exception as exc:
         raise BackupError(f"cannot connect to {database or secret.dbname} on {secret.host}:{secret.port}: {exc}") from exc
 
 

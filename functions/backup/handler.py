@@ -34,7 +34,7 @@ _lock = threading.Lock()
 
 
 def get_service() -> BackupService:
-    global _service
+    global _service  # noqa: PLW0603 -- the environment's one service, built on first use (not at import)
     if _service is None:
         with _lock:
             if _service is None:
@@ -46,7 +46,7 @@ def get_service() -> BackupService:
 
 def reset_service(service: BackupService | None = None) -> None:
     """Tests: forget (or replace) the cached service."""
-    global _service
+    global _service  # noqa: PLW0603 -- see get_service
     with _lock:
         _service = service
 

@@ -40,11 +40,11 @@ EXTERNAL_PREFIX = "external:"
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 class BackupService:
@@ -64,7 +64,7 @@ class BackupService:
         moment = self.clock()
         if moment.tzinfo is None:
             raise ValueError("the clock must return timezone-aware datetimes")
-        return moment.astimezone(dt.timezone.utc)
+        return moment.astimezone(dt.UTC)
 
     def secret(self, service: str) -> databases.ServerSecret:
         if service not in SERVICES:
@@ -113,7 +113,7 @@ class BackupService:
         for service in services or list(SERVICES):
             try:
                 points.append(self.create_point(service).to_dict())
-            except Exception as exc:  # noqa: BLE001 - reported per service, raised by the handler
+            except Exception as exc:
                 logger.exception("backup failed", extra={"service": service})
                 errors[service] = str(exc)
         return {"points": points, "errors": errors}
@@ -311,7 +311,7 @@ class BackupService:
         except Exception as exc:
             try:
                 databases.drop_database(secret, fresh)
-            except Exception:  # noqa: BLE001 - report the original failure; the drop error is logged
+            except Exception:
                 logger.exception("could not drop the failed restore database", extra={"database": fresh})
                 raise RestoreRefused(f"restore of {key} failed ({exc}) and dropping {fresh} failed too",
                                      database=fresh) from exc

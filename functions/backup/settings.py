@@ -70,7 +70,7 @@ class BackupSettings:
     prune_mode: str = "delete"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "BackupSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BackupSettings:
         env = os.environ if env is None else env
         return cls(
             # optional at parse (the sync function needs no database), required at use

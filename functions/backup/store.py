@@ -53,12 +53,12 @@ def _is_precondition_failed(exc: ClientError) -> bool:
 
 
 def stamp(moment: dt.datetime) -> str:
-    moment = moment.astimezone(dt.timezone.utc)
+    moment = moment.astimezone(dt.UTC)
     return moment.strftime("%Y%m%dT%H%M%S") + f".{moment.microsecond // 1000:03d}Z"
 
 
 def parse_stamp(value: str) -> dt.datetime:
-    return dt.datetime.strptime(value, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(value, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC)
 
 
 def point_key(service: str, created_at: dt.datetime) -> str:
@@ -122,7 +122,7 @@ class RestorePoint:
         }
 
     @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> "RestorePoint":
+    def from_dict(cls, value: dict[str, Any]) -> RestorePoint:
         return cls(
             key=value["point"],
             service=value["service"],

@@ -165,7 +165,8 @@ def compare(orders: Iterable[OrderRow], reservations: Iterable[ReservationRow], 
             result.unmatched.append(res)
             res = next(res_it, None)
         else:
-            assert order is not None and res is not None
+            if order is None or res is None:  # the two branches above took every such case
+                raise AssertionError("merge-join: a side ended but was compared")
             _check_sorted(previous, "orders", order.order_id)
             _check_sorted(previous, "reservations", res.order_id)
             result.orders += 1

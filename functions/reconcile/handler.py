@@ -26,7 +26,7 @@ _lock = threading.Lock()
 
 
 def get_settings() -> ReconcileSettings:
-    global _settings
+    global _settings  # noqa: PLW0603 -- parsed once per environment, on first use (not at import)
     if _settings is None:
         with _lock:
             if _settings is None:
@@ -36,7 +36,7 @@ def get_settings() -> ReconcileSettings:
 
 def reset_settings() -> None:
     """Tests: forget the parsed environment."""
-    global _settings
+    global _settings  # noqa: PLW0603 -- see get_settings
     with _lock:
         _settings = None
 

@@ -62,7 +62,7 @@ def reconcile(settings: ReconcileSettings, *, stale_minutes: int | None = None,
     depths = sources.dlq_depths(settings.dlq_urls)
     problems.extend(checks.dlq_problems(depths))
 
-    problem_counts = {kind: 0 for kind in checks.KINDS}
+    problem_counts = dict.fromkeys(checks.KINDS, 0)
     for problem in problems:
         problem_counts[problem.kind] += 1
     report: dict[str, Any] = {

@@ -71,10 +71,10 @@ class ReconcileSettings:
     inventory_secret_arn: str
     dlq_urls: dict[str, str]
     stale_minutes: int = DEFAULT_STALE_MINUTES
-    db_tls: DbTls = DbTls()
+    db_tls: DbTls = dataclasses.field(default_factory=DbTls)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "ReconcileSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcileSettings:
         env = os.environ if env is None else env
         raw_stale = (env.get("RECONCILE_STALE_MINUTES") or "").strip()
         try:

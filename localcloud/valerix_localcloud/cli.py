@@ -65,7 +65,7 @@ def step(name: str, hint: str):
     started = time.monotonic()
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - every failure is reported the same way
+    except Exception as exc:
         fix = getattr(exc, "fix", None) or hint
         print(redact(f"\nFAILED step: {name} (after {time.monotonic() - started:.1f}s)\n"
                      f"  why: {exc}\n  what to do: {fix}"), file=sys.stderr, flush=True)
@@ -350,11 +350,10 @@ def start_exporter(stack_outputs: dict) -> None:
         # ordinary 2 s re-read catches the late ones; the deep read remains the safety net.
         "--deep-poll-seconds", "60",
     ]
-    env = aws_env()
-    env["PYTHONPATH"] = str(package_root)
-    log = open(exporter_dir() / "exporter.log", "ab")
-    process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    env = aws_env()  # the exporter is installed in the project venv (make deps)
+    with open(exporter_dir() / "exporter.log", "ab") as log:  # the child keeps its own copy
+        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
     (exporter_dir() / "exporter.pid").write_text(str(process.pid))
     wait_http(f"{exporter_url()}/metrics", 20, process)
 

@@ -22,7 +22,7 @@ def assert_local_endpoint(url: str) -> str:
     host = urlparse(url).hostname
     if not host:
         raise NotLocalEndpointError(f"{url!r} has no host")
-    if host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn"):
+    if host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
         raise NotLocalEndpointError(f"refusing to use the real AWS endpoint {url!r}")
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}

@@ -32,6 +32,7 @@ functions is `VALERIX_LAMBDA_PYTHON` (the project virtualenv, which holds requir
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import functools
 import json
@@ -47,7 +48,8 @@ import termios
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from localstack.services.lambda_.invocation.executor_endpoint import StatusErrorException
 from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
@@ -120,10 +122,8 @@ class OutputCollector:
                 *complete, self._partial = self._partial.split(b"\n")
                 for line in complete:
                     self._append(line)
-        try:
+        with contextlib.suppress(OSError):
             os.close(self._fd)
-        except OSError:
-            pass
 
     def _append(self, raw: bytes) -> None:
         line = raw.decode("utf-8", errors="replace")
@@ -197,7 +197,7 @@ class RuntimeProcess:
             return self.returncode
         return self.returncode
 
-    def kill(self, members=lambda: set()) -> None:
+    def kill(self, members: Callable[[], set[int]] = set) -> None:
         """Kill the runtime and everything it started (and `members()`, its cgroup's pids)."""
         if self.poll() is None:
             kill_environment(self.pid, members)
@@ -206,28 +206,24 @@ class RuntimeProcess:
         deadline = time.monotonic() + 5
         while self.poll() is None and time.monotonic() < deadline:
             if self._popen is not None:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self._popen.wait(timeout=0.1)
-                except subprocess.TimeoutExpired:
-                    pass
             else:
                 time.sleep(0.01)
         if self._exit_file:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self._exit_file)
-            except OSError:
-                pass
 
 
 class Zygote:
     """Client of the fork server (zygote.py), started once per LocalStack process."""
 
     _lock = threading.Lock()
-    _instance: "Zygote | None" = None
+    _instance: Zygote | None = None
 
     def __init__(self) -> None:
         base = os.environ.get("VALERIX_RUNTIME_PID_DIR") or os.path.join(
-            os.environ.get("TMPDIR", "/tmp"), "valerix-runtimes")
+            os.environ.get("TMPDIR", "/tmp"), "valerix-runtimes")  # noqa: S108 -- TMPDIR is set by localstack_host; made 0700 below
         os.makedirs(base, mode=0o700, exist_ok=True)
         os.chmod(base, 0o700)  # the fork server's socket lives here: owner only
         self.socket_path = os.path.join(base, "zygote.sock")
@@ -235,7 +231,7 @@ class Zygote:
         env = {name: os.environ[name] for name in PASSTHROUGH_HOST_VARS if name in os.environ}
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        self._log = open(os.path.join(base, "zygote.log"), "ab")
+        self._log = open(os.path.join(base, "zygote.log"), "ab")  # noqa: SIM115 -- lives as long as the fork server
         self.process = subprocess.Popen(
             [_lambda_python(), ZYGOTE_SCRIPT, self.socket_path, self.exit_dir],
             cwd=base, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
@@ -249,7 +245,7 @@ class Zygote:
             time.sleep(0.02)
 
     @classmethod
-    def get(cls) -> "Zygote":
+    def get(cls) -> Zygote:
         with cls._lock:
             if cls._instance is None or cls._instance.process.poll() is not None:
                 cls._instance = Zygote()
@@ -331,7 +327,7 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
     def validate_environment(cls) -> bool:
         python = _lambda_python()
         probe = subprocess.run(
-            [python, "-c", "import awslambdaric"], capture_output=True, text=True
+            [python, "-c", "import awslambdaric"], capture_output=True, text=True, check=False
         )
         if probe.returncode != 0:
             LOG.warning(
@@ -440,7 +436,7 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
 
     def _terminate(self) -> None:
         cgroup, self._cgroup = self._cgroup, None
-        members = cgroup.members if cgroup is not None else (lambda: set())
+        members = cgroup.members if cgroup is not None else set
         if self._process is not None:
             self._process.kill(members)
             _forget_runtime_pid(self._process.pid)
@@ -593,10 +589,8 @@ def _remember_runtime_pid(pid: int) -> None:
 
 def _forget_runtime_pid(pid: int) -> None:
     if directory := _runtime_pid_dir():
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(os.path.join(directory, str(pid)))
-        except OSError:
-            pass
 
 
 def _signal_name(number: int) -> str:
@@ -607,4 +601,4 @@ def _signal_name(number: int) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

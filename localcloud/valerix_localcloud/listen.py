@@ -20,7 +20,7 @@ from typing import TextIO
 
 ENV_VAR = "VALERIX_LISTEN_ALL"
 LOOPBACK = "127.0.0.1"
-ALL_INTERFACES = "0.0.0.0"
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 -- the opt-in (VALERIX_LISTEN_ALL=1), named once
 
 
 def listen_all(environ: dict[str, str] | None = None) -> bool:

@@ -27,7 +27,7 @@ _applied = False
 
 
 def apply() -> None:
-    global _applied
+    global _applied  # noqa: PLW0603 -- once per process, like the patches themselves
     if _applied:
         return
     _bind_twisted_gateway_to_host()

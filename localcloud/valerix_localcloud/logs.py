@@ -16,8 +16,9 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Callable, Iterable, TextIO
+from typing import TextIO
 
 # Powertools Logger's own keys; any other key of a JSON line is context worth showing.
 POWERTOOLS_KEYS = {

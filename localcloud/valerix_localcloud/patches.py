@@ -24,6 +24,7 @@ a client can observe, only how often the work is done:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -32,7 +33,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 LOG = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class InvocationMetrics:
         with self._lock:
             counts, self._counts = self._counts, defaultdict(int)
         per_target: dict[tuple[str, str], list[dict]] = defaultdict(list)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for (account_id, region_name, function_name, metric), value in counts.items():
             per_target[(account_id, region_name)].append({
                 "MetricName": metric,
@@ -162,14 +163,10 @@ def _put_log_events(logs_client, group: str, stream: str, events: list[dict], re
         try:
             logs_client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
         except logs_client.exceptions.ResourceNotFoundException:
-            try:
+            with contextlib.suppress(logs_client.exceptions.ResourceAlreadyExistsException):
                 logs_client.create_log_group(logGroupName=group)
-            except logs_client.exceptions.ResourceAlreadyExistsException:
-                pass
-            try:
+            with contextlib.suppress(logs_client.exceptions.ResourceAlreadyExistsException):
                 logs_client.create_log_stream(logGroupName=group, logStreamName=stream)
-            except logs_client.exceptions.ResourceAlreadyExistsException:
-                pass
             logs_client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
     except Exception as exc:  # noqa: BLE001 - as LocalStack: log and keep shipping the others
         LOG.warning("Error saving logs to group %s in region %s: %s", group, region, exc)
@@ -212,7 +209,7 @@ def from_start_time(filter_log_events):
 
 def apply() -> bool:
     """Install the patches in the running LocalStack; True when they are (now) in place."""
-    global _applied
+    global _applied  # noqa: PLW0603 -- once per process, like the patches themselves
     if os.environ.get("VALERIX_LOCALSTACK_PATCHES", "1") == "0":
         return False
     with _apply_lock:

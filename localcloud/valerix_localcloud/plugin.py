@@ -18,7 +18,7 @@ def apply_patches() -> None:
     """At start-up, before any Lambda function's log thread exists (see patches.py)."""
     from localstack import config
 
-    if config.LAMBDA_RUNTIME_EXECUTOR == ProcessRuntimeExecutorPlugin.name:
+    if ProcessRuntimeExecutorPlugin.name == config.LAMBDA_RUNTIME_EXECUTOR:
         from valerix_localcloud import patches
 
         patches.apply()

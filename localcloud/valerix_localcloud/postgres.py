@@ -175,10 +175,10 @@ class PostgresServer:
         }
 
     def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        cmd = _run_as_owner_prefix() + [str(find_bin_dir() / tool), *args]
+        cmd = [*_run_as_owner_prefix(), str(find_bin_dir() / tool), *args]
         # Every path is absolute; from "/" the `postgres` user never trips over a current
         # directory it may not enter (the checkout, as root).
-        result = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd="/", check=False)
         if check and result.returncode != 0:
             raise PostgresError(
                 f"`{tool}` failed for {self.dbname} ({result.returncode}): "
@@ -257,7 +257,7 @@ class PostgresServer:
             return False
         return self._pg("pg_ctl", "-D", str(self.data_dir), "status", check=False).returncode == 0
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         self.init()
         if self.is_running():
             self._load_state()
@@ -286,7 +286,7 @@ class PostgresServer:
             try:
                 self.connect("postgres").close()
                 return
-            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+            except Exception as exc:
                 if time.monotonic() > deadline:
                     raise PostgresError(
                         f"Postgres for {self.dbname} on port {self.port} did not accept "

@@ -11,7 +11,6 @@ status` and the loopback test find it (valerix_localcloud.processes).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -25,7 +24,6 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parents[2]
-PROMCONFIG = REPO / "observability" / "exporter" / "valerix_exporter" / "promconfig.py"
 PORT_VAR = "VALERIX_PROMETHEUS_PORT"
 DEFAULT_PORT = 9090
 LOOPBACK = "127.0.0.1"
@@ -37,15 +35,6 @@ def port() -> int:
 
 def binary() -> str | None:
     return shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
-
-
-def _promconfig():
-    """observability/exporter's config renderer (one source for the rules and the job), loaded
-    from its file: the exporter package is not installed in this interpreter."""
-    spec = importlib.util.spec_from_file_location("valerix_promconfig", PROMCONFIG)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -79,7 +68,10 @@ class LocalPrometheus:
     def write_config(self) -> Path:
         import yaml
 
-        promconfig = _promconfig()
+        # The exporter's config renderer: one source for the rules and the job (the exporter is
+        # installed in the project venv, which runs this CLI; LocalStack's venv never imports it).
+        from valerix_exporter import promconfig
+
         config = promconfig.render([self.exporter_target], scrape_interval=self.scrape_interval,
                                    evaluation_interval=self.scrape_interval)
         self._private_dir(self.folder)

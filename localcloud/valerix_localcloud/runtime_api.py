@@ -80,7 +80,7 @@ class RuntimeApiServer:
         host, port = self._server.server_address[:2]
         return f"{host}:{port}"
 
-    def start(self) -> "RuntimeApiServer":
+    def start(self) -> RuntimeApiServer:
         self._thread.start()
         return self
 
@@ -176,7 +176,7 @@ class RuntimeApiServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(length) if length else b""
 
-            def do_GET(self):  # noqa: N802 - http.server naming
+            def do_GET(self):
                 route = self._authorised_route()
                 if route is None:
                     return None
@@ -193,7 +193,7 @@ class RuntimeApiServer:
                     "Lambda-Runtime-Trace-Id": invocation.trace_id,
                 })
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 route = self._authorised_route()
                 if route is None:
                     return None

@@ -34,6 +34,7 @@ is stdlib-only so that it is importable both here and inside LocalStack):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import json
@@ -44,6 +45,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 
 DEFAULT_PRELOAD = (
     "boto3 botocore.session "
@@ -102,13 +104,11 @@ def _running(pid: int) -> bool:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
-def kill_environment(root: int | None, members=lambda: set(), wait_seconds: float = 5.0) -> set[int]:
+def kill_environment(root: int | None, members: Callable[[], set[int]] = set, wait_seconds: float = 5.0) -> set[int]:
     """SIGKILL `root`, all its descendants and every pid `members()` returns; wait until gone.
 
     Everything is stopped (SIGSTOP) before anything is killed, and the tree is re-read until
@@ -349,10 +349,8 @@ def _write_if_present(path: str, value: str) -> None:
 
 
 def _rmdir_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.rmdir(path)
-    except OSError:
-        pass
 
 
 def _remove_stale_bases(own: str) -> None:
@@ -393,10 +391,8 @@ def apply_address_space_limit(memory_mb: int) -> None:
     each) still count. Each child process inherits the limit for itself: unlike a cgroup,
     the limit does not add up across processes.
     """
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
-    except (OSError, AttributeError):
-        pass
     mapped_kib = 0
     for line in _read("/proc/self/status").splitlines():
         if line.startswith("VmSize:"):
@@ -507,7 +503,7 @@ class Reaper:
         self.exit_dir = exit_dir
         self.runtimes: set[int] = set()
 
-    def __call__(self, signum, frame):  # noqa: ARG002 - signal handler signature
+    def __call__(self, signum, frame):
         reaped = False
         while True:
             try:

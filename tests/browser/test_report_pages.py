@@ -4,19 +4,15 @@ Needs Chromium only, not the local cloud: the reports are written from synthetic
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from scripts import bench, verify
 from tests.browser.conftest import RESULTS
 from tests.synthetic_runs import bench_samples, verify_run
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import bench  # noqa: E402
-import verify  # noqa: E402
 
 pytestmark = pytest.mark.browser
 

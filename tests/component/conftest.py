@@ -82,7 +82,7 @@ _CLIENTS: dict[str, Any] = {}
 
 def aws_client(service: str) -> Any:
     """Test-side boto3 clients from one long-lived session (moto intercepts them all)."""
-    global _SESSION
+    global _SESSION  # noqa: PLW0603 -- one session for the whole test run, made on first use
     if service not in _CLIENTS:
         if _SESSION is None:
             _SESSION = boto3.session.Session(region_name=REGION)
@@ -179,7 +179,7 @@ class ThreadedServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "ThreadedServer":
+    def start(self) -> ThreadedServer:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:

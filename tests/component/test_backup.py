@@ -29,7 +29,7 @@ from functions.common.migrations import run_migrations
 REGION = "us-east-1"
 BUCKET = "valerix-test-backups"
 EXTERNAL = "valerix-test-external-backups"
-DAY0 = dt.datetime(2025, 3, 10, 0, 10, tzinfo=dt.timezone.utc)
+DAY0 = dt.datetime(2025, 3, 10, 0, 10, tzinfo=dt.UTC)
 
 TRICKY = "tab\there, newline\nthere, back\\slash, quote ' \" , ünïcødé 🎉, \\N not null"
 
@@ -161,7 +161,8 @@ def env(postgres_servers, monkeypatch):
     for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
     from functions.backup import handler
-    from functions.common import aws, settings as common_settings
+    from functions.common import aws
+    from functions.common import settings as common_settings
 
     common_settings.reset_settings()
     aws.reset_clients()

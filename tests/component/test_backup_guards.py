@@ -7,14 +7,13 @@ the single-attempt test talks to a real HTTP server that plays a failing externa
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import io
 import json
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
@@ -22,7 +21,16 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from functions.backup import envelope, store
 from functions.backup.errors import IntegrityError
 from functions.backup.service import BackupService
-from test_backup import BUCKET, DAY0, EXTERNAL, Env, _rewrite_point, bundle_contents, context, env  # noqa: F401
+from tests.component.test_backup import (  # noqa: F401 -- env: the fixture these tests take
+    BUCKET,
+    DAY0,
+    EXTERNAL,
+    Env,
+    _rewrite_point,
+    bundle_contents,
+    context,
+    env,
+)
 
 
 def _point(env: Env, service: str = "order") -> str:
@@ -80,7 +88,7 @@ def test_header_rewritten_to_the_new_name_is_refused_by_kms(env: Env) -> None:
     env.s3.put_object(Bucket=BUCKET, Key=newer, Body=forged,
                       Metadata={"service": "order", "database": "order_db", "created-at": "x",
                                 "sha256": store.sha256(forged), "size": str(len(forged))})
-    with pytest.raises(IntegrityError, match="cannot be decrypted with KMS key|AES-GCM authentication failed"):
+    with pytest.raises(IntegrityError, match=r"cannot be decrypted with KMS key|AES-GCM authentication failed"):
         env.service.restore(newer)
     assert env.restore_databases() == []
 
@@ -91,7 +99,7 @@ def test_point_sealed_without_an_identity_is_refused(env: Env) -> None:
     blob = envelope.seal(b"irrelevant", kms=env.kms, key_id=env.key_arn,
                          context={"purpose": "valerix-backup", "service": "order"})
     store.LocalStore(env.s3, BUCKET).put_point("order", "order_db", env.clock(), blob)
-    with pytest.raises(IntegrityError, match="identity mismatch .*point: expected .*, sealed None"):
+    with pytest.raises(IntegrityError, match=r"identity mismatch .*point: expected .*, sealed None"):
         env.service.restore(key)
 
 
@@ -219,9 +227,9 @@ def test_handler_gives_the_external_target_a_single_attempt_client(env: Env) -> 
 class _FailingTarget(BaseHTTPRequestHandler):
     """An external target that answers every upload with 500 (a retryable error for the SDK)."""
 
-    puts: list[str] = []
+    puts: ClassVar[list[str]] = []
 
-    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+    def do_PUT(self) -> None:
         self.rfile.read(int(self.headers.get("content-length") or 0))
         type(self).puts.append(self.path)
         body = b"<Error><Code>InternalError</Code><Message>boom</Message></Error>"

@@ -115,7 +115,7 @@ def test_least_privilege(synthesized) -> None:
 
 
 def test_aws_databases_admit_the_backup_functions(synthesized) -> None:
-    target, template, backup = synthesized
+    target, template, _backup = synthesized
     if target != "aws":
         pytest.skip("RDS only on target=aws")
     ingress = [r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()

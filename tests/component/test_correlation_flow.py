@@ -24,14 +24,14 @@ def log_lines():
     stream = io.StringIO()
     loggers = [get_logger("order"), get_logger("inventory")]
     handlers = [logging.StreamHandler(stream) for _ in loggers]
-    for logger, handler in zip(loggers, handlers):  # each with its own logger's format (its service)
+    for logger, handler in zip(loggers, handlers, strict=True):  # each with its own logger's format (its service)
         handler.setFormatter(logger.registered_formatter)
     levels = [logger.log_level for logger in loggers]
-    for logger, handler in zip(loggers, handlers):
+    for logger, handler in zip(loggers, handlers, strict=True):
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)  # the component harness runs at WARNING
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    for logger, handler, level in zip(loggers, handlers, levels):
+    for logger, handler, level in zip(loggers, handlers, levels, strict=True):
         logger.removeHandler(handler)
         logger.setLevel(level)
 

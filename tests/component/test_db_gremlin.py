@@ -60,12 +60,10 @@ def test_refusing_faults_fail_before_any_connection_or_statement(database, fault
     pooled = len(database.opened)
     injector = program(DatabaseMode(fault=fault))
     ran = []
-    with pytest.raises(DatabaseUnavailable, match=words):
-        with database.transaction() as conn:
-            ran.append(conn)
-    with pytest.raises(DatabaseUnavailable, match=words):
-        with database.connection() as conn:
-            ran.append(conn)
+    with pytest.raises(DatabaseUnavailable, match=words), database.transaction() as conn:
+        ran.append(conn)
+    with pytest.raises(DatabaseUnavailable, match=words), database.connection() as conn:
+        ran.append(conn)
     assert ran == [] and injector.calls == 2
     assert len(database.opened) == pooled  # nothing new was opened either
 
@@ -94,10 +92,9 @@ def test_slow_fault_keeps_the_transaction_atomic(database):
     program(DatabaseMode(fault="slow", delay_ms=50))
     with database.transaction() as conn:
         conn.run("INSERT INTO gremlin_probe VALUES (1)")
-    with pytest.raises(RuntimeError):
-        with database.transaction() as conn:
-            conn.run("INSERT INTO gremlin_probe VALUES (2)")
-            raise RuntimeError("the caller fails after the statement")
+    with pytest.raises(RuntimeError), database.transaction() as conn:
+        conn.run("INSERT INTO gremlin_probe VALUES (2)")
+        raise RuntimeError("the caller fails after the statement")
     program(None)
     with database.transaction() as conn:
         assert conn.run("SELECT id FROM gremlin_probe ORDER BY id") == [[1]]

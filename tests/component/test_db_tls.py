@@ -21,8 +21,8 @@ from cryptography.x509.oid import NameOID
 
 from functions.common.db import DatabaseUnavailable, connect
 from functions.common.settings import RDS_CA_BUNDLE, DbTls
-from valerix_localcloud.postgres import PostgresServer, _chown_to_owner
 from tests.conftest import TEST_STATE
+from valerix_localcloud.postgres import PostgresServer, _chown_to_owner
 
 
 def _name(common_name: str) -> x509.Name:
@@ -30,7 +30,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _cert(subject: str, issuer_key, issuer: str, public_key, *, ca: bool, san: list | None = None):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(public_key).serial_number(x509.random_serial_number())
                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
@@ -95,20 +95,20 @@ def test_verify_full_accepts_the_right_ca_and_host(tls_server):
 def test_verify_full_refuses_a_certificate_from_another_ca(tls_server, ca):
     server, pki = tls_server
     bundle = RDS_CA_BUNDLE if ca == "rds" else pki / ca
-    with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+    with pytest.raises(Exception, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
         connect(_secret(server), tls=DbTls("verify-full", bundle))
 
 
 def test_verify_full_refuses_a_certificate_for_another_host(tls_server):
     server, pki = tls_server
     # "localhost" reaches the same server, but the certificate names only 127.0.0.1
-    with pytest.raises(Exception, match="Hostname mismatch|doesn't match|IP address mismatch"):
+    with pytest.raises(Exception, match=r"Hostname mismatch|doesn't match|IP address mismatch"):
         connect(_secret(server, host="localhost"), tls=DbTls("verify-full", pki / "ca.pem"))
 
 
 def test_verify_full_never_falls_back_to_plain_text(postgres_servers):
     # The ordinary test servers have no TLS: verify-full must fail, not connect unencrypted.
-    with pytest.raises(Exception, match="(?i)ssl"):
+    with pytest.raises(Exception, match=r"(?i)ssl"):
         connect(postgres_servers["order"].secret(), tls=DbTls("verify-full", RDS_CA_BUNDLE))
 
 

@@ -314,7 +314,7 @@ def test_writes_without_the_admin_key_are_refused_and_change_nothing(gremlin, me
 
 
 def test_a_refused_write_is_refused_before_its_body_is_read(gremlin):
-    status, body = gremlin.call("PUT", raw="{not json", headers={})
+    status, _body = gremlin.call("PUT", raw="{not json", headers={})
     assert status == 401  # not 400: an anonymous caller learns nothing about the body
 
 

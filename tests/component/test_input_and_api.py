@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.component.conftest import ADMIN, call_api, free_port, lambda_context
+from tests.component.conftest import ADMIN, call_api, free_port
 
 BAD_ORDERS = [
     ("missing quantity", {"productId": "widget"}, "quantity"),

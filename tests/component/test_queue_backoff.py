@@ -10,8 +10,8 @@ import pytest
 from moto import mock_aws
 
 from functions.common import aws
-from functions.common.queue import PoisonMessage, backoff_seconds, process_batch
 from functions.common.observability import get_logger
+from functions.common.queue import PoisonMessage, backoff_seconds, process_batch
 
 
 def test_backoff_grows_and_is_capped():

@@ -15,7 +15,6 @@ import pytest
 from tests.component.conftest import aws_client, lambda_context
 
 
-
 @pytest.fixture
 def reconcile(valerix, monkeypatch):
     from functions.common import db
@@ -220,11 +219,11 @@ def test_metrics_count_every_kind_and_the_run(valerix, reconcile, capsys):
 
 def test_the_reconciler_logs_in_read_only(valerix, reconcile, monkeypatch):
     """It connects with the reader secrets: a write through its own connection is refused."""
-    from functions.reconcile import sources
     from pg8000.exceptions import DatabaseError
 
+    from functions.reconcile import sources
+
     attempts = []
-    original = sources.reservations
 
     def try_to_write(conn, since=None):
         attempts.append(conn.run("SELECT current_user")[0][0])

@@ -98,7 +98,7 @@ def backups(cloud):
 
 
 def test_points_daily_sync_and_restore_from_external(backups: Backups, api) -> None:
-    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
     # a fresh "day" for this test: forget an earlier run's sync of today (record + bundle)
     backups.forget_today(today)
 
@@ -140,7 +140,7 @@ def test_points_daily_sync_and_restore_from_external(backups: Backups, api) -> N
 def _newer_key(point: str) -> str:
     """The point's service folder, a timestamp later than any point made so far."""
     folder = point.rsplit("/", 1)[0]
-    return f"{folder}/{dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1):%Y%m%dT%H%M%S}.999Z.vbk"
+    return f"{folder}/{dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1):%Y%m%dT%H%M%S}.999Z.vbk"
 
 
 def test_tampered_point_is_refused_and_nothing_left_behind(backups: Backups) -> None:
@@ -183,7 +183,7 @@ def test_old_point_copied_under_a_newer_name_is_refused(backups: Backups) -> Non
 
 def test_sync_rerun_after_an_unrecorded_attempt_makes_no_call(backups: Backups) -> None:
     """The intent marker outlives a lost sync record: a re-run reports `in_doubt`, no new call."""
-    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
     backups.forget_today(today)
     backups.call("BackupFunctionName", {"services": ["order"]})
     first = backups.call("BackupSyncFunctionName", {})

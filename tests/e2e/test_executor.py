@@ -13,6 +13,7 @@ import urllib.request
 import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -228,7 +229,7 @@ def test_logs_reach_cloudwatch_with_start_end_report_lines(localcloud, lam, prob
 def test_invocation_metrics_reach_cloudwatch_summed_in_batches(localcloud, lam, probe):
     """AWS/Lambda Invocations keeps its Sum while LocalStack publishes it once a second
     (valerix_localcloud/patches.py) instead of once per invocation."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     name = _create(lam)
     try:
@@ -236,7 +237,7 @@ def test_invocation_metrics_reach_cloudwatch_summed_in_batches(localcloud, lam, 
             error, body = _invoke(lam, name, {})
             assert error is None, body
         cloudwatch = localcloud.client("cloudwatch")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         deadline = time.monotonic() + 20
         while True:
             points = cloudwatch.get_metric_statistics(

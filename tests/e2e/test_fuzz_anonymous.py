@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-import hypothesis
 import httpx
+import hypothesis
 import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error

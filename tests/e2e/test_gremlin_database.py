@@ -77,7 +77,7 @@ def test_unreachable_database_queues_orders_and_the_fault_expires_by_itself(api,
         time.sleep(CACHE_WAIT)
         responses = [api.order(product, quantity) for quantity in (1, 2, 3)]
         assert [r.status_code for r in responses] == [202, 202, 202], [r.text for r in responses]
-        accepted = {r.json()["orderId"]: q for r, q in zip(responses, (1, 2, 3))}
+        accepted = {r.json()["orderId"]: q for r, q in zip(responses, (1, 2, 3), strict=True)}
         # No DELETE: the queued orders complete once the safety switch has turned the fault off.
         final = assert_invariants(api, product, 30, accepted)
         assert {o["status"] for o in final.values()} == {"CONFIRMED"}  # the queue path did its job
@@ -101,7 +101,7 @@ def test_exhausted_connections_every_second_transaction(api, closed_circuit):
         assert codes[:2] == [201, 202], codes
     finally:
         api.gremlin_off()
-    accepted = {r.json()["orderId"]: q for r, q in zip(responses, quantities)}
+    accepted = {r.json()["orderId"]: q for r, q in zip(responses, quantities, strict=True)}
     final = assert_invariants(api, product, 40, accepted)
     assert {o["status"] for o in final.values()} == {"CONFIRMED"}
     assert api.stock(product) == 40 - sum(quantities)
@@ -118,7 +118,7 @@ def test_slow_database_past_the_budget_confirms_once(api, closed_circuit):
         assert all(r.json()["status"] == "QUEUED" for r in responses)
     finally:
         api.gremlin_off()
-    accepted = {r.json()["orderId"]: q for r, q in zip(responses, (1, 2))}
+    accepted = {r.json()["orderId"]: q for r, q in zip(responses, (1, 2), strict=True)}
     final = assert_invariants(api, product, 20, accepted)
     assert {o["status"] for o in final.values()} == {"CONFIRMED"}
     assert api.stock(product) == 17  # the late synchronous commit and the queued copy: once
@@ -140,7 +140,7 @@ def test_a_held_lock_convoy_queues_the_tail_and_confirms_once(api, closed_circui
         assert any(r.status_code == 202 for r in responses), [r.status_code for r in responses]
     finally:
         api.gremlin_off()
-    accepted = {r.json()["orderId"]: q for r, q in zip(responses, quantities)}
+    accepted = {r.json()["orderId"]: q for r, q in zip(responses, quantities, strict=True)}
     final = assert_invariants(api, product, 30, accepted)
     assert {o["status"] for o in final.values()} == {"CONFIRMED"}
     assert api.stock(product) == 24

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -17,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from valerix_localcloud import cli
 from valerix_localcloud.postgres import free_port
 
 pytestmark = pytest.mark.e2e
@@ -27,22 +27,20 @@ LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (?P<function>\S+)\s* \| (?P<correlati
 
 
 def _env(**extra: str) -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO / "localcloud"), **extra}
+    return {**os.environ, **extra}
 
 
 def _make(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, env=_env(**env),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def _put(cloud, function: str, *messages: str) -> None:
     """Log lines of our own in a function's log group (own stream), as a function would write."""
     logs = cloud.client("logs")
     group, stream = f"/aws/lambda/{function}", f"e2e-{uuid.uuid4().hex}"
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_group(logGroupName=group)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
     logs.create_log_stream(logGroupName=group, logStreamName=stream)
     now = int(time.time() * 1000)
     logs.put_log_events(logGroupName=group, logStreamName=stream,
@@ -143,7 +141,7 @@ def test_make_status_shows_each_component_with_state_and_url(localcloud):
     for service in ("apigateway", "lambda", "sqs", "dynamodb", "logs", "s3", "ssm", "secretsmanager"):
         assert rows[service] == ("up", "(running)"), service
     assert rows["DynamoDB Local"][0] == "up" and rows["DynamoDB Local"][1].startswith("http://127.0.0.1:")
-    for service, db in localcloud.outputs["databases"].items():
+    for db in localcloud.outputs["databases"].values():
         assert rows[db["dbname"]][0] == "up"
         assert rows[db["dbname"]][1].startswith(f"postgresql://{db['username']}@127.0.0.1:{db['port']}/{db['dbname']}")
         assert db["password"] not in result.stdout

@@ -29,7 +29,7 @@ REPORT = REPO / ".valerix" / "reconcile-report.json"
 
 def make_reconcile(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["make", "-s", "reconcile", f"RECONCILE_ARGS={' '.join(args)}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600, env={**os.environ})
+                          capture_output=True, text=True, timeout=600, env={**os.environ}, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def own_orders(localcloud, api):
 
 
 def test_make_reconcile_is_clean_for_a_consistent_set_of_orders(own_orders):
-    since, ids = own_orders
+    since, _ids = own_orders
     result = make_reconcile("--since", since)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "clean: no problems" in result.stdout
@@ -78,7 +78,7 @@ def test_a_reservation_removed_behind_its_back_is_named(localcloud, own_orders):
             windowed = make_reconcile("--since", since)
         finally:
             conn.run(f"INSERT INTO reservations ({', '.join(columns)}) VALUES (:a, :b, :c, :d, :e, :f)",
-                     **dict(zip("abcdef", row)))
+                     **dict(zip("abcdef", row, strict=True)))
     finally:
         conn.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra_synth import Synth, synth
+from tests.infra.infra_synth import Synth, synth
 
 
 @pytest.fixture(scope="session")

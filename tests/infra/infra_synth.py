@@ -73,6 +73,7 @@ class Synth:
 
 def synth(target: str, outdir: Path, **extra_context: Any) -> Synth:
     import aws_cdk as cdk
+    from jsii.errors import JSIIError
 
     from infra.app import build_app
 
@@ -86,7 +87,7 @@ def synth(target: str, outdir: Path, **extra_context: Any) -> Synth:
     error = None
     try:
         app.synth()
-    except Exception as exc:  # the validation plugin (cdk-nag) reports by failing synth
+    except JSIIError as exc:  # the validation plugin (cdk-nag) reports by failing synth
         error = str(exc)
     template_path = outdir / f"{stack.stack_name}.template.json"
     report_path = outdir / "validation-report.json"

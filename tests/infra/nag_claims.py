@@ -12,9 +12,10 @@ template where the claim is false).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,7 @@ class Template:
     resources: dict[str, dict]
 
     @classmethod
-    def of(cls, template: dict) -> "Template":
+    def of(cls, template: dict) -> Template:
         return cls(template["Resources"])
 
     def of_type(self, cfn_type: str) -> dict[str, dict]:
@@ -82,9 +83,9 @@ class Template:
         out = []
         for alarm in self.of_type("AWS::CloudWatch::Alarm").values():
             p = alarm["Properties"]
-            if p.get("Namespace") == namespace and p.get("MetricName") == metric:
-                if any(d["Name"] == dimension and logical_id in refs_in(d["Value"]) for d in p.get("Dimensions", [])):
-                    out.append(p)
+            if (p.get("Namespace") == namespace and p.get("MetricName") == metric
+                    and any(d["Name"] == dimension and logical_id in refs_in(d["Value"]) for d in p.get("Dimensions", []))):
+                out.append(p)
         return out
 
     def assert_notifying_alarm(self, namespace: str, metric: str, dimension: str, logical_id: str) -> None:
@@ -277,9 +278,8 @@ def check_api_gateway(f: Finding) -> None:
             keyed = [m for m in methods.values() if m["Properties"].get("ApiKeyRequired")]
             if not keyed or "hmac.compare_digest" not in source("functions/common/admin_auth.py"):
                 f.fail("admin routes are not keyed at the gateway and checked in constant time by the function")
-    elif f.rule == "Serverless-APIGWXrayEnabled":
-        if f.props.get("TracingEnabled"):
-            f.fail("the stage is traced: the acknowledgment is stale")
+    elif f.rule == "Serverless-APIGWXrayEnabled" and f.props.get("TracingEnabled"):
+        f.fail("the stage is traced: the acknowledgment is stale")
 
 
 def check_website_bucket(f: Finding) -> None:
@@ -293,9 +293,9 @@ def check_website_bucket(f: Finding) -> None:
         f.fail("public ACLs are not blocked")
     for policy in t.referrers(bucket_id, "AWS::S3::BucketPolicy").values():
         for st in policy["Properties"]["PolicyDocument"]["Statement"]:
-            if st["Effect"] == "Allow" and st.get("Principal") in ("*", {"AWS": "*"}):
-                if as_list(st["Action"]) != ["s3:GetObject"]:
-                    f.fail(f"public statement allows {st['Action']}")
+            if (st["Effect"] == "Allow" and st.get("Principal") in ("*", {"AWS": "*"})
+                    and as_list(st["Action"]) != ["s3:GetObject"]):
+                f.fail(f"public statement allows {st['Action']}")
     if f.rule == "AwsSolutions-S5" and t.of_type("AWS::CloudFront::Distribution"):
         f.fail("there is a CloudFront distribution after all")
 
@@ -332,9 +332,8 @@ def check_rds(f: Finding) -> None:
                 rules += t.props(ref_id(sp["BackupPlanId"]))["BackupPlan"]["BackupPlanRule"]
         if not any("*/4" in r["ScheduleExpression"] for r in rules) or not any(r.get("CopyActions") for r in rules):
             f.fail("no 4-hourly backup and no copy to a second vault")
-    elif f.rule == "AwsSolutions-RDS10":
-        if p.get("DeletionProtection") or f.resource.get("DeletionPolicy") != "Snapshot":
-            f.fail("deletion protection is on, or no final snapshot is taken")
+    elif f.rule == "AwsSolutions-RDS10" and (p.get("DeletionProtection") or f.resource.get("DeletionPolicy") != "Snapshot"):
+        f.fail("deletion protection is on, or no final snapshot is taken")
 
 
 def check_lambda_dlq(f: Finding) -> None:

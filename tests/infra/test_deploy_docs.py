@@ -44,7 +44,7 @@ def test_cost_table_prices_the_quantities_of_the_template(aws_synth):
     interface = [e["Properties"] for e in aws_synth.of_type("AWS::EC2::VPCEndpoint").values()
                  if e["Properties"].get("VpcEndpointType") == "Interface"]  # fmt: skip
     azs = {len(e["SubnetIds"]) for e in interface}
-    assert table_row(doc, "interface endpoints")[1] == f"{len(interface)} × {azs.pop()} AZs" and not azs
+    assert table_row(doc, "interface endpoints")[1] == f"{len(interface)} \N{MULTIPLICATION SIGN} {azs.pop()} AZs" and not azs
     assert table_row(doc, "KMS customer-managed keys")[1] == str(count(aws_synth, "AWS::KMS::Key"))
     assert table_row(doc, "Secrets Manager secrets")[1] == str(count(aws_synth, "AWS::SecretsManager::Secret"))
     assert table_row(doc, "CloudWatch alarms")[1] == str(count(aws_synth, "AWS::CloudWatch::Alarm"))
@@ -73,7 +73,7 @@ def test_teardown_lists_exactly_what_the_template_retains(aws_synth):
     retained = {k: r for k, r in aws_synth.resources.items() if r.get("DeletionPolicy") in ("Retain", "Snapshot")}
     assert retained
     used = set()
-    for logical_id, res in retained.items():
+    for _logical_id, res in retained.items():
         path = res["Metadata"]["aws:cdk:path"]
         rules = [rule for rule in KEPT if rule[0] == res["Type"] and rule[1] in path]
         assert rules, f"{path} ({res['Type']}) is retained but the teardown section does not say so"

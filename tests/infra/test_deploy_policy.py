@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 import pytest
+from moto.iam.exceptions import MalformedPolicyDocument
 from moto.iam.policy_validation import IAMPolicyDocumentValidator
 
 POLICY_FILE = Path(__file__).resolve().parents[2] / "infra" / "deploy-policy.json"
@@ -49,7 +50,7 @@ def test_policy_is_a_valid_iam_policy_document():
 def test_the_validator_would_catch_a_malformed_document():
     broken = filled()
     broken["Statement"][0]["Effect"] = "Permit"
-    with pytest.raises(Exception):
+    with pytest.raises(MalformedPolicyDocument):
         IAMPolicyDocumentValidator(json.dumps(broken)).validate()
 
 

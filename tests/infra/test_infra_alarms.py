@@ -12,8 +12,8 @@ from aws_cdk.assertions import Template
 from infra.config import ValerixConfig
 from infra.constructs.alarms import StackAlarms, schedule_rules
 from infra.constructs.db_limits import postgres_max_connections_upper_bound
-from infra_synth import synth
-from test_infra_stack import all_functions, as_list, ref_id
+from tests.infra.infra_synth import synth
+from tests.infra.test_infra_stack import all_functions, as_list, ref_id
 
 
 def alarms(s) -> dict[str, dict]:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
+from scripts import aws_init
 
-import aws_init  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +49,7 @@ def test_a_handler_that_is_not_there_fails_the_probe(bundle):
 
 
 def test_the_bundle_note_says_which_interpreter(bundle):
-    version = "%d.%d" % sys.version_info[:2]
+    version = "{}.{}".format(*sys.version_info[:2])
     assert f"Python {version}" in bundle.note
     if version != aws_init.bundling.LAMBDA_PYTHON_VERSION:
         assert "cannot load" in bundle.note
@@ -60,5 +59,5 @@ def test_make_up_names_the_aws_runtime_the_stack_declares():
     from infra.constructs.service_function import RUNTIME
     from valerix_localcloud import cli
 
-    assert cli.AWS_LAMBDA_RUNTIME == RUNTIME.name
+    assert RUNTIME.name == cli.AWS_LAMBDA_RUNTIME
     assert cli.lambda_interpreter(Path(sys.executable)).startswith(f"Python {sys.version.split()[0]} (")

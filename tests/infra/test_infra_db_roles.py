@@ -12,8 +12,8 @@ import json
 import pytest
 
 from functions.common.settings import RDS_CA_BUNDLE
-from test_infra_bundle import bundle_dir
-from test_infra_stack import admin_key_secret, as_list, env_of, ref_id, statements_of_role
+from tests.infra.test_infra_bundle import bundle_dir
+from tests.infra.test_infra_stack import admin_key_secret, as_list, env_of, ref_id, statements_of_role
 
 SERVICES = ("order", "inventory")
 ADMIN_KEY = ("admin", "key")  # the admin-key secret (infra/constructs/admin_key.py), not a database login

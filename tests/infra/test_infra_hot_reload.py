@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra_synth import REPO_ROOT, synth
+from tests.infra.infra_synth import REPO_ROOT, synth
 
 
 @pytest.fixture(scope="module")

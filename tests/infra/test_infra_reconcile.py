@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from test_infra_db_roles import database_logins, readable_secrets
-from test_infra_stack import as_list, env_of, ref_id, statements_of_role
+from tests.infra.test_infra_db_roles import database_logins, readable_secrets
+from tests.infra.test_infra_stack import as_list, env_of, ref_id, statements_of_role
 
 
 def reconcile_function(s) -> tuple[str, dict]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import json
 
-from test_infra_stack import api_methods, as_list, functions_by_key, ref_id, resource_paths, statements_of_role
+from tests.infra.test_infra_stack import (
+    api_methods,
+    as_list,
+    functions_by_key,
+    ref_id,
+    resource_paths,
+    statements_of_role,
+)
 
 
 def _invoke_statements(s):

@@ -218,7 +218,7 @@ def test_queues_have_dlqs_and_consistent_visibility(any_synth):
     assert len(work) == 2
     dlqs = {ref_id(q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]) for q in work.values()}
     assert dlqs == set(queues) - set(work)
-    fns = {logical: res for logical, res in any_synth.of_type("AWS::Lambda::Function").items()}
+    fns = dict(any_synth.of_type("AWS::Lambda::Function").items())
     mappings = any_synth.of_type("AWS::Lambda::EventSourceMapping")
     for logical_id, q in work.items():
         props = q["Properties"]
@@ -343,7 +343,7 @@ def test_cors_preflight_on_every_resource_and_stage_throttling(any_synth):
     paths_with_routes = {path for path, _ in EXPECTED_ROUTES}
     preflight = {path for path, method in methods if method == "OPTIONS"}
     assert paths_with_routes <= preflight
-    for (path, method), props in methods.items():
+    for (_path, method), props in methods.items():
         if method == "OPTIONS":
             assert props["Integration"]["Type"] == "MOCK"
             assert not props.get("ApiKeyRequired")
@@ -525,7 +525,7 @@ def test_service_roles_are_least_privilege(any_synth):
             if st.get("Resource") == "*" or "*" in as_list(st.get("Resource")):
                 # ENI management for the VPC, and sending X-Ray segments (target=aws): neither
                 # supports resource-level permissions.
-                assert all(a.startswith("ec2:") and "NetworkInterface" in a or a == "ec2:DescribeSubnets"
+                assert all((a.startswith("ec2:") and "NetworkInterface" in a) or a == "ec2:DescribeSubnets"
                            or a.endswith("PrivateIpAddresses")
                            or a in ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
                            for a in actions), f"{key}: {actions}"  # fmt: skip

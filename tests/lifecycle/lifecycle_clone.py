@@ -4,6 +4,7 @@ wheelhouse built once so fresh virtualenvs install offline and fast, and full cl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -40,8 +41,9 @@ def copy_checkout(dest: Path) -> Path:
 
 
 def wheelhouse() -> Path:
-    """Wheels of every requirement (plus pip and setuptools, for the Makefile's `pip install
-    --upgrade pip` and the editable install), built once per set of requirements."""
+    """The files of every locked requirement (pip and setuptools among them, for the Makefile's
+    editable installs), downloaded once per set of lock files. Downloaded, not built: the
+    Makefile installs with `--require-hashes`, and only the very files the locks name match."""
     digest = hashlib.sha256(f"{sys.version_info[:2]}".encode())
     for name in REQUIREMENTS:
         digest.update((REPO / name).read_bytes())
@@ -52,11 +54,10 @@ def wheelhouse() -> Path:
     WHEELHOUSE_BASE.chmod(0o755)
     building = WHEELHOUSE_BASE / f".building-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
-    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(building)]
-    # The project and LocalStack virtualenvs pin differently: resolved one at a time.
-    for args in (["-r", "requirements-dev.txt"], ["-r", "requirements-localstack.txt"],
-                 ["pip", "setuptools", "wheel"]):
-        subprocess.run(pip_wheel + args, cwd=REPO, check=True)
+    pip_download = [sys.executable, "-m", "pip", "download", "-q", "--require-hashes", "--dest", str(building)]
+    # The project and LocalStack virtualenvs pin differently: one lock at a time.
+    for lock in ("requirements-dev.txt", "requirements-localstack.txt"):
+        subprocess.run([*pip_download, "-r", lock], cwd=REPO, check=True)
     for path in [building, *building.iterdir()]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     (building / ".complete").touch()
@@ -114,10 +115,8 @@ def processes_of(checkout: Path, server_dirs: list[Path], uid: int | None = None
 def kill_all(processes: list[psutil.Process]) -> None:
     """Last resort after a failed test: these are processes this test started, by pid."""
     for process in processes:
-        try:
+        with contextlib.suppress(psutil.Error):
             process.send_signal(signal.SIGKILL)
-        except psutil.Error:
-            pass
     psutil.wait_procs(processes, timeout=10)
 
 

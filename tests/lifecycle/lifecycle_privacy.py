@@ -74,7 +74,7 @@ class CommandLineWatcher:
                     self.seen.add("\0".join(cmdline))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "CommandLineWatcher":
+    def __enter__(self) -> CommandLineWatcher:
         self._thread.start()
         return self
 

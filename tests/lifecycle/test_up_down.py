@@ -27,9 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "localcloud")}
-    return subprocess.run([sys.executable, "-m", "valerix_localcloud", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run([sys.executable, "-m", "valerix_localcloud", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=900, check=False)
 
 
 def _listening(port: int) -> bool:

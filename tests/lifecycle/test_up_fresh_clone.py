@@ -12,6 +12,7 @@ shown on a command line or left readable by another user.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -77,10 +78,10 @@ class FreshClone:
                    *(f"{key}={value}" for key, value in self.env.items()), *cmd]
             env = {"PATH": os.environ["PATH"]}
         return subprocess.run(cmd, cwd=self.checkout, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
 
     def as_nobody(self, *cmd: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["runuser", "-u", "nobody", "--", *cmd], capture_output=True, text=True)
+        return subprocess.run(["runuser", "-u", "nobody", "--", *cmd], capture_output=True, text=True, check=False)
 
 
 def _show(result: subprocess.CompletedProcess, lines: int = 80) -> str:
@@ -129,10 +130,8 @@ def _up_then_down(clone: FreshClone, ports: dict[str, str]) -> dict:
 def _cleanup(clone: FreshClone, uid: int | None = None) -> None:
     server_dirs = postgres_server_dirs(clone.checkout) if clone.checkout.exists() else []
     if (clone.checkout / ".venv" / "bin" / "python").exists():
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             clone.make("down", timeout=300)
-        except subprocess.TimeoutExpired:
-            pass
     kill_all(processes_of(clone.checkout, server_dirs, uid))
     for server_dir in server_dirs:
         if not server_dir.is_relative_to(clone.checkout):
@@ -170,7 +169,7 @@ def unprivileged_user():
         yield entry
     finally:
         kill_all(processes_of(Path(entry.pw_dir), [], entry.pw_uid))
-        subprocess.run(["userdel", "--remove", name], capture_output=True)
+        subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
         shutil.rmtree(entry.pw_dir, ignore_errors=True)
 
 

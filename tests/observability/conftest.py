@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-EXPORTER_DIR = REPO / "observability" / "exporter"
-if str(EXPORTER_DIR) not in sys.path:
-    sys.path.insert(0, str(EXPORTER_DIR))
+from tests.observability.obs_prometheus import PrometheusServer
 
-from tests.observability.obs_prometheus import PrometheusServer, free_port  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

@@ -120,5 +120,5 @@ def traffic_lines(confirmed: int = 3, queued: int = 2, rejected: int = 1,
 
     statuses = {"CONFIRMED": confirmed, "QUEUED": queued, "REJECTED": rejected}
     return Traffic(capture(run), {k: v for k, v in statuses.items() if v},
-                   list(order_ms) + [5.0], {"timeout": 2, "circuit_open": 1},
+                   [*list(order_ms), 5.0], {"timeout": 2, "circuit_open": 1},
                    {"latency": 2, "crash_after_commit": 1})

@@ -17,16 +17,14 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "observability" / "exporter")) if str(REPO / "observability" / "exporter") not in sys.path else None
+from valerix_exporter import promconfig
 
-from valerix_exporter import promconfig  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -50,11 +48,11 @@ class PrometheusServer:
         self.config_path = self.workdir / "prometheus.yml"
         self.log_path = self.workdir / "prometheus.log"
 
-    def start(self, timeout: float = 30.0) -> "PrometheusServer":
+    def start(self, timeout: float = 30.0) -> PrometheusServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         promconfig.write(self.config_path, promconfig.render(
             self.targets, scrape_interval=self.scrape_interval, evaluation_interval=self.evaluation_interval))
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 -- lives as long as the server; closed by stop()
         self.proc = subprocess.Popen(
             [PROMETHEUS, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",

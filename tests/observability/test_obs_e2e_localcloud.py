@@ -73,7 +73,8 @@ def test_prometheus_counts_orders_and_latency_from_the_local_cloud(localcloud, p
     if not quiet or others is not None:  # other tests use the same cloud right now: lower bounds only
         assert all(current.get(s, 0.0) >= v for s, v in expected.items()), (placed, base_status, current)
         assert posts >= base_posts + 5
-        warnings.warn("other traffic on the local cloud during the test: order counts checked as lower bounds")
+        warnings.warn("other traffic on the local cloud during the test: order counts checked as lower bounds",
+                      stacklevel=1)
 
     # the latency histogram of POST /orders is there and usable
     buckets = prom.query('valerix_http_request_duration_seconds_bucket{service="order",route="/orders",method="POST"}')

@@ -3,6 +3,7 @@ restart without double counting, late events, new log groups, queue depths, HTTP
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -26,14 +27,10 @@ def aws():
 
 
 def put(logs, group: str, lines: list[str], stream: str = "2025/11/21/[$LATEST]abc", ts: int | None = None):
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_group(logGroupName=group)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
     now = ts or int(time.time() * 1000)
     logs.put_log_events(logGroupName=group, logStreamName=stream,
                         logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
@@ -62,7 +59,7 @@ def counter(exporter: Exporter, family: str, **where) -> float:
 def test_follows_incrementally_and_restart_never_double_counts(aws, tmp_path):
     logs = aws.client("logs")
     traffic = traffic_lines()
-    put(logs, ORDER_GROUP, ["START RequestId: x"] + traffic.lines)
+    put(logs, ORDER_GROUP, ["START RequestId: x", *traffic.lines])
     state = tmp_path / "state"
 
     exporter = make(aws, state)
@@ -229,7 +226,7 @@ def test_malformed_and_foreign_lines_are_counted_not_exported(aws, tmp_path):
     good = traffic_lines(confirmed=1, queued=0, rejected=0).lines
     foreign = json.loads(good[-1])
     foreign["_aws"]["CloudWatchMetrics"][0]["Namespace"] = "SomeoneElse"
-    put(logs, ORDER_GROUP, ["not json at all", "[ERROR] " + good[0], "{broken", json.dumps(foreign)] + good)
+    put(logs, ORDER_GROUP, ["not json at all", "[ERROR] " + good[0], "{broken", json.dumps(foreign), *good])
     exporter = make(aws, tmp_path / "state")
     exporter.poll_once()
     assert counter(exporter, "valerix_exporter_parse_errors", reason="prefixed") == 1
@@ -293,7 +290,8 @@ def test_queue_depths_and_http_endpoints(aws, tmp_path):
         assert summary["circuitState"] == "open"
         assert summary["orders"] == traffic.order_statuses
 
-        pre = requests.options(f"{base}/api/summary", headers={"Origin": DASHBOARD, "Access-Control-Request-Method": "GET"})
+        pre = requests.options(f"{base}/api/summary", headers={"Origin": DASHBOARD, "Access-Control-Request-Method": "GET"},
+                                timeout=5)
         assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == DASHBOARD
         health = requests.get(f"{base}/healthz", timeout=5)
         assert health.status_code == 200 and health.json()["status"] == "ok"

@@ -100,7 +100,7 @@ def test_report_lines_become_metrics_and_the_summary_grid(aws, tmp_path):
              executor_report("o3", 30.0, 512, 130),
              executor_report("o4", 40.0, 512, 135, init_ms=270.0)]    # a second environment
     inventory = [executor_report("i1", 10.0, 256, 60)]
-    put(logs, f"/aws/lambda/{ORDER_FN}", ["START RequestId: o1 Version: $LATEST"] + order, ts=now)
+    put(logs, f"/aws/lambda/{ORDER_FN}", ["START RequestId: o1 Version: $LATEST", *order], ts=now)
     put(logs, f"/aws/lambda/{INVENTORY_FN}", inventory, ts=now)
     exporter = make(aws, tmp_path / "state", log_group_prefixes=["/aws/lambda/"])
     port = exporter.serve()

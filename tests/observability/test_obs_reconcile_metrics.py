@@ -13,7 +13,7 @@ def test_reconcile_metrics_become_the_gauge_the_alert_reads(capsys, monkeypatch)
 
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Valerix")
     store = MetricStore()
-    counts = {kind: 0 for kind in KINDS}
+    counts = dict.fromkeys(KINDS, 0)
     emit_metrics({**counts, "missing_reservation": 2})
     assert feed(store, lines_of(capsys)) == []
 

@@ -137,7 +137,7 @@ class Exited(BaseException):
 @pytest.fixture
 def no_sleep(monkeypatch):
     slept = []
-    monkeypatch.setattr(chaos.time, "sleep", lambda seconds: slept.append(seconds))
+    monkeypatch.setattr(chaos.time, "sleep", slept.append)
     return slept
 
 
@@ -284,7 +284,7 @@ def test_fail_open_when_table_missing(aws, caplog, capsys):
 
 
 def test_fail_open_when_ssm_unreachable(aws, caplog):
-    ssm, ddb = aws
+    _ssm, ddb = aws
     calls = []
     now = [100.0]
 
@@ -390,7 +390,7 @@ with mock_aws():
            "GREMLIN_PARAMETER_NAME": PARAM, "POWERTOOLS_SERVICE_NAME": "inventory", "PYTHONPATH": str(root)}
     env.pop("AWS_ENDPOINT_URL", None)
     proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
     assert proc.returncode == 1, proc.stderr
     assert "SURVIVED" not in proc.stdout
     [metric] = metric_lines(proc.stdout)
@@ -443,7 +443,7 @@ def test_database_mode_defaults_to_unreachable_and_round_trips():
 
 
 def iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_stamp_expiry_gives_enabled_modes_an_absolute_expiry():

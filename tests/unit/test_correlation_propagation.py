@@ -40,14 +40,14 @@ def log_lines():
     stream = io.StringIO()
     loggers = [get_logger(name) for name in ("unit-correlation", "inventory", "order")]
     handlers = [logging.StreamHandler(stream) for _ in loggers]
-    for logger, handler in zip(loggers, handlers):  # each with its own logger's format (its service)
+    for logger, handler in zip(loggers, handlers, strict=True):  # each with its own logger's format (its service)
         handler.setFormatter(logger.registered_formatter)
     levels = [logger.log_level for logger in loggers]
-    for logger, handler in zip(loggers, handlers):
+    for logger, handler in zip(loggers, handlers, strict=True):
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    for logger, handler, level in zip(loggers, handlers, levels):
+    for logger, handler, level in zip(loggers, handlers, levels, strict=True):
         logger.removeHandler(handler)
         logger.setLevel(level)
 
@@ -80,7 +80,7 @@ def test_the_reserve_request_carries_the_id_and_it_stays_optional():
     assert parse_inventory_command(request.model_dump(exclude_none=True)) == request
 
 
-@pytest.mark.parametrize("bad", HOSTILE + [7])
+@pytest.mark.parametrize("bad", [*HOSTILE, 7])
 def test_a_malformed_id_in_a_reserve_request_is_refused(bad):
     with pytest.raises(ValidationError) as info:
         parse_inventory_command({"action": "reserve", "orderId": "o-1", "productId": "widget", "quantity": 1,

@@ -5,6 +5,7 @@ tests/e2e/test_executor.py."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -13,12 +14,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.process_markers import processes_named
-
 from valerix_localcloud import zygote
 from valerix_localcloud.runtime_api import API_PREFIX, Invocation, RuntimeApiServer
 
@@ -176,7 +177,7 @@ class Environment:
         except BlockingIOError:
             return ""
 
-    def close(self, members=lambda: set()) -> None:
+    def close(self, members: Callable[[], set[int]] = set) -> None:
         zygote.kill_environment(self.pid, members)
         self.api.close()
         self.output.close()
@@ -352,8 +353,8 @@ def test_fork_server_refuses_another_user_even_when_the_socket_file_is_open(fork
     opened = [path for path in fork_server.parents if path.stat().st_mode & 0o777 == 0o700]
     modes = {path: path.stat().st_mode & 0o777 for path in opened}
     for path in opened:
-        os.chmod(path, 0o711)
-    os.chmod(fork_server, 0o666)
+        os.chmod(path, 0o711)  # noqa: S103 -- on purpose: only the socket's own check is left
+    os.chmod(fork_server, 0o666)  # noqa: S103 -- on purpose: only the socket's own check is left
     try:
         read_end, write_end = os.pipe()
         child = os.fork()
@@ -365,10 +366,9 @@ def test_fork_server_refuses_another_user_even_when_the_socket_file_is_open(fork
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                     conn.connect(str(fork_server))
                     payload = json.dumps({"cwd": "/", "env": {}, "handler": "probe.handler"}).encode()
-                    try:
+                    # refused before the request was read: the refusal is still readable
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                         socket.send_fds(conn, [payload], [write_end])
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass  # refused before the request was read: the refusal is still readable
                     conn.settimeout(10)
                     answer = conn.recv(4096)
                 os.write(write_end, answer)

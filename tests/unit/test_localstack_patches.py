@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from valerix_localcloud import patches
 
@@ -85,7 +86,7 @@ def _stream_with(timestamps: list[int]):
     from moto.logs.models import LogStream
 
     class Group:
-        subscription_filters: dict = {}
+        subscription_filters: ClassVar[dict[str, Any]] = {}
 
     stream = LogStream.__new__(LogStream)
     stream.events = []

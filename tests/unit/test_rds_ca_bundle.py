@@ -37,7 +37,7 @@ def test_every_certificate_is_an_amazon_rds_ca():
 
 
 def test_current_g1_roots_of_the_main_regions_are_present_and_valid():
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     valid = {c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
              for c in _certificates() if c.not_valid_before_utc <= now < c.not_valid_after_utc}
     for region in REGIONS:

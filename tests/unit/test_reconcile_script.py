@@ -6,14 +6,13 @@ import datetime as dt
 import io
 import json
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 
+from scripts import reconcile as script
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-import reconcile as script  # noqa: E402
 
 CLEAN = {"status": "clean", "checkedAt": "2026-01-01T00:00:00+00:00", "staleMinutes": 5, "since": None,
          "counts": {"orders": 2, "reservations": 2}, "dlqDepths": {"inventory": 0, "completion": 0},
@@ -28,7 +27,7 @@ class FakeLambda:
     def __init__(self, answer, function_error: bool = False) -> None:
         self.answer, self.function_error, self.payloads = answer, function_error, []
 
-    def invoke(self, FunctionName, InvocationType, Payload):  # noqa: N803 - boto3's names
+    def invoke(self, FunctionName, InvocationType, Payload):
         self.payloads.append(json.loads(Payload))
         out = {"Payload": io.BytesIO(json.dumps(self.answer).encode())}
         if self.function_error:
@@ -81,7 +80,7 @@ def test_options_reach_the_function(run):
 
 def test_relative_since_is_measured_back_from_now():
     value = dt.datetime.fromisoformat(script.since_argument("2h"))
-    assert abs((dt.datetime.now(dt.timezone.utc) - value) - dt.timedelta(hours=2)) < dt.timedelta(minutes=1)
+    assert abs((dt.datetime.now(dt.UTC) - value) - dt.timedelta(hours=2)) < dt.timedelta(minutes=1)
 
 
 @pytest.mark.parametrize("value", ["2x", "yesterday", "2026-01-31T12:00:00"])

@@ -5,20 +5,16 @@ two different runs give different pictures, and what each picture holds is what 
 from __future__ import annotations
 
 import re
-import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
+from scripts import bench, report_charts, verify
+from tests.synthetic_runs import bench_samples, verify_run
 
-import bench  # noqa: E402
-from tests.synthetic_runs import bench_samples, verify_run  # noqa: E402
-import report_charts  # noqa: E402
-import verify  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 SVG = "{http://www.w3.org/2000/svg}"
 

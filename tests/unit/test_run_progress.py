@@ -4,14 +4,12 @@ output is not a terminal (CI logs), a live bar when it is."""
 from __future__ import annotations
 
 import io
-import sys
 import threading
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
+from scripts.run_progress import RunProgress
 
-from run_progress import RunProgress  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Clock:
@@ -62,13 +60,12 @@ def test_eta_is_unknown_before_the_first_order_and_minutes_are_readable():
 
 def test_counts_from_many_threads_add_up():
     out = io.StringIO()
-    with RunProgress(stream=out, every_s=3600) as progress:
-        with progress.phase("error", total=800) as phase:
-            threads = [threading.Thread(target=lambda: [phase.advance() for _ in range(100)]) for _ in range(8)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+    with RunProgress(stream=out, every_s=3600) as progress, progress.phase("error", total=800) as phase:
+        threads = [threading.Thread(target=lambda: [phase.advance() for _ in range(100)]) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     assert out.getvalue().splitlines()[-1].startswith("[error] done: 800/800 orders")
 
 

@@ -67,10 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     groups = _csv(args.log_groups)
-    if args.log_group_prefix is None:
-        prefixes = [] if groups else ["/aws/lambda/"]
-    else:
-        prefixes = _csv(args.log_group_prefix)
+    prefixes = ([] if groups else ["/aws/lambda/"]) if args.log_group_prefix is None else _csv(args.log_group_prefix)
     return Config(
         endpoint_url=args.endpoint_url, region=args.region, log_group_prefixes=prefixes,
         log_groups=groups, queue_urls=parse_queue_urls(args.queue_urls), host=args.host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import ipaddress
 import json
@@ -60,7 +61,7 @@ def make_session(endpoint_url: str | None, region: str | None):
     region = region or session.region_name or "us-east-1"
     if endpoint_url and session.get_credentials() is None:
         # LocalStack / moto accept any credentials; don't require the caller to invent some.
-        return boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test",
+        return boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test",  # noqa: S106 -- the emulators' fixed dummy
                                      region_name=region)
     return boto3.session.Session(region_name=region)
 
@@ -110,9 +111,9 @@ class Exporter:
         self._lock_fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as exc:
             os.close(self._lock_fd)
-            raise RuntimeError(f"another exporter already uses the state directory {self.state_dir}")
+            raise RuntimeError(f"another exporter already uses the state directory {self.state_dir}") from exc
         session = session or make_session(config.endpoint_url, config.region)
         boto_cfg = BotoConfig(retries={"mode": "adaptive", "max_attempts": 5},
                               connect_timeout=5, read_timeout=20)
@@ -350,7 +351,7 @@ class Exporter:
                                          "endpoints": ["/metrics", "/api/summary", "/healthz"]})
                     else:
                         self._json(404, {"message": f"no such path: {path}"})
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     log.exception("request failed")
                     self._json(500, {"message": f"exporter error: {exc.__class__.__name__}"})
 
@@ -364,11 +365,9 @@ class Exporter:
         self._server = ThreadingHTTPServer((self.config.host, self.config.port), Handler)
         port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, name="exporter-http", daemon=True).start()
-        try:
+        with contextlib.suppress(OSError):
             (self.state_dir / "endpoint.json").write_text(json.dumps(
                 {"pid": os.getpid(), "port": port, "url": f"http://127.0.0.1:{port}"}))
-        except OSError:
-            pass
         return port
 
     def start(self) -> int:

@@ -31,7 +31,7 @@ class StoreCollector(Collector):
                     elif fam.kind == HISTOGRAM:
                         buckets, total, count = value
                         acc = 0
-                        for bound, n in zip(self.store.buckets + (float("inf"),), buckets):
+                        for bound, n in zip((*self.store.buckets, float("inf")), buckets, strict=False):
                             acc += n
                             metric.add_sample(fam.name + "_bucket", {**lbl, "le": floatToGoString(bound)}, acc)
                         metric.add_sample(fam.name + "_count", lbl, count)

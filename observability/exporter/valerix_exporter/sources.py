@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
@@ -134,8 +134,8 @@ class LogFollower:
 def parse_queue_urls(spec: str) -> dict[str, str]:
     """``inventory=url,completion=url`` (a bare URL is named after its queue)."""
     queues: dict[str, str] = {}
-    for item in (spec or "").split(","):
-        item = item.strip()
+    for raw in (spec or "").split(","):
+        item = raw.strip()
         if not item:
             continue
         if "=" in item and not item.split("=", 1)[0].startswith(("http://", "https://")):
@@ -152,7 +152,7 @@ class QueuePoller:
     A queue named ``<x>-dlq`` / ``<x>_dlq`` in ``--queue-urls`` is taken as the DLQ of ``<x>``.
     """
 
-    ATTRS = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "RedrivePolicy"]
+    ATTRS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "RedrivePolicy")
 
     def __init__(self, client, queues: dict[str, str]):
         self.client = client

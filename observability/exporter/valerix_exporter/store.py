@@ -112,7 +112,7 @@ class MetricStore:
         elif fam.kind != kind:
             self.inc("valerix_exporter_dropped_records", (("reason", "type_conflict"),))
             return
-        labels = tuple(sorted((("namespace", record.namespace),) + record.labels))
+        labels = tuple(sorted((("namespace", record.namespace), *record.labels)))
         if kind == COUNTER:
             amount = sum(v for v in record.values if v >= 0)
             fam.series[labels] = fam.series.get(labels, 0.0) + amount
