@@ -28,7 +28,7 @@ own user can read: `VALERIX_ADMIN_API_KEY`, `VALERIX_ORDER_DB_SECRET`,
 | `dbMaxConnections` | from `dbInstanceClass` | aws only: the instances' `max_connections` (`SHOW max_connections`), for the connections alarm |
 | `account` / `region` | none (environment-agnostic) | pin the stack environment |
 | `nag` | `true` | apply cdk-nag AwsSolutions checks during synth |
-"""
+"""  # noqa: E501 -- Markdown table rows
 
 from __future__ import annotations
 

@@ -111,7 +111,9 @@ def acknowledge_serverless_findings(stack: Stack) -> None:
     """Acknowledge the design-level Serverless findings where their premise holds (see module doc)."""
     dead_letter_queue_arns = set()
     for node in stack.node.find_all():
-        if (isinstance(node, sqs.CfnQueue) and node.redrive_policy is not None) or (isinstance(node, sns.CfnSubscription) and node.redrive_policy is not None):
+        if (isinstance(node, sqs.CfnQueue) and node.redrive_policy is not None) or (
+            isinstance(node, sns.CfnSubscription) and node.redrive_policy is not None
+        ):
             dead_letter_queue_arns.add(str(stack.resolve(node.redrive_policy).get("deadLetterTargetArn")))
 
     from infra.constructs.service_function import ServiceFunction  # imports this module
@@ -142,6 +144,9 @@ def acknowledge_serverless_findings(stack: Stack) -> None:
 
 def _is_sqs_queue_arn(stack: Stack, resolved_arn: str) -> bool:
     for node in stack.node.find_all():
-        if isinstance(node, sqs.CfnQueue) and str(stack.resolve(cdk.Fn.get_att(node.logical_id, "Arn"))) == resolved_arn:
+        if (
+            isinstance(node, sqs.CfnQueue)
+            and str(stack.resolve(cdk.Fn.get_att(node.logical_id, "Arn"))) == resolved_arn
+        ):
             return True
     return False

@@ -468,8 +468,13 @@ class ValerixStack(Stack):
             CfnOutput(
                 self,
                 "AdminApiKeyValueCommand",
-                value=Fn.join("", ["aws secretsmanager get-secret-value --query SecretString --output text --secret-id ",
-                                   self.admin_key.secret_arn]),
+                value=Fn.join(
+                    "",
+                    [
+                        "aws secretsmanager get-secret-value --query SecretString --output text --secret-id ",
+                        self.admin_key.secret_arn,
+                    ],
+                ),
                 description="Prints the generated admin API key (the API key and the functions use this secret)",
             )
 

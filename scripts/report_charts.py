@@ -285,7 +285,7 @@ figcaption {{ color: #555; font-size: .9rem; }}
 {figures}
 </body>
 </html>
-""")
+""")  # noqa: E501 -- an HTML page, its lines as the browser gets them
     return path
 
 

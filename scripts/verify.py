@@ -288,8 +288,14 @@ def write_report(report: Report, path_md: Path, path_json: Path) -> None:
         lines += ["All invariants hold: every accepted order reached a final state, none lost, "
                   "stock moved exactly by the confirmed quantities, no reservation twice, "
                   "no negative stock, DLQs empty."]
-    lines += ["", *report_charts.markdown_lines(charts, page), "## Phases", "", "| phase | orders | 201 | 202 | 409 | other | p50 ms | p99 ms | final CONFIRMED | final REJECTED |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        *report_charts.markdown_lines(charts, page),
+        "## Phases",
+        "",
+        "| phase | orders | 201 | 202 | 409 | other | p50 ms | p99 ms | final CONFIRMED | final REJECTED |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for phase, stats in report.phases.items():
         lines.append(f"| {phase} | {stats['orders']} | {stats['201']} | {stats['202']} | {stats['409']} | "
                      f"{stats['other']} | {stats['p50_ms']:.0f} | {stats['p99_ms']:.0f} | "

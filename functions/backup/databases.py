@@ -63,7 +63,9 @@ def connect(secret: ServerSecret, database: str | None = None, *, timeout: float
         return db.connect(dataclasses.asdict(secret), tls=get_settings().db_tls, database=database or secret.dbname,
                           timeout=timeout, application_name="valerix-backup")
     except Exception as exc:
-        raise BackupError(f"cannot connect to {database or secret.dbname} on {secret.host}:{secret.port}: {exc}") from exc
+        raise BackupError(
+            f"cannot connect to {database or secret.dbname} on {secret.host}:{secret.port}: {exc}"
+        ) from exc
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@
 | `BACKUP_LOCAL_RETENTION_DAYS` | default 7 |
 | `BACKUP_EXTERNAL_RETENTION_DAYS` | default 30 |
 | `BACKUP_PRUNE_MODE` | `delete` (default; the functions delete what is past retention: LocalStack runs no S3 lifecycle expiry) or `lifecycle` (target=aws: the functions never delete, the buckets' lifecycle rules expire old objects under Object Lock) |
-"""
+"""  # noqa: E501 -- Markdown table rows
 
 from __future__ import annotations
 

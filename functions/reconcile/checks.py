@@ -16,7 +16,7 @@ compared by a merge join: memory grows with the problems found, not with the ord
 Fine, not problems: a `REJECTED` reservation of a `REJECTED` order (insufficient stock is
 recorded so a replay answers the same); any reservation of a `PENDING`/`QUEUED` order (in
 flight: the completion message is on its way; should it never arrive, `stuck_order` says so).
-"""
+"""  # noqa: E501 -- Markdown table rows
 
 from __future__ import annotations
 
@@ -103,7 +103,8 @@ def check_pair(order: OrderRow | None, reservation: ReservationRow | None, *, no
         if reservation is None:
             problems.append(Problem(
                 "missing_reservation",
-                f"order {order.order_id} is CONFIRMED ({order.quantity} x {order.product_id}) but has no reservation",
+                f"order {order.order_id} is CONFIRMED ({order.quantity} x {order.product_id}) "
+                "but has no reservation",
                 order.order_id,
                 details={"order": _order(order)},
             ))

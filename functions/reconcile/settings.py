@@ -6,7 +6,7 @@
 | `DLQ_URLS` | `name=url,...` of the dead-letter queues whose depth is checked (`inventory=…,completion=…`) |
 | `RECONCILE_STALE_MINUTES` | an order `PENDING`/`QUEUED` for longer than this is a problem (default 5) |
 | `DB_TLS` / `DB_CA_BUNDLE` | as every function (functions/common/settings.py) |
-"""
+"""  # noqa: E501 -- Markdown table rows
 
 from __future__ import annotations
 

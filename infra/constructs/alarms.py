@@ -18,7 +18,7 @@ What is covered, and the helper that adds it:
 
 Adding a metric (an RDS Proxy, a new queue) is one `alarm(...)` call or a helper like the ones
 below; tests/infra/test_infra_alarms.py checks that every alarm in the template notifies the topic.
-"""
+"""  # noqa: E501 -- Markdown table rows
 
 from __future__ import annotations
 

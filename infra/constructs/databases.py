@@ -145,7 +145,8 @@ class Databases(Construct):
     def _build_network(self) -> None:
         if self.config.nat_gateways < 1:
             raise ValueError(
-                "natGateways must be >= 1: functions in the VPC reach the Lambda, SQS, DynamoDB, SSM and Secrets Manager APIs through it"
+                "natGateways must be >= 1: functions in the VPC reach the Lambda, SQS, DynamoDB, SSM and "
+                "Secrets Manager APIs through it"
             )
         self.vpc = ec2.Vpc(
             self,

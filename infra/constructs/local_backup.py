@@ -61,7 +61,7 @@ Wiring (in `ValerixStack.__init__`, after `self.code` and the other functions ex
 
 and in `_outputs()`: `outputs.update(self.local_backup.outputs())` (BackupBucketName,
 ExternalBackupBucketName, BackupKeyArn).
-"""
+"""  # noqa: E501 -- Markdown table rows
 
 from __future__ import annotations
 
@@ -185,7 +185,9 @@ class LocalBackup(Construct):
             for db in self._databases:
                 if db.instance is not None:
                     db.instance.connections.allow_from(
-                        self.security_group, ec2.Port.tcp(POSTGRES_PORT), f"Postgres from the backup functions ({db.name})"
+                        self.security_group,
+                        ec2.Port.tcp(POSTGRES_PORT),
+                        f"Postgres from the backup functions ({db.name})",
                     )
 
         # ------------------------------------------------------------ functions

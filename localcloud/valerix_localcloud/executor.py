@@ -222,8 +222,8 @@ class Zygote:
     _instance: Zygote | None = None
 
     def __init__(self) -> None:
-        base = os.environ.get("VALERIX_RUNTIME_PID_DIR") or os.path.join(
-            os.environ.get("TMPDIR", "/tmp"), "valerix-runtimes")  # noqa: S108 -- TMPDIR is set by localstack_host; made 0700 below
+        tmp = os.environ.get("TMPDIR", "/tmp")  # noqa: S108 -- TMPDIR is set by localstack_host; made 0700 below
+        base = os.environ.get("VALERIX_RUNTIME_PID_DIR") or os.path.join(tmp, "valerix-runtimes")
         os.makedirs(base, mode=0o700, exist_ok=True)
         os.chmod(base, 0o700)  # the fork server's socket lives here: owner only
         self.socket_path = os.path.join(base, "zygote.sock")

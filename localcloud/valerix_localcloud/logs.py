@@ -173,7 +173,9 @@ class LogTail:
             start = self.cursor[group]
             seen = self.seen[group]
             for event in self._events(group, max(0, start - OVERLAP_MS) if seen else start):
-                key = event.get("eventId") or f"{event.get('logStreamName')}|{event['timestamp']}|{event.get('message')}"
+                key = (
+                    event.get("eventId") or f"{event.get('logStreamName')}|{event['timestamp']}|{event.get('message')}"
+                )
                 if key in seen:
                     continue
                 seen[key] = int(event["timestamp"])

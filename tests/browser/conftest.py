@@ -94,8 +94,11 @@ class Dashboard:
         page.fill("#quantity", str(quantity))
         page.click("#place-order")
         page.wait_for_function(
-            "(before) => [...document.querySelectorAll('#order-list li')].some(e => !before.includes(e.dataset.orderId))",
-            arg=list(before), timeout=timeout_ms)
+            "(before) => [...document.querySelectorAll('#order-list li')]"
+            ".some(e => !before.includes(e.dataset.orderId))",
+            arg=list(before),
+            timeout=timeout_ms,
+        )
         ids = page.eval_on_selector_all("#order-list li", "els => els.map(e => e.dataset.orderId)")
         new = [i for i in ids if i not in before]
         assert new, page.text_content("#order-feedback")

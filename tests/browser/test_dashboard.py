@@ -150,7 +150,8 @@ def test_phone_width_has_no_horizontal_overflow(dash):
     overflow = page.evaluate("""() => {
         const width = document.documentElement.clientWidth;
         const wide = [...document.querySelectorAll('body *')].filter((el) => {
-            if (el.closest('.table-wrap, dialog:not([open]), .skip-link')) return false;  // scrolls inside itself / hidden
+            // scrolls inside itself / hidden
+            if (el.closest('.table-wrap, dialog:not([open]), .skip-link')) return false;
             const r = el.getBoundingClientRect();
             return r.width > 0 && (r.right > width + 1 || r.left < -1);
         }).map((el) => el.id || el.className || el.tagName);

@@ -111,7 +111,9 @@ class Env:
         for server in self.servers.values():
             conn = server.connect("postgres")
             try:
-                found += [r[0] for r in conn.run("SELECT datname FROM pg_database WHERE datname LIKE '%\\_restore\\_%'")]
+                found += [
+                    r[0] for r in conn.run("SELECT datname FROM pg_database WHERE datname LIKE '%\\_restore\\_%'")
+                ]
             finally:
                 conn.close()
         return sorted(found)

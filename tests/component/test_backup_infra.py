@@ -62,8 +62,11 @@ def resources(template, kind: str) -> dict:
 def test_functions_handlers_and_environment(synthesized) -> None:
     target, template, _ = synthesized
     # (CDK adds unnamed provider functions of its own, e.g. the default-security-group restrictor)
-    functions = {f["Properties"]["FunctionName"]: f["Properties"] for f in resources(template, "AWS::Lambda::Function").values()
-                 if "FunctionName" in f["Properties"]}
+    functions = {
+        f["Properties"]["FunctionName"]: f["Properties"]
+        for f in resources(template, "AWS::Lambda::Function").values()
+        if "FunctionName" in f["Properties"]
+    }
     assert {name: props["Handler"] for name, props in functions.items()} == {
         "Valerix-backup": "functions.backup.handler.backup_handler",
         "Valerix-backup-sync": "functions.backup.handler.sync_handler",
@@ -90,7 +93,9 @@ def test_buckets_and_key_are_private_and_encrypted(synthesized) -> None:
     assert len(buckets) == 3  # backups, external, access logs
     for bucket in buckets.values():
         block = bucket["Properties"]["PublicAccessBlockConfiguration"]
-        assert all(block[k] for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+        assert all(
+            block[k] for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+        )
     (key,) = resources(template, "AWS::KMS::Key").values()
     assert key["Properties"]["EnableKeyRotation"] is True
 

@@ -171,7 +171,9 @@ def test_bootstrap_is_idempotent_and_follows_the_secrets(valerix, postgres_serve
     # A new password in the app secret (rotation) is what the role accepts after the next deploy.
     arn = valerix.secret_arns["order"]["app"]
     secret = role_secrets(postgres_servers["order"], "order")["app"]
-    aws_client("secretsmanager").put_secret_value(SecretId=arn, SecretString=json.dumps({**secret, "password": "n3w-pw"}))
+    aws_client("secretsmanager").put_secret_value(
+        SecretId=arn, SecretString=json.dumps({**secret, "password": "n3w-pw"})
+    )
     valerix.migrate("order")
     pg8000.native.Connection(user="order_app", password="n3w-pw", host="127.0.0.1",
                              port=postgres_servers["order"].port, database="order_db", timeout=10).close()
@@ -195,8 +197,8 @@ def test_tables_an_older_version_migrated_as_master_are_handed_to_the_owner(vale
     valerix.order_db.run("CREATE SEQUENCE legacy_seq")
     valerix.migrate("order")
     owners = dict(valerix.order_db.run(
-        "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'S')"))
+        "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'S')"))
     assert owners == {"orders": "order_owner", "schema_migrations": "order_owner", "legacy_seq": "order_owner"}
 
 

@@ -272,7 +272,9 @@ def test_ssm_faults_on_get_are_503_without_internals(gremlin, monkeypatch):
 
     class BrokenSsm:
         def get_parameter(self, **_):
-            raise ConnectionError(f"Could not connect to the endpoint URL: https://ssm.us-east-1.amazonaws.com/ {PARAM}")
+            raise ConnectionError(
+                f"Could not connect to the endpoint URL: https://ssm.us-east-1.amazonaws.com/ {PARAM}"
+            )
 
     monkeypatch.setattr(gremlin_app.get_store(), "_ssm", BrokenSsm())
     status, body = gremlin.call("GET")

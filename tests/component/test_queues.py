@@ -113,7 +113,9 @@ def test_completion_never_flips_a_final_state(valerix):
         (queued, "CONFIRMED", None),                     # late: ignored
         (queued, "REJECTED", "insufficient stock"),      # duplicate: no-op
     ]:
-        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"orderId": order_id, "status": status, "reason": reason}))
+        sqs.send_message(
+            QueueUrl=url, MessageBody=json.dumps({"orderId": order_id, "status": status, "reason": reason})
+        )
         valerix.drain_completion_queue()
     assert valerix.order_row(confirmed)["status"] == "CONFIRMED"
     row = valerix.order_row(queued)

@@ -168,7 +168,10 @@ def test_old_point_copied_under_a_newer_name_is_refused(backups: Backups) -> Non
     backups.s3.copy_object(Bucket=backups.bucket, Key=newer, CopySource={"Bucket": backups.bucket, "Key": old})
     before = backups.restore_databases("inventory")
     try:
-        listed = [p["point"] for p in backups.call("BackupRestoreFunctionName", {"list": True, "service": "inventory"})["points"]]
+        listed = [
+            p["point"]
+            for p in backups.call("BackupRestoreFunctionName", {"list": True, "service": "inventory"})["points"]
+        ]
         assert newer in listed and old in listed  # it looks like the newest point ...
         ok, body = backups.invoke("BackupRestoreFunctionName", {"point": newer})
         assert not ok, body  # ... but does not restore

@@ -161,7 +161,9 @@ def test_a_refused_database_setting_leaves_the_gremlin_unchanged(api):
 
 def _stop_alarm(localcloud) -> str:
     """The first stop-condition alarm the stack allows (the gremlin function's known list)."""
-    config = localcloud.client("lambda").get_function_configuration(FunctionName=localcloud.stack["GremlinFunctionName"])
+    config = localcloud.client("lambda").get_function_configuration(
+        FunctionName=localcloud.stack["GremlinFunctionName"]
+    )
     return config["Environment"]["Variables"]["GREMLIN_STOP_ALARMS"].split(",")[0]
 
 

@@ -83,8 +83,11 @@ class Template:
         out = []
         for alarm in self.of_type("AWS::CloudWatch::Alarm").values():
             p = alarm["Properties"]
-            if (p.get("Namespace") == namespace and p.get("MetricName") == metric
-                    and any(d["Name"] == dimension and logical_id in refs_in(d["Value"]) for d in p.get("Dimensions", []))):
+            if (
+                p.get("Namespace") == namespace
+                and p.get("MetricName") == metric
+                and any(d["Name"] == dimension and logical_id in refs_in(d["Value"]) for d in p.get("Dimensions", []))
+            ):
                 out.append(p)
         return out
 
@@ -332,7 +335,9 @@ def check_rds(f: Finding) -> None:
                 rules += t.props(ref_id(sp["BackupPlanId"]))["BackupPlan"]["BackupPlanRule"]
         if not any("*/4" in r["ScheduleExpression"] for r in rules) or not any(r.get("CopyActions") for r in rules):
             f.fail("no 4-hourly backup and no copy to a second vault")
-    elif f.rule == "AwsSolutions-RDS10" and (p.get("DeletionProtection") or f.resource.get("DeletionPolicy") != "Snapshot"):
+    elif f.rule == "AwsSolutions-RDS10" and (
+        p.get("DeletionProtection") or f.resource.get("DeletionPolicy") != "Snapshot"
+    ):
         f.fail("deletion protection is on, or no final snapshot is taken")
 
 

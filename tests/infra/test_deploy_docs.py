@@ -44,7 +44,10 @@ def test_cost_table_prices_the_quantities_of_the_template(aws_synth):
     interface = [e["Properties"] for e in aws_synth.of_type("AWS::EC2::VPCEndpoint").values()
                  if e["Properties"].get("VpcEndpointType") == "Interface"]  # fmt: skip
     azs = {len(e["SubnetIds"]) for e in interface}
-    assert table_row(doc, "interface endpoints")[1] == f"{len(interface)} \N{MULTIPLICATION SIGN} {azs.pop()} AZs" and not azs
+    assert (
+        table_row(doc, "interface endpoints")[1] == f"{len(interface)} \N{MULTIPLICATION SIGN} {azs.pop()} AZs"
+        and not azs
+    )
     assert table_row(doc, "KMS customer-managed keys")[1] == str(count(aws_synth, "AWS::KMS::Key"))
     assert table_row(doc, "Secrets Manager secrets")[1] == str(count(aws_synth, "AWS::SecretsManager::Secret"))
     assert table_row(doc, "CloudWatch alarms")[1] == str(count(aws_synth, "AWS::CloudWatch::Alarm"))

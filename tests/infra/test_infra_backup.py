@@ -58,7 +58,9 @@ def _allowed_on_buckets(s) -> list[tuple[str, str, dict]]:
     found = []
     for policy_id, policy in s.of_type("AWS::IAM::Policy").items():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            if statement.get("Effect", "Allow") == "Allow" and any(b in json.dumps(statement["Resource"]) for b in buckets):
+            if statement.get("Effect", "Allow") == "Allow" and any(
+                b in json.dumps(statement["Resource"]) for b in buckets
+            ):
                 found.extend((policy_id, a, statement) for a in _actions(statement))
     return found
 

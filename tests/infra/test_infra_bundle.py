@@ -134,7 +134,8 @@ def test_aws_bundle_contains_everything_its_handler_imports(aws_synth, function_
     tree = ast.parse(path.read_text())
     defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     defined |= {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
-                for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}  # fmt: skip
+                for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+                if isinstance(t, ast.Name)}  # fmt: skip
     # or built on lookup: `__getattr__ = lazy_attributes(globals(), <attribute>=builder)`
     # (functions/common/lazy.py; tests/infra/test_infra_aws_init.py looks every handler up)
     defined |= {keyword.arg for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)

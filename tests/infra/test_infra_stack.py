@@ -399,7 +399,9 @@ def test_local_secrets_hold_the_local_postgres_endpoints(local_synth):
     for res in set(secrets) - set(masters):
         template = json.loads(secrets[res]["Properties"]["GenerateSecretString"]["SecretStringTemplate"])
         master = json.loads(local_synth.context[f"{template['dbname'].removesuffix('_db')}DbSecret"])
-        assert {k: template[k] for k in ("host", "port", "dbname")} == {k: master[k] for k in ("host", "port", "dbname")}
+        assert {k: template[k] for k in ("host", "port", "dbname")} == {
+            k: master[k] for k in ("host", "port", "dbname")
+        }
     outputs = local_synth.template_dict["Outputs"]
     # the outputs name the run-time (app) logins, never the master
     for key in ("OrderDbSecretArn", "InventoryDbSecretArn"):

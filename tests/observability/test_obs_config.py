@@ -153,8 +153,10 @@ def dashboard_exprs() -> list[str]:
 
 def test_selector_extraction_itself():
     found, grouping = selectors(
-        'histogram_quantile(0.95, sum by (le, outcome) (rate(valerix_x_bucket{service="order",kind!="a"}[$__rate_interval])))'
-        ' / on(service) group_left max(up)')
+        "histogram_quantile(0.95, sum by (le, outcome) "
+        '(rate(valerix_x_bucket{service="order",kind!="a"}[$__rate_interval])))'
+        " / on(service) group_left max(up)"
+    )
     assert found == [("valerix_x_bucket", [("service", "=", "order"), ("kind", "!=", "a")]), ("up", [])]
     assert grouping == {"le", "outcome", "service"}
 

@@ -188,7 +188,10 @@ def test_names_units_and_label_sanitising():
     assert snake_case("ColdStart") == "cold_start"
     assert prometheus_name("HttpRequests", "Count") == ("valerix_http_requests", "counter")
     assert prometheus_name("RequestsTotal", "Count") == ("valerix_requests", "counter")
-    assert prometheus_name("InventoryCallDuration", "Milliseconds") == ("valerix_inventory_call_duration_seconds", "histogram")
+    assert prometheus_name("InventoryCallDuration", "Milliseconds") == (
+        "valerix_inventory_call_duration_seconds",
+        "histogram",
+    )
     assert prometheus_name("Lag", "Microseconds") == ("valerix_lag_seconds", "histogram")
     assert prometheus_name("CircuitState", "None") == ("valerix_circuit_state", "gauge")
     assert prometheus_name("PayloadSize", "Bytes") == ("valerix_payload_size", "gauge")

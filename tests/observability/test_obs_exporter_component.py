@@ -263,7 +263,9 @@ def test_queue_depths_and_http_endpoints(aws, tmp_path):
         assert metrics.status_code == 200
         assert "Access-Control-Allow-Origin" not in metrics.headers  # a scraper sends no Origin
         assert 'valerix_queue_depth{kind="main",queue="inventory",queue_name="valerix-inventory"} 3.0' in metrics.text
-        assert 'valerix_queue_depth{kind="dlq",queue="inventory",queue_name="valerix-inventory-dlq"} 1.0' in metrics.text
+        assert (
+            'valerix_queue_depth{kind="dlq",queue="inventory",queue_name="valerix-inventory-dlq"} 1.0' in metrics.text
+        )
         assert 'valerix_queue_depth{kind="main",queue="completion",queue_name="valerix-completion"} 0.0' in metrics.text
 
         r = requests.get(f"{base}/api/summary", headers={"Origin": DASHBOARD}, timeout=5)
@@ -290,8 +292,9 @@ def test_queue_depths_and_http_endpoints(aws, tmp_path):
         assert summary["circuitState"] == "open"
         assert summary["orders"] == traffic.order_statuses
 
-        pre = requests.options(f"{base}/api/summary", headers={"Origin": DASHBOARD, "Access-Control-Request-Method": "GET"},
-                                timeout=5)
+        pre = requests.options(
+            f"{base}/api/summary", headers={"Origin": DASHBOARD, "Access-Control-Request-Method": "GET"}, timeout=5
+        )
         assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == DASHBOARD
         health = requests.get(f"{base}/healthz", timeout=5)
         assert health.status_code == 200 and health.json()["status"] == "ok"

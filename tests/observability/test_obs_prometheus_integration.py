@@ -156,5 +156,7 @@ def test_cli_runs_as_a_process(tmp_path):
     assert 'valerix_order_outcomes_total{namespace="Valerix",path="sync",service="order",status="CONFIRMED"} 3.0' \
         in result.stdout
     assert (tmp_path / "st" / "state.json").exists()
-    check = subprocess.run(["promtool", "check", "metrics"], input=result.stdout, capture_output=True, text=True, check=False)
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=result.stdout, capture_output=True, text=True, check=False
+    )
     assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr

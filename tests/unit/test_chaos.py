@@ -417,7 +417,11 @@ NOW = 1_800_000_000.0  # a fixed wall clock: 2027-01-15T08:00:00Z
         ({"database": {"fault": "slow", "delayMs": -1}}, "database.delayMs", "greater than or equal to 0"),
         ({"database": {"fault": "slow", "delayMs": 60001}}, "database.delayMs", "less than or equal to 60000"),
         ({"database": {"fault": "slow"}}, "database.delayMs", "required"),
-        ({"database": {"fault": "exhausted", "delayMs": 10}}, "database.delayMs", "only applies to the 'slow' and 'locked'"),
+        (
+            {"database": {"fault": "exhausted", "delayMs": 10}},
+            "database.delayMs",
+            "only applies to the 'slow' and 'locked'",
+        ),
         ({"database": {"every": 0}}, "database.every", "greater than or equal to 1"),
         ({"database": {"lockTable": "products"}}, "database.lockTable", "unknown field"),
         ({"error": {"expiresAt": "tomorrow"}}, "error.expiresAt", "datetime"),

@@ -118,9 +118,16 @@ def _record(message_id: str, body: dict, correlation_id: str | None = None) -> d
     attributes = {} if correlation_id is None else {
         CORRELATION_ID_ATTRIBUTE: {"stringValue": correlation_id, "stringListValues": [], "binaryListValues": [],
                                    "dataType": "String"}}
-    return {"messageId": message_id, "receiptHandle": f"rh-{message_id}", "body": json.dumps(body),
-            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": attributes,
-            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"rh-{message_id}",
+        "body": json.dumps(body),
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": attributes,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+        "awsRegion": "us-east-1",
+    }
 
 
 def test_each_record_of_a_batch_logs_under_its_own_id_and_nothing_lingers(log_lines):

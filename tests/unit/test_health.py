@@ -12,7 +12,8 @@ import pytest
 from functions.common.health import Check, HealthCache, run_checks
 from functions.common.observability import get_logger
 
-LEAKY = "connection to 10.0.3.7 port 5432 failed: pg8000 InterfaceError (arn:aws:secretsmanager:eu-west-1:123456789012:secret:x)"
+LEAKY = ("connection to 10.0.3.7 port 5432 failed: pg8000 InterfaceError "
+         "(arn:aws:secretsmanager:eu-west-1:123456789012:secret:x)")
 
 
 def _refused() -> None:

@@ -116,7 +116,9 @@ def _running_host(tmp_path, monkeypatch, listen_all: bool, recorded: str | None)
     (True, "127.0.0.1", r"already running on 127\.0\.0\.1:1, not 0\.0\.0\.0: run `make down`"),
     (False, None, r"started by an older `make up`, which listened on every network interface"),
 ])
-def test_a_running_localstack_on_another_interface_is_never_reused(tmp_path, monkeypatch, listen_all, recorded, message):
+def test_a_running_localstack_on_another_interface_is_never_reused(
+    tmp_path, monkeypatch, listen_all, recorded, message
+):
     from valerix_localcloud.localstack_host import LocalStackError
 
     host = _running_host(tmp_path, monkeypatch, listen_all, recorded)

@@ -35,7 +35,9 @@ def test_select_by_short_or_full_name(wanted, expected):
 
 
 def test_an_unknown_function_is_refused_with_the_choices():
-    with pytest.raises(logs.LogsError, match=r"no function 'order' in the stack; choose from: inventory-api, order-api"):
+    with pytest.raises(
+        logs.LogsError, match=r"no function 'order' in the stack; choose from: inventory-api, order-api"
+    ):
         logs.select(logs.function_names(STACK, "Valerix"), "order")
 
 
@@ -113,7 +115,10 @@ def test_following_shows_every_event_once_in_time_order_and_only_the_chosen_func
     put(cloudwatch, "Valerix-order-api", powertools("first", correlation_id="c-1"), at=now - 2000)
     put(cloudwatch, "Valerix-inventory-api", "between", at=now - 1000)
     tail = logs.LogTail(cloudwatch, logs.function_names(STACK, "Valerix"), now - 60_000)
-    assert [(line.function, line.text) for line in tail.poll()] == [("order-api", "first"), ("inventory-api", "between")]
+    assert [(line.function, line.text) for line in tail.poll()] == [
+        ("order-api", "first"),
+        ("inventory-api", "between"),
+    ]
     assert tail.poll() == []  # the overlap re-read drops what was shown
     put(cloudwatch, "Valerix-order-api", "later")
     assert [line.text for line in tail.poll()] == ["later"]

@@ -34,8 +34,11 @@ def test_invocation_metrics_are_summed_per_function_and_metric():
         ("111111111111", "eu-west-1", "order-api", "Invocations"): 1,
     }
     assert len(published) == 2  # one call per account and region
-    assert all(d["Unit"] == "Count" and d["Dimensions"] == [{"Name": "FunctionName", "Value": d["Dimensions"][0]["Value"]}]
-               for _, _, data in published for d in data)
+    assert all(
+        d["Unit"] == "Count" and d["Dimensions"] == [{"Name": "FunctionName", "Value": d["Dimensions"][0]["Value"]}]
+        for _, _, data in published
+        for d in data
+    )
 
     published.clear()
     metrics.flush()
