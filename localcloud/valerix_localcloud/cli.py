@@ -20,7 +20,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from valerix_localcloud import listen
 from valerix_localcloud import logs as logs_command
@@ -59,7 +61,7 @@ def redact(text: str) -> str:
 
 
 @contextlib.contextmanager
-def step(name: str, hint: str):
+def step(name: str, hint: str) -> Iterator[None]:
     """`hint` is what to do when the step fails, unless the error names its own `fix`."""
     print(f"==> {name}", flush=True)
     started = time.monotonic()
@@ -107,7 +109,7 @@ def aws_env() -> dict[str, str]:
 
 
 def start(cmd: list[str], log_name: str, cwd: Path = REPO,
-          extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+          extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """`extra_env` carries secrets: the environment, unlike argv, only its own user can read."""
     log = STATE / "logs" / f"{log_name}.log"
     private_dir(log.parent)
@@ -116,7 +118,7 @@ def start(cmd: list[str], log_name: str, cwd: Path = REPO,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def finish(process: subprocess.Popen, cmd: list[str], log_name: str) -> None:
+def finish(process: subprocess.Popen[bytes], cmd: list[str], log_name: str) -> None:
     if process.wait() != 0:
         log = STATE / "logs" / f"{log_name}.log"
         raise RuntimeError(f"`{' '.join(cmd)}` exited {process.returncode}; last lines of {log}:\n"
@@ -145,7 +147,7 @@ def make_state_private() -> None:
     make_tree_private(REPO / "cdk.out")
 
 
-def stack_exists(cfn, name: str) -> bool:
+def stack_exists(cfn: Any, name: str) -> bool:
     try:
         stacks = cfn.describe_stacks(StackName=name)["Stacks"]
     except cfn.exceptions.ClientError:
@@ -155,7 +157,7 @@ def stack_exists(cfn, name: str) -> bool:
 
 # --- up ---------------------------------------------------------------------------------
 
-def up(hot_reload: bool) -> dict:
+def up(hot_reload: bool) -> dict[str, Any]:
     make_state_private()
     listen.announce(PORT, EXPORTER_PORT)
     ls = localstack()
@@ -293,7 +295,7 @@ def exporter_url() -> str:
     return f"http://127.0.0.1:{EXPORTER_PORT}"
 
 
-def upload_website(stack_outputs: dict, metrics_url: str) -> None:
+def upload_website(stack_outputs: dict[str, str], metrics_url: str) -> None:
     s3 = local_client("s3", endpoint())
     bucket = stack_outputs["WebsiteBucketName"]
     web_dir = REPO / "web"
@@ -318,7 +320,7 @@ def exporter_dir() -> Path:
     return STATE / "exporter"
 
 
-def start_exporter(stack_outputs: dict) -> None:
+def start_exporter(stack_outputs: dict[str, str]) -> None:
     stop_pidfile(exporter_dir() / "exporter.pid")
     package_root = REPO / "observability" / "exporter"
     if not package_root.exists():
@@ -358,7 +360,7 @@ def start_exporter(stack_outputs: dict) -> None:
     wait_http(f"{exporter_url()}/metrics", 20, process)
 
 
-def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
     import urllib.request
 
     deadline = time.monotonic() + timeout
@@ -393,7 +395,7 @@ def stop_pidfile(pidfile: Path) -> None:
     pidfile.unlink(missing_ok=True)
 
 
-def print_summary(outputs: dict) -> None:
+def print_summary(outputs: dict[str, Any]) -> None:
     print("\nValerix is up.\n")
     for key in ("api_url", "web_url", "metrics_url", "prometheus_url"):
         print(f"  {key:14} {outputs[key]}")
@@ -432,9 +434,10 @@ def down() -> None:
     OUTPUTS_FILE.unlink(missing_ok=True)
 
 
-def read_outputs() -> dict | None:
+def read_outputs() -> dict[str, Any] | None:
     try:
-        return json.loads(OUTPUTS_FILE.read_text())
+        outputs: dict[str, Any] = json.loads(OUTPUTS_FILE.read_text())
+        return outputs
     except (OSError, ValueError):
         return None
 

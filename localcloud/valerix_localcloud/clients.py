@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any
 from urllib.parse import urlparse
 
 import boto3
@@ -25,7 +26,7 @@ def assert_local_endpoint(url: str) -> str:
     if host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
         raise NotLocalEndpointError(f"refusing to use the real AWS endpoint {url!r}")
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except socket.gaierror as exc:
         raise NotLocalEndpointError(f"{host!r} does not resolve: {exc}") from exc
     remote = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
@@ -37,7 +38,7 @@ def assert_local_endpoint(url: str) -> str:
     return url
 
 
-def local_client(service: str, endpoint_url: str, region: str = REGION, **config):
+def local_client(service: str, endpoint_url: str, region: str = REGION, **config: Any) -> Any:
     assert_local_endpoint(endpoint_url)
     return boto3.client(
         service, endpoint_url=endpoint_url, region_name=region,

@@ -50,6 +50,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from localstack.services.lambda_.invocation.executor_endpoint import StatusErrorException
 from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
@@ -70,7 +71,9 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PASSTHROUGH_HOST_VARS = ("PATH", "HOME", "LANG", "LC_ALL", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 
-OUT_OF_MEMORY = ("Runtime.OutOfMemory", "Runtime exited with error: signal: killed")
+# Why an environment died without answering: (errorType, message), as Lambda reports them.
+Failure = tuple[str, str]
+OUT_OF_MEMORY: Failure = ("Runtime.OutOfMemory", "Runtime exited with error: signal: killed")
 ZYGOTE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 
 
@@ -160,7 +163,7 @@ class OutputCollector:
 class RuntimeProcess:
     """The OS process of one environment: a plain child, or a child of the zygote."""
 
-    def __init__(self, pid: int, popen: subprocess.Popen | None = None,
+    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None,
                  exit_file: str | None = None) -> None:
         self.pid = pid
         self._popen = popen
@@ -184,6 +187,8 @@ class RuntimeProcess:
             self.returncode = self._popen.poll()
             return self.returncode
         try:
+            if self._exit_file is None:  # the zygote writes no status for it: ask the kernel
+                raise FileNotFoundError("no exit file")
             with open(self._exit_file) as status:
                 self.returncode = int(status.read().strip())
         except (OSError, ValueError):
@@ -251,12 +256,12 @@ class Zygote:
                 cls._instance = Zygote()
             return cls._instance
 
-    def spawn(self, request: dict, output_fd: int) -> RuntimeProcess:
-        request = json.dumps(request).encode()
+    def spawn(self, request: dict[str, Any], output_fd: int) -> RuntimeProcess:
+        encoded = json.dumps(request).encode()
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(INIT_TIMEOUT_SECONDS)
             conn.connect(self.socket_path)
-            socket.send_fds(conn, [request], [output_fd])
+            socket.send_fds(conn, [encoded], [output_fd])
             answer = json.loads(conn.recv(65536))
         if "pid" not in answer:
             raise RuntimeError(f"the Lambda zygote refused to fork: {answer}")
@@ -405,8 +410,11 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                     stdin=subprocess.PIPE, stdout=write_fd, stderr=write_fd,
                     start_new_session=True,
                 )
-                popen.stdin.write(json.dumps(request).encode())
-                popen.stdin.close()
+                stdin = popen.stdin
+                if stdin is None:  # stdin=PIPE always gives one; this tells the type checker
+                    raise RuntimeError("no pipe to the runtime's stdin")
+                stdin.write(json.dumps(request).encode())
+                stdin.close()
                 self._process = RuntimeProcess(popen.pid, popen=popen)
         finally:
             os.close(write_fd)
@@ -457,31 +465,34 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         timeout = float(config.timeout)
         memory_mb = int(config.memory_size)
         init_duration_ms, self._init_duration_ms = self._init_duration_ms, None
-        pre_invoke_lines = self._output.take(drain_seconds=0)  # init output belongs here
+        api, output = self._api, self._output
+        if api is None or output is None:
+            raise RuntimeError("an invoke before the environment started")
+        pre_invoke_lines = output.take(drain_seconds=0)  # init output belongs here
         started = time.perf_counter()
-        self._api.submit(Invocation(
+        api.submit(Invocation(
             request_id=request_id,
             payload=payload["payload"].encode(),
             function_arn=payload["invoked-function-arn"],
             deadline_ms=int((time.time() + timeout) * 1000),
             trace_id=payload.get("trace-id", ""),
         ))
-        outcome, failure, max_memory_mb = self._await_outcome(request_id, timeout, memory_mb)
+        outcome, max_memory_mb = self._await_outcome(request_id, timeout, memory_mb)
         duration_ms = (time.perf_counter() - started) * 1000
-        if failure is None and self._out_of_memory(outcome):
-            failure = OUT_OF_MEMORY
+        if isinstance(outcome, Outcome) and self._out_of_memory(outcome):
+            outcome = OUT_OF_MEMORY
 
-        if failure is None:
+        if isinstance(outcome, Outcome):
             # The runtime posts the result and then asks for the next event; once it asks,
             # everything the invoke printed is in the pipe.
-            self._api.wait_until_ready(0.25)
-            body_lines = self._output.take()
+            api.wait_until_ready(0.25)
+            body_lines = output.take()
             is_error = outcome.kind != "response"
             body = outcome.body
         else:
             self._terminate_keep_output()
-            body_lines = self._output.take()
-            error_type, message = failure
+            body_lines = output.take()
+            error_type, message = outcome
             if error_type == "Sandbox.Timedout":
                 body_lines.append(f"{_now()} {request_id} {message}")
             else:  # what AWS logs when the runtime dies
@@ -518,15 +529,17 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         if outcome.kind != "error":
             return False
         try:
-            return json.loads(outcome.body).get("errorType") == "MemoryError"
+            return bool(json.loads(outcome.body).get("errorType") == "MemoryError")
         except (ValueError, AttributeError):
             return False
 
-    def _await_outcome(self, request_id: str, timeout: float, memory_mb: int):
-        """(outcome, failure, max_memory_mb); failure = (errorType, message) when it died."""
+    def _await_outcome(self, request_id: str, timeout: float, memory_mb: int) -> tuple[Outcome | Failure, int]:
+        """(the runtime's outcome, or (errorType, message) when it died; max_memory_mb)."""
         deadline = time.monotonic() + timeout
         max_rss = 0
-        process, cgroup = self._process, self._cgroup
+        process, cgroup, api = self._process, self._cgroup, self._api
+        if process is None or api is None:
+            raise RuntimeError("an invoke before the environment started")
 
         def max_memory() -> int:
             if cgroup is not None:  # every process of the environment, at its peak
@@ -537,34 +550,34 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         # in-flight request needs. Short invocations are measured once, when they end.
         next_memory_sample = time.monotonic() + MEMORY_SAMPLE_SECONDS
         while True:
-            outcome = self._api.wait_outcome(request_id, POLL_SECONDS)
+            outcome = api.wait_outcome(request_id, POLL_SECONDS)
             if outcome is not None and outcome.kind != "init_error":
-                return outcome, None, max_memory()
+                return outcome, max_memory()
             now = time.monotonic()
             if now >= next_memory_sample:
                 next_memory_sample = now + MEMORY_SAMPLE_SECONDS
                 if cgroup is not None:
                     if cgroup.oom_kills() > 0:  # the kernel enforced the limit
-                        return None, OUT_OF_MEMORY, max_memory()
+                        return OUT_OF_MEMORY, max_memory()
                 else:
                     # RLIMIT_AS caps address space; resident memory past MemorySize (a
                     # function near its limit that maps little but touches all) is a kill too.
                     max_rss = max(max_rss, process.rss_mb())
                     if max_rss > memory_mb:
-                        return None, OUT_OF_MEMORY, max_rss
+                        return OUT_OF_MEMORY, max_rss
             exit_code = process.poll()
             if exit_code is not None:
-                late = self._api.wait_outcome(request_id, 0)
+                late = api.wait_outcome(request_id, 0)
                 if late is not None and late.kind != "init_error":
-                    return late, None, max_memory()
+                    return late, max_memory()
                 if cgroup is not None and cgroup.oom_kills() > 0:
-                    return None, OUT_OF_MEMORY, max_memory()
+                    return OUT_OF_MEMORY, max_memory()
                 status = f"signal: {_signal_name(-exit_code)}" if exit_code < 0 else (
                     f"exit status {exit_code}")
-                return None, ("Runtime.ExitError", f"Runtime exited with error: {status}"), (
+                return ("Runtime.ExitError", f"Runtime exited with error: {status}"), (
                     max_memory())
             if time.monotonic() > deadline:
-                return None, ("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), (
+                return ("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), (
                     max_memory())
 
     def _terminate_keep_output(self) -> None:
@@ -595,7 +608,7 @@ def _forget_runtime_pid(pid: int) -> None:
 
 def _signal_name(number: int) -> str:
     """Go's wording, as Lambda's runtime reports it ("signal: killed")."""
-    names = {signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault",
+    names: dict[int, str] = {signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault",
              signal.SIGABRT: "aborted", signal.SIGTERM: "terminated"}
     return names.get(number, str(number))
 

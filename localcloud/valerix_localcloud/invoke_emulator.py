@@ -54,7 +54,8 @@ def resolve(handler: Handler | str) -> Handler:
     module, _, attribute = handler.partition(":")
     if not module or not attribute:
         raise ValueError(f"handler must be 'module:attribute', got {handler!r}")
-    return getattr(importlib.import_module(module), attribute)
+    found: Handler = getattr(importlib.import_module(module), attribute)
+    return found
 
 
 def invoke_app(functions: Mapping[str, Handler | str],

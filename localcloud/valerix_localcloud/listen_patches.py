@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 LOG = logging.getLogger(__name__)
 LAUNCHER_JAR = "valerix-loopback-launcher.jar"  # localstack_host.LOOPBACK_LAUNCHER_JAR
@@ -38,17 +39,19 @@ def apply() -> None:
 def _bind_twisted_gateway_to_host() -> None:
     from localstack.runtime.server.twisted import TwistedRuntimeServer
 
-    def register(self, gateway, listen, ssl_creds=None):
+    def register(self: Any, gateway: Any, listen: Any, ssl_creds: tuple[str, str] | None = None) -> None:
         # Upstream's register, with `interface=host` for IPv4 too.
         from localstack import config
         from localstack.aws.serving.twisted import TLSMultiplexerFactory
         from rolo.serving.twisted import TwistedGateway
         from twisted.internet import endpoints, reactor, ssl
 
-        site = TwistedGateway(gateway)
+        # Typed Any, as upstream: twisted's zope interfaces are not what mypy sees of these classes.
+        site: Any = TwistedGateway(gateway)
+        protocol_factory: Any
         if ssl_creds:
             cert_file_name, key_file_name = ssl_creds
-            context_factory = ssl.DefaultOpenSSLContextFactory(key_file_name, cert_file_name)
+            context_factory: Any = ssl.DefaultOpenSSLContextFactory(key_file_name, cert_file_name)
             context_factory.getContext().use_certificate_chain_file(cert_file_name)
             protocol_factory = TLSMultiplexerFactory(context_factory, False, site)
         else:
@@ -58,20 +61,20 @@ def _bind_twisted_gateway_to_host() -> None:
                               else endpoints.TCP4ServerEndpoint)
             endpoint_class(reactor, host_and_port.port, interface=host_and_port.host).listen(protocol_factory)
 
-    TwistedRuntimeServer.register = register
+    TwistedRuntimeServer.register = register  # type: ignore[method-assign]  # the patch
 
 
 def _start_dynamodb_local_on_loopback() -> None:
     from localstack.services.dynamodb.packages import dynamodblocal_package
     from localstack.services.dynamodb.server import DynamodbServer
 
-    def jar_path(self) -> str:
+    def jar_path(self: Any) -> str:
         # Only used for `java ... -jar <jar_path> -port ...`: the launcher takes the same arguments.
-        launcher = os.path.join(dynamodblocal_package.get_installed_dir(), LAUNCHER_JAR)
+        launcher = os.path.join(dynamodblocal_package.get_installed_dir() or "", LAUNCHER_JAR)
         if not os.path.exists(launcher):
             # Fail closed: DynamoDB Local's own main would listen on every interface.
             raise RuntimeError(f"{launcher} is missing (built by `make up`); refusing to start "
                                "DynamoDB Local on every interface")
         return launcher
 
-    DynamodbServer.jar_path = property(jar_path)
+    DynamodbServer.jar_path = property(jar_path)  # type: ignore[method-assign,assignment]  # the patch

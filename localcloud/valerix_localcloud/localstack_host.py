@@ -25,6 +25,7 @@ import tarfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from valerix_localcloud import listen
 
@@ -111,14 +112,15 @@ def safe_extract(archive: tarfile.TarFile, dest: Path) -> None:
         archive.extractall(dest, filter="data")
         return
     dest = Path(dest).resolve()
+    name = os.fsdecode(archive.name or "the archive")
     members = []
     for member in archive.getmembers():
         target = (dest / member.name).resolve()
         if not (member.isfile() or member.isdir()) or not target.is_relative_to(dest):
             raise LocalStackError(
-                f"refusing to unpack {member.name!r} from {archive.name}: only files and "
+                f"refusing to unpack {member.name!r} from {name}: only files and "
                 f"folders inside the target are allowed",
-                fix=f"`rm {archive.name} && make up` (fetches it again)",
+                fix=f"`rm {name} && make up` (fetches it again)",
             )
         member.mode &= 0o755  # no setuid/setgid/sticky bits, nothing writable by others
         members.append(member)
@@ -258,7 +260,7 @@ class LocalStackHost:
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.endpoint}/_localstack/health", timeout=5) as resp:
-                return resp.status == 200
+                return bool(resp.status == 200)
         except OSError:
             return False
 
@@ -349,9 +351,10 @@ class LocalStackHost:
                 os.killpg(int(marker.name), signal.SIGKILL)
             marker.unlink(missing_ok=True)
 
-    def health_json(self) -> dict:
+    def health_json(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.endpoint}/_localstack/health", timeout=5) as resp:
-            return json.loads(resp.read())
+            health: dict[str, Any] = json.loads(resp.read())
+            return health
 
 
 def _group_alive(pgid: int) -> bool:

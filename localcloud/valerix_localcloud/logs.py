@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 # Powertools Logger's own keys; any other key of a JSON line is context worth showing.
 POWERTOOLS_KEYS = {
@@ -48,7 +48,7 @@ def parse_since(value: str, now: float | None = None) -> int:
         raise LogsError(f"--since {value!r}: expected a duration like 30s, 10m, 2h, 1d or an ISO time") from None
 
 
-def function_names(stack_outputs: dict, stack_name: str) -> dict[str, str]:
+def function_names(stack_outputs: dict[str, str], stack_name: str) -> dict[str, str]:
     """{short name: function name} of the stack's functions (`order-api` -> `Valerix-order-api`)."""
     names = sorted(value for key, value in stack_outputs.items() if key.endswith("FunctionName"))
     prefix = f"{stack_name}-"
@@ -95,7 +95,7 @@ def _all_emf(message: str) -> bool:
         found += 1
 
 
-def parse_event(function: str, event: dict, show_emf: bool = False) -> Line | None:
+def parse_event(function: str, event: dict[str, Any], show_emf: bool = False) -> Line | None:
     """One CloudWatch Logs event as a Line, or None for what is hidden (EMF, blank lines)."""
     message = event.get("message", "").rstrip("\n")
     if not message.strip():
@@ -145,14 +145,14 @@ class Formatter:
 class LogTail:
     """Polls the log groups of `functions` ({short: full name}); yields each event once."""
 
-    def __init__(self, logs_client, functions: dict[str, str], start_ms: int, show_emf: bool = False) -> None:
+    def __init__(self, logs_client: Any, functions: dict[str, str], start_ms: int, show_emf: bool = False) -> None:
         self.client = logs_client
         self.groups = {f"/aws/lambda/{full}": short for short, full in functions.items()}
         self.cursor = dict.fromkeys(self.groups, start_ms)
         self.seen: dict[str, dict[str, int]] = {group: {} for group in self.groups}
         self.show_emf = show_emf
 
-    def _events(self, group: str, start_ms: int) -> list[dict]:
+    def _events(self, group: str, start_ms: int) -> list[dict[str, Any]]:
         events, token = [], None
         while True:
             kwargs = {"logGroupName": group, "startTime": start_ms}
@@ -189,7 +189,7 @@ class LogTail:
         return lines
 
 
-def run(logs_client, functions: dict[str, str], since_ms: int, follow: bool, out: TextIO,
+def run(logs_client: Any, functions: dict[str, str], since_ms: int, follow: bool, out: TextIO,
         colour: bool, show_emf: bool = False, interval: float = 1.0,
         sleep: Callable[[float], None] = time.sleep) -> int:
     tail = LogTail(logs_client, functions, since_ms, show_emf)
@@ -223,7 +223,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--emf", action="store_true", help="also show EMF metric lines")
 
 
-def main(args: argparse.Namespace, outputs: dict | None, logs_client_factory) -> int:
+def main(args: argparse.Namespace, outputs: dict[str, Any] | None, logs_client_factory: Callable[[], Any]) -> int:
     if not outputs:
         print("the local cloud is not up (no .valerix/outputs.json): run `make up`", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import os
 import queue
@@ -33,7 +34,9 @@ import threading
 import time
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 LOG = logging.getLogger(__name__)
 
@@ -52,7 +55,8 @@ class InvocationMetrics:
     """Counts ``AWS/Lambda`` metrics per (account, region, function, metric); flushes them
     once per ``FLUSH_SECONDS`` as one ``PutMetricData`` per account and region."""
 
-    def __init__(self, publish=None, flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(self, publish: Callable[[str, str, list[dict[str, Any]]], None] | None = None,
+                 flush_seconds: float = FLUSH_SECONDS) -> None:
         self._counts: dict[tuple[str, str, str, str], int] = defaultdict(int)
         self._lock = threading.Lock()
         self._publish = publish or _put_metric_data
@@ -77,7 +81,7 @@ class InvocationMetrics:
     def flush(self) -> None:
         with self._lock:
             counts, self._counts = self._counts, defaultdict(int)
-        per_target: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        per_target: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         now = datetime.now(UTC)
         for (account_id, region_name, function_name, metric), value in counts.items():
             per_target[(account_id, region_name)].append({
@@ -100,7 +104,7 @@ class InvocationMetrics:
             self.flush()
 
 
-def _put_metric_data(account_id: str, region_name: str, data: list[dict]) -> None:
+def _put_metric_data(account_id: str, region_name: str, data: list[dict[str, Any]]) -> None:
     from localstack.aws.connect import connect_to
     from localstack.utils.bootstrap import is_api_enabled
 
@@ -110,7 +114,7 @@ def _put_metric_data(account_id: str, region_name: str, data: list[dict]) -> Non
     cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=data)
 
 
-def batched_log_events(items: list) -> list[tuple[str, str, list[dict]]]:
+def batched_log_events(items: list[Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
     """Queued ``LogItem``s -> ``(group, stream, events)`` calls, in order, within API limits."""
     per_stream: dict[tuple[str, str], list[str]] = {}
     for item in items:
@@ -118,9 +122,9 @@ def batched_log_events(items: list) -> list[tuple[str, str, list[dict]]]:
         lines = [line + "\n" for line in item.logs.split("\n") if line]
         per_stream.setdefault((item.log_group, item.log_stream), []).extend(lines)
     timestamp = int(time.time() * 1000)
-    calls: list[tuple[str, str, list[dict]]] = []
+    calls: list[tuple[str, str, list[dict[str, Any]]]] = []
     for (group, stream), lines in per_stream.items():
-        events: list[dict] = []
+        events: list[dict[str, Any]] = []
         size = 0
         for line in lines:
             line_size = len(line.encode()) + EVENT_OVERHEAD_BYTES
@@ -134,14 +138,15 @@ def batched_log_events(items: list) -> list[tuple[str, str, list[dict]]]:
     return calls
 
 
-def run_log_loop(self, *args, **kwargs) -> None:
+def run_log_loop(self: Any, *args: Any, **kwargs: Any) -> None:
     """Replacement for ``LogHandler.run_log_loop``: one ``PutLogEvents`` per stream and round."""
     from localstack.aws.connect import connect_to
     from localstack.services.lambda_.invocation.logs import QUEUE_SHUTDOWN
     from localstack.utils.aws.client_types import ServicePrincipal
 
     logs_client = connect_to.with_assumed_role(
-        region_name=self.region, role_arn=self.role_arn, service_principal=ServicePrincipal.lambda_,
+        # ServicePrincipal's members are plain strings; LocalStack's own call passes the same.
+        region_name=self.region, role_arn=self.role_arn, service_principal=ServicePrincipal.lambda_,  # type: ignore[arg-type]
     ).logs
     while not self._shutdown_event.is_set():
         items = [self.log_queue.get()]
@@ -158,7 +163,7 @@ def run_log_loop(self, *args, **kwargs) -> None:
             return
 
 
-def _put_log_events(logs_client, group: str, stream: str, events: list[dict], region: str) -> None:
+def _put_log_events(logs_client: Any, group: str, stream: str, events: list[dict[str, Any]], region: str) -> None:
     try:
         try:
             logs_client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
@@ -172,7 +177,7 @@ def _put_log_events(logs_client, group: str, stream: str, events: list[dict], re
         LOG.warning("Error saving logs to group %s in region %s: %s", group, region, exc)
 
 
-def _in_timestamp_order(stream) -> bool:
+def _in_timestamp_order(stream: Any) -> bool:
     """Are all of ``stream.events`` in timestamp order? Checked incrementally: events are only
     ever appended, so each call looks at the ones added since the last call."""
     events = stream.events
@@ -190,11 +195,15 @@ def _in_timestamp_order(stream) -> bool:
     return in_order
 
 
-def from_start_time(filter_log_events):
+FilterLogEvents = Callable[..., Any]
+
+
+def from_start_time(filter_log_events: FilterLogEvents) -> FilterLogEvents:
     """Wraps ``LogStream.filter_log_events(self, start_time, end_time, filter_pattern, ...)``:
     on a stream in timestamp order, hands it only the events from ``start_time`` on."""
 
-    def filter_recent(self, start_time, end_time, filter_pattern, *args, **kwargs):
+    @functools.wraps(filter_log_events)
+    def filter_recent(self: Any, start_time: Any, end_time: Any, filter_pattern: Any, *args: Any, **kwargs: Any) -> Any:
         if start_time and self.events and _in_timestamp_order(self):
             first = bisect_left(self.events, start_time, key=lambda event: event.timestamp)
             if first > 0:
@@ -203,7 +212,6 @@ def from_start_time(filter_log_events):
                 return filter_log_events(recent, start_time, end_time, filter_pattern, *args, **kwargs)
         return filter_log_events(self, start_time, end_time, filter_pattern, *args, **kwargs)
 
-    filter_recent.__wrapped__ = filter_log_events
     return filter_recent
 
 
@@ -220,14 +228,14 @@ def apply() -> bool:
 
         metrics = InvocationMetrics()
         # version_manager imported these names; its per-invocation threads look them up there
-        version_manager.record_cw_metric_invocation = metrics.record_invocation
-        version_manager.record_cw_metric_error = metrics.record_error
-        lambda_logs.LogHandler.run_log_loop = run_log_loop
+        version_manager.record_cw_metric_invocation = metrics.record_invocation  # type: ignore[attr-defined]
+        version_manager.record_cw_metric_error = metrics.record_error  # type: ignore[attr-defined]
+        lambda_logs.LogHandler.run_log_loop = run_log_loop  # type: ignore[method-assign]
         # after LocalStack's own patch of the same method (logs provider), which this wraps
         from localstack.services.logs import provider as _logs_provider  # noqa: F401
         from moto.logs.models import LogStream
 
-        LogStream.filter_log_events = from_start_time(LogStream.filter_log_events)
+        LogStream.filter_log_events = from_start_time(LogStream.filter_log_events)  # type: ignore[method-assign]
         _applied = True
         LOG.info("valerix: batched Lambda invocation metrics and log shipping, bisected log filtering")
         return True

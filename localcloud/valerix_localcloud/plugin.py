@@ -1,13 +1,20 @@
 """plux entry points loaded by LocalStack: our runtime executor, and the hot-path patches."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from localstack.runtime import hooks
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
+
+if TYPE_CHECKING:
+    from valerix_localcloud.executor import ProcessRuntimeExecutor
 
 
 class ProcessRuntimeExecutorPlugin(RuntimeExecutorPlugin):
     name = "valerix-process"
 
-    def load(self, *args, **kwargs):
+    def load(self, *args: Any, **kwargs: Any) -> type[ProcessRuntimeExecutor]:
         from valerix_localcloud.executor import ProcessRuntimeExecutor
 
         return ProcessRuntimeExecutor

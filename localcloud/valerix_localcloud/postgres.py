@@ -28,6 +28,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pg8000.native
 
@@ -69,7 +70,8 @@ def find_bin_dir() -> Path:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _run_as_owner_prefix() -> list[str]:
@@ -163,7 +165,7 @@ class PostgresServer:
             return legacy
         return None
 
-    def secret(self) -> dict:
+    def secret(self) -> dict[str, Any]:
         """The same JSON shape as an RDS-generated Secrets Manager secret."""
         return {
             "engine": "postgres",
@@ -174,7 +176,7 @@ class PostgresServer:
             "dbname": self.dbname,
         }
 
-    def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [*_run_as_owner_prefix(), str(find_bin_dir() / tool), *args]
         # Every path is absolute; from "/" the `postgres` user never trips over a current
         # directory it may not enter (the checkout, as root).
@@ -186,9 +188,10 @@ class PostgresServer:
             )
         return result
 
-    def _read_state(self) -> dict:
+    def _read_state(self) -> dict[str, Any]:
         try:
-            return json.loads(self.state_file.read_text())
+            state: dict[str, Any] = json.loads(self.state_file.read_text())
+            return state
         except (OSError, ValueError):
             return {}
 

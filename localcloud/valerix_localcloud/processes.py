@@ -89,7 +89,7 @@ def _belongs_to(process: psutil.Process, marker_dir: Path) -> bool:
     try:
         if marker in " ".join(process.cmdline()):
             return True
-        return process.cwd().startswith(marker)
+        return bool(process.cwd().startswith(marker))
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 

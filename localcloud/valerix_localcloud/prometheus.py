@@ -105,7 +105,7 @@ class LocalPrometheus:
             out.write(str(process.pid))
         self._wait_ready(process, timeout)
 
-    def _wait_ready(self, process: subprocess.Popen, timeout: float) -> None:
+    def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:

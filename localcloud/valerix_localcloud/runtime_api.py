@@ -29,6 +29,7 @@ import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 API_PREFIX = "/2018-06-01/runtime"
 
@@ -78,7 +79,7 @@ class RuntimeApiServer:
     @property
     def host_port(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def start(self) -> RuntimeApiServer:
         self._thread.start()
@@ -132,17 +133,17 @@ class RuntimeApiServer:
                 continue
         return None
 
-    def _handler_class(self):
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True
 
-            def log_message(self, *args) -> None:  # the runtime's chatter is not our log
+            def log_message(self, *args: Any) -> None:  # the runtime's chatter is not our log
                 pass
 
-            def _reply(self, status: int, body: bytes = b"", headers: dict | None = None):
+            def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
                 try:
                     self.send_response(status)
                     for name, value in (headers or {}).items():
@@ -176,7 +177,7 @@ class RuntimeApiServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(length) if length else b""
 
-            def do_GET(self):
+            def do_GET(self) -> None:
                 route = self._authorised_route()
                 if route is None:
                     return None
@@ -193,7 +194,7 @@ class RuntimeApiServer:
                     "Lambda-Runtime-Trace-Id": invocation.trace_id,
                 })
 
-            def do_POST(self):
+            def do_POST(self) -> None:
                 route = self._authorised_route()
                 if route is None:
                     return None

@@ -12,6 +12,7 @@ import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -31,7 +32,7 @@ class Component:
     detail: str = ""
 
 
-def _http_json(url: str, timeout: float = 5.0) -> tuple[int, dict]:
+def _http_json(url: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -114,7 +115,7 @@ def prometheus_component(state_dir: Path) -> Component:
 
 
 def collect(state_dir: Path, ls: LocalStackHost, databases: list[PostgresServer], exporter_url: str,
-            outputs: dict | None) -> list[Component]:
+            outputs: dict[str, Any] | None) -> list[Component]:
     cloud = processes.cloud_processes(state_dir)
     components = localstack_components(ls)
     dynamodb = dynamodb_local_component(cloud)

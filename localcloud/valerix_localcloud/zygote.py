@@ -46,6 +46,8 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 DEFAULT_PRELOAD = (
     "boto3 botocore.session "
@@ -327,7 +329,7 @@ class Containment:
             CgroupEnvironment(self.mode[-1], path).remove()
         return self._create(self.mode[-1], self.base, name, memory_mb)
 
-    def limits(self, cgroup: CgroupEnvironment | None, memory_mb: int) -> dict:
+    def limits(self, cgroup: CgroupEnvironment | None, memory_mb: int) -> dict[str, Any]:
         """The `limits` of a zygote request."""
         if cgroup is not None:
             return {"cgroup_procs": cgroup.procs_file}
@@ -430,7 +432,7 @@ def _runtime_api_with_secret_path() -> None:
 
     call_rapid = BaseLambdaRuntimeClient.call_rapid
 
-    def call_rapid_with_path(self, http_method, endpoint, *args, **kwargs):
+    def call_rapid_with_path(self: Any, http_method: str, endpoint: str, *args: Any, **kwargs: Any) -> Any:
         host_port, _, secret = self.lambda_runtime_address.partition("/")
         if not secret:
             return call_rapid(self, http_method, endpoint, *args, **kwargs)
@@ -441,7 +443,7 @@ def _runtime_api_with_secret_path() -> None:
     BaseLambdaRuntimeClient.call_rapid = call_rapid_with_path
 
 
-def enter_limits(limits: dict) -> None:
+def enter_limits(limits: dict[str, Any]) -> None:
     """First thing in a new runtime: join its cgroup, keep its descendants in its tree."""
     if limits.get("cgroup_procs"):
         # Before anything else runs, so every byte and every process is accounted.
@@ -449,7 +451,7 @@ def enter_limits(limits: dict) -> None:
     _set_child_subreaper()
 
 
-def become_runtime(request: dict, output_fd: int | None) -> None:
+def become_runtime(request: dict[str, Any], output_fd: int | None) -> None:
     """In the forked child: turn into `python -m awslambdaric <handler>`; never returns."""
     try:
         limits = request.get("limits") or {}
@@ -503,7 +505,7 @@ class Reaper:
         self.exit_dir = exit_dir
         self.runtimes: set[int] = set()
 
-    def __call__(self, signum, frame):
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
         reaped = False
         while True:
             try:
@@ -531,7 +533,8 @@ class Reaper:
 def _peer_uid(conn: socket.socket) -> int:
     """The connecting process's uid (SO_PEERCRED: pid, uid, gid as three ints)."""
     credentials = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", credentials)[1]
+    uid: int = struct.unpack("3i", credentials)[1]
+    return uid
 
 
 def serve(socket_path: str, exit_dir: str) -> None:
