@@ -145,7 +145,7 @@ class Verifier:
             for record in pending:
                 try:
                     body = self.api.get(f"/orders/{record.order_id}").json()
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 -- any failed read: asked again on the next round
                     still.append(record)
                     continue
                 record.final_status = body.get("status")

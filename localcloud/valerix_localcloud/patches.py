@@ -232,7 +232,7 @@ def apply() -> bool:
         version_manager.record_cw_metric_error = metrics.record_error  # type: ignore[attr-defined]
         lambda_logs.LogHandler.run_log_loop = run_log_loop  # type: ignore[method-assign]
         # after LocalStack's own patch of the same method (logs provider), which this wraps
-        from localstack.services.logs import provider as _logs_provider  # noqa: F401
+        from localstack.services.logs import provider as _logs_provider  # noqa: F401 -- imported for its side effect (its patch)
         from moto.logs.models import LogStream
 
         LogStream.filter_log_events = from_start_time(LogStream.filter_log_events)  # type: ignore[method-assign]

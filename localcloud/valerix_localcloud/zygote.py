@@ -566,7 +566,7 @@ def serve(socket_path: str, exit_dir: str) -> None:
                 request = json.loads(message)
                 if not fds:
                     raise ValueError("no output descriptor")
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 -- any refusal is answered to the caller; the server lives on
                 conn.sendall(json.dumps({"error": repr(exc)}).encode())
                 continue
             sys.stdout.flush()

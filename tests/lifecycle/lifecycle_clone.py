@@ -43,7 +43,8 @@ def copy_checkout(dest: Path) -> Path:
 def wheelhouse() -> Path:
     """The files of every locked requirement (pip and setuptools among them, for the Makefile's
     editable installs), downloaded once per set of lock files. Downloaded, not built: the
-    Makefile installs with `--require-hashes`, and only the very files the locks name match."""
+    Makefile installs with `--require-hashes`, and only the very files the locks name match
+    (sources included: pip builds those offline, with the `wheel` downloaded beside them)."""
     digest = hashlib.sha256(f"{sys.version_info[:2]}".encode())
     for name in REQUIREMENTS:
         digest.update((REPO / name).read_bytes())
@@ -58,6 +59,10 @@ def wheelhouse() -> Path:
     # The project and LocalStack virtualenvs pin differently: one lock at a time.
     for lock in ("requirements-dev.txt", "requirements-localstack.txt"):
         subprocess.run([*pip_download, "-r", lock], cwd=REPO, check=True)
+    # A few locked packages are sources only (localstack-client, tailer, ...): pip builds them in
+    # an isolated environment, which an older pip (Debian's 23.0) fills with setuptools and wheel.
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--dest", str(building), "wheel"],
+                   cwd=REPO, check=True)
     for path in [building, *building.iterdir()]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     (building / ".complete").touch()

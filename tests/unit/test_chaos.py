@@ -387,7 +387,7 @@ with mock_aws():
 """
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1",
-           "GREMLIN_PARAMETER_NAME": PARAM, "POWERTOOLS_SERVICE_NAME": "inventory", "PYTHONPATH": str(root)}
+           "GREMLIN_PARAMETER_NAME": PARAM, "POWERTOOLS_SERVICE_NAME": "inventory"}
     env.pop("AWS_ENDPOINT_URL", None)
     proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
                           timeout=120, check=False)

@@ -149,7 +149,7 @@ class Exporter:
             self.store.load_dict(data["metrics"])
             log.info("resumed from %s (%d log groups)", self.state_file, len(data["checkpoints"]))
             return data["checkpoints"]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 -- any unreadable state is set aside, never fatal
             aside = self.state_file.with_name(f"state.json.unreadable-{int(time.time())}")
             os.replace(self.state_file, aside)
             log.error("state %s unreadable (%s); moved to %s, starting over from the logs",
@@ -208,13 +208,13 @@ class Exporter:
         changed = 0
         try:
             groups = self.follower.discover()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 -- counted and reported by _error; the poll loop lives on
             self._error("describe_log_groups", exc)
             groups, ok = list(self.follower.known), False
         for group in self.follower.due(groups):
             try:
                 events = self.follower.fetch(group)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 -- counted and reported by _error; the poll loop lives on
                 self._error("filter_log_events", exc)
                 ok = False
                 continue
@@ -235,7 +235,7 @@ class Exporter:
         if changed or pruned or self.polls == 0:
             try:
                 self._snapshot()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 -- counted and reported by _error; the poll loop lives on
                 self._error("snapshot", exc)
                 ok = False
         if self.queues.main or self.queues.dlq:
