@@ -119,7 +119,9 @@ def acknowledge_serverless_findings(stack: Stack) -> None:
     from infra.constructs.service_function import ServiceFunction  # imports this module
 
     for node in stack.node.find_all():
-        if isinstance(node, lambda_.CfnFunction) and isinstance(node.node.scope.node.scope, ServiceFunction):
+        scope = node.node.scope
+        if (isinstance(node, lambda_.CfnFunction) and scope is not None
+                and isinstance(scope.node.scope, ServiceFunction)):
             if node.dead_letter_config is None:
                 acknowledge(node, "Serverless-LambdaDLQ", LAMBDA_DLQ_REASON)
             if not _tracing_active(node):

@@ -4,6 +4,7 @@ target=aws (VPC + RDS + AWS Backup). See docs/ARCHITECTURE.md for handlers and e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import aws_cdk as cdk
 from aws_cdk import AssetHashType, Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack, triggers
@@ -159,7 +160,8 @@ class ValerixStack(Stack):
             resources=[self.format_arn(service="cloudwatch", resource="alarm", resource_name=name,
                                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME) for name in stop_alarms])
 
-        f = self.functions = {}
+        f: dict[str, ServiceFunction] = {}
+        self.functions = f
         # The reservation is internal: not on the API, invoked by the order API only (IAM below).
         f["InventoryReserve"] = self._function("InventoryReserve", inventory_db, {
             **gremlin_env,
@@ -486,7 +488,8 @@ class ValerixStack(Stack):
         for child in self.node.children:
             if child.node.id.startswith("Custom::CDKBucketDeployment"):
                 label = "CDK BucketDeployment provider (uploads web/ + config.json, AWS only)"
-                website_bucket = self.resolve(self.get_logical_id(self.website.bucket.node.default_child))
+                bucket = cast(cdk.CfnElement, self.website.bucket.node.default_child)
+                website_bucket = self.resolve(self.get_logical_id(bucket))
                 rules = {
                     basic_role: f"{label}: CDK-managed role that writes its own logs; not application code.",
                     "AwsSolutions-L1": f"{label}: runtime chosen by CDK and updated with aws-cdk-lib.",

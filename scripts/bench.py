@@ -493,10 +493,10 @@ def main(argv: list[str] | None = None) -> int:
             ok = value <= target if op == "<=" else value >= target
             verdict = f"  (target {op} {target}: {'ok' if ok else 'MISSED'})"
         if key in PER_FUNCTION and isinstance(value, dict):
-            target = PER_FUNCTION[key]
+            limit = PER_FUNCTION[key]
             for name, number in value.items():
-                print(f"  {key}[{name}] = {number}" + ("" if target is None else
-                      f"  (target <= {target}: {'ok' if number <= target else 'MISSED'})"))
+                print(f"  {key}[{name}] = {number}" + ("" if limit is None else
+                      f"  (target <= {limit}: {'ok' if number <= limit else 'MISSED'})"))
             continue
         print(f"  {key} = {value}{verdict}")
     print(f"written to {args.out}; report with charts: {report_md} ({report_md.with_suffix('.html').name} "

@@ -19,11 +19,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 BUDGET_MS = 2000.0  # order's synchronous budget for its inventory call
 # First answers, in the order the mix chart stacks them, and their colours.
@@ -34,7 +38,7 @@ ANSWER_COLOURS = {
     "other": "#c62828",  # any other status, or no answer at all
 }
 BASELINE = "baseline"
-_SVG = {"svg.hashsalt": "valerix-report", "svg.fonttype": "none", "font.size": 9}
+_SVG: dict[RcKeyType, Any] = {"svg.hashsalt": "valerix-report", "svg.fonttype": "none", "font.size": 9}
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ def phases_of(samples: list[Sample]) -> list[str]:
     seen: dict[str, float] = {}
     for sample in samples:
         seen[sample.phase] = min(seen.get(sample.phase, sample.t), sample.t)
-    return sorted(seen, key=seen.get)
+    return sorted(seen, key=lambda phase: seen[phase])
 
 
 def percentile(values: list[float], q: float) -> float:

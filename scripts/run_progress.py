@@ -19,7 +19,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 def _fmt_s(seconds: float) -> str:
@@ -78,7 +81,7 @@ class Phase:
         with self._lock:
             self.done_count += n
             now = self.owner.clock()
-            if self._task is not None:
+            if self._task is not None and self.owner.live is not None:
                 completed = self.done_count if self.total is not None else min(now - self.started,
                                                                                 self.seconds or 0)
                 self.owner.live.update(self._task, completed=completed, count=self._count_text())
@@ -88,7 +91,7 @@ class Phase:
 
     def finish(self) -> None:
         with self._lock:
-            if self._task is not None:
+            if self._task is not None and self.owner.live is not None:
                 total = self.total if self.total is not None else self.seconds
                 self.owner.live.update(self._task, completed=total, total=total, count=self._count_text())
                 self.owner.live.stop_task(self._task)
@@ -111,7 +114,7 @@ class RunProgress:
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.clock = clock
         self.every_s = every_s
-        self.live = None
+        self.live: Progress | None = None
         self._write_lock = threading.Lock()
 
     def __enter__(self) -> RunProgress:
@@ -119,13 +122,13 @@ class RunProgress:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-            self.live = Progress(
+            self.live = live = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(),
                 TextColumn("{task.fields[count]}"),
                 TextColumn("elapsed"), TimeElapsedColumn(),
                 TextColumn("ETA"), TimeRemainingColumn(),
                 console=Console(file=self.stream, force_terminal=True), refresh_per_second=4)
-            self.live.start()
+            live.start()
         return self
 
     def __exit__(self, *exc) -> None:

@@ -64,7 +64,7 @@ class Report:
     started_at: float
     orders: list[OrderRecord] = field(default_factory=list)
     initial_stock: dict[str, int] = field(default_factory=dict)
-    final_stock: dict[str, int] = field(default_factory=dict)
+    final_stock: dict[str, int | None] = field(default_factory=dict)  # None: the product is gone
     violations: list[str] = field(default_factory=list)
     phases: dict[str, dict] = field(default_factory=dict)
     # The gremlin switched on/off: {"phase", "at" (unix time), "label", "on"}
@@ -214,7 +214,7 @@ def check_invariants(report: Report, outputs: dict, depths: dict[str, int]) -> N
         if record.final_status not in FINAL:
             violations.append(f"order {record.order_id} never reached a final state ({record.final_status})")
 
-    reserved = {}
+    reserved: dict[str, int] = {}
     for order_id, _product_id, status, _quantity in reservations:
         if status == "RESERVED":
             reserved[order_id] = reserved.get(order_id, 0) + 1

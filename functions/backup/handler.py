@@ -53,7 +53,7 @@ def reset_service(service: BackupService | None = None) -> None:
 
 @traced
 @logger.inject_lambda_context(log_event=False)
-def backup_handler(event: dict | None, context: Any) -> dict:
+def backup_handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     record_cold_start(SERVICE, context)
     event = event or {}
     service = get_service()
@@ -67,7 +67,7 @@ def backup_handler(event: dict | None, context: Any) -> dict:
 
 @traced
 @logger.inject_lambda_context(log_event=False)
-def sync_handler(event: dict | None, context: Any) -> dict:
+def sync_handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     record_cold_start(SERVICE, context)
     event = event or {}
     service = get_service()
@@ -79,7 +79,7 @@ def sync_handler(event: dict | None, context: Any) -> dict:
 
 @traced
 @logger.inject_lambda_context(log_event=False)
-def restore_handler(event: dict | None, context: Any) -> dict:
+def restore_handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     record_cold_start(SERVICE, context)
     event = event or {}
     service = get_service()

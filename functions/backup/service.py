@@ -221,7 +221,8 @@ class BackupService:
         cutoff = now - dt.timedelta(days=self.settings.local_retention_days)
         old = [p.key for p in self.local.list_points() if p.created_at < cutoff]
         record_cutoff = (now - dt.timedelta(days=self.settings.external_retention_days)).date()
-        old_records = [k for k in self.local.sync_record_keys() if store.day_of(k) < record_cutoff]
+        old_records = [k for k in self.local.sync_record_keys()
+                       if (day := store.day_of(k)) is not None and day < record_cutoff]
         if self.settings.prune_mode == "lifecycle":
             return {"deleted": [], "deletedSyncRecords": [], "by": "lifecycle", "pastRetention": old + old_records}
         self.local.delete_points(old)
@@ -266,10 +267,10 @@ class BackupService:
             entry = next(p for p in manifest["points"] if p["point"] == member)
         except (KeyError, ValueError, StopIteration) as exc:
             raise PointNotFound(f"bundle {bundle_key} has no restore point {member}") from exc
-        blob = files.get(member)
-        if blob is None or store.sha256(blob) != entry["sha256"] or len(blob) != entry["size"]:
+        found = files.get(member)
+        if found is None or store.sha256(found) != entry["sha256"] or len(found) != entry["size"]:
             raise IntegrityError(f"{member} in {bundle_key} does not match the bundle manifest checksum")
-        return member, blob
+        return member, found
 
     def open_point(self, ref: str) -> tuple[str, pgdump.Dump]:
         key, blob = self.fetch(ref)

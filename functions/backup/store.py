@@ -207,7 +207,8 @@ class LocalStore:
             if _is_missing(exc):
                 return None
             raise
-        return json.loads(body)
+        marker: dict[str, Any] = json.loads(body)
+        return marker
 
     def put_sync_record(self, day: dt.date, record: dict[str, Any]) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=f"{SYNC_PREFIX}{day.isoformat()}.json", IfNoneMatch="*",
@@ -228,7 +229,9 @@ class LocalStore:
     # -- the day's intent marker (written before the external call)
     def intent(self, day: dt.date) -> dict[str, Any] | None:
         try:
-            return json.loads(self.s3.get_object(Bucket=self.bucket, Key=intent_key(day))["Body"].read())
+            body = self.s3.get_object(Bucket=self.bucket, Key=intent_key(day))["Body"].read()
+            intent: dict[str, Any] = json.loads(body)
+            return intent
         except ClientError as exc:
             if _is_missing(exc):
                 return None

@@ -42,7 +42,7 @@ def reset_settings() -> None:
 
 
 @logger.inject_lambda_context(log_event=False)
-def reconcile_handler(event: dict | None, context: Any) -> dict:
+def reconcile_handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
     record_cold_start(SERVICE, context)
     event = event if isinstance(event, dict) else {}
     # "source": the schedule's own input ({"source": "schedule"}, infra/stack.py)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pg8000.native
 
@@ -42,7 +43,7 @@ def snapshot(database: db.Database) -> Iterator[pg8000.native.Connection]:
         yield conn
 
 
-def _cursor(conn: pg8000.native.Connection, name: str, query: str, **params: object) -> Iterator[list]:
+def _cursor(conn: pg8000.native.Connection, name: str, query: str, **params: object) -> Iterator[list[Any]]:
     conn.run(f"DECLARE {name} NO SCROLL CURSOR FOR {query}", **params)
     while rows := conn.run(f"FETCH FORWARD {FETCH_BATCH} FROM {name}"):
         yield from rows
@@ -51,10 +52,11 @@ def _cursor(conn: pg8000.native.Connection, name: str, query: str, **params: obj
 
 def now(conn: pg8000.native.Connection) -> dt.datetime:
     """The order server's clock: order ages are measured against the clock that stamped them."""
-    return conn.run("SELECT clock_timestamp()")[0][0]
+    clock: dt.datetime = conn.run("SELECT clock_timestamp()")[0][0]
+    return clock
 
 
-def _window(since: dt.datetime | None) -> tuple[str, dict]:
+def _window(since: dt.datetime | None) -> tuple[str, dict[str, dt.datetime]]:
     return ("WHERE created_at >= :since", {"since": since}) if since is not None else ("", {})
 
 

@@ -65,7 +65,9 @@ ExternalBackupBucketName, BackupKeyArn).
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from typing import Any, cast
+
+from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -314,7 +316,7 @@ class LocalBackup(Construct):
             ))  # fmt: skip
         if self.history_lock:  # tidy the delete markers the expiry leaves once their versions are gone
             rules.append(s3.LifecycleRule(id="ExpiredDeleteMarkers", expired_object_delete_marker=True))
-        lock = {}
+        lock: dict[str, Any] = {}
         if self.history_lock:
             lock = {
                 "versioned": True,
@@ -360,7 +362,7 @@ class LocalBackup(Construct):
                                 conditions=conditions)
         )
         stack = Stack.of(self)
-        logical_id = stack.resolve(stack.get_logical_id(bucket.node.default_child))
+        logical_id = stack.resolve(stack.get_logical_id(cast(CfnElement, bucket.node.default_child)))
         acknowledge(
             fn.role,
             f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}]",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
@@ -103,7 +104,7 @@ class ServiceFunction(Construct):
             **props.environment,
         }
 
-        vpc_kwargs = {}
+        vpc_kwargs: dict[str, Any] = {}
         if props.vpc is not None:
             vpc_kwargs = {
                 "vpc": props.vpc.vpc,

@@ -200,7 +200,7 @@ def env(postgres_servers, monkeypatch):
 def bundle_contents(env: Env, key: str) -> tuple[dict, dict[str, bytes]]:
     body = env.s3.get_object(Bucket=EXTERNAL, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
-        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+        files = {m.name: member.read() for m in tar.getmembers() if (member := tar.extractfile(m)) is not None}
     return json.loads(files.pop("manifest.json")), files
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,7 +104,7 @@ def test_buckets_and_key_are_private_and_encrypted(synthesized) -> None:
 def test_least_privilege(synthesized) -> None:
     _, template, _ = synthesized
     policies = resources(template, "AWS::IAM::Policy")
-    by_role = {}
+    by_role: dict[str, list[Any]] = {}
     for policy in policies.values():
         role = policy["Properties"]["Roles"][0]["Ref"]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:

@@ -39,7 +39,9 @@ def refused(conn: pg8000.native.Connection, sql: str, **params: Any) -> str:
     """Run `sql`, expect Postgres to refuse it; return the SQLSTATE."""
     with pytest.raises(DatabaseError) as caught:
         conn.run(sql, **params)
-    return sqlstate(caught.value)
+    state = sqlstate(caught.value)
+    assert state is not None, caught.value
+    return state
 
 
 @pytest.fixture

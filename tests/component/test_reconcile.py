@@ -34,7 +34,7 @@ def reconcile(valerix, monkeypatch):
         db.reset_databases()
         return handler.reconcile_handler(event or {}, lambda_context("valerix-reconcile"))
 
-    run.dlqs = dlqs  # type: ignore[attr-defined]
+    run.dlqs = dlqs
     yield run
     handler.reset_settings()
 

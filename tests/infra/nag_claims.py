@@ -15,12 +15,20 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------ template helpers
+def ref(value: Any) -> str:
+    """The logical id a Ref/GetAtt names; where the template must hold one."""
+    found = ref_id(value)
+    if found is None:
+        raise AssertionError(f"not a Ref or Fn::GetAtt: {value!r}")
+    return found
+
+
 def ref_id(value: Any) -> str | None:
     if isinstance(value, dict):
         if "Ref" in value:
@@ -112,7 +120,7 @@ class Template:
             if res["Type"] in ("AWS::SQS::Queue", "AWS::SNS::Subscription"):
                 redrive = res.get("Properties", {}).get("RedrivePolicy")
                 if redrive:
-                    targets.add(ref_id(redrive["deadLetterTargetArn"]))
+                    targets.add(ref(redrive["deadLetterTargetArn"]))
         return targets
 
 
@@ -140,7 +148,7 @@ class Finding:
         """A provider CDK adds itself (BucketDeployment, custom resource providers)."""
         return "/Custom::" in "/" + self.construct_path
 
-    def fail(self, why: str) -> None:
+    def fail(self, why: str) -> NoReturn:
         raise AssertionError(f"{self.rule}[{self.detail}] on {self.construct_path} ({self.target}): {why}\n"
                              f"reason given: {self.reason}")  # fmt: skip
 
@@ -287,7 +295,7 @@ def check_api_gateway(f: Finding) -> None:
 
 def check_website_bucket(f: Finding) -> None:
     t = f.template
-    bucket_id = f.logical_id if f.resource["Type"] == "AWS::S3::Bucket" else ref_id(f.props.get("Bucket"))
+    bucket_id = f.logical_id if f.resource["Type"] == "AWS::S3::Bucket" else ref(f.props.get("Bucket"))
     bucket = t.props(bucket_id)
     if "WebsiteConfiguration" not in bucket:
         f.fail("not the static website bucket")
@@ -317,11 +325,11 @@ def check_rds(f: Finding) -> None:
     p = f.props
     if f.rule == "AwsSolutions-RDS11":
         for sg in p.get("VPCSecurityGroups", []):
-            for ingress in t.referrers(ref_id(sg), "AWS::EC2::SecurityGroupIngress").values():
+            for ingress in t.referrers(ref(sg), "AWS::EC2::SecurityGroupIngress").values():
                 ip = ingress["Properties"]
                 if ref_id(ip.get("GroupId")) == ref_id(sg) and "SourceSecurityGroupId" not in ip:
                     f.fail("the database admits more than a security group of its functions")
-            if t.props(ref_id(sg)).get("SecurityGroupIngress"):
+            if t.props(ref(sg)).get("SecurityGroupIngress"):
                 f.fail("the database security group has inline (CIDR) ingress")
         if p.get("PubliclyAccessible"):
             f.fail("the instance is public")
@@ -332,7 +340,7 @@ def check_rds(f: Finding) -> None:
         for selection in t.of_type("AWS::Backup::BackupSelection").values():
             sp = selection["Properties"]
             if any(f.logical_id in refs_in(r) for r in sp["BackupSelection"]["Resources"]):
-                rules += t.props(ref_id(sp["BackupPlanId"]))["BackupPlan"]["BackupPlanRule"]
+                rules += t.props(ref(sp["BackupPlanId"]))["BackupPlan"]["BackupPlanRule"]
         if not any("*/4" in r["ScheduleExpression"] for r in rules) or not any(r.get("CopyActions") for r in rules):
             f.fail("no 4-hourly backup and no copy to a second vault")
     elif f.rule == "AwsSolutions-RDS10" and (
@@ -353,13 +361,13 @@ def check_lambda_dlq(f: Finding) -> None:
     for perm in t.referrers(f.logical_id, "AWS::Lambda::Permission").values():
         principal = perm["Properties"]["Principal"]
         if principal == "events.amazonaws.com":
-            rule = ref_id(perm["Properties"]["SourceArn"])
+            rule = ref(perm["Properties"]["SourceArn"])
             if "ScheduleExpression" not in t.props(rule):
                 f.fail("invoked by an EventBridge event pattern, whose events would be worth keeping")
         elif principal != "apigateway.amazonaws.com":
             f.fail(f"invoked asynchronously by {principal}?")
     for mapping in t.referrers(f.logical_id, "AWS::Lambda::EventSourceMapping").values():
-        queue = ref_id(mapping["Properties"]["EventSourceArn"])
+        queue = ref(mapping["Properties"]["EventSourceArn"])
         if "RedrivePolicy" not in t.props(queue):
             f.fail("its SQS source has no dead-letter queue")
     t.assert_notifying_alarm("AWS/Lambda", "Errors", "FunctionName", f.logical_id)
@@ -374,10 +382,10 @@ def check_tracing(f: Finding) -> None:
 
 def check_event_source_mapping(f: Finding) -> None:
     t = f.template
-    queue = ref_id(f.props.get("EventSourceArn"))
+    queue = ref(f.props.get("EventSourceArn"))
     if t.resources[queue]["Type"] != "AWS::SQS::Queue":
         f.fail("the source is not an SQS queue: it could have an on-failure destination")
-    dlq = ref_id(t.props(queue).get("RedrivePolicy", {}).get("deadLetterTargetArn"))
+    dlq = ref(t.props(queue).get("RedrivePolicy", {}).get("deadLetterTargetArn"))
     if dlq is None:
         f.fail("the source queue has no dead-letter queue")
     t.assert_notifying_alarm("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", dlq)
@@ -403,6 +411,8 @@ def check_async_failure_destination(f: Finding) -> None:
     if f.props.get("MaximumRetryAttempts") != 0:
         f.fail("the invoke config does not turn retries off")
     function = ref_id(f.props["FunctionName"]) or next(iter(refs_in(f.props["FunctionName"])), None)
+    if function is None:
+        f.fail("the function is neither referenced nor named")
     f.template.assert_notifying_alarm("AWS/Lambda", "Errors", "FunctionName", function)
 
 

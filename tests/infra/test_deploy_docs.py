@@ -54,7 +54,9 @@ def test_cost_table_prices_the_quantities_of_the_template(aws_synth):
     # the total is the sum of the rows (≈ rows rounded), within a dollar
     rows = re.findall(r"^\|[^|]+\|[^|]*\|[^|]*\| (?:≈ |< )?([\d.]+) \|$", doc, re.MULTILINE)
     assert len(rows) >= 10, rows
-    total = float(re.search(r"\*\*total, idle\*\* \| \| \| \*\*≈ (\d+)\*\*", doc).group(1))
+    found = re.search(r"\*\*total, idle\*\* \| \| \| \*\*≈ (\d+)\*\*", doc)
+    assert found, "no total row"
+    total = float(found.group(1))
     assert abs(sum(map(float, rows)) - total) <= 2.5, (rows, total)
 
 

@@ -10,6 +10,7 @@ key needs the point's identity in its encryption context.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,7 @@ def _actions(statement: dict) -> list[str]:
 def _allowed_on_buckets(s) -> list[tuple[str, str, dict]]:
     """(policy id, action, statement) for every Allow statement, of ANY role, that names a backup bucket."""
     buckets = set(_bucket_ids(s).values())
-    found = []
+    found: list[tuple[str, str, dict[str, Any]]] = []
     for policy_id, policy in s.of_type("AWS::IAM::Policy").items():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             if statement.get("Effect", "Allow") == "Allow" and any(

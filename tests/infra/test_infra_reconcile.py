@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from tests.infra.nag_claims import ref
 from tests.infra.test_infra_db_roles import database_logins, readable_secrets
 from tests.infra.test_infra_stack import as_list, env_of, ref_id, statements_of_role
 
@@ -16,7 +17,7 @@ def reconcile_function(s) -> tuple[str, dict]:
 
 
 def dead_letter_queues(s) -> set[str]:
-    return {ref_id(q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+    return {ref(q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
             for q in s.of_type("AWS::SQS::Queue").values() if "RedrivePolicy" in q["Properties"]}
 
 

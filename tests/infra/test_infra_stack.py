@@ -87,7 +87,7 @@ def resource_paths(s) -> dict[str, str]:
         if logical_id not in paths:
             props = resources[logical_id]["Properties"]
             parent = ref_id(props["ParentId"])
-            prefix = path_of(parent) if parent in resources else ""
+            prefix = path_of(parent) if parent is not None and parent in resources else ""
             paths[logical_id] = f"{prefix}/{props['PathPart']}"
         return paths[logical_id]
 
@@ -102,12 +102,12 @@ def api_methods(s) -> dict[tuple[str, str], dict]:
     for res in s.of_type("AWS::ApiGateway::Method").values():
         props = res["Properties"]
         resource = ref_id(props["ResourceId"])
-        path = paths.get(resource, "/")
+        path = paths.get(resource or "", "/")
         out[(path, props["HttpMethod"])] = props
     return out
 
 
-def statements_of_role(s, role_logical_id: str) -> list[dict]:
+def statements_of_role(s, role_logical_id: str | None) -> list[dict]:
     out = []
     for res in s.of_type("AWS::IAM::Policy").values():
         if any(ref_id(r) == role_logical_id for r in res["Properties"].get("Roles", [])):

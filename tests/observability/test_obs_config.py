@@ -8,6 +8,7 @@ import re
 import runpy
 import subprocess
 import time
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import boto3
@@ -112,7 +113,7 @@ def selectors(expr: str) -> tuple[list[tuple[str, list[tuple[str, str, str]]]], 
     return found, grouping
 
 
-def check_expr(expr: str, exported, allowed_extra: set[str] = frozenset()) -> list[str]:
+def check_expr(expr: str, exported, allowed_extra: AbstractSet[str] = frozenset()) -> list[str]:
     problems = []
     found, grouping = selectors(expr)
     assert found, f"no metric in {expr!r}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,8 @@ def test_verify_full_context_checks_chain_and_host_name():
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname is True
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
     # only the RDS CAs are trusted, not the system store
-    subjects = {dict(x[0] for x in ca["subject"]).get("organizationalUnitName") for ca in context.get_ca_certs()}
+    certificates: list[Any] = context.get_ca_certs()
+    subjects = {dict(x[0] for x in ca["subject"]).get("organizationalUnitName") for ca in certificates}
     assert subjects == {"Amazon RDS"}
 
 

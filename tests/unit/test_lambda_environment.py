@@ -322,7 +322,9 @@ def test_init_error_reaches_the_runtime_api_through_the_secret_path(fork_server)
     env = Environment(fork_server, {}, handler="no_such_module.handler")
     try:
         assert _wait_for(lambda: env.api.init_error is not None, timeout=30), env.printed()
-        assert json.loads(env.api.init_error.body)["errorType"] == "Runtime.ImportModuleError"
+        init_error = env.api.init_error
+        assert init_error is not None
+        assert json.loads(init_error.body)["errorType"] == "Runtime.ImportModuleError"
     finally:
         env.close()
 

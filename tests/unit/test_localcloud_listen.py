@@ -65,7 +65,7 @@ def fake_cloud(tmp_path):
         subprocess.Popen([sys.executable, "-c", parent, server], cwd=state / "localstack",
                          stdout=subprocess.PIPE, text=True),
     ]
-    ports = [int(p.stdout.readline()) for p in started]
+    ports = [int(p.stdout.readline()) for p in started if p.stdout is not None]
     (state / "exporter" / "exporter.pid").write_text(str(started[0].pid))
     (state / "localstack" / "localstack.pid").write_text(str(started[1].pid))
     yield state, ports

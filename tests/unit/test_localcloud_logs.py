@@ -57,24 +57,30 @@ def powertools(message: str, **extra) -> str:
                        "service": "order", "cold_start": False, "function_request_id": "r", **extra})
 
 
+def parsed(function: str, event: dict, show_emf: bool = False) -> logs.Line:
+    line = logs.parse_event(function, event, show_emf)
+    assert line is not None, event
+    return line
+
+
 def test_a_powertools_line_shows_level_message_context_and_correlation_id():
-    line = logs.parse_event("order-api", {"timestamp": 5, "message": powertools(
+    line = parsed("order-api", {"timestamp": 5, "message": powertools(
         "request failed", correlation_id="corr-1", status=503, error="database unavailable")})
     assert (line.function, line.correlation_id, line.level) == ("order-api", "corr-1", "INFO")
     assert line.text == "request failed status=503 error=database unavailable"
 
 
 def test_lines_without_a_correlation_id_show_a_dash():
-    assert logs.parse_event("f", {"timestamp": 1, "message": powertools("hello")}).correlation_id == "-"
-    raw = logs.parse_event("f", {"timestamp": 1, "message": "START RequestId: abc Version: $LATEST\n"})
+    assert parsed("f", {"timestamp": 1, "message": powertools("hello")}).correlation_id == "-"
+    raw = parsed("f", {"timestamp": 1, "message": "START RequestId: abc Version: $LATEST\n"})
     assert (raw.correlation_id, raw.level, raw.text) == ("-", "", "START RequestId: abc Version: $LATEST")
-    assert logs.parse_event("f", {"timestamp": 1, "message": "[1, 2]"}).text == "[1, 2]"
+    assert parsed("f", {"timestamp": 1, "message": "[1, 2]"}).text == "[1, 2]"
 
 
 def test_emf_lines_are_hidden_unless_asked_and_blank_lines_always():
     emf = json.dumps({"_aws": {"Timestamp": 1, "CloudWatchMetrics": []}, "orders": 1})
     assert logs.parse_event("f", {"timestamp": 1, "message": emf}) is None
-    assert logs.parse_event("f", {"timestamp": 1, "message": emf}, show_emf=True).level == "EMF"
+    assert parsed("f", {"timestamp": 1, "message": emf}, show_emf=True).level == "EMF"
     assert logs.parse_event("f", {"timestamp": 1, "message": " \n"}) is None
 
 
@@ -136,7 +142,7 @@ def test_a_function_that_never_ran_has_no_log_group_and_is_no_error(cloudwatch):
 def test_no_follow_prints_and_returns(cloudwatch):
     put(cloudwatch, "Valerix-order-api", powertools("placed", correlation_id="c-7"))
     out = io.StringIO()
-    slept = []
+    slept: list[float] = []
     assert logs.run(cloudwatch, {"order-api": "Valerix-order-api"}, 0, follow=False, out=out,
                     colour=False, sleep=slept.append) == 0
     assert slept == [] and "order-api | c-7 | INFO    placed" in out.getvalue()

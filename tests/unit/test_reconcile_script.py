@@ -7,6 +7,7 @@ import io
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,11 +26,12 @@ PROBLEMS = {**CLEAN, "status": "problems",
 
 class FakeLambda:
     def __init__(self, answer, function_error: bool = False) -> None:
-        self.answer, self.function_error, self.payloads = answer, function_error, []
+        self.answer, self.function_error = answer, function_error
+        self.payloads: list[Any] = []
 
     def invoke(self, FunctionName, InvocationType, Payload):
         self.payloads.append(json.loads(Payload))
-        out = {"Payload": io.BytesIO(json.dumps(self.answer).encode())}
+        out: dict[str, Any] = {"Payload": io.BytesIO(json.dumps(self.answer).encode())}
         if self.function_error:
             out["FunctionError"] = "Unhandled"
         return out

@@ -31,7 +31,7 @@ def points(svg: Path, gid: str) -> int:
 
 
 def ids(svg: Path, prefix: str) -> set[str]:
-    return {el.get("id") for el in ET.parse(svg).getroot().iter() if (el.get("id") or "").startswith(prefix)}
+    return {el.get("id", "") for el in ET.parse(svg).getroot().iter() if el.get("id", "").startswith(prefix)}
 
 
 def test_verify_charts_reflect_the_run_and_differ_between_runs(tmp_path):

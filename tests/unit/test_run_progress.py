@@ -61,7 +61,11 @@ def test_eta_is_unknown_before_the_first_order_and_minutes_are_readable():
 def test_counts_from_many_threads_add_up():
     out = io.StringIO()
     with RunProgress(stream=out, every_s=3600) as progress, progress.phase("error", total=800) as phase:
-        threads = [threading.Thread(target=lambda: [phase.advance() for _ in range(100)]) for _ in range(8)]
+        def advance_100() -> None:
+            for _ in range(100):
+                phase.advance()
+
+        threads = [threading.Thread(target=advance_100) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:

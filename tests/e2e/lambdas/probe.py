@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 VERSION = "v1"
 MIB = 2**20
@@ -48,8 +49,8 @@ def handler(event, context):
 
 def spawn_escapees(marker: str) -> None:
     """Processes that leave the runtime's process group and session; `marker` names them."""
-    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
-             "stderr": subprocess.DEVNULL}
+    quiet: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+                             "stderr": subprocess.DEVNULL}
     subprocess.Popen([sys.executable, "-c", SLEEPER, marker], start_new_session=True, **quiet)
     subprocess.Popen(["setsid", sys.executable, "-c", SLEEPER, marker], **quiet)
     subprocess.run([sys.executable, "-c", DAEMON, marker], check=True, **quiet)
