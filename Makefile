@@ -110,8 +110,10 @@ system-deps-test:
 	@$(STEP) "test system packages (Chromium)" "do what the line above says, then \`make test\` again" env PYTHON="$(PYTHON)" scripts/system-deps.sh test
 
 # Every virtualenv installs from a lock file with hashes (pip refuses anything else), then this
-# tree's own packages as editable installs (no sys.path edits anywhere), built with the locked
-# setuptools and no build isolation, so nothing unlocked is downloaded.
+# tree's own packages as editable installs (no sys.path edits anywhere). The project venv builds
+# them with its locked setuptools, without build isolation: nothing unlocked is downloaded.
+# LocalStack's venv cannot: plux, installed there, hooks setuptools' editable builds and fails on
+# a fresh checkout; there pip's isolated build environment fetches setuptools (build time only).
 EDITABLE := pip install -q --no-deps --no-build-isolation -e
 
 $(VENV)/.installed: requirements-dev.txt pyproject.toml localcloud/pyproject.toml observability/exporter/pyproject.toml
@@ -120,7 +122,7 @@ $(VENV)/.installed: requirements-dev.txt pyproject.toml localcloud/pyproject.tom
 
 $(LS_VENV)/.installed: requirements-localstack.txt localcloud/pyproject.toml
 	@$(STEP) "LocalStack virtualenv (pinned localstack-core + Valerix executor plugin)" "check that PyPI is reachable, then re-run" \
-	  bash -c 'mkdir -p -m 700 .valerix && $(PYTHON) -m venv $(LS_VENV) && $(LS_VENV)/bin/pip install -q --require-hashes -r requirements-localstack.txt && $(LS_VENV)/bin/$(EDITABLE) localcloud && touch $@'
+	  bash -c 'mkdir -p -m 700 .valerix && $(PYTHON) -m venv $(LS_VENV) && $(LS_VENV)/bin/pip install -q --require-hashes -r requirements-localstack.txt && $(LS_VENV)/bin/pip install -q --no-deps -e localcloud && touch $@'
 
 node_modules/.installed: package.json package-lock.json
 	@$(STEP) "node_modules (aws-cdk@2, aws-cdk-local)" "check that the npm registry is reachable, then re-run" \

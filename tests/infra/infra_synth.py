@@ -87,7 +87,7 @@ def synth(target: str, outdir: Path, **extra_context: Any) -> Synth:
     error = None
     try:
         app.synth()
-    except JSIIError as exc:  # the validation plugin (cdk-nag) reports by failing synth
+    except (RuntimeError, JSIIError) as exc:  # the validation plugin (cdk-nag) reports by failing synth
         error = str(exc)
     template_path = outdir / f"{stack.stack_name}.template.json"
     report_path = outdir / "validation-report.json"
