@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer, BaseHTTPRequestHandler
 from pathlib import Path
 
 WEB = Path(__file__).resolve().parents[2] / "web"
