@@ -46,8 +46,17 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "localcloud"))
+sys.path[:0] = [str(REPO), str(REPO / "localcloud")]  # infra.outputs, valerix_localcloud
 
+from infra.outputs import (  # noqa: E402
+    FUNCTION_NAME_SUFFIX,
+    GREMLIN_FUNCTION_NAME,
+    INVENTORY_API_FUNCTION_NAME,
+    INVENTORY_QUEUE_FUNCTION_NAME,
+    INVENTORY_RESERVE_FUNCTION_NAME,
+    ORDER_API_FUNCTION_NAME,
+    ORDER_COMPLETION_FUNCTION_NAME,
+)
 from valerix_localcloud import cli  # noqa: E402
 from valerix_localcloud.clients import local_client  # noqa: E402
 
@@ -200,8 +209,8 @@ class Bench:
             return env
 
         reserve_port, order_port = free_port(), free_port()
-        reserve_env = env_of("InventoryReserveFunctionName")
-        order_env = env_of("OrderApiFunctionName")
+        reserve_env = env_of(INVENTORY_RESERVE_FUNCTION_NAME)
+        order_env = env_of(ORDER_API_FUNCTION_NAME)
         # Order invokes the reserve function through the Lambda API: here the shared emulator
         # serves that API with the handler in its own process, no LocalStack in between.
         order_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://127.0.0.1:{reserve_port}"
@@ -311,11 +320,11 @@ class Bench:
         lam = local_client("lambda", self.outputs["endpoint_url"], read_timeout=120)
         stack = self.outputs["stack"]
         events = {
-            "OrderApiFunctionName": api_event("GET", "/orders", {"limit": "1"}),
-            "InventoryApiFunctionName": api_event("GET", "/products"),
-            "GremlinFunctionName": api_event("GET", "/gremlin"),
-            "OrderCompletionFunctionName": {"Records": []},
-            "InventoryQueueFunctionName": {"Records": []},
+            ORDER_API_FUNCTION_NAME: api_event("GET", "/orders", {"limit": "1"}),
+            INVENTORY_API_FUNCTION_NAME: api_event("GET", "/products"),
+            GREMLIN_FUNCTION_NAME: api_event("GET", "/gremlin"),
+            ORDER_COMPLETION_FUNCTION_NAME: {"Records": []},
+            INVENTORY_QUEUE_FUNCTION_NAME: {"Records": []},
         }
         cold = {}
         bar = self.progress.phase("cold starts", total=len(events), unit="functions")
@@ -345,7 +354,7 @@ class Bench:
         lam = local_client("lambda", self.outputs["endpoint_url"])
         functions = {}
         for output, name in sorted(self.outputs["stack"].items()):
-            if output.endswith("FunctionName"):
+            if output.endswith(FUNCTION_NAME_SUFFIX):
                 config = lam.get_function_configuration(FunctionName=name)
                 functions[name] = (config["Handler"], config.get("Environment", {}).get("Variables", {}))
         bundle = aws_init.bundle_for()

@@ -18,6 +18,10 @@ from botocore.config import Config
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUTS_FILE = REPO / ".valerix" / "outputs.json"
+# The scripts name the stack's outputs by infra/outputs.py (until the project is an installed
+# package, issue 16 item 8, the repository root is how they find it).
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 
 class CliError(RuntimeError):

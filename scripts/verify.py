@@ -30,11 +30,12 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "localcloud"))
+sys.path[:0] = [str(REPO), str(REPO / "localcloud")]  # infra.outputs, valerix_localcloud
 
 import report_charts  # noqa: E402  (scripts/, next to this file)
 from run_progress import Phase, RunProgress  # noqa: E402
 
+from infra.outputs import COMPLETION_DLQ_URL, COMPLETION_QUEUE_URL, INVENTORY_DLQ_URL, INVENTORY_QUEUE_URL  # noqa: E402
 from valerix_localcloud import cli  # noqa: E402
 from valerix_localcloud.clients import local_client  # noqa: E402
 
@@ -164,8 +165,8 @@ class Verifier:
         sqs = local_client("sqs", self.outputs["endpoint_url"])
         stack = self.outputs["stack"]
         urls = {name: stack[key] for name, key in (
-            ("inventory", "InventoryQueueUrl"), ("inventory-dlq", "InventoryDlqUrl"),
-            ("completion", "CompletionQueueUrl"), ("completion-dlq", "CompletionDlqUrl"))}
+            ("inventory", INVENTORY_QUEUE_URL), ("inventory-dlq", INVENTORY_DLQ_URL),
+            ("completion", COMPLETION_QUEUE_URL), ("completion-dlq", COMPLETION_DLQ_URL))}
         deadline = time.monotonic() + timeout
         while True:
             depths = {}

@@ -22,6 +22,17 @@ import sys
 import time
 from pathlib import Path
 
+from infra.outputs import (
+    API_URL,
+    COMPLETION_DLQ_URL,
+    COMPLETION_QUEUE_URL,
+    FUNCTION_NAME_SUFFIX,
+    INVENTORY_DLQ_URL,
+    INVENTORY_MIGRATE_FUNCTION_NAME,
+    INVENTORY_QUEUE_URL,
+    ORDER_MIGRATE_FUNCTION_NAME,
+    WEBSITE_BUCKET_NAME,
+)
 from valerix_localcloud import listen
 from valerix_localcloud import logs as logs_command
 from valerix_localcloud import prometheus as prometheus_server
@@ -210,7 +221,7 @@ def up(hot_reload: bool) -> dict:
     with step("run database migrations (order, inventory)",
               "see the migrate functions' logs: `make logs FN=order-migrate,inventory-migrate LOGS_ARGS=--no-follow`"):
         lam = local_client("lambda", endpoint(), read_timeout=300)
-        for output in ("OrderMigrateFunctionName", "InventoryMigrateFunctionName"):
+        for output in (ORDER_MIGRATE_FUNCTION_NAME, INVENTORY_MIGRATE_FUNCTION_NAME):
             response = lam.invoke(FunctionName=stack_outputs[output], Payload=b"{}")
             body = response["Payload"].read().decode()
             if response.get("FunctionError"):
@@ -219,7 +230,7 @@ def up(hot_reload: bool) -> dict:
 
     with step("warm up the API functions (first cold starts)",
               "see .valerix/localstack/localstack.log and the functions' log groups"):
-        warm_up(stack_outputs["ApiUrl"])
+        warm_up(stack_outputs[API_URL])
 
     with step("upload the dashboard to the website bucket", "check web/ exists; re-run `make up`"):
         upload_website(stack_outputs, exporter_url())
@@ -233,8 +244,8 @@ def up(hot_reload: bool) -> dict:
         prometheus().start()
 
     outputs = {
-        "api_url": stack_outputs["ApiUrl"],
-        "web_url": website_url(stack_outputs["WebsiteBucketName"]),
+        "api_url": stack_outputs[API_URL],
+        "web_url": website_url(stack_outputs[WEBSITE_BUCKET_NAME]),
         "metrics_url": exporter_url(),
         "prometheus_url": prometheus().url,
         "admin_api_key": admin_api_key(),
@@ -295,7 +306,7 @@ def exporter_url() -> str:
 
 def upload_website(stack_outputs: dict, metrics_url: str) -> None:
     s3 = local_client("s3", endpoint())
-    bucket = stack_outputs["WebsiteBucketName"]
+    bucket = stack_outputs[WEBSITE_BUCKET_NAME]
     web_dir = REPO / "web"
     build_dir = web_dir / "dist" if (web_dir / "dist").is_dir() else web_dir
     for path in sorted(build_dir.rglob("*")):
@@ -305,7 +316,7 @@ def upload_website(stack_outputs: dict, metrics_url: str) -> None:
                 continue
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
-    config = {"apiUrl": stack_outputs["ApiUrl"], "metricsUrl": metrics_url, "prometheusUrl": prometheus().url}
+    config = {"apiUrl": stack_outputs[API_URL], "metricsUrl": metrics_url, "prometheusUrl": prometheus().url}
     s3.put_object(Bucket=bucket, Key="config.json", Body=json.dumps(config).encode(),
                   ContentType="application/json", CacheControl="no-store")
 
@@ -326,15 +337,15 @@ def start_exporter(stack_outputs: dict) -> None:
         return
     exporter_dir().mkdir(parents=True, exist_ok=True)
     queues = {
-        "inventory": stack_outputs["InventoryQueueUrl"],
-        "inventory-dlq": stack_outputs["InventoryDlqUrl"],
-        "completion": stack_outputs["CompletionQueueUrl"],
-        "completion-dlq": stack_outputs["CompletionDlqUrl"],
+        "inventory": stack_outputs[INVENTORY_QUEUE_URL],
+        "inventory-dlq": stack_outputs[INVENTORY_DLQ_URL],
+        "completion": stack_outputs[COMPLETION_QUEUE_URL],
+        "completion-dlq": stack_outputs[COMPLETION_DLQ_URL],
     }
     # The stack's functions are known: following their log groups by name spares LocalStack
     # DescribeLogGroups, which it answers by deep-copying every stored log event.
     log_groups = [f"/aws/lambda/{value}" for key, value in sorted(stack_outputs.items())
-                  if key.endswith("FunctionName")]
+                  if key.endswith(FUNCTION_NAME_SUFFIX)]
     cmd = [
         str(PROJECT_PYTHON), "-m", "valerix_exporter",
         "--endpoint-url", endpoint(), "--region", REGION,
@@ -343,7 +354,7 @@ def start_exporter(stack_outputs: dict) -> None:
         "--queue-urls", ",".join(f"{name}={url}" for name, url in queues.items()),
         "--host", listen.bind_host(),
         # The dashboard (S3 website) reads /api/summary from the browser: only its origins may.
-        "--cors-origins", ",".join(website_origins(stack_outputs["WebsiteBucketName"])),
+        "--cors-origins", ",".join(website_origins(stack_outputs[WEBSITE_BUCKET_NAME])),
         # The deep re-read (the whole 60 s overlap, for late events) once a minute, not every
         # 10 s: it was a quarter of LocalStack's CPU under load (FilterLogEvents, py-spy under
         # `make bench`). Here events are stamped when shipped, so they arrive in order and the

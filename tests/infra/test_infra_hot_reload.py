@@ -5,7 +5,6 @@ functions/ apply at the next cold start and handlers stay `functions.<service>.h
 from __future__ import annotations
 
 import pytest
-
 from infra_synth import REPO_ROOT, synth
 
 
@@ -17,7 +16,7 @@ def hot_reload_synth(tmp_path_factory):
 def test_functions_use_the_hot_reload_bucket(hot_reload_synth):
     functions = [r for r in hot_reload_synth.of_type("AWS::Lambda::Function").values()
                  if str(r["Properties"].get("FunctionName", "")).startswith("Valerix-")]  # fmt: skip
-    from infra.stack import FUNCTION_SPECS
+    from infra.constructs.service_functions import FUNCTION_SPECS
 
     backup_functions = 3  # infra/constructs/local_backup.py
     assert len(functions) == len(FUNCTION_SPECS) + backup_functions

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.outputs import RECONCILE_FUNCTION_NAME
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 import reconcile as script  # noqa: E402
@@ -41,7 +43,7 @@ def run(monkeypatch, tmp_path, capsys):
     def go(answer, *args, function_error=False):
         fake = FakeLambda(answer, function_error)
         monkeypatch.setattr(script, "lambda_client_and_outputs",
-                            lambda _args: (fake, {"ReconcileFunctionName": "Valerix-reconcile"}))
+                            lambda _args: (fake, {RECONCILE_FUNCTION_NAME: "Valerix-reconcile"}))
         code = script.main(["--report-dir", str(tmp_path), *args])
         out = capsys.readouterr()
         return code, out.out, out.err, fake
