@@ -28,6 +28,8 @@ own user can read: `VALERIX_ADMIN_API_KEY`, `VALERIX_ORDER_DB_SECRET`,
 | `dbMaxConnections` | from `dbInstanceClass` | aws only: the instances' `max_connections` (`SHOW max_connections`), for the connections alarm |
 | `account` / `region` | none (environment-agnostic) | pin the stack environment |
 | `nag` | `true` | apply cdk-nag AwsSolutions checks during synth |
+| `fisExperiments` | `false` | aws only: the AWS FIS experiment templates (infra/constructs/fis.py); attaches the FIS Lambda extension to the inventory reservation function |
+| `fisExtensionLayerArn` | none (required with `fisExperiments`) | aws only: the FIS Lambda extension layer version ARN of the region (`aws ssm get-parameter --name /aws/service/fis/lambda-extension/AWS-FIS-extension-x86_64/1.x.x`), pinned so a deploy never changes it silently |
 """
 
 from __future__ import annotations
@@ -101,6 +103,18 @@ def _as_secret(value: Any, default: dict[str, Any], key: str) -> dict[str, Any]:
     return merged
 
 
+_LAYER_VERSION_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[A-Za-z0-9_-]+:\d+")
+
+
+def _as_layer_arn(value: Any, key: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not _LAYER_VERSION_ARN.fullmatch(str(value).strip()):
+        raise ValueError(f"context {key} must be a Lambda layer version ARN "
+                         f"(arn:aws:lambda:<region>:<account>:layer:<name>:<version>), got {value!r}")
+    return str(value).strip()
+
+
 # Deliberately loose (SNS validates the address and sends the confirmation mail); it catches
 # the mistakes a command line makes: an empty part, a missing @, a stray space or quote.
 _EMAIL = re.compile(r"[^@\s'\",;]+@[^@\s'\",;]+\.[^@\s'\",;]+")
@@ -144,6 +158,8 @@ class ValerixConfig:
     account: str | None = None
     region: str | None = None
     nag: bool = True
+    fis_experiments: bool = False
+    fis_extension_layer_arn: str | None = None
 
     @property
     def is_aws(self) -> bool:
@@ -174,6 +190,14 @@ class ValerixConfig:
             raise ValueError("adminApiKey (context or VALERIX_ADMIN_API_KEY) must be at least 20 "
                              "characters (API Gateway rule)")
         origins = tuple(o.strip().rstrip("/") for o in str(get("corsOrigins") or "").split(",") if o.strip())
+        fis_experiments = _as_bool(get("fisExperiments"), False)
+        fis_layer = _as_layer_arn(get("fisExtensionLayerArn"), "fisExtensionLayerArn")
+        if fis_experiments and target != "aws":
+            raise ValueError("context fisExperiments: AWS FIS experiments exist on target=aws only")
+        if fis_experiments and fis_layer is None:
+            raise ValueError("context fisExperiments needs fisExtensionLayerArn: the FIS Lambda extension layer "
+                             "ARN of the region (aws ssm get-parameter --name "
+                             "/aws/service/fis/lambda-extension/AWS-FIS-extension-x86_64/1.x.x)")
         default_metrics = "http://127.0.0.1:9108" if target == "local" else ""
         metrics_url = get("metricsUrl")
         return cls(
@@ -202,4 +226,6 @@ class ValerixConfig:
             account=get("account") or None,
             region=get("region") or None,
             nag=_as_bool(get("nag"), True),
+            fis_experiments=fis_experiments,
+            fis_extension_layer_arn=fis_layer,
         )

@@ -36,6 +36,20 @@ BACKUP_BUCKET_NAME: Final = "BackupBucketName"
 EXTERNAL_BACKUP_BUCKET_NAME: Final = "ExternalBackupBucketName"
 BACKUP_KEY_ARN: Final = "BackupKeyArn"
 
+# context fisExperiments=true (target=aws) only: the AWS FIS experiment template ids, by scenario
+# (infra/constructs/fis.py), and the log group the experiments write to.
+FIS_LATENCY_TEMPLATE_ID: Final = "FisLatencyTemplateId"
+FIS_ERRORS_TEMPLATE_ID: Final = "FisErrorsTemplateId"
+FIS_CRASH_TEMPLATE_ID: Final = "FisCrashTemplateId"
+FIS_DATABASE_OUTAGE_TEMPLATE_ID: Final = "FisDatabaseOutageTemplateId"
+FIS_LOG_GROUP_NAME: Final = "FisLogGroupName"
+FIS_TEMPLATE_OUTPUTS: Final[dict[str, str]] = {
+    "latency": FIS_LATENCY_TEMPLATE_ID,
+    "errors": FIS_ERRORS_TEMPLATE_ID,
+    "crash": FIS_CRASH_TEMPLATE_ID,
+    "database-outage": FIS_DATABASE_OUTAGE_TEMPLATE_ID,
+}
+
 # One output per function: its deployed name. Each ends with FUNCTION_NAME_SUFFIX, which is how
 # the local cloud and the scripts find "every function of the stack" in the outputs.
 FUNCTION_NAME_SUFFIX: Final = "FunctionName"

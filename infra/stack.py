@@ -8,6 +8,7 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import Aws, CfnOutput, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
 from infra import bundling
@@ -20,6 +21,7 @@ from infra.constructs.backup import DatabaseBackups
 from infra.constructs.cdk_providers import acknowledge_cdk_providers
 from infra.constructs.databases import Databases
 from infra.constructs.db_limits import postgres_max_connections_upper_bound
+from infra.constructs.fis import FisExperiments
 from infra.constructs.local_backup import LocalBackup
 from infra.constructs.migrations import migration_triggers
 from infra.constructs.queue_pair import QueuePair
@@ -121,6 +123,15 @@ class ValerixStack(Stack):
             for db in (self.databases.order, self.databases.inventory):
                 self.alarms.database_instance(db.name.capitalize(), rds_instance(db), max_connections=max_connections)
 
+        # ---------------------------------------------------------------- AWS FIS (opt-in)
+        self.fis: FisExperiments | None = None
+        if config.fis_experiments and config.fis_extension_layer_arn:
+            self.fis = FisExperiments(
+                self, "Fis", name_prefix=prefix, extension_layer_arn=config.fis_extension_layer_arn,
+                target=f["InventoryReserve"], database=rds_instance(self.databases.inventory),
+                stop_alarms=self._alarms_named(self.service_functions.stop_alarm_names),
+                log_retention_days=config.log_retention_days)  # fmt: skip
+
         if config.is_local and config.hot_reload:
             cdk.Annotations.of(self).acknowledge_warning(
                 "@aws-cdk/aws-lambda:codeFromBucketObjectVersionNotSpecified",
@@ -129,6 +140,17 @@ class ValerixStack(Stack):
 
         self._outputs()
         acknowledge_cdk_providers(self, website_bucket=self.website.bucket)
+
+    def _alarms_named(self, names: list[str]) -> list[cloudwatch.Alarm]:
+        by_name = {}
+        for alarm in self.alarms.alarms:
+            resource = alarm.node.default_child
+            if isinstance(resource, cloudwatch.CfnAlarm) and resource.alarm_name:
+                by_name[resource.alarm_name] = alarm
+        missing = [name for name in names if name not in by_name]
+        if missing:
+            raise ValueError(f"stop-condition alarms that are not alarms of the stack: {missing}")
+        return [by_name[name] for name in names]
 
     def _outputs(self) -> None:
         """Every output, under its name from infra/outputs.py (which the readers import too)."""
@@ -160,6 +182,10 @@ class ValerixStack(Stack):
         values.update(self.local_backup.outputs())
         if cfg.is_local:
             values[out.ADMIN_API_KEY] = cfg.admin_api_key
+        if self.fis is not None:
+            for scenario, template in self.fis.templates.items():
+                values[out.FIS_TEMPLATE_OUTPUTS[scenario]] = template.attr_id
+            values[out.FIS_LOG_GROUP_NAME] = self.fis.log_group.log_group_name
         for key, value in values.items():
             CfnOutput(self, key, value=value)
         if cfg.is_aws:
