@@ -96,7 +96,8 @@ class FisExperiments(Construct):
         fn = target.function
 
         # ------------------------------------------------------------ configuration bucket
-        access_logs = access_logs_bucket(self, "ConfigAccessLogs", removal_policy=RemovalPolicy.DESTROY,
+        # Kept on teardown (it is not empty: a bucket with objects cannot be deleted by CloudFormation).
+        access_logs = access_logs_bucket(self, "ConfigAccessLogs", removal_policy=RemovalPolicy.RETAIN,
                                          serves="the FIS configuration bucket")
         self.config_bucket = s3.Bucket(
             self, "ConfigBucket",

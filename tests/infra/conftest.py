@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from infra_synth import Synth, synth
 
 
@@ -15,6 +14,17 @@ def local_synth(tmp_path_factory) -> Synth:
 @pytest.fixture(scope="session")
 def aws_synth(tmp_path_factory) -> Synth:
     return synth("aws", tmp_path_factory.mktemp("cdk-aws"))
+
+
+# A layer version ARN of the shape the FIS extension's public SSM parameter holds.
+FIS_LAYER_ARN = "arn:aws:lambda:eu-central-1:211125425201:layer:aws-fis-extension-x86_64:9"
+
+
+@pytest.fixture(scope="session")
+def fis_synth(tmp_path_factory) -> Synth:
+    """target=aws with the AWS FIS experiment templates (context fisExperiments)."""
+    return synth("aws", tmp_path_factory.mktemp("cdk-aws-fis"), fisExperiments="true",
+                 fisExtensionLayerArn=FIS_LAYER_ARN)
 
 
 @pytest.fixture(scope="session", params=["local", "aws"])
