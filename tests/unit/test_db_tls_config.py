@@ -34,9 +34,12 @@ def test_verify_full_context_checks_chain_and_host_name():
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname is True
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
-    # only the RDS CAs are trusted, not the system store
-    subjects = {dict(x[0] for x in ca["subject"]).get("organizationalUnitName") for ca in context.get_ca_certs()}
-    assert subjects == {"Amazon RDS"}
+    # only the RDS CAs and the Amazon roots RDS Proxy's certificate chains to, not the system store
+    subjects = [dict(x[0] for x in ca["subject"]) for ca in context.get_ca_certs()]
+    rds_units = {s.get("organizationalUnitName") for s in subjects if s.get("organizationName") != "Amazon"}
+    assert rds_units == {"Amazon RDS"}
+    assert sorted(s["commonName"] for s in subjects if s.get("organizationName") == "Amazon") == [
+        f"Amazon Root CA {n}" for n in range(1, 5)]
 
 
 def test_disable_means_no_tls_at_all():
