@@ -25,7 +25,7 @@ from infra.constructs.alarms import StackAlarms, schedule_rules
 from infra.constructs.api import ValerixApi
 from infra.constructs.backup import DatabaseBackups
 from infra.constructs.databases import POSTGRES_PORT, Databases, ServiceDatabase
-from infra.constructs.db_limits import postgres_max_connections_upper_bound
+from infra.constructs.db_limits import BUDGET
 from infra.constructs.local_backup import LocalBackup
 from infra.constructs.queue_pair import QueuePair
 from infra.constructs.service_function import FunctionVpcPlacement, ServiceFunction, ServiceFunctionProps
@@ -215,6 +215,8 @@ class ValerixStack(Stack):
         )
         f.update(self.local_backup.functions)
         f["Reconcile"] = self._reconcile_function()
+        # Reserved concurrency x DB_POOL_MAX within max_connections (infra/constructs/db_limits.py).
+        self.databases.apply_connection_budget(f)
 
         # ---------------------------------------------------------------- grants (least privilege)
         order_api = f["OrderApi"].function
@@ -252,10 +254,12 @@ class ValerixStack(Stack):
 
         # ---------------------------------------------------------------- queue consumers
         inventory_consumer.add_event_source(
-            event_sources.SqsEventSource(iq, batch_size=5, report_batch_item_failures=True)
+            event_sources.SqsEventSource(iq, batch_size=5, report_batch_item_failures=True,
+                                         max_concurrency=BUDGET["InventoryQueue"].environments)
         )
         f["OrderCompletion"].function.add_event_source(
-            event_sources.SqsEventSource(cq, batch_size=10, report_batch_item_failures=True)
+            event_sources.SqsEventSource(cq, batch_size=10, report_batch_item_failures=True,
+                                         max_concurrency=BUDGET["OrderCompletion"].environments)
         )
 
         # ---------------------------------------------------------------- routes
@@ -322,11 +326,12 @@ class ValerixStack(Stack):
             threshold=1,
         )
         if config.is_aws:
-            max_connections = config.db_max_connections or postgres_max_connections_upper_bound(
-                config.db_instance_class)
             for db in (self.databases.order, self.databases.inventory):
-                assert db.instance is not None
-                self.alarms.database_instance(db.name.capitalize(), db.instance, max_connections=max_connections)
+                assert db.instance is not None and db.proxy is not None
+                self.alarms.database_instance(db.name.capitalize(), db.instance,
+                                              max_connections=self.databases.max_connections)
+                self.alarms.database_proxy(db.name.capitalize(), db.proxy.db_proxy_name,
+                                           max_database_connections=self.databases.budgets[db.name].proxy_connections)
 
         if config.is_local and config.hot_reload:
             cdk.Annotations.of(self).acknowledge_warning(
@@ -369,7 +374,7 @@ class ValerixStack(Stack):
                                DB_READER_SECRET_ARN=db.reader_secret)
             env.update({name: secret.secret_arn for name, secret in secrets.items()})
             env.update(self.databases.tls_environment)
-        fn = self._service_function(key, env, db.function_placement if db is not None else None)
+        fn = self._service_function(key, env, db.placement(login) if db is not None else None)
         for secret in secrets.values():
             secret.grant_read(fn.function)
         return fn
