@@ -242,7 +242,7 @@ class Databases(Construct):
             self,
             f"{label}FunctionsSg",
             vpc=self.vpc,
-            description=f"Lambda functions of the {name} service",
+            description=f"Functions of the {name} service that connect to the instance directly (migrate)",
             allow_all_outbound=True,
         )
         db_sg = ec2.SecurityGroup(
