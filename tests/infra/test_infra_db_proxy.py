@@ -67,7 +67,8 @@ def proxies(s) -> dict[str, dict]:
         (instance,) = p["DBInstanceIdentifiers"]
         proxy = ref_id(p["DBProxyName"])
         percent = p["ConnectionPoolConfigurationInfo"]["MaxConnectionsPercent"]
-        result[names[ref_id(instance)]] = {"proxy": proxy, "percent": percent, "props": s.resources[proxy]["Properties"]}
+        props = s.resources[proxy]["Properties"]
+        result[names[ref_id(instance)]] = {"proxy": proxy, "percent": percent, "props": props}
     return result
 
 
