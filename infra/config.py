@@ -20,12 +20,12 @@ own user can read: `VALERIX_ADMIN_API_KEY`, `VALERIX_ORDER_DB_SECRET`,
 | `corsOrigins` | the website origin | comma-separated extra origins allowed by CORS |
 | `throttleRateLimit` / `throttleBurstLimit` | 50 / 100 | API stage throttling |
 | `logRetentionDays` | 14 | retention of every function log group |
-| `dbInstanceClass` | `t4g.micro` | aws only: RDS instance class |
+| `dbInstanceClass` | `t4g.micro` | RDS instance class on aws; on both targets it sets `max_connections` (the local Postgres servers run with the same number) |
 | `dbMultiAz` | `false` | aws only: Multi-AZ RDS |
 | `dbDeletionProtection` | `true` | aws only: RDS deletion protection |
 | `natGateways` | 1 | aws only: NAT gateways (the order API reaches the public REST API through it) |
 | `alarmEmail` | none | comma-separated e-mail addresses subscribed to the stack's alarm topic (each confirms by mail) |
-| `dbMaxConnections` | from `dbInstanceClass` | aws only: the instances' `max_connections` (`SHOW max_connections`), for the connections alarm |
+| `dbMaxConnections` | 3/4 of what `dbInstanceClass`'s memory allows | the `max_connections` the stack sets in the instances' parameter group (and `make up` gives the local servers); the connection budget, the proxy and the alarms are computed from it (infra/constructs/db_limits.py) |
 | `account` / `region` | none (environment-agnostic) | pin the stack environment |
 | `nag` | `true` | apply cdk-nag AwsSolutions checks during synth |
 | `fisExperiments` | `false` | aws only: the AWS FIS experiment templates (infra/constructs/fis.py); attaches the FIS Lambda extension to the inventory reservation function |
@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from constructs import Node
+
+from infra.constructs import db_limits
 
 TARGETS = ("local", "aws")
 
@@ -149,7 +151,7 @@ class ValerixConfig:
     throttle_rate_limit: int = 50
     throttle_burst_limit: int = 100
     log_retention_days: int = 14
-    db_instance_class: str = "t4g.micro"
+    db_instance_class: str = db_limits.DEFAULT_INSTANCE_CLASS
     db_multi_az: bool = False
     db_deletion_protection: bool = True
     nat_gateways: int = 1
@@ -168,6 +170,11 @@ class ValerixConfig:
     @property
     def is_local(self) -> bool:
         return self.target == "local"
+
+    @property
+    def max_connections(self) -> int:
+        """`max_connections` of both databases (db_limits: set by the stack, not RDS's default)."""
+        return db_limits.max_connections(self.db_instance_class, self.db_max_connections)
 
     @classmethod
     def from_context(
@@ -217,7 +224,7 @@ class ValerixConfig:
             throttle_rate_limit=_as_int(get("throttleRateLimit"), 50),
             throttle_burst_limit=_as_int(get("throttleBurstLimit"), 100),
             log_retention_days=_as_int(get("logRetentionDays"), 14),
-            db_instance_class=str(get("dbInstanceClass") or "t4g.micro"),
+            db_instance_class=str(get("dbInstanceClass") or db_limits.DEFAULT_INSTANCE_CLASS),
             db_multi_az=_as_bool(get("dbMultiAz"), False),
             db_deletion_protection=_as_bool(get("dbDeletionProtection"), True),
             nat_gateways=_as_int(get("natGateways"), 1),

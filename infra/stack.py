@@ -20,7 +20,6 @@ from infra.constructs.api import ValerixApi
 from infra.constructs.backup import DatabaseBackups
 from infra.constructs.cdk_providers import acknowledge_cdk_providers
 from infra.constructs.databases import Databases
-from infra.constructs.db_limits import postgres_max_connections_upper_bound
 from infra.constructs.fis import FisExperiments
 from infra.constructs.local_backup import LocalBackup
 from infra.constructs.migrations import migration_triggers
@@ -97,6 +96,8 @@ class ValerixStack(Stack):
         self.reconciler = Reconciler(self, factory, databases=self.databases,
                                      inventory_queue=self.inventory_queue, completion_queue=self.completion_queue)
         f["Reconcile"] = self.reconciler.function
+        # Reserved concurrency x DB_POOL_MAX within max_connections (infra/constructs/db_limits.py).
+        self.databases.apply_connection_budget(f)
         add_routes(self.api, f)
 
         # ---------------------------------------------------------------- aws only
@@ -118,10 +119,12 @@ class ValerixStack(Stack):
         self.alarms.schedules(schedule_rules(self))
         self.reconciler.add_alarm(self.alarms)
         if config.is_aws:
-            max_connections = config.db_max_connections or postgres_max_connections_upper_bound(
-                config.db_instance_class)
             for db in (self.databases.order, self.databases.inventory):
-                self.alarms.database_instance(db.name.capitalize(), rds_instance(db), max_connections=max_connections)
+                assert db.proxy is not None
+                self.alarms.database_instance(db.name.capitalize(), rds_instance(db),
+                                              max_connections=self.databases.max_connections)
+                self.alarms.database_proxy(db.name.capitalize(), db.proxy.db_proxy_name,
+                                           max_database_connections=self.databases.budgets[db.name].proxy_connections)
 
         # ---------------------------------------------------------------- AWS FIS (opt-in)
         self.fis: FisExperiments | None = None

@@ -7,9 +7,15 @@
 - TLS follows `DbTls` (DB_TLS / DB_CA_BUNDLE, functions/common/settings.py): `verify-full` checks
   the server certificate against the RDS CA bundle and the host name; `disable` is set explicitly
   by target=local. Nothing is guessed from the host name.
-- Connections are kept in a small per-environment pool and reused across invocations. In Lambda
-  one request runs at a time, so this is one long-lived connection; tests and local servers with
-  threads get one connection per concurrent caller.
+- Connections are kept in a small per-environment pool and reused across invocations. The pool
+  never holds more than `DbPool.max_open` connections (DB_POOL_MAX) open at once: a caller past
+  it waits up to DB_POOL_WAIT_SECONDS for one to come back, then gets DatabaseUnavailable. The
+  stack sets the cap per function so that reserved concurrency x cap fits the database's
+  max_connections (infra/constructs/db_limits.py); in Lambda one request runs at a time, so an
+  API environment needs one or two, a queue consumer one per concurrently handled record.
+- On target=aws the run-time functions connect to the RDS Proxy endpoint (DB_PROXY_ENDPOINT)
+  instead of the secret's host, with the same login: the proxy authenticates them against the
+  same secret and pools the database connections.
 - All data access goes through `transaction()`. Its `BEGIN` doubles as the liveness probe: a
   pooled connection that turns out to be broken is dropped and replaced before any statement of
   the transaction ran, so the retry is always safe.
@@ -34,7 +40,7 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 
 from functions.common import aws
 from functions.common.errors import DatabaseUnavailable  # noqa: F401 - defined there, raised here
-from functions.common.settings import DbTls
+from functions.common.settings import DbPool, DbTls
 
 __all__ = [
     "Database", "DatabaseUnavailable", "connect", "get_database", "pg_error_code", "read_secret",
@@ -42,6 +48,8 @@ __all__ = [
 ]
 
 _NETWORK_ERRORS = (InterfaceError, OSError, EOFError)
+_DEFAULT_TLS = DbTls()
+_DEFAULT_POOL = DbPool()
 
 
 def pg_error_code(exc: BaseException) -> str | None:
@@ -97,10 +105,11 @@ def ssl_context(tls: DbTls) -> ssl.SSLContext | Literal[False]:
 
 
 def connect(secret: Mapping[str, Any], *, tls: DbTls, database: str | None = None, timeout: float = 5.0,
-            application_name: str = "valerix") -> pg8000.native.Connection:
-    """One new connection with a secret's login. pg8000's own errors (and KeyError for a
-    secret without username/password/host) propagate: callers word them for their context."""
-    host = secret["host"]
+            application_name: str = "valerix", host: str | None = None) -> pg8000.native.Connection:
+    """One new connection with a secret's login (to `host` instead of the secret's, when given:
+    the RDS Proxy endpoint). pg8000's own errors (and KeyError for a secret without
+    username/password/host) propagate: callers word them for their context."""
+    host = host or secret["host"]
     return pg8000.native.Connection(
         user=secret["username"],
         password=secret["password"],
@@ -148,16 +157,18 @@ def _slow_down(conn: pg8000.native.Connection, fault: Any, *, in_transaction: bo
 
 
 class Database:
-    def __init__(self, secret_arn: str, *, tls: DbTls = DbTls(), secret_max_age: int = 300, max_idle: int = 4,
-                 connect_timeout: float = 5.0, application_name: str = "valerix") -> None:
+    def __init__(self, secret_arn: str, *, tls: DbTls = _DEFAULT_TLS, pool: DbPool = _DEFAULT_POOL, secret_max_age: int = 300,
+                 max_idle: int = 4, connect_timeout: float = 5.0, application_name: str = "valerix") -> None:
         self.secret_arn = secret_arn
         self.tls = tls
+        self.pool = pool
         self.secret_max_age = secret_max_age
-        self.max_idle = max_idle
+        self.max_idle = min(max_idle, pool.max_open)
         self.connect_timeout = connect_timeout
         self.application_name = application_name
         self._idle: list[pg8000.native.Connection] = []
-        self._lock = threading.Lock()
+        self._open_count = 0  # idle + in use: never above pool.max_open
+        self._available = threading.Condition()
 
     # ---------------------------------------------------------------- credentials
 
@@ -169,7 +180,7 @@ class Database:
             secret = self._secret(force=attempt == 2)
             try:
                 return connect(secret, tls=self.tls, timeout=self.connect_timeout,
-                               application_name=self.application_name)
+                               application_name=self.application_name, host=self.pool.proxy_endpoint)
             except DatabaseError as exc:
                 # 28P01 invalid password / 28000 invalid authorization: the secret may have rotated.
                 if pg_error_code(exc) in ("28P01", "28000") and attempt == 1:
@@ -184,23 +195,58 @@ class Database:
     # ---------------------------------------------------------------- pool
 
     def _acquire(self) -> tuple[pg8000.native.Connection, bool]:
-        with self._lock:
+        """An idle connection (reused=True) or a new one in a free slot; waits for either while
+        all `pool.max_open` slots are taken. Every connection handed out goes back through
+        `_release` or `_discard` (or `_replace`, which keeps its slot)."""
+        deadline = time.monotonic() + self.pool.wait_seconds
+        with self._available:
+            while not self._idle and self._open_count >= self.pool.max_open:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DatabaseUnavailable(
+                        f"all {self.pool.max_open} database connections of this environment are in use "
+                        f"(waited {self.pool.wait_seconds:g} s; DB_POOL_MAX caps them)")
+                self._available.wait(remaining)
             if self._idle:
                 return self._idle.pop(), True
-        return self._open(), False
+            self._open_count += 1
+        try:
+            return self._open(), False
+        except BaseException:
+            self._forget_slot()
+            raise
+
+    def _forget_slot(self) -> None:
+        with self._available:
+            self._open_count -= 1
+            self._available.notify()
 
     def _release(self, conn: pg8000.native.Connection) -> None:
-        with self._lock:
+        with self._available:
             if len(self._idle) < self.max_idle:
                 self._idle.append(conn)
+                self._available.notify()
                 return
+        self._discard(conn)
+
+    def _discard(self, conn: pg8000.native.Connection) -> None:
         _close_quietly(conn)
+        self._forget_slot()
+
+    def _replace(self, conn: pg8000.native.Connection) -> pg8000.native.Connection:
+        """Close a broken connection and open another in its slot."""
+        _close_quietly(conn)
+        try:
+            return self._open()
+        except BaseException:
+            self._forget_slot()
+            raise
 
     def close(self) -> None:
-        with self._lock:
+        with self._available:
             idle, self._idle = self._idle, []
         for conn in idle:
-            _close_quietly(conn)
+            self._discard(conn)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[pg8000.native.Connection]:
@@ -212,8 +258,10 @@ class Database:
             try:
                 conn.run("SELECT 1")
             except _NETWORK_ERRORS:
-                _close_quietly(conn)
-                conn = self._open()
+                conn = self._replace(conn)
+            except BaseException:
+                self._discard(conn)
+                raise
         broken = False
         try:
             _slow_down(conn, fault, in_transaction=False)
@@ -223,7 +271,7 @@ class Database:
             raise
         finally:
             if broken:
-                _close_quietly(conn)
+                self._discard(conn)
             else:
                 self._release(conn)
 
@@ -236,33 +284,39 @@ class Database:
         try:
             conn.run("BEGIN")
         except _NETWORK_ERRORS as exc:
-            _close_quietly(conn)
             if not reused:
+                self._discard(conn)
                 raise DatabaseUnavailable(f"database connection failed: {exc}") from exc
-            conn = self._open()  # the pooled connection was stale: replace it, nothing ran yet
+            conn = self._replace(conn)  # the pooled connection was stale: replace it, nothing ran yet
             try:
                 conn.run("BEGIN")
             except _NETWORK_ERRORS as exc2:
-                _close_quietly(conn)
+                self._discard(conn)
                 raise DatabaseUnavailable(f"database connection failed: {exc2}") from exc2
+            except BaseException:
+                self._discard(conn)
+                raise
+        except BaseException:
+            self._discard(conn)
+            raise
         try:
             _slow_down(conn, fault, in_transaction=True)
             yield conn
         except BaseException as exc:
             if isinstance(exc, _NETWORK_ERRORS):
-                _close_quietly(conn)
+                self._discard(conn)
                 raise DatabaseUnavailable(f"database connection broke: {exc}") from exc
             try:
                 conn.run("ROLLBACK")
-            except _NETWORK_ERRORS:
-                _close_quietly(conn)
+            except BaseException:
+                self._discard(conn)
                 raise
             self._release(conn)
             raise
         try:
             conn.run("COMMIT")
         except _NETWORK_ERRORS as exc:
-            _close_quietly(conn)
+            self._discard(conn)
             raise DatabaseUnavailable(f"database connection broke during COMMIT: {exc}") from exc
         except BaseException:
             with contextlib.suppress(Exception):
@@ -288,13 +342,13 @@ _databases: dict[str, Database] = {}
 _databases_lock = threading.Lock()
 
 
-def get_database(secret_arn: str, *, tls: DbTls = DbTls(), secret_max_age: int = 300,
+def get_database(secret_arn: str, *, tls: DbTls = _DEFAULT_TLS, pool: DbPool = _DEFAULT_POOL, secret_max_age: int = 300,
                  application_name: str = "valerix") -> Database:
     """The pooled Database for a secret, one per execution environment."""
     with _databases_lock:
         database = _databases.get(secret_arn)
         if database is None:
-            database = Database(secret_arn, tls=tls, secret_max_age=secret_max_age,
+            database = Database(secret_arn, tls=tls, pool=pool, secret_max_age=secret_max_age,
                                 application_name=application_name)
             _databases[secret_arn] = database
         return database

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["DbTls", "Settings", "SettingsError", "get_settings", "reset_settings"]
+__all__ = ["DbPool", "DbTls", "Settings", "SettingsError", "get_settings", "reset_settings"]
 
 # The asset root of every function holds the `functions/` package (docs/ARCHITECTURE.md).
 ASSET_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -72,6 +72,33 @@ class DbTls:
 
 
 @dataclasses.dataclass(frozen=True)
+class DbPool:
+    """How many connections one execution environment may hold, and where they go
+    (`DB_POOL_MAX`, `DB_POOL_WAIT_SECONDS`, `DB_PROXY_ENDPOINT`).
+
+    - `max_open`: open connections (idle + in use) per database per environment. The stack sets
+      it per function so that reserved concurrency x max_open stays within the database's
+      max_connections (infra/constructs/db_limits.py); a caller past it waits for a connection.
+    - `wait_seconds`: how long such a caller waits before the database counts as unavailable.
+    - `proxy_endpoint`: target=aws, run-time functions: the RDS Proxy endpoint, used instead of
+      the host in the secret (the proxy logs in to the database with the same secret). Unset:
+      connect to the secret's host (migrations, backups, target=local).
+    """
+
+    max_open: int = 10  # without DB_POOL_MAX: the queue consumers' worker threads (functions/common/queue.py)
+    wait_seconds: float = 10.0
+    proxy_endpoint: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "DbPool":
+        return cls(
+            max_open=_int(env, "DB_POOL_MAX", cls.max_open),
+            wait_seconds=float(_int(env, "DB_POOL_WAIT_SECONDS", int(cls.wait_seconds), minimum=0)),
+            proxy_endpoint=(env.get("DB_PROXY_ENDPOINT") or "").strip() or None,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     service_name: str
     metrics_namespace: str
@@ -96,6 +123,7 @@ class Settings:
     admin_key_cache_seconds: int = 60
     health_cache_seconds: int = 5
     db_tls: DbTls = DbTls()
+    db_pool: DbPool = DbPool()
     # migrate functions only: the logins they create (their own, DB_SECRET_ARN, is the owner's)
     _db_master_secret_arn: str | None = None
     _db_app_secret_arn: str | None = None
@@ -129,6 +157,7 @@ class Settings:
             admin_key_cache_seconds=_int(env, "ADMIN_KEY_CACHE_SECONDS", 60, minimum=0),
             health_cache_seconds=_int(env, "HEALTH_CACHE_SECONDS", 5, minimum=0),
             db_tls=DbTls.from_env(env),
+            db_pool=DbPool.from_env(env),
             _db_master_secret_arn=env.get("DB_MASTER_SECRET_ARN"),
             _db_app_secret_arn=env.get("DB_APP_SECRET_ARN"),
             _db_reader_secret_arn=env.get("DB_READER_SECRET_ARN"),

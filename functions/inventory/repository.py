@@ -22,7 +22,7 @@ APP_PRIVILEGES = {
 def database() -> Database:
     """The inventory database of this environment (tests may replace this function)."""
     settings = get_settings()
-    return get_database(settings.db_secret_arn, tls=settings.db_tls,
+    return get_database(settings.db_secret_arn, tls=settings.db_tls, pool=settings.db_pool,
                         secret_max_age=settings.secret_cache_seconds,
                         application_name="valerix-inventory")
 

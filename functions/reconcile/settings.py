@@ -5,7 +5,7 @@
 | `ORDER_DB_SECRET_ARN` / `INVENTORY_DB_SECRET_ARN` | the **reader** secrets (`<service>_backup`: SELECT only) of the two databases |
 | `DLQ_URLS` | `name=url,...` of the dead-letter queues whose depth is checked (`inventory=…,completion=…`) |
 | `RECONCILE_STALE_MINUTES` | an order `PENDING`/`QUEUED` for longer than this is a problem (default 5) |
-| `DB_TLS` / `DB_CA_BUNDLE` | as every function (functions/common/settings.py) |
+| `DB_TLS` / `DB_CA_BUNDLE`, `DB_POOL_MAX` | as every function (functions/common/settings.py) |
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import datetime as dt
 import os
 from collections.abc import Mapping
 
-from functions.common.settings import DbTls, SettingsError
+from functions.common.settings import DbPool, DbTls, SettingsError
 
 DEFAULT_STALE_MINUTES = 5
 
@@ -72,6 +72,7 @@ class ReconcileSettings:
     dlq_urls: dict[str, str]
     stale_minutes: int = DEFAULT_STALE_MINUTES
     db_tls: DbTls = DbTls()
+    db_pool: DbPool = DbPool()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ReconcileSettings":
@@ -88,4 +89,5 @@ class ReconcileSettings:
             dlq_urls=_queues(_required(env, "DLQ_URLS")),
             stale_minutes=stale,
             db_tls=DbTls.from_env(env),
+            db_pool=DbPool.from_env(env),
         )

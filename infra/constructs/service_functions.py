@@ -32,6 +32,7 @@ from infra import bundling
 from infra.config import ValerixConfig
 from infra.constructs.admin_key import AdminKey
 from infra.constructs.databases import Databases, ServiceDatabase
+from infra.constructs.db_limits import BUDGET
 from infra.constructs.queue_pair import QueuePair
 from infra.constructs.service_function import FunctionVpcPlacement, ServiceFunction, ServiceFunctionProps
 from infra.constructs.state import StateStores
@@ -160,7 +161,7 @@ class FunctionFactory:
                                DB_READER_SECRET_ARN=db.reader_secret)
             env.update({name: secret.secret_arn for name, secret in secrets.items()})
             env.update(self.databases.tls_environment)
-        fn = self.function(key, env, db.function_placement if db is not None else None)
+        fn = self.function(key, env, db.placement(login) if db is not None else None)
         for secret in secrets.values():
             secret.grant_read(fn.function)
         return fn
@@ -280,8 +281,10 @@ class ServiceFunctions:
 
         # ---------------------------------------------------------------- queue consumers
         inventory_consumer.add_event_source(
-            event_sources.SqsEventSource(iq, batch_size=5, report_batch_item_failures=True)
+            event_sources.SqsEventSource(iq, batch_size=5, report_batch_item_failures=True,
+                                         max_concurrency=BUDGET["InventoryQueue"].environments)
         )
         f["OrderCompletion"].function.add_event_source(
-            event_sources.SqsEventSource(cq, batch_size=10, report_batch_item_failures=True)
+            event_sources.SqsEventSource(cq, batch_size=10, report_batch_item_failures=True,
+                                         max_concurrency=BUDGET["OrderCompletion"].environments)
         )

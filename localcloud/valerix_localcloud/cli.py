@@ -88,10 +88,20 @@ def localstack() -> LocalStackHost:
     return LocalStackHost(STATE / "localstack", LOCALSTACK_PYTHON, PROJECT_PYTHON, port=PORT)
 
 
+def stack_max_connections() -> int:
+    """The RDS instances' max_connections (infra/constructs/db_limits.py, from cdk.json's context):
+    the local servers run with it, so the local cloud meets the limit the connection budget is
+    computed for. Pure Python, no CDK import; `python -m` from the repo root finds `infra`."""
+    from infra.constructs import db_limits
+
+    return db_limits.stack_max_connections(json.loads((REPO / "cdk.json").read_text())["context"])
+
+
 def databases() -> dict[str, PostgresServer]:
+    limit = stack_max_connections()
     return {
-        "order": PostgresServer(STATE / "pg" / "order", "order_db"),
-        "inventory": PostgresServer(STATE / "pg" / "inventory", "inventory_db"),
+        "order": PostgresServer(STATE / "pg" / "order", "order_db", max_connections=limit),
+        "inventory": PostgresServer(STATE / "pg" / "inventory", "inventory_db", max_connections=limit),
     }
 
 

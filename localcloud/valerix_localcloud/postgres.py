@@ -134,6 +134,9 @@ class PostgresServer:
     port: int = 0
     password: str = ""
     fsync: bool = True
+    # `make up` passes the stack's number (the RDS instances' max_connections, see cli.databases);
+    # the test-suite's own servers keep room for many parallel test connections.
+    max_connections: int = 200
 
     @property
     def server_dir(self) -> Path:
@@ -262,13 +265,17 @@ class PostgresServer:
         if self.is_running():
             self._load_state()
             self._wait_ready()
-            self.ensure_database()
-            return self
+            if self.running_max_connections() == self.max_connections:
+                self.ensure_database()
+                return self
+            # Started with another limit (before the stack's number changed): max_connections is
+            # read at start-up only, so restart it; the data stays.
+            self._pg("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
         self.port = self.port or free_port()
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.data_dir}"
         if not self.fsync:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        options += " -c max_connections=200"
+        options += f" -c max_connections={self.max_connections}"
         self.log_file.touch()
         _chown_to_owner(self.log_file)
         self._pg(
@@ -299,6 +306,13 @@ class PostgresServer:
             user=SUPERUSER, password=self.password, host="127.0.0.1", port=self.port,
             database=database or self.dbname, timeout=10,
         )
+
+    def running_max_connections(self) -> int:
+        conn = self.connect("postgres")
+        try:
+            return int(conn.run("SHOW max_connections")[0][0])
+        finally:
+            conn.close()
 
     def ensure_database(self) -> None:
         conn = self.connect("postgres")

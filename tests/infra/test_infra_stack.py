@@ -400,13 +400,19 @@ def test_rds_only_on_aws(aws_synth, local_synth):
 
 def test_db_security_groups_admit_only_their_service(aws_synth):
     ingress = aws_synth.of_type("AWS::EC2::SecurityGroupIngress")
-    # Each database admits its own service's functions, the backup/restore functions and the
-    # reconcile function.
-    assert len(ingress) == 6
+    # Each database admits its own migrate function, its proxy, the backup/restore functions and
+    # the reconcile function; each proxy admits its service's run-time functions
+    # (tests/infra/test_infra_db_proxy.py: who exactly).
+    assert len(ingress) == 2 * 5
     for rule in ingress.values():
         p = rule["Properties"]
-        assert p["FromPort"] == p["ToPort"] == 5432
         assert "SourceSecurityGroupId" in p and "CidrIp" not in p
+        assert p["FromPort"] == p["ToPort"]
+        port = p["FromPort"]
+        if isinstance(port, dict):  # proxy -> instance (CDK's rule): the instance's own port
+            instance, attribute = port["Fn::GetAtt"]
+            port = attribute == "Endpoint.Port" and int(aws_synth.resources[instance]["Properties"]["Port"])
+        assert port == 5432
 
 
 def test_local_secrets_hold_the_local_postgres_endpoints(local_synth):
