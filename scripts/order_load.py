@@ -15,6 +15,7 @@ shared by `make verify` (scripts/verify.py) and `make gameday` (scripts/gameday.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import Any
 import httpx
 import report_charts  # scripts/, next to this file
 from run_progress import Phase
+from valerix_localcloud import cli
 from valerix_localcloud.clients import local_client
 
 FINAL = {"CONFIRMED", "REJECTED"}
@@ -53,16 +55,28 @@ class OrderRecord:
 @dataclass(frozen=True)
 class Violation:
     """kind: no_answer, lost, not_final, queue_not_drained, dlq, reserved_twice,
-    rejected_reserved, confirmed_unreserved, stock."""
+    rejected_reserved, confirmed_unreserved, stock; subject: the order id, product or queue."""
 
     kind: str
     message: str
+    subject: str = ""
 
 
 @dataclass
 class InvariantResult:
     final_stock: dict[str, int | None] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
+
+
+def running_cloud_outputs() -> dict[str, Any] | None:
+    """`.valerix/outputs.json` of the running local cloud, brought up first when it is not
+    running; None when that failed (`make up` said why)."""
+    if not (cli.OUTPUTS_FILE.exists() and cli.localstack().pid()):
+        print("local cloud not running: bringing it up (make up)")
+        if cli.main(["up"]) != 0:
+            return None
+    outputs: dict[str, Any] = json.loads(cli.OUTPUTS_FILE.read_text())
+    return outputs
 
 
 class LoadDriver:
@@ -250,10 +264,12 @@ def check_invariants(orders: list[OrderRecord], initial_stock: dict[str, int], o
             continue
         if record.order_id not in order_rows and record.reason != "unknown product":
             violations.append(Violation(
-                "lost", f"order {record.order_id} answered {record.first_status} but is not stored (lost)"))
+                "lost", f"order {record.order_id} answered {record.first_status} but is not stored (lost)",
+                str(record.order_id)))
         if record.final_status not in FINAL:
             violations.append(Violation(
-                "not_final", f"order {record.order_id} never reached a final state ({record.final_status})"))
+                "not_final", f"order {record.order_id} never reached a final state ({record.final_status})",
+                str(record.order_id)))
 
     reserved: dict[str, int] = {}
     for order_id, _product_id, status, _quantity in reservations:
@@ -261,29 +277,32 @@ def check_invariants(orders: list[OrderRecord], initial_stock: dict[str, int], o
             reserved[order_id] = reserved.get(order_id, 0) + 1
     for order_id, count in reserved.items():
         if count > 1:
-            violations.append(Violation("reserved_twice", f"order {order_id} reserved {count} times"))
+            violations.append(Violation("reserved_twice", f"order {order_id} reserved {count} times", order_id))
         if order_id in order_rows and order_rows[order_id][3] == "REJECTED":
-            violations.append(Violation("rejected_reserved", f"order {order_id} is REJECTED but holds a reservation"))
+            violations.append(Violation("rejected_reserved", f"order {order_id} is REJECTED but holds a reservation",
+                                        order_id))
     for product in products:
         confirmed = sum(row[2] for row in order_rows.values()
                         if row[1] == product and row[3] == "CONFIRMED")
         final = result.final_stock[product]
         if final is None or final < 0:
-            violations.append(Violation("stock", f"{product}: stock is {final}"))
+            violations.append(Violation("stock", f"{product}: stock is {final}", product))
             continue
         moved = initial_stock[product] - final
         if moved != confirmed:
             violations.append(Violation(
-                "stock", f"{product}: stock moved by {moved} but confirmed quantities sum to {confirmed}"))
+                "stock", f"{product}: stock moved by {moved} but confirmed quantities sum to {confirmed}", product))
     for order_id, row in order_rows.items():
         if row[3] == "CONFIRMED" and order_id not in reserved:
-            violations.append(Violation("confirmed_unreserved", f"order {order_id} is CONFIRMED without a reservation"))
+            violations.append(Violation("confirmed_unreserved", f"order {order_id} is CONFIRMED without a reservation",
+                                        order_id))
     for name in ("inventory-dlq", "completion-dlq"):
         if depths.get(name):
-            violations.append(Violation("dlq", f"DLQ {name} holds {depths[name]} message(s)"))
+            violations.append(Violation("dlq", f"DLQ {name} holds {depths[name]} message(s)", name))
     for name in ("inventory", "completion"):
         if depths.get(name):
-            violations.append(Violation("queue_not_drained", f"queue {name} did not drain ({depths[name]} left)"))
+            violations.append(Violation("queue_not_drained", f"queue {name} did not drain ({depths[name]} left)",
+                                        name))
     return result
 
 

@@ -31,7 +31,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "localcloud"))
 
 import report_charts  # noqa: E402  (scripts/, next to this file)
-from order_load import LoadDriver, OrderRecord, chart_samples, check_invariants, percentile, phase_stats  # noqa: E402
+from order_load import (  # noqa: E402
+    LoadDriver,
+    OrderRecord,
+    chart_samples,
+    check_invariants,
+    percentile,
+    phase_stats,
+    running_cloud_outputs,
+)
 from run_progress import RunProgress  # noqa: E402
 from valerix_localcloud import cli  # noqa: E402
 
@@ -131,11 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=240)
     args = parser.parse_args(argv)
 
-    if not (cli.OUTPUTS_FILE.exists() and cli.localstack().pid()):
-        print("local cloud not running: bringing it up (make up)")
-        if cli.main(["up"]) != 0:
-            return 2
-    outputs = json.loads(cli.OUTPUTS_FILE.read_text())
+    outputs = running_cloud_outputs()
+    if outputs is None:
+        return 2
     driver = LoadDriver(outputs, args.clients)
     report = Report(started_at=time.time())
     try:
