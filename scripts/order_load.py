@@ -170,11 +170,11 @@ class LoadDriver:
                 name, _rate, bar = current
                 with lock:
                     record = OrderRecord(name, rng.choice(products), rng.randint(1, 3), time.time())
+                if bar is not None:
+                    bar.advance()  # counted when sent: the phase's bar counts its own orders only
                 self.place(record)
                 with lock:
                     records.append(record)
-                if bar is not None:
-                    bar.advance()
 
         threads = [threading.Thread(target=worker, name=f"load-{i}", daemon=True) for i in range(self.clients)]
         for thread in threads:
