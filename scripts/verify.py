@@ -30,16 +30,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "localcloud"))
 
+import order_load  # noqa: E402
 import report_charts  # noqa: E402  (scripts/, next to this file)
-from order_load import (  # noqa: E402
-    LoadDriver,
-    OrderRecord,
-    chart_samples,
-    check_invariants,
-    percentile,
-    phase_stats,
-    running_cloud_outputs,
-)
+from order_load import LoadDriver, OrderRecord, percentile  # noqa: E402
 from run_progress import RunProgress  # noqa: E402
 from valerix_localcloud import cli  # noqa: E402
 
@@ -75,7 +68,7 @@ def run_phase(driver: LoadDriver, phase: str, every: int, count: int, products: 
 
 
 def write_charts(report: Report, path_md: Path) -> tuple[list[report_charts.Chart], Path]:
-    samples, marks = chart_samples(report.orders, report.gremlin_marks, report.started_at)
+    samples, marks = order_load.chart_samples(report.orders, report.gremlin_marks, report.started_at)
     charts = report_charts.write_charts(samples, marks, path_md)
     latencies = [r.latency_ms for r in report.orders]
     facts = [("orders", str(len(report.orders))),
@@ -126,7 +119,7 @@ def write_report(report: Report, path_md: Path, path_json: Path) -> None:
 
 def summarize(report: Report) -> None:
     for phase in PHASES:
-        report.phases[phase] = phase_stats(r for r in report.orders if r.phase == phase)
+        report.phases[phase] = order_load.phase_stats(r for r in report.orders if r.phase == phase)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=240)
     args = parser.parse_args(argv)
 
-    outputs = running_cloud_outputs()
+    outputs = order_load.running_cloud_outputs()
     if outputs is None:
         return 2
     driver = LoadDriver(outputs, args.clients)
@@ -163,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             driver.gremlin(None, settle=False)
     summarize(report)
-    checked = check_invariants(report.orders, report.initial_stock, outputs, depths)
+    checked = order_load.check_invariants(report.orders, report.initial_stock, outputs, depths)
     report.final_stock = checked.final_stock
     report.violations = [v.message for v in checked.violations]
     md, js = cli.STATE / "verify-report.md", cli.STATE / "verify-report.json"
