@@ -175,8 +175,32 @@ gremlin = { database = { fault = "unreachable" }, latency = { delayMs = 500, eve
     assert (SCORECARD.read_bytes() if SCORECARD.exists() else None) == before  # no scorecard of a cut-short run
 
 
-def test_the_website_bucket_serves_a_scorecard_from_the_start(localcloud):
-    """`make up` seeds gameday/scorecard.json, so the dashboard's panel never meets a 404."""
-    response = httpx.get(f"{localcloud.web_url.rstrip('/')}/gameday/scorecard.json", timeout=10)
-    assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
-    assert "status" in response.json()
+def test_make_up_seeds_the_scorecard_and_a_redeploy_keeps_the_latest(localcloud):
+    """The dashboard's panel never meets a 404: `make up` puts this checkout's latest scorecard (or
+    a "none yet" one) into a bucket without one, and leaves a newer one alone when it redeploys."""
+    from urllib.parse import urlparse
+
+    from valerix_localcloud import cli
+
+    s3, bucket = localcloud.client("s3"), localcloud.stack["WebsiteBucketName"]
+
+    def shown() -> dict:  # through the S3 website, as the browser fetches it
+        host = f"{bucket}.s3-website.localhost.localstack.cloud:{urlparse(localcloud.endpoint_url).port}"
+        response = httpx.get(f"{localcloud.endpoint_url}/gameday/scorecard.json", headers={"Host": host}, timeout=10)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
+        return response.json()
+
+    before = s3.get_object(Bucket=bucket, Key="gameday/scorecard.json")["Body"].read()
+    try:
+        s3.delete_object(Bucket=bucket, Key="gameday/scorecard.json")
+        cli.upload_website(localcloud.stack, localcloud.metrics_url)
+        assert shown() == (json.loads(SCORECARD.read_text()) if SCORECARD.exists() else {"status": "none"})
+
+        newer = {"status": "pass", "scenario": "e2e-marker", "slos": [], "phases": []}
+        s3.put_object(Bucket=bucket, Key="gameday/scorecard.json", Body=json.dumps(newer).encode(),
+                      ContentType="application/json")
+        cli.upload_website(localcloud.stack, localcloud.metrics_url)
+        assert shown() == newer
+    finally:
+        s3.put_object(Bucket=bucket, Key="gameday/scorecard.json", Body=before, ContentType="application/json",
+                      CacheControl="no-store")
