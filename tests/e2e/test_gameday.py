@@ -28,6 +28,15 @@ SCORECARD, ORDERS = STATE / "gameday-scorecard.json", STATE / "gameday-orders.js
 SCALE = "0.25"  # the shipped scenario's ~3 min of load in ~50 s
 
 
+@pytest.fixture(scope="module", autouse=True)
+def leave_it_healthy(api):
+    """Whatever happens here, the next module finds the gremlin off and order's circuit closed
+    (a run that ends in a fault phase leaves the circuit open)."""
+    yield
+    api.gremlin_off()
+    api.wait_circuit("closed", timeout=90, probe=True)
+
+
 def gameday(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "scripts" / "gameday.py"), *args], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout, check=False,
