@@ -20,7 +20,8 @@ The scorecard (SLO pass/fail and per-phase numbers, from this run's own requests
 databases) goes to .valerix/gameday-scorecard.md and .json, the run's orders to
 .valerix/gameday-orders.json, charts to .valerix/gameday-scorecard-charts/; the JSON is published
 to the dashboard's website bucket (gameday/scorecard.json), where the dashboard's "Game day"
-panel shows it. Load, gremlin switch, invariant checks and progress display are shared with
+panel shows it (the reconcile function's own report lands in .valerix/reconcile-report.md, as
+with `make reconcile`). Load, gremlin switch, invariant checks and progress display are shared with
 `make verify` (scripts/order_load.py, scripts/run_progress.py).
 
 The gremlin is all off at the end, also when the run fails or is interrupted (ctrl-C, SIGTERM);
