@@ -16,7 +16,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 .PHONY: up down status logs admin-key test test-unit deps test-deps system-deps system-deps-test hot-reload synth clean \
-        verify bench backup backup-list backup-sync restore reconcile
+        verify bench backup backup-list backup-sync restore reconcile gameday
 
 up: deps
 	@$(VENV)/bin/python -m valerix_localcloud up
@@ -56,6 +56,12 @@ verify: deps
 # Latency/throughput numbers, written to .valerix/bench.json.
 bench: deps
 	@$(VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
+
+# A scripted game day (scripts/gameday.toml): steady load, faults incl. a database outage,
+# recovery; then the SLOs and a scorecard (.valerix/gameday-scorecard.md, on the dashboard).
+# GAMEDAY_ARGS="--scale 0.2" for a short one, "--scenario FILE" for another; exit 1 names a failed SLO.
+gameday: deps
+	@$(VENV)/bin/python scripts/gameday.py $(GAMEDAY_ARGS)
 
 # Both databases against each other + the DLQs, through the deployed reconcile function; exit 1
 # naming each problem (report in .valerix/reconcile-report.md). RECONCILE_ARGS="--stale-minutes 10".

@@ -45,6 +45,7 @@ from valerix_localcloud.private import PRIVATE_UMASK, make_tree_private, private
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / ".valerix"
 OUTPUTS_FILE = STATE / "outputs.json"
+GAMEDAY_SCORECARD_KEY = "gameday/scorecard.json"  # in the website bucket (scripts/gameday.py)
 CDK_OUTPUTS_FILE = STATE / "cdk-outputs.json"
 ADMIN_KEY_FILE = STATE / "admin-api-key"
 STACK_NAME = os.environ.get("VALERIX_STACK_NAME", "Valerix")
@@ -329,6 +330,13 @@ def upload_website(stack_outputs: dict, metrics_url: str) -> None:
     config = {"apiUrl": stack_outputs[API_URL], "metricsUrl": metrics_url, "prometheusUrl": prometheus().url}
     s3.put_object(Bucket=bucket, Key="config.json", Body=json.dumps(config).encode(),
                   ContentType="application/json", CacheControl="no-store")
+    # The dashboard's game-day panel reads this object and `make gameday` replaces it; a new bucket
+    # gets this checkout's latest scorecard or a "none yet" one, so the panel never meets a 404.
+    if not s3.list_objects_v2(Bucket=bucket, Prefix=GAMEDAY_SCORECARD_KEY).get("KeyCount"):
+        latest = STATE / "gameday-scorecard.json"
+        s3.put_object(Bucket=bucket, Key=GAMEDAY_SCORECARD_KEY, ContentType="application/json",
+                      CacheControl="no-store",
+                      Body=latest.read_bytes() if latest.exists() else b'{"status": "none"}')
 
 
 def prometheus() -> prometheus_server.LocalPrometheus:

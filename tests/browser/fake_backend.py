@@ -24,6 +24,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer, BaseHTTPR
 from pathlib import Path
 
 WEB = Path(__file__).resolve().parents[2] / "web"
+SCORECARD = WEB.parent / ".valerix" / "gameday-scorecard.json"
 ADMIN_KEY = "devkey"
 
 
@@ -235,8 +236,12 @@ def static_handler(api_base: str, metrics_base: str | None = None):
             pass
 
         def do_GET(self):
-            if self.path.split("?")[0] == "/config.json":
-                body = json.dumps({"apiUrl": api_base, "metricsUrl": metrics_base or api_base}).encode()
+            path = self.path.split("?")[0]
+            if path in ("/config.json", "/gameday/scorecard.json"):
+                if path == "/config.json":
+                    body = json.dumps({"apiUrl": api_base, "metricsUrl": metrics_base or api_base}).encode()
+                else:  # what `make up` seeds the website bucket with: the latest scorecard, or "none yet"
+                    body = SCORECARD.read_bytes() if SCORECARD.exists() else b'{"status": "none"}'
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
