@@ -36,7 +36,8 @@ def test_order_errors_become_the_same_answers_as_before(order_api):
     reused = order_api.get("/orders/reused")
     assert reused.status_code == 422
     assert reused.json() == {"message": "Idempotency-Key was already used for a different order "
-                                        "(productId 'widget', quantity 2)", "orderId": "o-1", "requestId": "unit-corr-1"}
+                                        "(productId 'widget', quantity 2)",
+                             "orderId": "o-1", "requestId": "unit-corr-1"}
     busy = order_api.get("/orders/busy")
     assert busy.status_code == 409 and busy.json()["message"].startswith("a request with this Idempotency-Key")
 
