@@ -24,6 +24,12 @@
   `connection()` ask the injector first; `unreachable` / `exhausted` raise DatabaseUnavailable
   before a connection is taken, `slow` runs `pg_sleep` right after BEGIN, `locked` takes one
   shared advisory lock first and then sleeps holding it.
+- `transaction(deadline=...)` (issue 17, item 2): the caller's deadline bounds the transaction.
+  Right after BEGIN, `statement_timeout` and `lock_timeout` are set (transaction-local) to the
+  time left, so no statement -- the gremlin's slow `pg_sleep` and held lock included -- outlives
+  it; a statement cancelled that way, or a deadline found passed just before COMMIT, rolls the
+  transaction back and raises DeadlineExceeded. (COMMIT itself is not interruptible: it is
+  only ever sent with time left.)
 """
 
 from __future__ import annotations
@@ -33,23 +39,33 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from functions.common import aws
-from functions.common.errors import DatabaseUnavailable  # noqa: F401 - defined there, raised here
+from functions.common.deadline import Deadline
+from functions.common.errors import DatabaseUnavailable, DeadlineExceeded
 from functions.common.settings import DbPool, DbTls
 
 __all__ = [
-    "Database", "DatabaseUnavailable", "connect", "get_database", "pg_error_code", "read_secret",
-    "reset_databases", "ssl_context",
+    "Connection", "Database", "DatabaseUnavailable", "DeadlineExceeded", "connect", "get_database", "pg_error_code",
+    "read_secret", "reset_databases", "ssl_context",
 ]
 
+
+class Connection(Protocol):
+    """What the repositories use of a pg8000 native connection (typed here: pg8000 has no stubs)."""
+
+    def run(self, sql: str, stream: Any = None, types: Any = None, **params: Any) -> list[list[Any]]: ...
+
 _NETWORK_ERRORS = (InterfaceError, OSError, EOFError)
-_DEFAULT_TLS = DbTls()
+_DEFAULT_TLS = DbTls()  # the default: TLS verified against the RDS CA bundle
 _DEFAULT_POOL = DbPool()
+# SQLSTATEs of a statement cut short by the timeouts a deadline sets: query_canceled
+# (statement_timeout) and lock_not_available (lock_timeout).
+_TIMED_OUT = ("57014", "55P03")
 
 
 def pg_error_code(exc: BaseException) -> str | None:
@@ -65,9 +81,9 @@ _provider: Any = None
 _provider_lock = threading.Lock()
 
 
-def read_secret(secret_arn: str, *, max_age: int = 300, force: bool = False) -> dict:
+def read_secret(secret_arn: str, *, max_age: int = 300, force: bool = False) -> dict[str, Any]:
     """An RDS-shaped secret as a dict (Powertools SecretsProvider: cached for `max_age` s)."""
-    global _provider
+    global _provider  # noqa: PLW0603 -- one cached secrets provider per execution environment
     with _provider_lock:
         if _provider is None:
             from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -157,8 +173,8 @@ def _slow_down(conn: pg8000.native.Connection, fault: Any, *, in_transaction: bo
 
 
 class Database:
-    def __init__(self, secret_arn: str, *, tls: DbTls = _DEFAULT_TLS, pool: DbPool = _DEFAULT_POOL, secret_max_age: int = 300,
-                 max_idle: int = 4, connect_timeout: float = 5.0, application_name: str = "valerix") -> None:
+    def __init__(self, secret_arn: str, *, tls: DbTls = _DEFAULT_TLS, pool: DbPool = _DEFAULT_POOL,
+                 secret_max_age: int = 300, max_idle: int = 4, connect_timeout: float = 5.0, application_name: str = "valerix") -> None:
         self.secret_arn = secret_arn
         self.tls = tls
         self.pool = pool
@@ -172,7 +188,7 @@ class Database:
 
     # ---------------------------------------------------------------- credentials
 
-    def _secret(self, force: bool = False) -> dict:
+    def _secret(self, force: bool = False) -> dict[str, Any]:
         return read_secret(self.secret_arn, max_age=self.secret_max_age, force=force)
 
     def _open(self) -> pg8000.native.Connection:
@@ -276,8 +292,11 @@ class Database:
                 self._release(conn)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[pg8000.native.Connection]:
-        """BEGIN ... COMMIT (ROLLBACK on any exception). Raises DatabaseUnavailable when unreachable."""
+    def transaction(self, deadline: Deadline | None = None) -> Iterator[pg8000.native.Connection]:
+        """BEGIN ... COMMIT (ROLLBACK on any exception). Raises DatabaseUnavailable when unreachable,
+        DeadlineExceeded (rolled back) when `deadline` passes first (see the module doc)."""
+        if deadline is not None and deadline.passed():
+            raise DeadlineExceeded("the deadline passed before the transaction began")
         fault = _gremlin_fault()
         _refuse_if_injected(fault)
         conn, reused = self._acquire()
@@ -300,8 +319,12 @@ class Database:
             self._discard(conn)
             raise
         try:
+            if deadline is not None:
+                _bound_by(conn, deadline)
             _slow_down(conn, fault, in_transaction=True)
             yield conn
+            if deadline is not None and deadline.passed():
+                raise DeadlineExceeded("the deadline passed before COMMIT: rolled back")
         except BaseException as exc:
             if isinstance(exc, _NETWORK_ERRORS):
                 self._discard(conn)
@@ -312,6 +335,9 @@ class Database:
                 self._discard(conn)
                 raise
             self._release(conn)
+            if deadline is not None and pg_error_code(exc) in _TIMED_OUT:
+                raise DeadlineExceeded(f"a statement ran into the deadline ({pg_error_code(exc)}): rolled back") \
+                    from exc
             raise
         try:
             conn.run("COMMIT")
@@ -331,6 +357,14 @@ class Database:
         with self.transaction() as conn:
             conn.run("SELECT 1")
         return (time.perf_counter() - started) * 1000.0
+
+
+def _bound_by(conn: pg8000.native.Connection, deadline: Deadline) -> None:
+    """Transaction-local statement and lock timeouts: the time `deadline` leaves (at least 1 ms,
+    as 0 would mean no timeout at all). set_config(..., true) is SET LOCAL with parameters."""
+    remaining_ms = str(max(1, deadline.remaining_ms()))
+    conn.run("SELECT set_config('statement_timeout', :ms, true), set_config('lock_timeout', :ms, true)",
+             ms=remaining_ms)
 
 
 def _close_quietly(conn: pg8000.native.Connection) -> None:
@@ -356,7 +390,7 @@ def get_database(secret_arn: str, *, tls: DbTls = _DEFAULT_TLS, pool: DbPool = _
 
 def reset_databases() -> None:
     """Close every pool and forget cached secrets (tests switch AWS mocks between cases)."""
-    global _provider
+    global _provider  # noqa: PLW0603 -- see read_secret
     with _databases_lock:
         databases = list(_databases.values())
         _databases.clear()

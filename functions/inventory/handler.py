@@ -4,7 +4,7 @@
   admin, health. The reservation is not on the public API.
 - `reserve_handler`: the internal reservation, invoked by the order API through the Lambda API
   (RequestResponse). Payload and answer: `functions.common.contracts` (`ReserveRequest` |
-  `PingRequest` -> `ReservationAnswer` | `PingAnswer`); logic in `service.answer_command`.
+  `PingRequest` -> `ReservationAnswer` | `PingAnswer`); logic in `reserve_api.answer_command`.
   Obeys the gremlin; a gremlin crash is a real process exit (Invoke reports a FunctionError).
 - `queue_handler`: SQS inventory queue. Powertools BatchProcessor with partial batch failures;
   each record `{orderId, productId, quantity}` goes through `service.process_queued_order`
@@ -33,7 +33,7 @@ from functions.common.observability import (
     record_cold_start,
     traced,
 )
-from functions.inventory import service
+from functions.inventory import reserve_api, service
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -68,7 +68,7 @@ def reserve_handler(event: Any, context: Any) -> dict[str, Any]:
     record_cold_start(service.SERVICE, context)
     sent = event.get("correlationId") if isinstance(event, dict) else None
     with correlation_scope(logger, invocation_correlation_id(sent, context)):
-        return service.answer_command(event)
+        return reserve_api.answer_command(event)
 
 
 def _record_handler(record: SQSRecord) -> dict[str, Any]:

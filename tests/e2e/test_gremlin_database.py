@@ -123,7 +123,7 @@ def test_slow_database_past_the_budget_confirms_once(api, closed_circuit):
     accepted = {r.json()["orderId"]: q for r, q in zip(responses, (1, 2))}
     final = assert_invariants(api, product, 20, accepted)
     assert {o["status"] for o in final.values()} == {"CONFIRMED"}
-    assert api.stock(product) == 17  # the late synchronous commit and the queued copy: once
+    assert api.stock(product) == 17  # once: the sync attempt was rolled back at its deadline (test_deadline.py)
 
 
 def test_a_held_lock_convoy_queues_the_tail_and_confirms_once(api, closed_circuit):

@@ -182,13 +182,13 @@ def test_a_failing_record_logs_its_failure_under_its_id(log_lines, monkeypatch):
 
 
 def test_the_reserve_function_logs_under_the_id_it_was_sent(log_lines, monkeypatch):
-    from functions.inventory import handler, service
+    from functions.inventory import handler, reserve_api, service
 
     def answer(payload):
         service.logger.info("answering", extra={"order_id": payload.get("orderId")})
         return {"statusCode": 201, "status": "RESERVED"}
 
-    monkeypatch.setattr(service, "answer_command", answer)
+    monkeypatch.setattr(reserve_api, "answer_command", answer)
     context = SimpleNamespace(aws_request_id="lambda-req-7", function_name="inventory-reserve")
     handler.reserve_handler({"action": "reserve", "orderId": "o-7", "correlationId": "corr-7"}, context)
     handler.reserve_handler({"action": "reserve", "orderId": "o-8", "correlationId": "not ok"}, context)
