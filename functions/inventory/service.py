@@ -28,6 +28,7 @@ Decisions:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from functions.common import aws, chaos
+from functions.common import aws
 from functions.common.contracts import (
     CONFLICT,
     ERROR,
@@ -52,6 +53,7 @@ from functions.common.db import DatabaseUnavailable
 from functions.common.migrations import migrate_database
 from functions.common.observability import MetricUnit, current_correlation_id, get_logger, put_metric
 from functions.common.settings import get_settings
+from functions.gremlin import injector as gremlin
 from functions.inventory import repository
 
 SERVICE = "inventory"
@@ -179,13 +181,13 @@ def answer_command(payload: Any) -> dict[str, Any]:
 def answer_reservation(request: ReserveRequest) -> ReservationAnswer:
     """The synchronous reservation, with the gremlin around it exactly as on the former HTTP
     route: latency / error / crash before the transaction, crash after the commit."""
-    injector = chaos.injector()
+    injector = gremlin.injector()
     fields = {"orderId": request.orderId, "productId": request.productId, "quantity": request.quantity}
     try:
         injector.before_reservation()  # latency / error / crash before-commit
         outcome = reserve(request.orderId, request.productId, request.quantity)
         injector.after_commit()  # crash after-commit: the "Schroedinger" case
-    except chaos.InjectedError as exc:
+    except gremlin.InjectedError as exc:
         return ReservationAnswer(statusCode=exc.status_code, status=ERROR, message=exc.message, **fields)
     except ReservationConflict as exc:
         logger.warning("conflicting reservation replay refused", extra={"order_id": request.orderId,
@@ -265,37 +267,29 @@ def _process_queued_order(message: dict[str, Any]) -> dict[str, Any]:
     return completion
 
 
-_idempotent: tuple[Any, Any] | None = None
-_idempotent_lock = threading.Lock()
-
-
+@functools.cache
 def _idempotency() -> tuple[Any, Any]:
     """(IdempotencyConfig, idempotent process function); built on first use, not at import."""
-    global _idempotent
-    if _idempotent is None:
-        with _idempotent_lock:
-            if _idempotent is None:
-                from aws_lambda_powertools.utilities.idempotency import (
-                    DynamoDBPersistenceLayer,
-                    IdempotencyConfig,
-                    idempotent_function,
-                )
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
 
-                persistence = DynamoDBPersistenceLayer(
-                    table_name=get_settings().idempotency_table,
-                    boto3_client=aws.single_attempt_client("dynamodb"),
-                )
-                config = IdempotencyConfig(
-                    event_key_jmespath="orderId",
-                    raise_on_no_idempotency_key=True,
-                    expires_after_seconds=24 * 3600,
-                )
-                function = idempotent_function(
-                    _process_queued_order, data_keyword_argument="message",
-                    persistence_store=persistence, config=config,
-                )
-                _idempotent = (config, function)
-    return _idempotent
+    persistence = DynamoDBPersistenceLayer(
+        table_name=get_settings().idempotency_table,
+        boto3_client=aws.single_attempt_client("dynamodb"),
+    )
+    config = IdempotencyConfig(
+        event_key_jmespath="orderId",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=24 * 3600,
+    )
+    function = idempotent_function(
+        _process_queued_order, data_keyword_argument="message",
+        persistence_store=persistence, config=config,
+    )
+    return config, function
 
 
 def register_lambda_context(context: Any) -> None:
@@ -313,12 +307,6 @@ def process_queued_order(message: dict[str, Any]) -> dict[str, Any]:
         put_metric("IdempotentReplays", MetricUnit.Count, 1, service=SERVICE, source="queue")
         logger.info("duplicate queued order skipped (idempotency record)", extra={"order_id": message["orderId"]})
     return result
-
-
-def reset_caches() -> None:
-    global _idempotent
-    with _idempotent_lock:
-        _idempotent = None
 
 
 # ----------------------------------------------------------------------------- products
