@@ -65,3 +65,29 @@ def test_parsed_once_per_environment(monkeypatch):
     first = get_settings()
     monkeypatch.setenv("INVENTORY_CALL_BUDGET_MS", "900")
     assert get_settings() is first and first.inventory_call_budget_ms == 1500
+
+
+def test_only_the_settings_module_reads_the_environment():
+    """Every function's configuration goes through a parsed settings model (issue 16)."""
+    import re
+    from pathlib import Path
+
+    import functions
+
+    root = Path(functions.__file__).parent
+    readers = {path.relative_to(root).as_posix() for path in root.rglob("*.py")
+               if re.search(r"\bos\.(getenv|environ)\b|\bgetenv\(", path.read_text())}
+    assert readers == {"common/settings.py"}
+
+
+def test_a_missing_variable_of_the_backup_and_reconcile_functions_is_named():
+    from functions.backup.settings import BackupSettings
+    from functions.reconcile.settings import ReconcileSettings
+
+    with pytest.raises(SettingsError, match="BACKUP_KMS_KEY_ID is not set .*backup functions"):
+        BackupSettings.from_env({"BACKUP_BUCKET": "b", "EXTERNAL_BUCKET": "e"})
+    with pytest.raises(SettingsError, match="DB_TLS must be one of verify-full, disable"):
+        BackupSettings.from_env({"BACKUP_BUCKET": "b", "EXTERNAL_BUCKET": "e", "BACKUP_KMS_KEY_ID": "k",
+                                 "DB_TLS": "maybe"})
+    with pytest.raises(SettingsError, match="DLQ_URLS is not set .*reconcile function"):
+        ReconcileSettings.from_env({"ORDER_DB_SECRET_ARN": "o", "INVENTORY_DB_SECRET_ARN": "i"})
