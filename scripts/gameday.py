@@ -75,7 +75,7 @@ from valerix_localcloud import cli  # noqa: E402
 from valerix_localcloud.clients import local_client  # noqa: E402
 from valerix_localcloud.private import private_dir, write_private  # noqa: E402
 
-from functions.common.chaos import MODES, GremlinDocumentError, parse_document  # noqa: E402
+from functions.gremlin.document import MODES, GremlinDocumentError, parse_document  # noqa: E402
 from infra.outputs import WEBSITE_BUCKET_NAME  # noqa: E402
 
 SCENARIO_FILE = REPO / "scripts" / "gameday.toml"

@@ -91,6 +91,17 @@ def _localcloud_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT / "localcloud")}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_settings():
+    """The functions parse their settings once per execution environment (functools.cache);
+    each test is a new environment, whatever it did to os.environ."""
+    yield
+    from functions.common import settings
+
+    settings.get_settings.cache_clear()
+    settings.runtime.cache_clear()
+
+
 def pytest_collection_modifyitems(config, items):
     """The lifecycle test stops the local cloud: it runs after every other test."""
     items.sort(key=lambda item: "lifecycle" in Path(str(item.fspath)).parts)

@@ -19,7 +19,7 @@
 - All data access goes through `transaction()`. Its `BEGIN` doubles as the liveness probe: a
   pooled connection that turns out to be broken is dropped and replaced before any statement of
   the transaction ran, so the retry is always safe.
-- The gremlin's database faults (functions/common/chaos.py, mode `database`) are applied here,
+- The gremlin's database faults (functions/gremlin/injector.py, mode `database`) are applied here,
   at the driver layer, so they work on both targets without touching RDS: `transaction()` and
   `connection()` ask the injector first; `unreachable` / `exhausted` raise DatabaseUnavailable
   before a connection is taken, `slow` runs `pg_sleep` right after BEGIN, `locked` takes one
@@ -35,6 +35,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import ssl
 import threading
 import time
@@ -50,8 +52,8 @@ from functions.common.errors import DatabaseUnavailable, DeadlineExceeded
 from functions.common.settings import DbPool, DbTls
 
 __all__ = [
-    "Connection", "Database", "DatabaseUnavailable", "DeadlineExceeded", "connect", "get_database", "pg_error_code",
-    "read_secret", "reset_databases", "ssl_context",
+    "Connection", "Database", "DatabaseUnavailable", "DbSecret", "DeadlineExceeded", "connect", "get_database",
+    "pg_error_code", "read_secret", "ssl_context",
 ]
 
 
@@ -61,8 +63,8 @@ class Connection(Protocol):
     def run(self, sql: str, stream: Any = None, types: Any = None, **params: Any) -> list[list[Any]]: ...
 
 _NETWORK_ERRORS = (InterfaceError, OSError, EOFError)
-_DEFAULT_TLS = DbTls()  # the default: TLS verified against the RDS CA bundle
-_DEFAULT_POOL = DbPool()
+VERIFY_FULL = DbTls()  # the default: TLS, certificate chain and host name verified
+DEFAULT_POOL = DbPool()
 # SQLSTATEs of a statement cut short by the timeouts a deadline sets: query_canceled
 # (statement_timeout) and lock_not_available (lock_timeout).
 _TIMED_OUT = ("57014", "55P03")
@@ -77,20 +79,10 @@ def pg_error_code(exc: BaseException) -> str | None:
 
 # ---------------------------------------------------------------------- secrets
 
-_provider: Any = None
-_provider_lock = threading.Lock()
-
 
 def read_secret(secret_arn: str, *, max_age: int = 300, force: bool = False) -> dict[str, Any]:
     """An RDS-shaped secret as a dict (Powertools SecretsProvider: cached for `max_age` s)."""
-    global _provider  # noqa: PLW0603 -- one cached secrets provider per execution environment
-    with _provider_lock:
-        if _provider is None:
-            from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-            _provider = SecretsProvider(boto3_client=aws.client("secretsmanager"))
-        provider = _provider
-    secret = provider.get(secret_arn, transform="json", max_age=max_age, force_fetch=force)
+    secret = aws.secrets_provider().get(secret_arn, transform="json", max_age=max_age, force_fetch=force)
     if not isinstance(secret, dict):
         raise DatabaseUnavailable(f"secret {secret_arn} is not a JSON object")
     return secret
@@ -98,40 +90,60 @@ def read_secret(secret_arn: str, *, max_age: int = 300, force: bool = False) -> 
 
 # ---------------------------------------------------------------------- TLS + connect
 
-_contexts: dict[str, ssl.SSLContext] = {}
-
-
+@functools.cache
 def ssl_context(tls: DbTls) -> ssl.SSLContext | Literal[False]:
-    """pg8000's `ssl_context`: False = no TLS; else a context that verifies chain and host name.
+    """pg8000's `ssl_context`: False = no TLS; else a context that verifies chain and host name
+    (one per CA bundle and environment: loading the bundle is the expensive part).
 
     Only the CAs of `tls.ca_bundle` are trusted (not the system store): a certificate from any
     other CA, or for another host name, fails the handshake.
     """
     if tls.mode == "disable":
         return False
-    key = str(tls.ca_bundle)
-    context = _contexts.get(key)
-    if context is None:
-        if not tls.ca_bundle.is_file():
-            raise DatabaseUnavailable(f"DB_CA_BUNDLE {tls.ca_bundle} does not exist: cannot verify the database")
-        context = ssl.create_default_context(cafile=key)  # CERT_REQUIRED + check_hostname
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        _contexts[key] = context
+    if not tls.ca_bundle.is_file():
+        raise DatabaseUnavailable(f"DB_CA_BUNDLE {tls.ca_bundle} does not exist: cannot verify the database")
+    context = ssl.create_default_context(cafile=str(tls.ca_bundle))  # CERT_REQUIRED + check_hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 
-def connect(secret: Mapping[str, Any], *, tls: DbTls, database: str | None = None, timeout: float = 5.0,
+@dataclasses.dataclass(frozen=True, repr=False)  # no repr: it holds a password
+class DbSecret:
+    """An RDS-shaped secret (`{host, port, username, password, dbname}`), the login every
+    function connects with (the pool here, the migrate functions, backup and restore)."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    dbname: str
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> DbSecret:
+        """Raises KeyError naming a missing field, ValueError for a port that is not a number."""
+        return cls(
+            host=str(value["host"]),
+            port=int(value.get("port") or 5432),
+            username=str(value["username"]),
+            password=str(value["password"]),
+            dbname=str(value.get("dbname") or value.get("dbName") or "postgres"),
+        )
+
+
+def connect(secret: DbSecret | Mapping[str, Any], *, tls: DbTls, database: str | None = None, timeout: float = 5.0,
             application_name: str = "valerix", host: str | None = None) -> pg8000.native.Connection:
     """One new connection with a secret's login (to `host` instead of the secret's, when given:
-    the RDS Proxy endpoint). pg8000's own errors (and KeyError for a secret without
+    the RDS Proxy endpoint). pg8000's own errors (and KeyError/ValueError for a secret without
     username/password/host) propagate: callers word them for their context."""
-    host = host or secret["host"]
+    login = secret if isinstance(secret, DbSecret) else DbSecret.from_json(secret)
+    if host:
+        login = dataclasses.replace(login, host=host)
     return pg8000.native.Connection(
-        user=secret["username"],
-        password=secret["password"],
-        host=host,
-        port=int(secret.get("port") or 5432),
-        database=database or secret.get("dbname") or secret.get("dbName") or "postgres",
+        user=login.username,
+        password=login.password,
+        host=login.host,
+        port=login.port,
+        database=database or login.dbname,
         timeout=timeout,
         application_name=application_name,
         tcp_keepalive=True,
@@ -143,10 +155,12 @@ def _gremlin_fault() -> Any:
     """The gremlin's database fault for the next transaction, or None. Never raises: the
     gremlin fails open, it must not become the outage it simulates."""
     try:
-        from functions.common import chaos  # lazy: pydantic + boto3 only when a DB is used
+        # Imported here, not at the top: the gremlin's pydantic models are built by the first
+        # transaction, not at INIT (the backup functions import this module and never obey).
+        from functions.gremlin.injector import injector
 
-        return chaos.injector().database_fault()
-    except Exception:  # noqa: BLE001
+        return injector().database_fault()
+    except Exception:  # noqa: BLE001 -- fail open, whatever went wrong
         return None
 
 
@@ -165,7 +179,7 @@ def _slow_down(conn: pg8000.native.Connection, fault: Any, *, in_transaction: bo
     if fault.fault == "locked" and in_transaction:
         # A lock held: every hit transaction queues for the same advisory lock and keeps it for
         # delayMs (released by COMMIT/ROLLBACK). Raw connections just wait, like `slow`.
-        from functions.common.chaos import LOCK_KEY
+        from functions.gremlin.injector import LOCK_KEY
 
         conn.run("SELECT pg_advisory_xact_lock(:key)", key=LOCK_KEY)
     if fault.delay_ms:
@@ -173,8 +187,9 @@ def _slow_down(conn: pg8000.native.Connection, fault: Any, *, in_transaction: bo
 
 
 class Database:
-    def __init__(self, secret_arn: str, *, tls: DbTls = _DEFAULT_TLS, pool: DbPool = _DEFAULT_POOL,
-                 secret_max_age: int = 300, max_idle: int = 4, connect_timeout: float = 5.0, application_name: str = "valerix") -> None:
+    def __init__(self, secret_arn: str, *, tls: DbTls = VERIFY_FULL, pool: DbPool = DEFAULT_POOL,
+                 secret_max_age: int = 300, max_idle: int = 4, connect_timeout: float = 5.0,
+                 application_name: str = "valerix") -> None:
         self.secret_arn = secret_arn
         self.tls = tls
         self.pool = pool
@@ -188,8 +203,12 @@ class Database:
 
     # ---------------------------------------------------------------- credentials
 
-    def _secret(self, force: bool = False) -> dict[str, Any]:
-        return read_secret(self.secret_arn, max_age=self.secret_max_age, force=force)
+    def _secret(self, force: bool = False) -> DbSecret:
+        secret = read_secret(self.secret_arn, max_age=self.secret_max_age, force=force)
+        try:
+            return DbSecret.from_json(secret)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatabaseUnavailable(f"secret {self.secret_arn} lacks field {exc}") from exc
 
     def _open(self) -> pg8000.native.Connection:
         for attempt in (1, 2):
@@ -202,8 +221,6 @@ class Database:
                 if pg_error_code(exc) in ("28P01", "28000") and attempt == 1:
                     continue
                 raise DatabaseUnavailable(f"cannot log in to the database: {exc}") from exc
-            except KeyError as exc:
-                raise DatabaseUnavailable(f"secret {self.secret_arn} lacks field {exc}") from exc
             except _NETWORK_ERRORS as exc:
                 raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
         raise DatabaseUnavailable("cannot log in to the database")  # pragma: no cover
@@ -372,29 +389,8 @@ def _close_quietly(conn: pg8000.native.Connection) -> None:
         conn.close()
 
 
-_databases: dict[str, Database] = {}
-_databases_lock = threading.Lock()
-
-
-def get_database(secret_arn: str, *, tls: DbTls = _DEFAULT_TLS, pool: DbPool = _DEFAULT_POOL, secret_max_age: int = 300,
+@functools.cache
+def get_database(secret_arn: str, *, tls: DbTls = VERIFY_FULL, pool: DbPool = DEFAULT_POOL, secret_max_age: int = 300,
                  application_name: str = "valerix") -> Database:
-    """The pooled Database for a secret, one per execution environment."""
-    with _databases_lock:
-        database = _databases.get(secret_arn)
-        if database is None:
-            database = Database(secret_arn, tls=tls, pool=pool, secret_max_age=secret_max_age,
-                                application_name=application_name)
-            _databases[secret_arn] = database
-        return database
-
-
-def reset_databases() -> None:
-    """Close every pool and forget cached secrets (tests switch AWS mocks between cases)."""
-    global _provider  # noqa: PLW0603 -- see read_secret
-    with _databases_lock:
-        databases = list(_databases.values())
-        _databases.clear()
-    with _provider_lock:
-        _provider = None
-    for database in databases:
-        database.close()
+    """The pooled Database for a secret (and connection options), one per execution environment."""
+    return Database(secret_arn, tls=tls, pool=pool, secret_max_age=secret_max_age, application_name=application_name)

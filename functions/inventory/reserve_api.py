@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from functions.common import chaos
 from functions.common.contracts import (
     AnswerStatus,
     PingRequest,
@@ -26,6 +25,7 @@ from functions.common.contracts import (
 from functions.common.deadline import Deadline
 from functions.common.errors import DatabaseUnavailable, DeadlineExceeded
 from functions.common.observability import MetricUnit, get_logger, put_metric
+from functions.gremlin import injector as gremlin
 from functions.inventory import service
 from functions.inventory.model import Reservation, ReservationConflict
 
@@ -56,12 +56,12 @@ def answer_command(payload: Any) -> dict[str, Any]:
 def answer_reservation(request: ReserveRequest) -> ReservationAnswer:
     # From the first line: the gremlin's latency and this function's own start come out of it.
     deadline = None if request.deadlineEpochMs is None else Deadline.from_epoch_ms(request.deadlineEpochMs)
-    injector = chaos.injector()
+    injector = gremlin.injector()
     try:
         injector.before_reservation()  # latency / error / crash before-commit
         outcome = service.reserve(request.orderId, request.productId, request.quantity, deadline)
         injector.after_commit()  # crash after-commit: the "Schroedinger" case
-    except (chaos.InjectedError, ReservationConflict, DatabaseUnavailable, DeadlineExceeded) as exc:
+    except (gremlin.InjectedError, ReservationConflict, DatabaseUnavailable, DeadlineExceeded) as exc:
         return _answer(request, exc)
     return _answer(request, outcome)
 
@@ -81,7 +81,7 @@ def _answer(request: ReserveRequest, result: Reservation | Exception) -> Reserva
                                  reason=result.reason,
                                  message=f"reservation refused: {result.reason} for product '{result.product_id}'",
                                  **fields)
-    if isinstance(result, chaos.InjectedError):
+    if isinstance(result, gremlin.InjectedError):
         return ReservationAnswer(statusCode=result.status_code, status=AnswerStatus.ERROR, message=result.message,
                                  **fields)
     if isinstance(result, ReservationConflict):

@@ -36,6 +36,7 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 from typing import Any
@@ -150,37 +151,29 @@ def _process_queued_order(message: dict[str, Any]) -> dict[str, Any]:
     return published
 
 
-_idempotent: tuple[Any, Any] | None = None
-_idempotent_lock = threading.Lock()
-
-
+@functools.cache
 def _idempotency() -> tuple[Any, Any]:
     """(IdempotencyConfig, idempotent process function); built on first use, not at import."""
-    global _idempotent  # noqa: PLW0603 -- one persistence layer per execution environment
-    if _idempotent is None:
-        with _idempotent_lock:
-            if _idempotent is None:
-                from aws_lambda_powertools.utilities.idempotency import (
-                    DynamoDBPersistenceLayer,
-                    IdempotencyConfig,
-                    idempotent_function,
-                )
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
 
-                persistence = DynamoDBPersistenceLayer(
-                    table_name=get_settings().idempotency_table,
-                    boto3_client=aws.single_attempt_client("dynamodb"),
-                )
-                config = IdempotencyConfig(
-                    event_key_jmespath="orderId",
-                    raise_on_no_idempotency_key=True,
-                    expires_after_seconds=24 * 3600,
-                )
-                function = idempotent_function(
-                    _process_queued_order, data_keyword_argument="message",
-                    persistence_store=persistence, config=config,
-                )
-                _idempotent = (config, function)
-    return _idempotent
+    persistence = DynamoDBPersistenceLayer(
+        table_name=get_settings().idempotency_table,
+        boto3_client=aws.single_attempt_client("dynamodb"),
+    )
+    config = IdempotencyConfig(
+        event_key_jmespath="orderId",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=24 * 3600,
+    )
+    function = idempotent_function(
+        _process_queued_order, data_keyword_argument="message",
+        persistence_store=persistence, config=config,
+    )
+    return config, function
 
 
 def register_lambda_context(context: Any) -> None:
@@ -199,12 +192,6 @@ def process_queued_order(message: dict[str, Any]) -> dict[str, Any]:
         put_metric("IdempotentReplays", MetricUnit.Count, 1, service=SERVICE, source="queue")
         logger.info("duplicate queued order skipped (idempotency record)", extra={"order_id": message["orderId"]})
     return result
-
-
-def reset_caches() -> None:
-    global _idempotent  # noqa: PLW0603 -- see _idempotency
-    with _idempotent_lock:
-        _idempotent = None
 
 
 # ----------------------------------------------------------------------------- products

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import json
-import threading
 import time
 from typing import Any
 
@@ -300,22 +300,7 @@ def _on_transition(transition: Any) -> None:
     put_metric("CircuitState", MetricUnit.NoUnit, _STATE_GAUGE.get(to_state, 0), service=SERVICE)
 
 
-_client: InventoryClient | None = None
-_client_lock = threading.Lock()
-
-
+@functools.cache
 def get_client() -> InventoryClient:
-    global _client  # noqa: PLW0603 -- one client per execution environment, built on first use
-    if _client is None:
-        with _client_lock:
-            if _client is None:
-                _client = InventoryClient(get_settings())
-    return _client
-
-
-def reset_client() -> None:
-    global _client
-    with _client_lock:
-        client, _client = _client, None
-    if client is not None:
-        client.close()
+    """This environment's client (its circuit breaker, worker threads and Lambda client)."""
+    return InventoryClient(get_settings())

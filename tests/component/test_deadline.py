@@ -13,10 +13,10 @@ import uuid
 
 import pytest
 
-from functions.common import chaos
-from functions.common.chaos import DatabaseMode
 from functions.common.db import Database, DeadlineExceeded
 from functions.common.deadline import Deadline
+from functions.gremlin import injector as chaos
+from functions.gremlin.document import DatabaseMode
 from functions.inventory.handler import reserve_handler
 from tests.component.conftest import lambda_context
 
@@ -33,7 +33,6 @@ def database(postgres_servers, monkeypatch):
         conn.run("CREATE TABLE IF NOT EXISTS deadline_probe (id int PRIMARY KEY)")
         conn.run("DELETE FROM deadline_probe")
     yield database
-    chaos.reset_injector()
     with database.transaction() as conn:
         conn.run("DROP TABLE deadline_probe")
     database.close()
@@ -85,12 +84,12 @@ class _DatabaseGremlin:
         return self.fault
 
 
-def test_the_gremlins_slow_statement_is_cut_at_the_deadline(database):
-    chaos.reset_injector(_DatabaseGremlin(DatabaseMode(fault="slow", delay_ms=5000)))  # type: ignore[arg-type]
+def test_the_gremlins_slow_statement_is_cut_at_the_deadline(database, monkeypatch):
+    monkeypatch.setattr(chaos, "injector", lambda: _DatabaseGremlin(DatabaseMode(fault="slow", delay_ms=5000)))
     with pytest.raises(DeadlineExceeded, match="57014"), \
             database.transaction(Deadline(time.monotonic() + 0.4)) as conn:
         conn.run("INSERT INTO deadline_probe VALUES (2)")
-    chaos.reset_injector(_DatabaseGremlin(None))  # type: ignore[arg-type]
+    monkeypatch.setattr(chaos, "injector", lambda: _DatabaseGremlin(None))
     assert _probe_rows(database) == []
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from functions.common.chaos import InjectedError
+from functions.gremlin.injector import InjectedError
 from tests.component.conftest import call_api, free_port
 
 BUDGET_BOUND = 2.2  # seconds: the contract

@@ -127,7 +127,7 @@ def test_single_metric_and_gauge_last_value_by_timestamp(capsys):
 
 
 def test_cold_start_metric(capsys):
-    cold_start.is_cold_start = True
+    cold_start.reset_cold_start_flag()
     metrics = Metrics(namespace="Valerix", service="order")
 
     @metrics.log_metrics(capture_cold_start_metric=True)
