@@ -34,6 +34,37 @@ def postgres_servers():
     shutil.rmtree(TEST_STATE, ignore_errors=True)
 
 
+@pytest.fixture
+def fake_aws_credentials(monkeypatch):
+    """Never touch real AWS: fake credentials, no profile (the exporter tests under moto)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path_factory):
+    """``start(targets=[...], **kw) -> PrometheusServer`` (a real Prometheus, stopped afterwards).
+
+    Reusable against any exporter URL, e.g. the local cloud's ``metrics_url``:
+    ``prom = prometheus_factory(["127.0.0.1:9108"]); prom.wait_for("sum(valerix_order_outcomes_total)", ...)``
+    """
+    from tests.obs_prometheus import PrometheusServer
+
+    started: list[PrometheusServer] = []
+
+    def start(targets, **kwargs) -> PrometheusServer:
+        server = PrometheusServer(targets, tmp_path_factory.mktemp("prometheus"), **kwargs)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
 class LocalCloud:
     """What `make up` wrote to .valerix/outputs.json, plus clients that only talk to it."""
 
