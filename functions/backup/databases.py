@@ -91,8 +91,3 @@ def drop_database(secret: ServerSecret, name: str) -> None:
     with connection(secret, MAINTENANCE_DB) as conn:
         conn.run(f'DROP DATABASE IF EXISTS "{check_db_name(name)}" WITH (FORCE)')
 
-
-def list_databases(secret: ServerSecret, prefix: str) -> list[str]:
-    with connection(secret, MAINTENANCE_DB) as conn:
-        rows = conn.run("SELECT datname FROM pg_database WHERE starts_with(datname, :p) ORDER BY datname", p=prefix)
-    return [r[0] for r in rows]

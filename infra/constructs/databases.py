@@ -78,9 +78,6 @@ class ServiceDatabase:
         """The run-time login (the app role): what a new service function should get."""
         return self.app_secret
 
-    def role_name(self, label: str) -> str:
-        return f"{self.name}_{ROLE_SUFFIXES[label]}"
-
 
 class Databases(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: ValerixConfig) -> None:
