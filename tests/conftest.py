@@ -108,20 +108,52 @@ def localcloud():
     started_here = False
     if not (cli.OUTPUTS_FILE.exists() and cli.localstack().pid()):
         result = subprocess.run([sys.executable, "-m", "valerix_localcloud", "up"], cwd=REPO_ROOT,
-                                env=_localcloud_env())
+                                env=_localcloud_env(), check=False)
         assert result.returncode == 0, "`make up` failed: see the step output above"
         started_here = True
     cloud = LocalCloud(json.loads(cli.OUTPUTS_FILE.read_text()))
     yield cloud
     if started_here and os.environ.get("VALERIX_KEEP_UP") != "1":
         subprocess.run([sys.executable, "-m", "valerix_localcloud", "down"], cwd=REPO_ROOT,
-                       env=_localcloud_env())
+                       env=_localcloud_env(), check=False)
 
 
 def _localcloud_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT / "localcloud")}
 
 
+# Placement under pytest-xdist (`make test` runs `-n 4 --dist loadgroup --no-loadscope-reorder`):
+# an xdist group runs on one worker, in collection order; groups start in collection order.
+LOCALCLOUD_GROUP = "localcloud"
+SYNTH_GROUP = "cdk-synth"
+SYNTH_FIXTURES = {"local_synth", "aws_synth", "any_synth"}  # tests/infra/conftest.py
+FRESH_CLONE_MODULE = "test_up_fresh_clone.py"
+
+
+def _placement(item) -> tuple[int, str | None]:
+    """(rank, xdist group) of a test; lower ranks are collected, hence started, first."""
+    path = Path(str(item.fspath))
+    if path.name == FRESH_CLONE_MODULE:
+        # Each builds and deploys a clone of its own (own ports, own Postgres, own temp dir): a
+        # worker each, beside the local-cloud worker, since they take minutes.
+        return 1, f"fresh-clone-{item.name}"
+    if "localcloud" in item.fixturenames or item.get_closest_marker("e2e"):
+        # One worker, one local cloud (the session's `localcloud` fixture); the lifecycle test
+        # that stops it is sorted last within the group.
+        return 0, LOCALCLOUD_GROUP
+    if SYNTH_FIXTURES & set(item.fixturenames):
+        return 2, SYNTH_GROUP  # one worker synthesizes the CDK app once per target (session fixtures)
+    return 3, None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """The lifecycle test stops the local cloud: it runs after every other test."""
-    items.sort(key=lambda item: "lifecycle" in Path(str(item.fspath)).parts)
+    """Local-cloud tests first, on one worker, the lifecycle test that stops the cloud last among
+    them; the fresh-clone tests next, each on a worker of its own; the CDK synth tests together;
+    the rest spread over whatever worker is free. Without xdist the same order, one by one."""
+    placements = {item.nodeid: _placement(item) for item in items}
+    for item in items:
+        group = placements[item.nodeid][1]
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: (placements[item.nodeid][0], "lifecycle" in Path(str(item.fspath)).parts))

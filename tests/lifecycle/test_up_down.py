@@ -50,6 +50,7 @@ def _our_processes(server_dirs: list[str]) -> list[psutil.Process]:
     state = str(REPO / ".valerix")
     test_servers = str(REPO / ".valerix" / "test-pg")
     venv = str(REPO / ".venv")
+    session = _test_session_processes()
     found = []
     for process in psutil.process_iter(["pid", "cmdline", "cwd"]):
         try:
@@ -57,12 +58,24 @@ def _our_processes(server_dirs: list[str]) -> list[psutil.Process]:
             cwd = process.info["cwd"] or ""
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if process.pid == os.getpid() or test_servers in cmdline or test_servers in cwd:
+        if process.pid in session or test_servers in cmdline or test_servers in cwd:
             continue
         if state in cmdline or state in cwd or ("awslambdaric" in cmdline and venv in cmdline) \
                 or any(server_dir in cmdline for server_dir in server_dirs):
             found.append(process)
     return found
+
+
+def _test_session_processes() -> set[int]:
+    """This test session and everything it runs: under pytest-xdist the controller and every
+    worker with their children (another worker may be synthesizing into .valerix/cdk-build
+    meanwhile). `make up` daemonizes what it starts (LocalStack, Postgres, the exporter), so
+    nothing it leaves behind is in this tree."""
+    root = psutil.Process(os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid())
+    try:
+        return {root.pid, *(child.pid for child in root.children(recursive=True))}
+    except psutil.NoSuchProcess:
+        return {os.getpid()}
 
 
 def test_up_twice_then_down_leaves_nothing_behind():
