@@ -34,6 +34,29 @@ def postgres_servers():
     shutil.rmtree(TEST_STATE, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_botocore_loader_per_process():
+    """Every boto3/botocore session of the test process shares one data loader, as every client
+    of a Lambda environment shares functions/common/aws.py's one session there. Tests reset the
+    functions' clients between tests, and Powertools and the inventory client make sessions of
+    their own: each new session parsed the JSON service models again, about half the CPU of the
+    component tests. The models are read-only data; the loader caches them per instance."""
+    import botocore.loaders
+    import botocore.session
+
+    loaders: dict = {}
+    create_loader = botocore.loaders.create_loader
+
+    def shared_loader(search_path_string=None):
+        if search_path_string not in loaders:
+            loaders[search_path_string] = create_loader(search_path_string)
+        return loaders[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", shared_loader)
+        yield
+
+
 @pytest.fixture
 def fake_aws_credentials(monkeypatch):
     """Never touch real AWS: fake credentials, no profile (the exporter tests under moto)."""
@@ -90,6 +113,7 @@ class LocalCloud:
         return pg8000.native.Connection(
             user=secret["username"], password=secret["password"], host=secret["host"],
             port=int(secret["port"]), database=secret["dbname"], timeout=10,
+            ssl_context=False,  # loopback, no TLS (see valerix_localcloud.postgres.PostgresServer.connect)
         )
 
 
