@@ -40,14 +40,17 @@ admin-key:
 	@if [ -r .valerix/admin-api-key ]; then cat .valerix/admin-api-key; echo; \
 	 else echo "no admin key yet: \`make up\` creates it in .valerix/admin-api-key" >&2; exit 1; fi
 
-# One session: the local cloud comes up once for every test that needs it; the lifecycle
-# test (make up twice, make down leaves nothing) runs last (tests/conftest.py).
+# One session on TEST_WORKERS workers (pytest-xdist): one worker runs every local-cloud test
+# against one local cloud, the lifecycle test (make up twice, make down leaves nothing) last;
+# the two fresh-clone tests get a worker each beside it; the rest share what is free
+# (placement: tests/conftest.py). TEST_WORKERS=0 runs them one by one.
+TEST_WORKERS ?= 4
 test: deps test-deps
-	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Fast feedback: everything that needs neither the local cloud nor a browser.
 test-unit: deps
-	@$(VENV)/bin/python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest -m "not e2e and not browser" -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # Load under a deterministic gremlin, then the invariants (report in .valerix/verify-report.md).
 verify: deps

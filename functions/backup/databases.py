@@ -73,8 +73,3 @@ def drop_database(secret: DbSecret, name: str, *, tls: DbTls) -> None:
     with connection(secret, MAINTENANCE_DB, tls=tls) as conn:
         conn.run(f'DROP DATABASE IF EXISTS "{check_db_name(name)}" WITH (FORCE)')
 
-
-def list_databases(secret: DbSecret, prefix: str, *, tls: DbTls) -> list[str]:
-    with connection(secret, MAINTENANCE_DB, tls=tls) as conn:
-        rows = conn.run("SELECT datname FROM pg_database WHERE starts_with(datname, :p) ORDER BY datname", p=prefix)
-    return [r[0] for r in rows]

@@ -368,7 +368,7 @@ class Database:
             raise
         self._release(conn)
 
-    def ping(self, timeout_note: str = "") -> float:
+    def ping(self) -> float:
         """Run `SELECT 1`; return the elapsed milliseconds. Raises on failure."""
         started = time.perf_counter()
         with self.transaction() as conn:

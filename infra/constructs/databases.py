@@ -109,9 +109,6 @@ class ServiceDatabase:
         """The run-time login (the app role): what a new service function should get."""
         return self.app_secret
 
-    def role_name(self, label: str) -> str:
-        return f"{self.name}_{ROLE_SUFFIXES[label]}"
-
     def placement(self, login: str) -> FunctionVpcPlacement | None:
         """Where a function logging in as `login` runs: app -> beside the proxy, else direct."""
         return self.app_placement if login == "app" else self.function_placement

@@ -15,7 +15,6 @@ Facts this relies on (see the shared design notes):
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -349,10 +348,6 @@ class LocalStackHost:
             except (ValueError, ProcessLookupError, PermissionError):
                 pass
             marker.unlink(missing_ok=True)
-
-    def health_json(self) -> dict:
-        with urllib.request.urlopen(f"{self.endpoint}/_localstack/health", timeout=5) as resp:
-            return json.loads(resp.read())
 
 
 def _group_alive(pgid: int) -> bool:
