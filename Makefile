@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 .PHONY: up down status logs admin-key test test-unit lint lock deps test-deps system-deps system-deps-test hot-reload \
-        synth clean verify bench backup backup-list backup-sync restore reconcile
+        synth clean verify bench backup backup-list backup-sync restore reconcile gameday
 
 up: deps
 	@$(VENV)/bin/python -m valerix_localcloud up
@@ -39,11 +39,14 @@ admin-key:
 	@if [ -r .valerix/admin-api-key ]; then cat .valerix/admin-api-key; echo; \
 	 else echo "no admin key yet: \`make up\` creates it in .valerix/admin-api-key" >&2; exit 1; fi
 
-# One session: the local cloud comes up once for every test that needs it; the lifecycle
-# test (make up twice, make down leaves nothing) runs last (tests/conftest.py). Lint first: a
-# tree that does not pass it fails in seconds, not after the suite.
+# One session on TEST_WORKERS workers (pytest-xdist): one worker runs every local-cloud test
+# against one local cloud, the lifecycle test (make up twice, make down leaves nothing) last;
+# the two fresh-clone tests get a worker each beside it; the rest share what is free
+# (placement: tests/conftest.py). TEST_WORKERS=0 runs them one by one. Lint first: a tree that
+# does not pass it fails in seconds, not after the suite.
+TEST_WORKERS ?= 4
 test: deps test-deps lint
-	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # ruff (lint + format check) and mypy, as configured in pyproject.toml; .pre-commit-config.yaml
 # runs the same. localcloud/ is type-checked a second time against LocalStack's virtualenv (its
@@ -68,7 +71,7 @@ lock: $(VENV)/.installed
 
 # Fast feedback: everything that needs neither the local cloud nor a browser.
 test-unit: deps
-	@$(VENV)/bin/python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest -m "not e2e and not browser" -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # Load under a deterministic gremlin, then the invariants (report in .valerix/verify-report.md).
 verify: deps
@@ -77,6 +80,12 @@ verify: deps
 # Latency/throughput numbers, written to .valerix/bench.json.
 bench: deps
 	@$(VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
+
+# A scripted game day (scripts/gameday.toml): steady load, faults incl. a database outage,
+# recovery; then the SLOs and a scorecard (.valerix/gameday-scorecard.md, on the dashboard).
+# GAMEDAY_ARGS="--scale 0.2" for a short one, "--scenario FILE" for another; exit 1 names a failed SLO.
+gameday: deps
+	@$(VENV)/bin/python scripts/gameday.py $(GAMEDAY_ARGS)
 
 # Both databases against each other + the DLQs, through the deployed reconcile function; exit 1
 # naming each problem (report in .valerix/reconcile-report.md). RECONCILE_ARGS="--stale-minutes 10".

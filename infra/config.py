@@ -20,14 +20,16 @@ own user can read: `VALERIX_ADMIN_API_KEY`, `VALERIX_ORDER_DB_SECRET`,
 | `corsOrigins` | the website origin | comma-separated extra origins allowed by CORS |
 | `throttleRateLimit` / `throttleBurstLimit` | 50 / 100 | API stage throttling |
 | `logRetentionDays` | 14 | retention of every function log group |
-| `dbInstanceClass` | `t4g.micro` | aws only: RDS instance class |
+| `dbInstanceClass` | `t4g.micro` | RDS instance class on aws; on both targets it sets `max_connections` (the local Postgres servers run with the same number) |
 | `dbMultiAz` | `false` | aws only: Multi-AZ RDS |
 | `dbDeletionProtection` | `true` | aws only: RDS deletion protection |
 | `natGateways` | 1 | aws only: NAT gateways (the order API reaches the public REST API through it) |
 | `alarmEmail` | none | comma-separated e-mail addresses subscribed to the stack's alarm topic (each confirms by mail) |
-| `dbMaxConnections` | from `dbInstanceClass` | aws only: the instances' `max_connections` (`SHOW max_connections`), for the connections alarm |
+| `dbMaxConnections` | 3/4 of what `dbInstanceClass`'s memory allows | the `max_connections` the stack sets in the instances' parameter group (and `make up` gives the local servers); the connection budget, the proxy and the alarms are computed from it (infra/constructs/db_limits.py) |
 | `account` / `region` | none (environment-agnostic) | pin the stack environment |
 | `nag` | `true` | apply cdk-nag AwsSolutions checks during synth |
+| `fisExperiments` | `false` | aws only: the AWS FIS experiment templates (infra/constructs/fis.py); attaches the FIS Lambda extension to the inventory reservation function |
+| `fisExtensionLayerArn` | none (required with `fisExperiments`) | aws only: the FIS Lambda extension layer version ARN of the region (`aws ssm get-parameter --name /aws/service/fis/lambda-extension/AWS-FIS-extension-x86_64/1.x.x`), pinned so a deploy never changes it silently |
 """  # noqa: E501 -- Markdown table rows
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from constructs import Node
+
+from infra.constructs import db_limits
 
 TARGETS = ("local", "aws")
 
@@ -102,6 +106,18 @@ def _as_secret(value: Any, default: dict[str, Any], key: str) -> dict[str, Any]:
     return merged
 
 
+_LAYER_VERSION_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[A-Za-z0-9_-]+:\d+")
+
+
+def _as_layer_arn(value: Any, key: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not _LAYER_VERSION_ARN.fullmatch(str(value).strip()):
+        raise ValueError(f"context {key} must be a Lambda layer version ARN "
+                         f"(arn:aws:lambda:<region>:<account>:layer:<name>:<version>), got {value!r}")
+    return str(value).strip()
+
+
 # Deliberately loose (SNS validates the address and sends the confirmation mail); it catches
 # the mistakes a command line makes: an empty part, a missing @, a stray space or quote.
 _EMAIL = re.compile(r"[^@\s'\",;]+@[^@\s'\",;]+\.[^@\s'\",;]+")
@@ -136,7 +152,7 @@ class ValerixConfig:
     throttle_rate_limit: int = 50
     throttle_burst_limit: int = 100
     log_retention_days: int = 14
-    db_instance_class: str = "t4g.micro"
+    db_instance_class: str = db_limits.DEFAULT_INSTANCE_CLASS
     db_multi_az: bool = False
     db_deletion_protection: bool = True
     nat_gateways: int = 1
@@ -145,6 +161,8 @@ class ValerixConfig:
     account: str | None = None
     region: str | None = None
     nag: bool = True
+    fis_experiments: bool = False
+    fis_extension_layer_arn: str | None = None
 
     @property
     def is_aws(self) -> bool:
@@ -153,6 +171,11 @@ class ValerixConfig:
     @property
     def is_local(self) -> bool:
         return self.target == "local"
+
+    @property
+    def max_connections(self) -> int:
+        """`max_connections` of both databases (db_limits: set by the stack, not RDS's default)."""
+        return db_limits.max_connections(self.db_instance_class, self.db_max_connections)
 
     @classmethod
     def from_context(
@@ -175,6 +198,14 @@ class ValerixConfig:
             raise ValueError("adminApiKey (context or VALERIX_ADMIN_API_KEY) must be at least 20 "
                              "characters (API Gateway rule)")
         origins = tuple(o.strip().rstrip("/") for o in str(get("corsOrigins") or "").split(",") if o.strip())
+        fis_experiments = _as_bool(get("fisExperiments"), False)
+        fis_layer = _as_layer_arn(get("fisExtensionLayerArn"), "fisExtensionLayerArn")
+        if fis_experiments and target != "aws":
+            raise ValueError("context fisExperiments: AWS FIS experiments exist on target=aws only")
+        if fis_experiments and fis_layer is None:
+            raise ValueError("context fisExperiments needs fisExtensionLayerArn: the FIS Lambda extension layer "
+                             "ARN of the region (aws ssm get-parameter --name "
+                             "/aws/service/fis/lambda-extension/AWS-FIS-extension-x86_64/1.x.x)")
         default_metrics = "http://127.0.0.1:9108" if target == "local" else ""
         metrics_url = get("metricsUrl")
         return cls(
@@ -194,7 +225,7 @@ class ValerixConfig:
             throttle_rate_limit=_as_int(get("throttleRateLimit"), 50),
             throttle_burst_limit=_as_int(get("throttleBurstLimit"), 100),
             log_retention_days=_as_int(get("logRetentionDays"), 14),
-            db_instance_class=str(get("dbInstanceClass") or "t4g.micro"),
+            db_instance_class=str(get("dbInstanceClass") or db_limits.DEFAULT_INSTANCE_CLASS),
             db_multi_az=_as_bool(get("dbMultiAz"), False),
             db_deletion_protection=_as_bool(get("dbDeletionProtection"), True),
             nat_gateways=_as_int(get("natGateways"), 1),
@@ -203,4 +234,6 @@ class ValerixConfig:
             account=get("account") or None,
             region=get("region") or None,
             nag=_as_bool(get("nag"), True),
+            fis_experiments=fis_experiments,
+            fis_extension_layer_arn=fis_layer,
         )

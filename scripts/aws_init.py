@@ -135,6 +135,9 @@ def compile_bundle(bundle: Bundle) -> None:
 
 
 def init_once(bundle: Bundle, handler: str, env: dict[str, str]) -> dict:
+    # LAMBDA_TASK_ROOT (the code's directory, /var/task on AWS) as the runtime sets it: with it,
+    # a function whose tracing is on imports the X-Ray SDK at INIT, as it does on AWS.
+    env = {"LAMBDA_TASK_ROOT": str(bundle.path), **env}
     result = subprocess.run([bundle.python, "-s", "-c", PROBE, handler], cwd=bundle.path,
                             env=_child_env(bundle.path, env), capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:

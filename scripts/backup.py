@@ -26,13 +26,15 @@ import sys
 from scripts import deployed_function
 from scripts.deployed_function import CliError
 
+from infra.outputs import BACKUP_FUNCTION_NAME, BACKUP_RESTORE_FUNCTION_NAME, BACKUP_SYNC_FUNCTION_NAME
+
 REPO = deployed_function.REPO
 OUTPUTS_FILE = deployed_function.OUTPUTS_FILE
 FUNCTION_OUTPUTS = {
-    "backup": "BackupFunctionName",
-    "sync": "BackupSyncFunctionName",
-    "list": "BackupRestoreFunctionName",
-    "restore": "BackupRestoreFunctionName",
+    "backup": BACKUP_FUNCTION_NAME,
+    "sync": BACKUP_SYNC_FUNCTION_NAME,
+    "list": BACKUP_RESTORE_FUNCTION_NAME,
+    "restore": BACKUP_RESTORE_FUNCTION_NAME,
 }
 # A restore can take minutes; never let the SDK retry a sync or a restore behind our back.
 INVOKE_CONFIG = deployed_function.single_attempt(read_timeout=960)

@@ -45,6 +45,15 @@ from pathlib import Path
 
 import httpx
 
+from infra.outputs import (
+    FUNCTION_NAME_SUFFIX,
+    GREMLIN_FUNCTION_NAME,
+    INVENTORY_API_FUNCTION_NAME,
+    INVENTORY_QUEUE_FUNCTION_NAME,
+    INVENTORY_RESERVE_FUNCTION_NAME,
+    ORDER_API_FUNCTION_NAME,
+    ORDER_COMPLETION_FUNCTION_NAME,
+)
 from scripts import aws_init, report_charts
 from scripts.run_progress import Phase, RunProgress
 from valerix_localcloud import cli
@@ -197,8 +206,8 @@ class Bench:
             return env
 
         reserve_port, order_port = free_port(), free_port()
-        reserve_env = env_of("InventoryReserveFunctionName")
-        order_env = env_of("OrderApiFunctionName")
+        reserve_env = env_of(INVENTORY_RESERVE_FUNCTION_NAME)
+        order_env = env_of(ORDER_API_FUNCTION_NAME)
         # Order invokes the reserve function through the Lambda API: here the shared emulator
         # serves that API with the handler in its own process, no LocalStack in between.
         order_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://127.0.0.1:{reserve_port}"
@@ -308,11 +317,11 @@ class Bench:
         lam = local_client("lambda", self.outputs["endpoint_url"], read_timeout=120)
         stack = self.outputs["stack"]
         events = {
-            "OrderApiFunctionName": api_event("GET", "/orders", {"limit": "1"}),
-            "InventoryApiFunctionName": api_event("GET", "/products"),
-            "GremlinFunctionName": api_event("GET", "/gremlin"),
-            "OrderCompletionFunctionName": {"Records": []},
-            "InventoryQueueFunctionName": {"Records": []},
+            ORDER_API_FUNCTION_NAME: api_event("GET", "/orders", {"limit": "1"}),
+            INVENTORY_API_FUNCTION_NAME: api_event("GET", "/products"),
+            GREMLIN_FUNCTION_NAME: api_event("GET", "/gremlin"),
+            ORDER_COMPLETION_FUNCTION_NAME: {"Records": []},
+            INVENTORY_QUEUE_FUNCTION_NAME: {"Records": []},
         }
         cold = {}
         bar = self.progress.phase("cold starts", total=len(events), unit="functions")
@@ -342,7 +351,7 @@ class Bench:
         lam = local_client("lambda", self.outputs["endpoint_url"])
         functions = {}
         for output, name in sorted(self.outputs["stack"].items()):
-            if output.endswith("FunctionName"):
+            if output.endswith(FUNCTION_NAME_SUFFIX):
                 config = lam.get_function_configuration(FunctionName=name)
                 functions[name] = (config["Handler"], config.get("Environment", {}).get("Variables", {}))
         bundle = aws_init.bundle_for()

@@ -29,10 +29,12 @@ from scripts import deployed_function
 from scripts.deployed_function import CliError
 from valerix_localcloud.private import private_dir, write_private
 
+from infra.outputs import RECONCILE_FUNCTION_NAME
+
 REPO = deployed_function.REPO
 OUTPUTS_FILE = deployed_function.OUTPUTS_FILE
 REPORT_DIR = REPO / ".valerix"
-FUNCTION_OUTPUT = "ReconcileFunctionName"
+FUNCTION_OUTPUT = RECONCILE_FUNCTION_NAME
 # The function may run for up to 5 minutes; one attempt (a retry of a slow run only doubles the load).
 INVOKE_CONFIG = deployed_function.single_attempt(read_timeout=330)
 EXIT_CLEAN, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2

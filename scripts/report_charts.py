@@ -14,7 +14,6 @@ SVG id (`points-<phase>`, `mix-<phase>-<answer>`, `cdf-<phase>`): tests count wh
 from __future__ import annotations
 
 import html
-import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -292,6 +291,3 @@ figcaption {{ color: #555; font-size: .9rem; }}
 """)  # noqa: E501 -- an HTML page, its lines as the browser gets them
     return path
 
-
-def fmt_ms(value: float) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.0f} ms"

@@ -34,6 +34,60 @@ def postgres_servers():
     shutil.rmtree(TEST_STATE, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_botocore_loader_per_process():
+    """Every boto3/botocore session of the test process shares one data loader, as every client
+    of a Lambda environment shares functions/common/aws.py's one session there. Tests reset the
+    functions' clients between tests, and Powertools and the inventory client make sessions of
+    their own: each new session parsed the JSON service models again, about half the CPU of the
+    component tests. The models are read-only data; the loader caches them per instance."""
+    import botocore.loaders
+    import botocore.session
+
+    loaders: dict = {}
+    create_loader = botocore.loaders.create_loader
+
+    def shared_loader(search_path_string=None):
+        if search_path_string not in loaders:
+            loaders[search_path_string] = create_loader(search_path_string)
+        return loaders[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", shared_loader)
+        yield
+
+
+@pytest.fixture
+def fake_aws_credentials(monkeypatch):
+    """Never touch real AWS: fake credentials, no profile (the exporter tests under moto)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path_factory):
+    """``start(targets=[...], **kw) -> PrometheusServer`` (a real Prometheus, stopped afterwards).
+
+    Reusable against any exporter URL, e.g. the local cloud's ``metrics_url``:
+    ``prom = prometheus_factory(["127.0.0.1:9108"]); prom.wait_for("sum(valerix_order_outcomes_total)", ...)``
+    """
+    from tests.obs_prometheus import PrometheusServer
+
+    started: list[PrometheusServer] = []
+
+    def start(targets, **kwargs) -> PrometheusServer:
+        server = PrometheusServer(targets, tmp_path_factory.mktemp("prometheus"), **kwargs)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
 class LocalCloud:
     """What `make up` wrote to .valerix/outputs.json, plus clients that only talk to it."""
 
@@ -59,6 +113,7 @@ class LocalCloud:
         return pg8000.native.Connection(
             user=secret["username"], password=secret["password"], host=secret["host"],
             port=int(secret["port"]), database=secret["dbname"], timeout=10,
+            ssl_context=False,  # loopback, no TLS (see valerix_localcloud.postgres.PostgresServer.connect)
         )
 
 
@@ -91,6 +146,49 @@ def _localcloud_env() -> dict:
     return dict(os.environ)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_settings():
+    """The functions parse their settings once per execution environment (functools.cache);
+    each test is a new environment, whatever it did to os.environ."""
+    yield
+    from functions.common import settings
+
+    settings.get_settings.cache_clear()
+    settings.runtime.cache_clear()
+
+
+# Placement under pytest-xdist (`make test` runs `-n 4 --dist loadgroup --no-loadscope-reorder`):
+# an xdist group runs on one worker, in collection order; groups start in collection order.
+LOCALCLOUD_GROUP = "localcloud"
+SYNTH_GROUP = "cdk-synth"
+SYNTH_FIXTURES = {"local_synth", "aws_synth", "any_synth"}  # tests/infra/conftest.py
+FRESH_CLONE_MODULE = "test_up_fresh_clone.py"
+
+
+def _placement(item) -> tuple[int, str | None]:
+    """(rank, xdist group) of a test; lower ranks are collected, hence started, first."""
+    path = Path(str(item.fspath))
+    if path.name == FRESH_CLONE_MODULE:
+        # Each builds and deploys a clone of its own (own ports, own Postgres, own temp dir): a
+        # worker each, beside the local-cloud worker, since they take minutes.
+        return 1, f"fresh-clone-{item.name}"
+    if "localcloud" in item.fixturenames or item.get_closest_marker("e2e"):
+        # One worker, one local cloud (the session's `localcloud` fixture); the lifecycle test
+        # that stops it is sorted last within the group.
+        return 0, LOCALCLOUD_GROUP
+    if SYNTH_FIXTURES & set(item.fixturenames):
+        return 2, SYNTH_GROUP  # one worker synthesizes the CDK app once per target (session fixtures)
+    return 3, None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """The lifecycle test stops the local cloud: it runs after every other test."""
-    items.sort(key=lambda item: "lifecycle" in Path(str(item.fspath)).parts)
+    """Local-cloud tests first, on one worker, the lifecycle test that stops the cloud last among
+    them; the fresh-clone tests next, each on a worker of its own; the CDK synth tests together;
+    the rest spread over whatever worker is free. Without xdist the same order, one by one."""
+    placements = {item.nodeid: _placement(item) for item in items}
+    for item in items:
+        group = placements[item.nodeid][1]
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: (placements[item.nodeid][0], "lifecycle" in Path(str(item.fspath)).parts))

@@ -17,44 +17,32 @@
 
 from __future__ import annotations
 
-import threading
+import functools
 from typing import Any
 
 from functions.backup.errors import BackupError
 from functions.backup.service import BackupService
-from functions.backup.settings import BackupSettings
+from functions.backup.settings import get_settings
 from functions.common import aws
-from functions.common.observability import get_logger, record_cold_start, traced
+from functions.common.observability import get_logger, get_metrics, traced
 
 SERVICE = "backup"
 logger = get_logger(SERVICE)
-
-_service: BackupService | None = None
-_lock = threading.Lock()
+metrics = get_metrics(SERVICE)
 
 
+@functools.cache
 def get_service() -> BackupService:
-    global _service  # noqa: PLW0603 -- the environment's one service, built on first use (not at import)
-    if _service is None:
-        with _lock:
-            if _service is None:
-                # The external target gets a client that never retries: one call a day means one attempt.
-                _service = BackupService(BackupSettings.from_env(), s3=aws.client("s3"), kms=aws.client("kms"),
-                                         external_s3=aws.single_attempt_client("s3"))
-    return _service
-
-
-def reset_service(service: BackupService | None = None) -> None:
-    """Tests: forget (or replace) the cached service."""
-    global _service  # noqa: PLW0603 -- see get_service
-    with _lock:
-        _service = service
+    """This environment's backup service, built on first use."""
+    # The external target gets a client that never retries: one call a day means one attempt.
+    return BackupService(get_settings(), s3=aws.client("s3"), kms=aws.client("kms"),
+                         external_s3=aws.single_attempt_client("s3"))
 
 
 @traced
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 def backup_handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
-    record_cold_start(SERVICE, context)
     event = event or {}
     service = get_service()
     result = service.backup_all(event.get("services"))
@@ -67,8 +55,8 @@ def backup_handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]
 
 @traced
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 def sync_handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
-    record_cold_start(SERVICE, context)
     event = event or {}
     service = get_service()
     result = service.sync()
@@ -79,8 +67,8 @@ def sync_handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
 
 @traced
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 def restore_handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
-    record_cold_start(SERVICE, context)
     event = event or {}
     service = get_service()
     if event.get("list"):

@@ -30,6 +30,7 @@ from typing import Any
 from functions.backup import databases, envelope, pgdump, store
 from functions.backup.errors import BackupError, IntegrityError, PointNotFound, RestoreRefused
 from functions.backup.settings import SERVICES, BackupSettings, migrations_dir
+from functions.common.db import DbSecret
 from functions.common.observability import get_logger
 
 logger = get_logger("backup")
@@ -50,7 +51,7 @@ def _iso(moment: dt.datetime) -> str:
 class BackupService:
     def __init__(self, settings: BackupSettings, *, s3: Any, kms: Any, external_s3: Any = None,
                  clock: Clock = utc_now,
-                 secrets_reader: Callable[[str], databases.ServerSecret] = databases.read_secret) -> None:
+                 secrets_reader: Callable[[str], DbSecret] = databases.read_secret) -> None:
         """`external_s3`: the client for the external target (default `s3`). The handler passes a
         single-attempt client: the daily call must never be repeated by SDK retries."""
         self.settings = settings
@@ -66,7 +67,7 @@ class BackupService:
             raise ValueError("the clock must return timezone-aware datetimes")
         return moment.astimezone(dt.UTC)
 
-    def secret(self, service: str) -> databases.ServerSecret:
+    def secret(self, service: str) -> DbSecret:
         if service not in SERVICES:
             raise BackupError(f"unknown service {service!r} (one of {sorted(SERVICES)})")
         return self._read_secret(self.settings.secret_arn(service))
@@ -84,7 +85,7 @@ class BackupService:
     # ------------------------------------------------------------------ backup
     def create_point(self, service: str) -> store.RestorePoint:
         secret = self.secret(service)
-        with databases.connection(secret) as conn:
+        with databases.connection(secret, tls=self.settings.db_tls) as conn:
             catalogue, data = pgdump.dump_database(conn)
         created_at = self.now()
         point_id = store.point_key(service, created_at)
@@ -304,15 +305,15 @@ class BackupService:
         fresh = databases.check_db_name(
             f"{source_db}_restore_{started:%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"[:63]
         )
-        databases.create_database(secret, fresh)
+        databases.create_database(secret, fresh, tls=self.settings.db_tls)
         try:
-            with databases.connection(secret, fresh) as conn:
+            with databases.connection(secret, fresh, tls=self.settings.db_tls) as conn:
                 pgdump.load(conn, dump, migrations_dir(service))
                 tables = pgdump.verify(conn, dump)
         except Exception as exc:
             try:
-                databases.drop_database(secret, fresh)
-            except Exception:
+                databases.drop_database(secret, fresh, tls=self.settings.db_tls)
+            except Exception:  # noqa: BLE001 - report the original failure; the drop error is logged
                 logger.exception("could not drop the failed restore database", extra={"database": fresh})
                 raise RestoreRefused(f"restore of {key} failed ({exc}) and dropping {fresh} failed too",
                                      database=fresh) from exc

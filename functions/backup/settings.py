@@ -8,17 +8,22 @@
 | `BACKUP_KMS_KEY_ID` | KMS key (ARN) for the per-point data keys |
 | `BACKUP_LOCAL_RETENTION_DAYS` | default 7 |
 | `BACKUP_EXTERNAL_RETENTION_DAYS` | default 30 |
-| `BACKUP_PRUNE_MODE` | `delete` (default; the functions delete what is past retention: LocalStack runs no S3 lifecycle expiry) or `lifecycle` (target=aws: the functions never delete, the buckets' lifecycle rules expire old objects under Object Lock) |
-"""  # noqa: E501 -- Markdown table rows
+| `DB_TLS` / `DB_CA_BUNDLE` | as every function (functions/common/settings.py) |
+| `BACKUP_PRUNE_MODE` | `delete` (default) or `lifecycle`, see below |
+
+`BACKUP_PRUNE_MODE=delete`: the functions delete what is past retention (LocalStack runs no S3
+lifecycle expiry). `lifecycle` (target=aws): the functions never delete, the buckets' lifecycle
+rules expire old objects under Object Lock.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
-from functions.common.settings import SettingsError
+from functions.common.settings import DbTls, Env, SettingsError
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent
 
@@ -28,35 +33,7 @@ SERVICES: dict[str, tuple[str, Path]] = {
     "inventory": ("INVENTORY_DB_SECRET_ARN", FUNCTIONS_DIR / "inventory" / "migrations"),
 }
 
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name)
-    if value is None or not value.strip():
-        raise SettingsError(f"environment variable {name} is not set (required by the backup functions)")
-    return value.strip()
-
-
-def _days(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"environment variable {name} must be an integer, got {raw!r}") from exc
-    if value < 1:
-        raise SettingsError(f"environment variable {name} must be >= 1, got {value}")
-    return value
-
-
 PRUNE_MODES = ("delete", "lifecycle")
-
-
-def _prune_mode(env: Mapping[str, str]) -> str:
-    value = (env.get("BACKUP_PRUNE_MODE") or "delete").strip()
-    if value not in PRUNE_MODES:
-        raise SettingsError(f"environment variable BACKUP_PRUNE_MODE must be one of {PRUNE_MODES}, got {value!r}")
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,20 +45,22 @@ class BackupSettings:
     local_retention_days: int = 7
     external_retention_days: int = 30
     prune_mode: str = "delete"
+    db_tls: DbTls = dataclasses.field(default_factory=DbTls)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BackupSettings:
-        env = os.environ if env is None else env
+        read = Env(env, needed_by="the backup functions")
+        secret_arns = {service: arn for service, (var, _) in SERVICES.items() if (arn := read.text(var))}
         return cls(
             # optional at parse (the sync function needs no database), required at use
-            secret_arns={service: env[var].strip() for service, (var, _) in SERVICES.items()
-                         if (env.get(var) or "").strip()},
-            bucket=_required(env, "BACKUP_BUCKET"),
-            external_bucket=_required(env, "EXTERNAL_BUCKET"),
-            kms_key_id=_required(env, "BACKUP_KMS_KEY_ID"),
-            local_retention_days=_days(env, "BACKUP_LOCAL_RETENTION_DAYS", 7),
-            external_retention_days=_days(env, "BACKUP_EXTERNAL_RETENTION_DAYS", 30),
-            prune_mode=_prune_mode(env),
+            secret_arns=secret_arns,
+            bucket=read.required("BACKUP_BUCKET"),
+            external_bucket=read.required("EXTERNAL_BUCKET"),
+            kms_key_id=read.required("BACKUP_KMS_KEY_ID"),
+            local_retention_days=read.integer("BACKUP_LOCAL_RETENTION_DAYS", 7),
+            external_retention_days=read.integer("BACKUP_EXTERNAL_RETENTION_DAYS", 30),
+            prune_mode=read.choice("BACKUP_PRUNE_MODE", PRUNE_MODES, "delete"),
+            db_tls=DbTls.from_env(read),
         )
 
     def secret_arn(self, service: str) -> str:
@@ -93,6 +72,12 @@ class BackupSettings:
                 f"environment variable {SERVICES[service][0]} is not set (required to back up or restore {service})"
             )
         return arn
+
+
+@functools.cache
+def get_settings() -> BackupSettings:
+    """The backup functions' settings, parsed once."""
+    return BackupSettings.from_env()
 
 
 def migrations_dir(service: str) -> Path:

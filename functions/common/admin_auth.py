@@ -8,8 +8,9 @@ usage plan) or a direct Lambda invoke with a forged API Gateway event does not o
     @app.put("/admin/...", dependencies=[Depends(require_admin_key)], responses=ADMIN_RESPONSES)
 
 * the expected value is the admin-key secret (`ADMIN_KEY_SECRET_ARN`, a plain string; the stack
-  gives API Gateway's key the same value), read through the Powertools parameters utility on
-  first use (never at import) and cached for `ADMIN_KEY_CACHE_SECONDS` (default 60 s);
+  gives API Gateway's key the same value), read through the environment's Powertools
+  SecretsProvider (functions/common/aws.py) on first use (never at import) and cached for
+  `ADMIN_KEY_CACHE_SECONDS` (default 60 s);
 * no `x-api-key` header: 401 "missing x-api-key header"; a different value: 403 "invalid API key";
   the comparison is constant-time (`hmac.compare_digest`), so timing reveals nothing of the key;
 * the secret cannot be read: 503 — the route stays closed (fail closed), nothing runs.
@@ -21,7 +22,6 @@ request changes nothing and learns nothing about the body's schema.
 from __future__ import annotations
 
 import hmac
-import threading
 from typing import Annotated, Any
 
 from fastapi import Request, Security
@@ -30,10 +30,9 @@ from fastapi.security import APIKeyHeader
 from functions.common import aws
 from functions.common.api import ApiError, ErrorBody
 from functions.common.observability import get_logger
-from functions.common.settings import get_settings
+from functions.common.settings import get_settings, runtime
 
-__all__ = ["ADMIN_RESPONSES", "API_KEY_HEADER", "AdminKeyUnavailable", "require_admin_key",
-           "reset_admin_key_cache", "verify_admin_key"]
+__all__ = ["ADMIN_RESPONSES", "API_KEY_HEADER", "AdminKeyUnavailable", "require_admin_key", "verify_admin_key"]
 
 API_KEY_HEADER = "x-api-key"
 
@@ -56,35 +55,11 @@ class AdminKeyUnavailable(RuntimeError):
     """The admin-key secret could not be read (or is empty)."""
 
 
-_provider: Any = None
-_provider_lock = threading.Lock()
-
-
-def _secrets_provider() -> Any:
-    """One Powertools SecretsProvider per environment, on the shared boto3 client (short
-    timeouts, bounded retries), so its cache survives across invocations."""
-    global _provider
-    if _provider is None:
-        with _provider_lock:
-            if _provider is None:
-                from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-                _provider = SecretsProvider(boto3_client=aws.client("secretsmanager"))
-    return _provider
-
-
-def reset_admin_key_cache() -> None:
-    """Forget the cached secret (tests; a new provider starts with an empty cache)."""
-    global _provider
-    with _provider_lock:
-        _provider = None
-
-
 def admin_key() -> str:
     """The expected admin key: the secret's value, fetched at most every ADMIN_KEY_CACHE_SECONDS."""
     settings = get_settings()
     try:
-        value = _secrets_provider().get(settings.admin_key_secret_arn, max_age=settings.admin_key_cache_seconds)
+        value = aws.secrets_provider().get(settings.admin_key_secret_arn, max_age=settings.admin_key_cache_seconds)
     except Exception as exc:  # noqa: BLE001 - any failure (config, IAM, network) closes the route
         raise AdminKeyUnavailable(f"cannot read the admin key secret: {type(exc).__name__}: {exc}") from exc
     if isinstance(value, bytes):
@@ -97,7 +72,7 @@ def admin_key() -> str:
 
 def verify_admin_key(presented: str | None, *, service: str | None = None, route: str = "") -> None:
     """Raise ApiError 401/403/503 unless `presented` is the admin key."""
-    logger = get_logger(service or get_settings().service_name)
+    logger = get_logger(service or runtime().service_name)
     if not presented:
         logger.warning("admin request refused: no API key", extra={"route": route})
         raise ApiError(401, MISSING_KEY)

@@ -19,7 +19,8 @@ Guarantees for every app built here:
 - `HttpRequests` (route, method, status_class) and `HttpRequestDuration` (route, method) are
   emitted for every request, with the route *template* (e.g. `/orders/{orderId}`), or
   `unmatched` for unknown paths;
-- `ColdStart` is emitted once per environment by the Lambda handler;
+- the Lambda handler is decorated like every other one (functions/common/observability.py):
+  the Lambda context on every log line, `ColdStart` once per environment;
 - every request has a correlation id: a well-formed `X-Correlation-Id` header, else API
   Gateway's request id (requestContext.requestId), else a new one. It is set on the service's
   Powertools logger (every log line of the request carries `correlation_id`), returned in the
@@ -39,7 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,8 +56,8 @@ from functions.common.observability import (
     bind_correlation_id,
     current_correlation_id,
     get_logger,
+    get_metrics,
     put_metric,
-    record_cold_start,
     valid_correlation_id,
 )
 
@@ -378,16 +379,17 @@ def ensure_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def make_api_handler(app: FastAPI, service_name: str | None = None) -> Callable[[dict, Any], dict]:
-    """The Lambda entry point for an API Gateway (REST v1 proxy) event."""
-    service = service_name or getattr(app.state, "service_name", "api")
+def make_api_handler(app: FastAPI, service_name: str | None = None) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda entry point for an API Gateway (REST v1) proxy event."""
+    service = str(service_name or getattr(app.state, "service_name", "api"))
     ensure_event_loop()
     mangum = Mangum(app, lifespan="off")
 
-    def api_handler(event: dict, context: Any) -> dict:
-        record_cold_start(service, context)
+    @get_logger(service).inject_lambda_context(log_event=False)
+    @get_metrics(service).log_metrics(capture_cold_start_metric=True)
+    def api_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ensure_event_loop()
         return mangum(event, context)
 
-    api_handler.app = app  # type: ignore[attr-defined]
-    return api_handler
+    api_handler.app = app
+    return cast(Callable[[dict[str, Any], Any], dict[str, Any]], api_handler)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -26,10 +27,15 @@ from pydantic import BaseModel, ConfigDict
 from functions.common import aws
 from functions.common.observability import get_logger
 
-__all__ = ["Check", "HealthCache", "HealthOut", "cached_health", "database_check", "queue_check", "reset_health_cache",
+__all__ = ["Check", "HealthCache", "HealthOut", "cached_health", "database_check", "health_cache", "queue_check",
            "run_checks"]
 
-_executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
+
+@functools.cache
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The probes' worker threads, one pool per environment, created on first use."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
+
 
 Probe = Callable[[], "dict[str, Any] | None"]
 
@@ -47,7 +53,7 @@ def run_checks(
 ) -> tuple[int, dict[str, Any]]:
     logger = get_logger(service)
     started = time.perf_counter()
-    futures = {name: _executor.submit(_timed, check.probe) for name, check in checks.items()}
+    futures = {name: _executor().submit(_timed, check.probe) for name, check in checks.items()}
     results: dict[str, dict[str, Any]] = {}
     for name, future in futures.items():
         reason = checks[name].reason
@@ -128,7 +134,11 @@ class HealthCache:
             self._entries.clear()
 
 
-_cache = HealthCache()
+@functools.cache
+def health_cache() -> HealthCache:
+    """The answers of this environment (one per service)."""
+    return HealthCache()
+
 
 
 def cached_health(service: str, compute: Callable[[], tuple[int, dict[str, Any]]],
@@ -147,7 +157,7 @@ def cached_health(service: str, compute: Callable[[], tuple[int, dict[str, Any]]
         status, body = compute()
         return status, {**body, _PROBED_BY: current_correlation_id()}
 
-    status, body = _cache.get(service, ttl_seconds, probe)
+    status, body = health_cache().get(service, ttl_seconds, probe)
     probed_by = body.pop(_PROBED_BY, None)
     correlation_id = current_correlation_id()
     if status >= 400:
@@ -161,10 +171,6 @@ def cached_health(service: str, compute: Callable[[], tuple[int, dict[str, Any]]
 
 
 _PROBED_BY = "_probedBy"  # kept with the cached answer, never sent
-
-
-def reset_health_cache() -> None:
-    _cache.clear()
 
 
 class HealthOut(BaseModel):

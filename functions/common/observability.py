@@ -1,48 +1,64 @@
-"""Powertools logger, tracer, correlation id and metric helpers shared by every function.
+"""Powertools logger, metrics, tracer and correlation id, shared by every function.
 
 Metrics follow docs/ARCHITECTURE.md: namespace `Valerix` (POWERTOOLS_METRICS_NAMESPACE), the
 `service` dimension always present, no high-cardinality dimensions. Each metric is emitted with
 Powertools' `SingleMetric` so every data point carries exactly its own dimension set (one EMF line
 each, written with a single write so concurrent threads cannot interleave inside it).
+
+Every Lambda handler is decorated the same way (the order is Powertools' own recommendation):
+
+    logger, metrics = get_logger(SERVICE), get_metrics(SERVICE)
+
+    @traced                                               # X-Ray where tracing is on
+    @logger.inject_lambda_context(log_event=False)        # function name, request id, cold_start
+    @metrics.log_metrics(capture_cold_start_metric=True)  # `ColdStart`, once per environment
+    def handler(event, context): ...
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
-import os
 import re
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import Metrics, MetricUnit
 from aws_lambda_powertools.metrics.base import SingleMetric
-from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
+from aws_lambda_powertools.metrics.functions import resolve_cold_start_function_name
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
-__all__ = ["MetricUnit", "get_logger", "put_metric", "record_cold_start", "namespace", "traced",
-           "tracing_enabled", "CORRELATION_ID_PATTERN", "valid_correlation_id", "current_correlation_id",
-           "bind_correlation_id", "correlation_scope", "invocation_correlation_id"]
+from functions.common.settings import runtime
 
-_loggers: dict[str, Logger] = {}
-_loggers_lock = threading.Lock()
+__all__ = [
+    "CORRELATION_ID_PATTERN",
+    "MetricUnit",
+    "bind_correlation_id",
+    "correlation_scope",
+    "current_correlation_id",
+    "get_logger",
+    "get_metrics",
+    "invocation_correlation_id",
+    "namespace",
+    "put_metric",
+    "traced",
+    "tracing_enabled",
+    "valid_correlation_id",
+]
 
 
 def namespace() -> str:
-    return os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Valerix"
+    return runtime().metrics_namespace
 
 
+@functools.cache
 def get_logger(service: str) -> Logger:
     """One Powertools JSON logger per service name (cheap, no I/O)."""
-    with _loggers_lock:
-        logger = _loggers.get(service)
-        if logger is None:
-            logger = Logger(service=service)
-            _loggers[service] = logger
-        return logger
+    return Logger(service=service)
 
 
 def put_metric(name: str, unit: MetricUnit, value: float, *, service: str, **dimensions: Any) -> None:
@@ -57,29 +73,40 @@ def put_metric(name: str, unit: MetricUnit, value: float, *, service: str, **dim
         for key, dim_value in dimensions.items():
             metric.add_dimension(name=key, value=str(dim_value))
         document = json.dumps(metric.serialize_metric_set(), separators=(",", ":"))
-        # One write per line, unlike Powertools' single_metric (print: the text, then "\n"):
-        # queue consumers handle records on several threads, and a log line written between
-        # the two made both lines unreadable — for CloudWatch's EMF parser too.
+        # One write per line, unlike Powertools' own output (print: the text, then "\n"): queue
+        # consumers handle records on several threads, and a log line written between the two
+        # made both lines unreadable — for CloudWatch's EMF parser too.
         sys.stdout.write(document + "\n")
     except Exception:  # noqa: BLE001 - observability must not break business logic
         get_logger(service).warning("metric emission failed", extra={"metric": name}, exc_info=True)
 
 
-_cold_start = True
-_cold_start_lock = threading.Lock()
+class _WholeLineMetrics(AmazonCloudWatchEMFProvider):
+    """Powertools Metrics whose two outputs go through `put_metric`'s single write.
 
+    The functions emit every data point at once with `put_metric` (each its own dimension
+    set), so this provider only runs `log_metrics`: it adds the `ColdStart` metric (dimensions
+    `service`, `function_name`) after the first successful invocation of an environment, and
+    flushes whatever was added with `add_metric`, if anything (no "no metrics" warning when
+    nothing was: emitting nothing in between is the rule here, not a mistake).
+    """
 
-def record_cold_start(service: str, context: Any) -> None:
-    """Powertools-style `ColdStart` metric (dimension `function_name`), once per environment."""
-    global _cold_start
-    with _cold_start_lock:
-        if not _cold_start:
+    def add_cold_start_metric(self, context: Any) -> None:
+        function_name = resolve_cold_start_function_name(function_name=self.function_name, context=context)
+        put_metric("ColdStart", MetricUnit.Count, 1, service=str(self.service), function_name=function_name)
+
+    def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
+        if not self.metric_set and not raise_on_empty_metrics:
             return
-        _cold_start = False
-    function_name = (
-        getattr(context, "function_name", None) or os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or service
-    )
-    put_metric("ColdStart", MetricUnit.Count, 1, service=service, function_name=function_name)
+        document = json.dumps(self.serialize_metric_set(), separators=(",", ":"))
+        sys.stdout.write(document + "\n")
+        self.clear_metrics()
+
+
+@functools.cache
+def get_metrics(service: str) -> Metrics:
+    """The Powertools Metrics of `service` (for its handlers' `log_metrics` decorator)."""
+    return Metrics(provider=_WholeLineMetrics(service=service, namespace=namespace()))
 
 
 # --------------------------------------------------------------------------- correlation id
@@ -153,14 +180,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def tracing_enabled() -> bool:
-    """Powertools Tracer's own rule: on in a Lambda environment unless POWERTOOLS_TRACE_DISABLED.
-
-    The stack sets POWERTOOLS_TRACE_DISABLED=true for target=local (LocalStack community has no
-    X-Ray) and enables active tracing for target=aws.
-    """
-    if resolve_truthy_env_var_choice(env=os.environ.get("POWERTOOLS_TRACE_DISABLED", "false")):
-        return False
-    return bool(os.environ.get("LAMBDA_TASK_ROOT")) and not os.environ.get("AWS_SAM_LOCAL")
+    """Whether the Powertools Tracer runs (`Runtime.tracing`, functions/common/settings.py)."""
+    return runtime().tracing
 
 
 def traced(handler: F) -> F:

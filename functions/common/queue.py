@@ -28,7 +28,7 @@ import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -53,7 +53,10 @@ class PoisonMessage(ValueError):
     """A record that can never succeed; it fails until SQS moves it to the DLQ."""
 
 
-def parse_body(record: SQSRecord, model: type[BaseModel], logger: Any) -> BaseModel:
+Message = TypeVar("Message", bound=BaseModel)
+
+
+def parse_body(record: SQSRecord, model: type[Message], logger: Any) -> Message:
     try:
         return model.model_validate(json.loads(record.body))
     except (json.JSONDecodeError, ValidationError) as exc:

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import functools
 import time
+from typing import Any
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from functions.common.admin_auth import ADMIN_RESPONSES, require_admin_key
 from functions.common.api import ApiError, create_app
-from functions.common.chaos import (
+from functions.common.settings import get_settings
+from functions.gremlin.document import (
     GremlinDocument,
     GremlinDocumentError,
     all_off,
@@ -41,19 +43,19 @@ app = create_app("gremlin")
 UNAVAILABLE = "gremlin settings unavailable, try again later"
 
 
-@functools.lru_cache(maxsize=1)
+@functools.cache
 def get_store() -> GremlinStore:
-    """The store, created on first use from the environment (tests: ``get_store.cache_clear()``)."""
-    return GremlinStore()
+    """The store, created on first use from the settings."""
+    return GremlinStore(get_settings().gremlin)
 
 
-def _view(store: GremlinStore, doc: GremlinDocument) -> dict:
+def _view(store: GremlinStore, doc: GremlinDocument) -> dict[str, Any]:
     now = time.time()
     return doc.to_view(now, stopped=store.stopped(doc, now))
 
 
-async def _replace(doc: GremlinDocument) -> dict:
-    def replace() -> dict:
+async def _replace(doc: GremlinDocument) -> dict[str, Any]:
+    def replace() -> dict[str, Any]:
         store = get_store()
         store.check_stop_conditions(doc)  # 422 naming the alarm before anything is changed
         return _view(store, store.replace(doc))
@@ -67,7 +69,7 @@ async def _replace(doc: GremlinDocument) -> dict:
 
 
 @app.get("/gremlin")
-async def get_gremlin() -> dict:
+async def get_gremlin() -> dict[str, Any]:
     try:
         return await run_in_threadpool(lambda: _view(get_store(), get_store().load()))
     except StoreUnavailable as exc:
@@ -75,7 +77,7 @@ async def get_gremlin() -> dict:
 
 
 @app.put("/gremlin", dependencies=[Depends(require_admin_key)], responses=ADMIN_RESPONSES)
-async def put_gremlin(request: Request) -> dict:
+async def put_gremlin(request: Request) -> dict[str, Any]:
     try:
         doc = stamp_expiry(parse_document_json(await request.body()), time.time())
     except GremlinDocumentError as exc:
@@ -84,5 +86,5 @@ async def put_gremlin(request: Request) -> dict:
 
 
 @app.delete("/gremlin", dependencies=[Depends(require_admin_key)], responses=ADMIN_RESPONSES)
-async def delete_gremlin() -> dict:
+async def delete_gremlin() -> dict[str, Any]:
     return await _replace(all_off())

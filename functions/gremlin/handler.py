@@ -1,5 +1,7 @@
-"""Lambda entry point of the gremlin control API (API Gateway REST proxy), under the Powertools
-Tracer (X-Ray on AWS, nothing locally); its correlation id comes from the request (common/api.py)."""
+"""Lambda entry point of the gremlin control API (API Gateway REST proxy). The handler is built
+by the shared factory (functions/common/api.py), with the same Powertools decorators as every
+other handler (Tracer where tracing is on, Lambda context in the logs, `ColdStart` once); its
+correlation id comes from the request."""
 
 from __future__ import annotations
 

@@ -1,21 +1,24 @@
 """Inventory public HTTP routes (FastAPI): products, admin, health. Logic lives in service.py,
-SQL in repository.py."""
+SQL in repository.py; the internal reserve function's answers in reserve_api.py.
+
+The exceptions of the inventory logic become HTTP answers in one place, `_on_inventory_error`."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.common.admin_auth import ADMIN_RESPONSES, require_admin_key
-from functions.common.api import ApiError, ErrorBody, create_app
+from functions.common.api import ErrorBody, create_app, json_error
 from functions.common.health import HealthOut, cached_health, database_check, queue_check, run_checks
 from functions.common.observability import get_logger
 from functions.common.settings import get_settings
 from functions.inventory import repository, service
+from functions.inventory.model import InventoryError, ProductNotFound
 
 SERVICE = service.SERVICE
 logger = get_logger(SERVICE)
@@ -43,6 +46,16 @@ class ProductUpsert(BaseModel):
     stock: int = Field(ge=0, le=1_000_000_000)
 
 
+@app.exception_handler(InventoryError)
+async def _on_inventory_error(_: Request, exc: InventoryError) -> JSONResponse:
+    """Every refusal of the inventory logic, as a caller of the public API reads it."""
+    if isinstance(exc, ProductNotFound):
+        return json_error(404, f"product '{exc.product_id}' not found")
+    # ReservationConflict belongs to the reserve function (reserve_api.py); here it is a bug.
+    logger.error("inventory error reached the API", extra={"error_type": type(exc).__name__, "error": str(exc)})
+    return json_error(500, "internal error")
+
+
 # ----------------------------------------------------------------------------- routes
 # The reservation is not a route: Order invokes the internal `InventoryReserve` function
 # (handler.reserve_handler), which is not on the public API.
@@ -55,10 +68,7 @@ def list_products() -> dict[str, Any]:
 
 @app.get("/products/{productId}", response_model=ProductOut, responses={404: {"model": ErrorBody}})
 def get_product(productId: ProductId) -> dict[str, Any]:
-    try:
-        return service.get_product(productId)
-    except service.ProductNotFound as exc:
-        raise ApiError(404, f"product '{productId}' not found") from exc
+    return service.get_product(productId)
 
 
 @app.put("/admin/products/{productId}", response_model=None, dependencies=[Depends(require_admin_key)],

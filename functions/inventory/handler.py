@@ -4,7 +4,7 @@
   admin, health. The reservation is not on the public API.
 - `reserve_handler`: the internal reservation, invoked by the order API through the Lambda API
   (RequestResponse). Payload and answer: `functions.common.contracts` (`ReserveRequest` |
-  `PingRequest` -> `ReservationAnswer` | `PingAnswer`); logic in `service.answer_command`.
+  `PingRequest` -> `ReservationAnswer` | `PingAnswer`); logic in `reserve_api.answer_command`.
   Obeys the gremlin; a gremlin crash is a real process exit (Invoke reports a FunctionError).
 - `queue_handler`: SQS inventory queue. Powertools BatchProcessor with partial batch failures;
   each record `{orderId, productId, quantity}` goes through `service.process_queued_order`
@@ -15,8 +15,9 @@
   the visibility timeout and moves it to the DLQ after maxReceiveCount.
 - `migrate_handler`: applies migrations/ and seeds the catalogue on first run.
 
-Every handler runs under the Powertools Tracer (`traced`: X-Ray on AWS, nothing locally) and
-logs under a correlation id (docs/ARCHITECTURE.md): the reserve function's is the one the order
+Every handler wears the same Powertools decorators (functions/common/observability.py: Tracer
+where tracing is on, the Lambda context on every log line, `ColdStart` once) and logs under a
+correlation id (docs/ARCHITECTURE.md): the reserve function's is the one the order
 request sent in `correlationId`, the queue consumer's is each record's message attribute.
 """
 
@@ -29,16 +30,23 @@ from functions.common.lazy import lazy_attributes
 from functions.common.observability import (
     correlation_scope,
     get_logger,
+    get_metrics,
     invocation_correlation_id,
-    record_cold_start,
     traced,
 )
-from functions.inventory import service
+from functions.inventory import reserve_api, service
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+    # built on first lookup, by `__getattr__` below
+    api_handler: Callable[[dict[str, Any], Any], dict[str, Any]]
+    PoisonMessage: type[Exception]
+
 logger = get_logger(service.SERVICE)
+metrics = get_metrics(service.SERVICE)
 
 
 def _poison_message() -> type:
@@ -64,11 +72,12 @@ __all__ = ["PoisonMessage", "api_handler", "migrate_handler", "queue_handler", "
 
 
 @traced
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 def reserve_handler(event: Any, context: Any) -> dict[str, Any]:
-    record_cold_start(service.SERVICE, context)
     sent = event.get("correlationId") if isinstance(event, dict) else None
     with correlation_scope(logger, invocation_correlation_id(sent, context)):
-        return service.answer_command(event)
+        return reserve_api.answer_command(event)
 
 
 def _record_handler(record: SQSRecord) -> dict[str, Any]:
@@ -79,8 +88,9 @@ def _record_handler(record: SQSRecord) -> dict[str, Any]:
 
 
 @traced
-def queue_handler(event: dict, context: Any) -> dict:
-    record_cold_start(service.SERVICE, context)
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def queue_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     service.register_lambda_context(context)
     from functions.common.queue import process_batch
 
@@ -88,6 +98,7 @@ def queue_handler(event: dict, context: Any) -> dict:
 
 
 @traced
-def migrate_handler(event: Any = None, context: Any = None) -> dict:
-    record_cold_start(service.SERVICE, context)
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def migrate_handler(event: Any, context: Any) -> dict[str, Any]:
     return service.migrate()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pg8000.native
-
-from functions.common.db import Database, get_database
+from functions.common.contracts import ReservationStatus
+from functions.common.db import Connection, Database, get_database
 from functions.common.settings import get_settings
+from functions.inventory.model import Reservation
 
-Conn = pg8000.native.Connection
+Conn = Connection
 
 # What the inventory service's run-time role may do, table by table: exactly the statements below
 # (no DELETE anywhere). functions/common/roles.py grants it.
@@ -22,7 +22,7 @@ APP_PRIVILEGES = {
 def database() -> Database:
     """The inventory database of this environment (tests may replace this function)."""
     settings = get_settings()
-    return get_database(settings.db_secret_arn, tls=settings.db_tls,
+    return get_database(settings.db_secret_arn, tls=settings.db_tls, pool=settings.db_pool,
                         secret_max_age=settings.secret_cache_seconds,
                         application_name="valerix-inventory")
 
@@ -66,7 +66,8 @@ def claim_reservation(conn: Conn, order_id: str, product_id: str, quantity: int)
     return bool(rows)
 
 
-def get_reservation(conn: Conn, order_id: str) -> dict[str, Any] | None:
+def get_reservation(conn: Conn, order_id: str) -> Reservation | None:
+    """The recorded reservation of `order_id` (as a replay: `replay=True`), if any."""
     rows = conn.run(
         "SELECT order_id, product_id, quantity, status, reason FROM reservations WHERE order_id = :o",
         o=order_id,
@@ -74,7 +75,8 @@ def get_reservation(conn: Conn, order_id: str) -> dict[str, Any] | None:
     if not rows:
         return None
     r = rows[0]
-    return {"orderId": r[0], "productId": r[1], "quantity": r[2], "status": r[3], "reason": r[4]}
+    return Reservation(order_id=r[0], product_id=r[1], quantity=r[2], status=ReservationStatus(r[3]), reason=r[4],
+                       replay=True)
 
 
 def take_stock(conn: Conn, product_id: str, quantity: int) -> int | None:
@@ -84,7 +86,7 @@ def take_stock(conn: Conn, product_id: str, quantity: int) -> int | None:
         "WHERE product_id = :p AND stock >= :q RETURNING stock",
         p=product_id, q=quantity,
     )
-    return rows[0][0] if rows else None
+    return int(rows[0][0]) if rows else None
 
 
 def product_exists(conn: Conn, product_id: str) -> bool:

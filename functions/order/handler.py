@@ -10,15 +10,15 @@
 - `sweeper_handler` (optional, e.g. an EventBridge rule every minute): re-queues orders left
   PENDING for over a minute by an invocation that died mid-request.
 
-Every handler runs under the Powertools Tracer (`traced`: X-Ray on AWS, nothing locally) and
-logs under a correlation id (docs/ARCHITECTURE.md): the API's from the request, the completion
+Every handler wears the same Powertools decorators (functions/common/observability.py: Tracer
+where tracing is on, the Lambda context on every log line, `ColdStart` once) and logs under a
+correlation id (docs/ARCHITECTURE.md): the API's from the request, the completion
 consumer's per record from the message, the sweeper's its own invocation's (the orders it
 re-queues carry that id on to inventory).
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from functions.common import aws
@@ -27,16 +27,24 @@ from functions.common.lazy import lazy_attributes
 from functions.common.observability import (
     correlation_scope,
     get_logger,
+    get_metrics,
     invocation_correlation_id,
-    record_cold_start,
     traced,
 )
+from functions.common.settings import get_settings, runtime
 from functions.order import inventory_client, service
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+    # built on first lookup, by `__getattr__` below
+    api_handler: Callable[[dict[str, Any], Any], dict[str, Any]]
+    PoisonMessage: type[Exception]
+
 logger = get_logger(service.SERVICE)
+metrics = get_metrics(service.SERVICE)
 
 
 def _poison_message() -> type:
@@ -64,14 +72,14 @@ def _prewarm() -> None:
     not spent on it."""
     # Only the order API has a budget to protect (INVENTORY_RESERVE_FUNCTION is its variable);
     # the completion, sweeper and migrate functions build their clients when they need them.
-    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or not os.environ.get("INVENTORY_RESERVE_FUNCTION"):
-        return
     try:
+        if runtime().function_name is None or not get_settings().calls_inventory:
+            return
         aws.client("sqs")
         aws.fast_client("dynamodb")
         inventory_client.get_client()
-    except Exception:  # noqa: BLE001 - e.g. no region configured; created lazily later
-        pass
+    except Exception:  # noqa: BLE001 -- e.g. no region configured: created on first use instead
+        return
 
 
 _prewarm()
@@ -88,22 +96,25 @@ def _record_handler(record: SQSRecord) -> str:
 
 
 @traced
-def completion_handler(event: dict, context: Any) -> dict:
-    record_cold_start(service.SERVICE, context)
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def completion_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from functions.common.queue import process_batch
 
     return process_batch(event, context, _record_handler, service.SERVICE, logger)
 
 
 @traced
-def migrate_handler(event: Any = None, context: Any = None) -> dict:
-    record_cold_start(service.SERVICE, context)
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def migrate_handler(event: Any, context: Any) -> dict[str, Any]:
     return service.migrate()
 
 
 @traced
-def sweeper_handler(event: Any = None, context: Any = None) -> dict:
-    record_cold_start(service.SERVICE, context)
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def sweeper_handler(event: Any, context: Any) -> dict[str, Any]:
     older_than = int((event or {}).get("olderThanSeconds", 60)) if isinstance(event, dict) else 60
     with correlation_scope(logger, invocation_correlation_id(None, context)):
         return service.requeue_stale_pending(older_than_seconds=older_than)

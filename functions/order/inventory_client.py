@@ -21,14 +21,19 @@ Resilience, from the outside in:
 3. **At most one retry** (tenacity, jittered 20-100 ms), only for connection errors (the
    request did not get an answer: refused, reset, dropped keep-alive) and only if at least
    MIN_RETRY_WINDOW of the budget is left. Safe because reservations are idempotent by orderId.
+4. **Deadline propagation** (issue 17, item 2): the request carries the instant this caller
+   stops waiting, less ANSWER_MARGIN for the answer's way back (`ReserveRequest.deadlineEpochMs`).
+   Inventory refuses work it cannot finish by then and never commits after it, so a reservation
+   this caller gave up on (and queued) does not commit behind the QUEUED answer; its refusal
+   (`DEADLINE_EXCEEDED`) is a timeout here.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import json
-import threading
 import time
 from typing import Any
 
@@ -46,7 +51,15 @@ from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random
 
 from functions.common import aws
-from functions.common.contracts import PingAnswer, PingRequest, ReservationAnswer, ReserveRequest
+from functions.common.contracts import (
+    AnswerStatus,
+    PingAnswer,
+    PingRequest,
+    ReservationAnswer,
+    ReservationStatus,
+    ReserveRequest,
+)
+from functions.common.deadline import Deadline
 from functions.common.observability import MetricUnit, get_logger, put_metric
 from functions.common.settings import Settings, get_settings
 
@@ -55,6 +68,9 @@ CIRCUIT_NAME = "inventory-reservations"
 MIN_RETRY_WINDOW = 0.25  # seconds of budget a retry needs to be worth trying
 CONNECT_TIMEOUT = 0.5  # seconds; the Lambda API endpoint is close (VPC/NAT on AWS, loopback locally)
 MAX_CONCURRENT_CALLS = 64  # worker threads and pooled connections (abandoned calls hold one each)
+# Of the time left, what inventory's answer needs to travel back (Invoke response, loopback or
+# in-region): inventory must be done this much before this caller stops waiting.
+ANSWER_MARGIN = 0.05
 
 logger = get_logger(SERVICE)
 
@@ -76,10 +92,16 @@ class _ConnectionFailed(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class InventoryReply:
-    reserved: bool
-    status_code: int
+    """A business answer: what inventory did with the reservation (a conflicting replay is a
+    refusal too), and the answer itself."""
+
+    status: ReservationStatus
     reason: str | None
-    body: dict[str, Any]
+    answer: ReservationAnswer
+
+    @property
+    def reserved(self) -> bool:
+        return self.status is ReservationStatus.RESERVED
 
 
 class _StopWithinBudget:
@@ -131,18 +153,21 @@ class InventoryClient:
 
     # ------------------------------------------------------------------ public
 
-    def reserve(self, order_id: str, product_id: str, quantity: int, deadline: float | None = None,
+    def reserve(self, order_id: str, product_id: str, quantity: int, deadline: Deadline | None = None,
                 correlation_id: str | None = None) -> InventoryReply:
         """Reserve stock, or raise InventoryUnavailable / CircuitBreakerOpenError.
 
-        `deadline` is a time.monotonic() instant; default: now + budget. `correlation_id` travels
-        in the request, so the reserve function logs under the order request's id.
+        `deadline`: when this caller stops waiting; default: now + budget. Inventory is told it
+        (less ANSWER_MARGIN). `correlation_id` travels in the request, so the reserve function
+        logs under the order request's id.
         """
         if deadline is None:
-            deadline = time.monotonic() + self.budget
+            deadline = Deadline(time.monotonic() + self.budget)
         request = ReserveRequest(action="reserve", orderId=order_id, productId=product_id, quantity=quantity,
-                                 correlationId=correlation_id)
-        return self._guarded(request.model_dump(exclude_none=True), deadline)
+                                 correlationId=correlation_id,
+                                 deadlineEpochMs=max(0, Deadline(deadline.at - ANSWER_MARGIN).epoch_ms()))
+        reply: InventoryReply = self._guarded(request.model_dump(exclude_none=True), deadline.at)
+        return reply
 
     def circuit_state(self) -> str:
         """CLOSED | OPEN | HALF_OPEN as this environment sees it (cached read of the shared state)."""
@@ -220,11 +245,12 @@ class InventoryClient:
 
     def _invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
         try:
-            return self._lambda.invoke(
+            response: dict[str, Any] = self._lambda.invoke(
                 FunctionName=self.function_name,
                 InvocationType="RequestResponse",
                 Payload=json.dumps(payload).encode(),
             )
+            return response
         except (ReadTimeoutError, ConnectTimeoutError) as exc:
             raise InventoryUnavailable("timeout", type(exc).__name__) from exc
         except (EndpointConnectionError, ConnectionClosedError) as exc:
@@ -252,13 +278,16 @@ def _classify(response: dict[str, Any], raw: bytes) -> InventoryReply:
         answer = ReservationAnswer.model_validate_json(raw)
     except ValidationError as exc:
         raise InventoryUnavailable("server_error", f"malformed answer: {raw[:200]!r}") from exc
-    body = answer.model_dump(exclude_none=True)
     if answer.reserved:
-        return InventoryReply(True, answer.statusCode, None, body)
+        return InventoryReply(ReservationStatus.RESERVED, None, answer)
     if answer.refused:
-        return InventoryReply(False, answer.statusCode, answer.reason or "rejected by inventory", body)
+        return InventoryReply(ReservationStatus.REJECTED, answer.reason or "rejected by inventory", answer)
+    if answer.status is AnswerStatus.DEADLINE_EXCEEDED:
+        # Not started, or rolled back: nothing was reserved, like a timeout (usually this caller
+        # has stopped waiting already; the answer matters when the budget was gone on arrival).
+        raise InventoryUnavailable("timeout", f"{answer.status.value}: {answer.message}")
     # ERROR (an injected fault, the database down) or INVALID: no business answer.
-    raise InventoryUnavailable("server_error", f"{answer.status} {answer.statusCode}: {answer.message}")
+    raise InventoryUnavailable("server_error", f"{answer.status.value} {answer.statusCode}: {answer.message}")
 
 
 def _on_transition(transition: Any) -> None:
@@ -271,22 +300,7 @@ def _on_transition(transition: Any) -> None:
     put_metric("CircuitState", MetricUnit.NoUnit, _STATE_GAUGE.get(to_state, 0), service=SERVICE)
 
 
-_client: InventoryClient | None = None
-_client_lock = threading.Lock()
-
-
+@functools.cache
 def get_client() -> InventoryClient:
-    global _client
-    if _client is None:
-        with _client_lock:
-            if _client is None:
-                _client = InventoryClient(get_settings())
-    return _client
-
-
-def reset_client() -> None:
-    global _client
-    with _client_lock:
-        client, _client = _client, None
-    if client is not None:
-        client.close()
+    """This environment's client (its circuit breaker, worker threads and Lambda client)."""
+    return InventoryClient(get_settings())

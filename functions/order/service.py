@@ -1,14 +1,10 @@
 """Order logic. Every order state change goes through `transition_order` (and the one deletion,
 of an order for an unknown product, through `_discard_pending_order`).
 
-States and transitions (conditional UPDATEs, so a late or duplicate message never flips a final
-state):
-
-    PENDING --(inventory reserved)-----------------> CONFIRMED   (201, sync path)
-    PENDING --(inventory refused: insufficient)----> REJECTED    (409, sync path)
-    PENDING --(timeout/conn error/5xx/circuit open)-> QUEUED     (202) + message on the inventory queue
-    PENDING|QUEUED --(completion message)----------> CONFIRMED | REJECTED
-    CONFIRMED, REJECTED: final
+States and transitions: functions/order/model.py (conditional UPDATEs, so a late or duplicate
+message never flips a final state). This module speaks no HTTP: it returns `OrderResult`s and
+raises the exceptions of model.py; app.py turns both into answers (CONFIRMED 201, QUEUED 202,
+REJECTED 409, ...).
 
 The order row is written (PENDING) before inventory is called, so a Lambda that dies mid-call
 leaves a trace. An order for an unknown product is bad input: the client gets 409 REJECTED
@@ -34,30 +30,30 @@ from typing import Any
 from aws_lambda_powertools.utilities.circuit_breaker import CircuitBreakerOpenError
 
 from functions.common import aws
-from functions.common.errors import ApiError
-from functions.common.contracts import InventoryQueueMessage, correlation_attributes
-from functions.common.db import DatabaseUnavailable
+from functions.common.contracts import InventoryQueueMessage, ReservationStatus, correlation_attributes
+from functions.common.deadline import Deadline
 from functions.common.migrations import migrate_database
 from functions.common.observability import MetricUnit, current_correlation_id, get_logger, put_metric
 from functions.common.settings import get_settings
 from functions.order import inventory_client, repository
+from functions.order.model import (
+    ALLOWED_FROM,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    Order,
+    OrderNotFound,
+    OrderStatus,
+    OrderVanished,
+    QueueUnavailable,
+)
 
 SERVICE = "order"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-PENDING, QUEUED, CONFIRMED, REJECTED = "PENDING", "QUEUED", "CONFIRMED", "REJECTED"
-FINAL = frozenset({CONFIRMED, REJECTED})
+PENDING, QUEUED, CONFIRMED, REJECTED = OrderStatus.PENDING, OrderStatus.QUEUED, OrderStatus.CONFIRMED, \
+    OrderStatus.REJECTED
 UNKNOWN_PRODUCT = "unknown product"
 FALLBACK_RESERVE = 0.1  # seconds of the budget kept for queueing the order after a timeout
-
-# to_status -> statuses it may be reached from
-ALLOWED_FROM: dict[str, list[str]] = {
-    QUEUED: [PENDING],
-    CONFIRMED: [PENDING, QUEUED],
-    REJECTED: [PENDING, QUEUED],
-}
-
-STATUS_CODES = {CONFIRMED: 201, QUEUED: 202, PENDING: 202, REJECTED: 409}
 
 QUEUED_REASONS = {
     "timeout": "inventory timeout",
@@ -66,7 +62,8 @@ QUEUED_REASONS = {
     "circuit_open": "circuit open",
 }
 
-# 202 answers when the order is stored but its next step could not be recorded now.
+# Reasons of the QUEUED answer for an order that is stored but whose next step could not be
+# recorded now.
 QUEUE_DEFERRED = "queue unavailable: the order is stored and will be queued automatically"
 RECORD_DEFERRED = "outcome not recorded yet: the order is stored and will be completed automatically"
 
@@ -75,48 +72,30 @@ logger = get_logger(SERVICE)
 
 @dataclasses.dataclass(frozen=True)
 class OrderResult:
-    order: dict[str, Any]
-    status_code: int
+    """What POST /orders decided: the order as the answer shows it, and whether it is a replay
+    of an earlier request with the same Idempotency-Key."""
+
+    order: Order
     replay: bool = False
-
-    def body(self) -> dict[str, Any]:
-        body = repository.public(self.order)
-        if self.order["status"] == REJECTED:
-            body["message"] = f"order rejected: {self.order.get('reason')}"
-        elif self.order["status"] == QUEUED:
-            body["message"] = f"order accepted and queued ({self.order.get('reason')})"
-        elif self.order["status"] == PENDING:
-            body["message"] = "order is being processed"
-        return body
-
-
-class OrderNotFound(LookupError):
-    pass
-
-
-class QueueUnavailable(RuntimeError):
-    """SQS did not take the inventory message; the order row is unchanged (still PENDING)."""
 
 
 # ----------------------------------------------------------------------------- state changes
 
 
-def transition_order(order_id: str, to_status: str, reason: str | None = None) -> tuple[bool, dict[str, Any] | None]:
+def transition_order(order_id: str, to_status: OrderStatus, reason: str | None = None) -> tuple[bool, Order | None]:
     """The only way an order changes state. Returns (changed, current order or None if unknown)."""
-    allowed = ALLOWED_FROM[to_status]
     with repository.database().transaction() as conn:
-        updated = repository.update_status(conn, order_id, to_status, reason, allowed)
-        if updated is not None:
-            current, changed = updated, True
-        else:
-            current, changed = repository.get_order(conn, order_id), False
+        current = repository.update_status(conn, order_id, to_status, reason, ALLOWED_FROM[to_status])
+        changed = current is not None
+        if not changed:
+            current = repository.get_order(conn, order_id)
     if changed:
-        logger.info("order transition", extra={"order_id": order_id, "to_status": to_status, "reason": reason})
+        logger.info("order transition", extra={"order_id": order_id, "to_status": to_status.value, "reason": reason})
     else:
         logger.info(
             "order transition skipped",
-            extra={"order_id": order_id, "to_status": to_status,
-                   "current_status": current["status"] if current else None},
+            extra={"order_id": order_id, "to_status": to_status.value,
+                   "current_status": current.status.value if current else None},
         )
     return changed, current
 
@@ -138,7 +117,8 @@ def call_deadline(budget: float, waited: float = 0.0, monotonic_now: float | Non
     saw it: API Gateway queueing, a cold start; see api.gateway_wait_seconds), client setup and
     the order insert all come out of it, and FALLBACK_RESERVE is kept for the queue fallback, so
     a caller whose inventory call timed out has its QUEUED answer within about the budget of
-    sending the request.
+    sending the request. Inventory is told this deadline (inventory_client.reserve) and does
+    not commit after it.
     """
     monotonic_now = time.monotonic() if monotonic_now is None else monotonic_now
     return monotonic_now - waited + budget - FALLBACK_RESERVE
@@ -146,34 +126,39 @@ def call_deadline(budget: float, waited: float = 0.0, monotonic_now: float | Non
 
 def place_order(product_id: str, quantity: int, idempotency_key: str | None = None,
                 waited: float = 0.0) -> OrderResult:
+    """Store the order (PENDING), then reserve or queue it. Raises IdempotencyKeyReused /
+    IdempotencyKeyInUse for a key that names another order, DatabaseUnavailable when the order
+    could not be stored (nothing happened)."""
     settings = get_settings()
-    deadline = call_deadline(settings.inventory_call_budget_seconds, waited)
+    deadline = Deadline(call_deadline(settings.inventory_call_budget_seconds, waited))
     client = inventory_client.get_client()
     aws.client("sqs")  # created before the call, so the fallback path is fast
     order_id = str(uuid.uuid4())
+    existing: Order | None = None
     with repository.database().transaction() as conn:
         order = repository.insert_order(conn, order_id, product_id, quantity, PENDING, idempotency_key)
         if order is None:
             existing = repository.get_order_by_idempotency_key(conn, idempotency_key or "")
     if order is None:
-        return _replay(existing, product_id, quantity, idempotency_key)
+        return _replay(existing, product_id, quantity)
 
     # From here on the order is durable: whatever fails, it gets an outcome (see module doc).
     try:
         return _decide(order, client, deadline)
-    except Exception:  # noqa: BLE001 - the PENDING row stays; the sweeper completes it
+    except Exception:  # the PENDING row stays; the sweeper completes it
         logger.exception("could not record the order's next step; the sweeper will complete it",
                          extra={"order_id": order_id})
         return _deferred(order, RECORD_DEFERRED)
 
 
-def _decide(order: dict[str, Any], client: inventory_client.InventoryClient, deadline: float) -> OrderResult:
-    order_id, product_id, quantity = order["orderId"], order["productId"], order["quantity"]
+def _decide(order: Order, client: inventory_client.InventoryClient, deadline: Deadline) -> OrderResult:
+    order_id = order.order_id
     started = time.perf_counter()
     fallback: str | None = None
     reply: inventory_client.InventoryReply | None = None
     try:
-        reply = client.reserve(order_id, product_id, quantity, deadline, correlation_id=current_correlation_id())
+        reply = client.reserve(order_id, order.product_id, order.quantity, deadline,
+                               correlation_id=current_correlation_id())
     except inventory_client.InventoryUnavailable as exc:
         fallback = exc.kind
         logger.warning("inventory call failed; queueing the order",
@@ -181,25 +166,23 @@ def _decide(order: dict[str, Any], client: inventory_client.InventoryClient, dea
     except CircuitBreakerOpenError:
         fallback = "circuit_open"
         logger.info("circuit open; queueing the order without calling inventory", extra={"order_id": order_id})
-    except Exception:  # noqa: BLE001 - any other failure must not lose the order
+    except Exception:  # any other failure must not lose the order
         fallback = "server_error"
         logger.exception("unexpected error calling inventory; queueing the order", extra={"order_id": order_id})
-    elapsed_ms = (time.perf_counter() - started) * 1000.0
+    elapsed_ms = round((time.perf_counter() - started) * 1000.0, 3)
 
     if reply is not None:
-        outcome = "reserved" if reply.reserved else "rejected"
-        put_metric("InventoryCallDuration", MetricUnit.Milliseconds, round(elapsed_ms, 3), service=SERVICE, outcome=outcome)
-        if reply.reserved:
-            return _finish_sync(order_id, CONFIRMED, None)
-        if reply.reason == UNKNOWN_PRODUCT:
+        put_metric("InventoryCallDuration", MetricUnit.Milliseconds, elapsed_ms, service=SERVICE,
+                   outcome="reserved" if reply.reserved else "rejected")
+        if not reply.reserved and reply.reason == UNKNOWN_PRODUCT:
             _discard_pending_order(order_id)
-            put_metric("OrderOutcomes", MetricUnit.Count, 1, service=SERVICE, status=REJECTED, path="sync")
-            gone = dict(order, status=REJECTED, reason=UNKNOWN_PRODUCT)
-            return OrderResult(gone, 409)
-        return _finish_sync(order_id, REJECTED, reply.reason)
+            put_metric("OrderOutcomes", MetricUnit.Count, 1, service=SERVICE, status=REJECTED.value, path="sync")
+            return OrderResult(order.shown_as(REJECTED, UNKNOWN_PRODUCT))
+        return _finish_sync(order_id, OrderStatus.after_reservation(reply.status),
+                            None if reply.reserved else reply.reason)
 
-    assert fallback is not None
-    put_metric("InventoryCallDuration", MetricUnit.Milliseconds, round(elapsed_ms, 3), service=SERVICE, outcome=fallback)
+    fallback = fallback or "server_error"
+    put_metric("InventoryCallDuration", MetricUnit.Milliseconds, elapsed_ms, service=SERVICE, outcome=fallback)
     put_metric("Fallbacks", MetricUnit.Count, 1, service=SERVICE, reason=fallback)
     try:
         return _queue(order, QUEUED_REASONS.get(fallback, fallback))
@@ -207,101 +190,97 @@ def _decide(order: dict[str, Any], client: inventory_client.InventoryClient, dea
         return _deferred(order, QUEUE_DEFERRED)
 
 
-def _deferred(order: dict[str, Any], reason: str) -> OrderResult:
-    """202 QUEUED for an order that is stored (PENDING) but not yet handed on: the sweeper
+def _deferred(order: Order, reason: str) -> OrderResult:
+    """QUEUED for an order that is stored (PENDING) but not yet handed on: the sweeper
     re-queues PENDING orders older than a minute, so the outcome is guaranteed."""
     put_metric("DeferredOrders", MetricUnit.Count, 1, service=SERVICE)
-    return OrderResult(dict(order, status=QUEUED, reason=reason), STATUS_CODES[QUEUED])
+    return OrderResult(order.shown_as(QUEUED, reason))
 
 
-def _finish_sync(order_id: str, status: str, reason: str | None) -> OrderResult:
+def _finish_sync(order_id: str, status: OrderStatus, reason: str | None) -> OrderResult:
     changed, current = transition_order(order_id, status, reason)
     if current is None:  # pragma: no cover - the row was inserted by this request
-        raise ApiError(500, "order vanished")
+        raise OrderVanished(order_id)
     if changed:
-        put_metric("OrderOutcomes", MetricUnit.Count, 1, service=SERVICE, status=status, path="sync")
-    return OrderResult(current, STATUS_CODES[current["status"]])
+        put_metric("OrderOutcomes", MetricUnit.Count, 1, service=SERVICE, status=status.value, path="sync")
+    return OrderResult(current)
 
 
-def _queue(order: dict[str, Any], reason: str) -> OrderResult:
+def _queue(order: Order, reason: str) -> OrderResult:
     """Hand the order to the inventory queue, then mark it QUEUED.
 
     The message goes first: if SQS cannot take it, QueueUnavailable is raised and the order
     stays PENDING (nothing claims it is queued when it is not), which is what the sweeper
     re-queues. The completion consumer accepts PENDING as well as QUEUED, so a completion that
-    overtakes the QUEUED update is still applied.
+    overtakes the QUEUED update is still applied. OrderVanished: the order was discarded meanwhile.
     """
-    order_id = order["orderId"]
-    message = InventoryQueueMessage(orderId=order_id, productId=order["productId"], quantity=order["quantity"])
+    order_id = order.order_id
+    message = InventoryQueueMessage(orderId=order_id, productId=order.product_id, quantity=order.quantity)
     try:
         aws.client("sqs").send_message(QueueUrl=get_settings().inventory_queue_url,
                                        MessageBody=message.model_dump_json(),
                                        MessageAttributes=correlation_attributes(current_correlation_id()))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         logger.exception("could not queue the order; it stays PENDING for the sweeper", extra={"order_id": order_id})
         raise QueueUnavailable(str(exc)) from exc
     changed, current = transition_order(order_id, QUEUED, reason)
     if current is None:  # pragma: no cover
-        raise ApiError(500, "order vanished")
+        raise OrderVanished(order_id)
     if changed:
-        put_metric("OrderOutcomes", MetricUnit.Count, 1, service=SERVICE, status=QUEUED, path="sync")
-    return OrderResult(current, STATUS_CODES[current["status"]])
+        put_metric("OrderOutcomes", MetricUnit.Count, 1, service=SERVICE, status=QUEUED.value, path="sync")
+    return OrderResult(current)
 
 
-def _replay(existing: dict[str, Any] | None, product_id: str, quantity: int, key: str | None) -> OrderResult:
+def _replay(existing: Order | None, product_id: str, quantity: int) -> OrderResult:
     if existing is None:  # pragma: no cover - the conflicting row was discarded meanwhile
-        raise ApiError(409, "a request with this Idempotency-Key is being processed, retry shortly")
-    if existing["productId"] != product_id or existing["quantity"] != quantity:
-        raise ApiError(
-            422,
-            "Idempotency-Key was already used for a different order "
-            f"(productId '{existing['productId']}', quantity {existing['quantity']})",
-            orderId=existing["orderId"],
-        )
+        raise IdempotencyKeyInUse()
+    if existing.product_id != product_id or existing.quantity != quantity:
+        raise IdempotencyKeyReused(existing)
     put_metric("IdempotentReplays", MetricUnit.Count, 1, service=SERVICE, source="http")
-    logger.info("idempotent replay", extra={"order_id": existing["orderId"]})
-    return OrderResult(existing, STATUS_CODES[existing["status"]], replay=True)
+    logger.info("idempotent replay", extra={"order_id": existing.order_id})
+    return OrderResult(existing, replay=True)
 
 
 # ----------------------------------------------------------------------------- reads
 
 
-def get_order(order_id: str) -> dict[str, Any]:
+def get_order(order_id: str) -> Order:
     with repository.database().transaction() as conn:
         order = repository.get_order(conn, order_id)
     if order is None:
         raise OrderNotFound(order_id)
-    return repository.public(order)
+    return order
 
 
-def list_orders(limit: int) -> list[dict[str, Any]]:
+def list_orders(limit: int) -> list[Order]:
     with repository.database().transaction() as conn:
-        return [repository.public(o) for o in repository.list_orders(conn, limit)]
+        return repository.list_orders(conn, limit)
 
 
 # ----------------------------------------------------------------------------- completion consumer
 
 
-def apply_completion(order_id: str, status: str, reason: str | None) -> str:
-    """Apply one completion message. Returns applied | duplicate | conflict_ignored | unknown_order.
+def apply_completion(order_id: str, status: ReservationStatus, reason: str | None) -> str:
+    """Apply one completion message (inventory's outcome for a queued order). Returns applied |
+    duplicate | conflict_ignored | unknown_order.
 
     Idempotent: only PENDING/QUEUED orders move; a final state is never changed.
     """
-    if status not in FINAL:
-        raise ValueError(f"completion status must be CONFIRMED or REJECTED, got {status!r}")
-    changed, current = transition_order(order_id, status, reason if status == REJECTED else None)
+    to_status = OrderStatus.after_reservation(ReservationStatus(status))
+    changed, current = transition_order(order_id, to_status, reason if to_status is REJECTED else None)
     if changed:
-        put_metric("OrderOutcomes", MetricUnit.Count, 1, service=SERVICE, status=status, path="queued")
+        put_metric("OrderOutcomes", MetricUnit.Count, 1, service=SERVICE, status=to_status.value, path="queued")
         return "applied"
     if current is None:
-        logger.error("completion for an unknown order ignored", extra={"order_id": order_id, "status": status})
+        logger.error("completion for an unknown order ignored", extra={"order_id": order_id,
+                                                                       "status": to_status.value})
         return "unknown_order"
-    if current["status"] == status:
+    if current.status is to_status:
         put_metric("IdempotentReplays", MetricUnit.Count, 1, service=SERVICE, source="queue")
         return "duplicate"
     logger.warning(
         "conflicting completion ignored: the order is already final",
-        extra={"order_id": order_id, "current_status": current["status"], "completion_status": status},
+        extra={"order_id": order_id, "current_status": current.status.value, "completion_status": to_status.value},
     )
     return "conflict_ignored"
 
@@ -316,20 +295,27 @@ def requeue_stale_pending(older_than_seconds: int = 60, limit: int = 100) -> dic
     """Safety net for an order API invocation that died between writing PENDING and recording an
     outcome (Lambda timeout, crash): queue such orders like any fallback. Safe to repeat: the
     inventory side is idempotent by orderId (a reservation that did commit is replayed), and
-    the completion applies to PENDING as well as QUEUED orders."""
+    the completion applies to PENDING as well as QUEUED orders.
+
+    One order never stops the run: a vanished one (discarded meanwhile) is skipped; only the queue
+    being down ends it early (every order stays PENDING for the next run)."""
     with repository.database().transaction() as conn:
         stale = repository.stale_pending(conn, older_than_seconds, limit)
     requeued = []
+    unavailable = False
     for order in stale:
         try:
             result = _queue(order, STALE_REASON)
         except QueueUnavailable:
-            break  # still down: every order stays PENDING for the next run
-        if result.order["status"] == QUEUED:
-            requeued.append(order["orderId"])
+            unavailable = True
+            break
+        except OrderVanished:
+            continue
+        if result.order.status is QUEUED:
+            requeued.append(order.order_id)
     if requeued:
         logger.warning("stale PENDING orders re-queued", extra={"count": len(requeued), "order_ids": requeued})
-    if len(requeued) < len(stale):
+    if unavailable:
         logger.warning("stale PENDING orders left for the next run (queue unavailable)",
                        extra={"count": len(stale) - len(requeued)})
     return {"requeued": requeued}
@@ -338,27 +324,22 @@ def requeue_stale_pending(older_than_seconds: int = 60, limit: int = 100) -> dic
 # ----------------------------------------------------------------------------- health, migrations
 
 
-def health() -> tuple[int, dict[str, Any]]:
-    from functions.common.health import Check, cached_health, database_check, queue_check, run_checks
-
-    settings = get_settings()
-    # Read fresh on every call (one cached DynamoDB read): tests and the dashboard watch it move.
-    circuit_state = "unknown"
+def circuit_state() -> str:
+    """closed | half_open | open | unknown, as this environment sees the shared circuit (read
+    fresh on every call, one cached DynamoDB read: tests and the dashboard watch it move)."""
     try:
-        circuit_state = inventory_client.get_client().circuit_state().lower()
-        put_metric("CircuitState", MetricUnit.NoUnit,
-                   {"closed": 0, "half_open": 1, "open": 2}.get(circuit_state, 0), service=SERVICE)
-    except Exception as exc:  # noqa: BLE001
+        state = inventory_client.get_client().circuit_state().lower()
+    except Exception as exc:  # noqa: BLE001 -- health must answer even when the state is unreadable
         logger.warning("circuit state unavailable", extra={"error": str(exc)})
+        return "unknown"
+    put_metric("CircuitState", MetricUnit.NoUnit, {"closed": 0, "half_open": 1, "open": 2}.get(state, 0),
+               service=SERVICE)
+    return state
 
-    checks = {
-        "database": database_check(repository.database),
-        "inventoryQueue": queue_check(lambda: settings.inventory_queue_url),
-        "completionQueue": queue_check(lambda: settings.completion_queue_url),
-        "inventory": Check(lambda: inventory_client.get_client().probe(), "inventory unreachable"),
-    }
-    status, body = cached_health(SERVICE, lambda: run_checks(SERVICE, checks))
-    return status, {**body, "circuitState": circuit_state}
+
+def probe_inventory() -> dict[str, Any]:
+    """Health: ping the reserve function (raises with a short reason when it is not healthy)."""
+    return inventory_client.get_client().probe()
 
 
 def migrate() -> dict[str, Any]:
@@ -369,6 +350,6 @@ def migrate() -> dict[str, Any]:
 
 
 __all__ = [
-    "place_order", "get_order", "list_orders", "apply_completion", "transition_order", "health", "migrate",
-    "OrderResult", "OrderNotFound", "DatabaseUnavailable",
+    "OrderResult", "apply_completion", "call_deadline", "circuit_state", "get_order", "list_orders", "migrate",
+    "place_order", "probe_inventory", "requeue_stale_pending", "transition_order",
 ]

@@ -10,40 +10,22 @@ itself could not run: a database or SQS unreachable, a malformed event).
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from functions.common.observability import get_logger, record_cold_start
+from functions.common.observability import get_logger, get_metrics, traced
 from functions.common.settings import SettingsError
 from functions.reconcile import service
-from functions.reconcile.settings import ReconcileSettings, since, stale_minutes
+from functions.reconcile.settings import get_settings, since, stale_minutes
 
 SERVICE = service.SERVICE
 logger = get_logger(SERVICE)
-
-_settings: ReconcileSettings | None = None
-_lock = threading.Lock()
+metrics = get_metrics(SERVICE)
 
 
-def get_settings() -> ReconcileSettings:
-    global _settings  # noqa: PLW0603 -- parsed once per environment, on first use (not at import)
-    if _settings is None:
-        with _lock:
-            if _settings is None:
-                _settings = ReconcileSettings.from_env()
-    return _settings
-
-
-def reset_settings() -> None:
-    """Tests: forget the parsed environment."""
-    global _settings  # noqa: PLW0603 -- see get_settings
-    with _lock:
-        _settings = None
-
-
+@traced
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 def reconcile_handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
-    record_cold_start(SERVICE, context)
     event = event if isinstance(event, dict) else {}
     # "source": the schedule's own input ({"source": "schedule"}, infra/stack.py)
     unknown = sorted(set(event) - {"staleMinutes", "since", "source"})

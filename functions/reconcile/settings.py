@@ -2,29 +2,22 @@
 
 | variable | meaning |
 |---|---|
-| `ORDER_DB_SECRET_ARN` / `INVENTORY_DB_SECRET_ARN` | the **reader** secrets (`<service>_backup`: SELECT only) of the two databases |
+| `ORDER_DB_SECRET_ARN` / `INVENTORY_DB_SECRET_ARN` | the two databases' **reader** secrets (SELECT only) |
 | `DLQ_URLS` | `name=url,...` of the dead-letter queues whose depth is checked (`inventory=…,completion=…`) |
 | `RECONCILE_STALE_MINUTES` | an order `PENDING`/`QUEUED` for longer than this is a problem (default 5) |
-| `DB_TLS` / `DB_CA_BUNDLE` | as every function (functions/common/settings.py) |
-"""  # noqa: E501 -- Markdown table rows
+| `DB_TLS` / `DB_CA_BUNDLE`, `DB_POOL_MAX` | as every function (functions/common/settings.py) |
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
+import functools
 from collections.abc import Mapping
 
-from functions.common.settings import DbTls, SettingsError
+from functions.common.settings import DbPool, DbTls, Env, SettingsError
 
 DEFAULT_STALE_MINUTES = 5
-
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = (env.get(name) or "").strip()
-    if not value:
-        raise SettingsError(f"environment variable {name} is not set (required by the reconcile function)")
-    return value
 
 
 def _queues(raw: str) -> dict[str, str]:
@@ -72,20 +65,28 @@ class ReconcileSettings:
     dlq_urls: dict[str, str]
     stale_minutes: int = DEFAULT_STALE_MINUTES
     db_tls: DbTls = dataclasses.field(default_factory=DbTls)
+    db_pool: DbPool = dataclasses.field(default_factory=DbPool)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcileSettings:
-        env = os.environ if env is None else env
-        raw_stale = (env.get("RECONCILE_STALE_MINUTES") or "").strip()
+        read = Env(env, needed_by="the reconcile function")
+        raw_stale = read.text("RECONCILE_STALE_MINUTES")
         try:
             stale = stale_minutes(raw_stale) if raw_stale else DEFAULT_STALE_MINUTES
         except SettingsError as exc:
             raise SettingsError(f"environment variable RECONCILE_STALE_MINUTES: {exc}") from None
         return cls(
-            order_secret_arn=_required(env, "ORDER_DB_SECRET_ARN"),
-            inventory_secret_arn=_required(env, "INVENTORY_DB_SECRET_ARN"),
+            order_secret_arn=read.required("ORDER_DB_SECRET_ARN"),
+            inventory_secret_arn=read.required("INVENTORY_DB_SECRET_ARN"),
             # required: a check silently skipped would read as "DLQs empty"
-            dlq_urls=_queues(_required(env, "DLQ_URLS")),
+            dlq_urls=_queues(read.required("DLQ_URLS")),
             stale_minutes=stale,
-            db_tls=DbTls.from_env(env),
+            db_tls=DbTls.from_env(read),
+            db_pool=DbPool.from_env(read),
         )
+
+
+@functools.cache
+def get_settings() -> ReconcileSettings:
+    """The reconcile function's settings, parsed once."""
+    return ReconcileSettings.from_env()

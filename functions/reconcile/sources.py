@@ -32,7 +32,7 @@ _RESERVATION_COLUMNS = "order_id, product_id, quantity, status"
 
 
 def database(secret_arn: str, settings: ReconcileSettings) -> db.Database:
-    return db.get_database(secret_arn, tls=settings.db_tls, application_name=APPLICATION_NAME)
+    return db.get_database(secret_arn, tls=settings.db_tls, pool=settings.db_pool, application_name=APPLICATION_NAME)
 
 
 @contextlib.contextmanager

@@ -17,25 +17,51 @@ run-time function) and `reader` (`<name>_backup`: backup dumps). On aws they are
 locally their template carries the local server's host/port. The migrate function creates the
 roles from them with the master login, which nothing else reads.
 
-TLS (`tls_environment`): aws verifies the server certificate against the RDS CA bundle shipped
-in the function code (DB_TLS=verify-full, DB_CA_BUNDLE); local says DB_TLS=disable explicitly.
+TLS (`tls_environment`): aws verifies the server certificate against the CA bundle shipped in
+the function code (DB_TLS=verify-full, DB_CA_BUNDLE: the RDS CAs for the instances, Amazon Root
+CA 1-4 for the proxies' ACM certificates); local says DB_TLS=disable explicitly.
+
+Connections that hold under a burst (issue 15; the arithmetic is in db_limits.py):
+
+* Both targets: `max_connections` is the stack's number (`config.max_connections`), set on aws
+  in the instances' parameter group and given to the local servers by `make up`. Every function
+  that connects gets its reserved concurrency and DB_POOL_MAX from `db_limits.BUDGET`
+  (`apply_connection_budget`), and synth fails when they do not fit.
+* aws: one RDS Proxy per database in the data subnets, TLS required, in front of its instance.
+  It logs in to the database with the **app** role's secret only (Secrets Manager auth), and the
+  run-time functions (API, reservation, queue consumers, sweeper) connect to it with that same
+  login (DB_PROXY_ENDPOINT replaces the secret's host). Their security group reaches the proxy,
+  not the instance. The migrate, backup, restore and reconcile functions still connect straight
+  to the instance, through their own security groups: they log in as the master, owner or
+  reader role, which the proxy deliberately cannot use; they hold session advisory locks or long
+  snapshots, which would pin a proxy connection for their whole run anyway; and they run a few
+  times a day with reserved concurrency 1, which the budget counts as direct connections.
+* Why not IAM authentication from the functions to the proxy: it would take the password out
+  of the run-time functions, but the same code must log in with a password locally (no proxy,
+  no IAM database auth in LocalStack community), so the IAM path would run on AWS only, never in
+  a test that connects; and the direct functions need their passwords anyway. Switching later
+  is contained: `iam_auth=True` on the proxy, `proxy.grant_connect(fn, "<service>_app")`, and
+  `rds.generate_db_auth_token(...)` as the password in functions/common/db.py.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, SecretValue
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.config import ValerixConfig
-from infra.constructs.service_function import FunctionVpcPlacement, retention_days
+from infra.constructs import db_limits
+from infra.constructs.service_function import FunctionVpcPlacement, ServiceFunction, retention_days
 from infra.nag import acknowledge
 
 POSTGRES_PORT = 5432
@@ -46,6 +72,9 @@ RDS_CA_BUNDLE_PATH = "functions/common/certs/rds-ca-bundle.pem"
 ROLE_SUFFIXES = {"owner": "owner", "app": "app", "reader": "backup"}
 # Characters left out of generated passwords: the ones RDS forbids (and that trip URLs/shells).
 _PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\"  # noqa: S105 -- characters, not a password
+# How long a client waits for a pooled database connection before the proxy refuses it; below
+# the run-time functions' timeouts, and with the budget in db_limits it should never be reached.
+PROXY_BORROW_TIMEOUT = Duration.seconds(10)
 
 _SERVER_ROTATION_REASON = (
     "Not rotated automatically yet: the functions already re-read the secret after a failed login "
@@ -71,15 +100,18 @@ class ServiceDatabase:
     app_secret: secretsmanager.ISecret  # API, queue consumers, sweeper
     reader_secret: secretsmanager.ISecret  # backup dumps
     instance: rds.DatabaseInstance | None = None
-    function_placement: FunctionVpcPlacement | None = None
+    function_placement: FunctionVpcPlacement | None = None  # direct to the instance (migrate)
+    proxy: rds.DatabaseProxy | None = None
+    app_placement: FunctionVpcPlacement | None = None  # run-time functions: reaches the proxy only
 
     @property
     def secret(self) -> secretsmanager.ISecret:
         """The run-time login (the app role): what a new service function should get."""
         return self.app_secret
 
-    def role_name(self, label: str) -> str:
-        return f"{self.name}_{ROLE_SUFFIXES[label]}"
+    def placement(self, login: str) -> FunctionVpcPlacement | None:
+        """Where a function logging in as `login` runs: app -> beside the proxy, else direct."""
+        return self.app_placement if login == "app" else self.function_placement
 
 
 class Databases(Construct):
@@ -87,8 +119,19 @@ class Databases(Construct):
         super().__init__(scope, construct_id)
         self.config = config
         self.vpc: ec2.Vpc | None = None
+        # Fails synth (ConnectionBudgetError) before anything is built when the budget does not fit.
+        self.max_connections = config.max_connections
+        self.budgets = db_limits.check_budget(self.max_connections)
         if config.is_aws:
             self._build_network()
+            self.parameter_group = rds.ParameterGroup(
+                self,
+                "DbParameters",
+                engine=rds.DatabaseInstanceEngine.postgres(version=POSTGRES_VERSION),
+                description=f"{config.stack_name}: max_connections pinned for the connection budget "
+                            "(infra/constructs/db_limits.py)",
+                parameters={"max_connections": str(self.max_connections)},
+            )
             self.order = self._rds_database("order", "order_db")
             self.inventory = self._rds_database("inventory", "inventory_db")
         else:
@@ -197,19 +240,35 @@ class Databases(Construct):
             self,
             f"{label}FunctionsSg",
             vpc=self.vpc,
-            description=f"Lambda functions of the {name} service",
+            description=f"Functions of the {name} service that connect to the instance directly (migrate)",
             allow_all_outbound=True,
         )
         db_sg = ec2.SecurityGroup(
             self,
             f"{label}DbSg",
             vpc=self.vpc,
-            description=f"RDS {dbname}: Postgres from the {name} functions only",
+            description=f"RDS {dbname}: Postgres from its proxy and the functions that connect directly",
             allow_all_outbound=False,
         )
         db_sg.add_ingress_rule(
-            function_sg, ec2.Port.tcp(POSTGRES_PORT), f"Postgres from the {name} functions"
+            function_sg, ec2.Port.tcp(POSTGRES_PORT), f"Postgres from the {name} migrate function"
         )
+        app_sg = ec2.SecurityGroup(
+            self,
+            f"{label}AppFunctionsSg",
+            vpc=self.vpc,
+            description=f"Run-time Lambda functions of the {name} service (reach the database through its proxy)",
+            allow_all_outbound=True,
+        )
+        proxy_sg = ec2.SecurityGroup(
+            self,
+            f"{label}ProxySg",
+            vpc=self.vpc,
+            description=f"RDS Proxy of {dbname}: Postgres from the {name} run-time functions, to the instance",
+            allow_all_outbound=False,
+        )
+        proxy_sg.add_ingress_rule(app_sg, ec2.Port.tcp(POSTGRES_PORT), f"Postgres from the {name} run-time functions")
+        # proxy -> instance (egress here, ingress on db_sg): added by ProxyTarget.from_instance below
 
         instance_identifier = f"{self.config.stack_name}-{name}-db".lower()
         # Pre-create the exported log groups so they get a retention (no LogRetention custom resource).
@@ -233,6 +292,7 @@ class Databases(Construct):
             vpc_subnets=self.data_subnets,
             security_groups=[db_sg],
             port=POSTGRES_PORT,
+            parameter_group=self.parameter_group,
             database_name=dbname,
             credentials=rds.Credentials.from_generated_secret(
                 "valerix", secret_name=f"{self.config.stack_name}/{name}-db"
@@ -291,6 +351,23 @@ class Databases(Construct):
             acknowledge(secret, "AwsSolutions-SMG4", _ROLE_ROTATION_REASON)
             # The attachment adds host, port and engine of the instance: the full RDS shape.
             roles[label] = secret.attach(instance)
+        budget = self.budgets[name]
+        proxy = rds.DatabaseProxy(
+            self,
+            f"{name.capitalize()}Proxy",
+            db_proxy_name=f"{self.config.stack_name}-{name}".lower(),
+            proxy_target=rds.ProxyTarget.from_instance(instance),
+            secrets=[roles["app"]],  # the only login it can use: the run-time role
+            vpc=self.vpc,
+            vpc_subnets=self.data_subnets,
+            security_groups=[proxy_sg],
+            require_tls=True,
+            iam_auth=False,  # why: module docstring
+            client_password_auth_type=rds.ClientPasswordAuthType.POSTGRES_SCRAM_SHA_256,
+            max_connections_percent=budget.proxy_percent,
+            borrow_timeout=PROXY_BORROW_TIMEOUT,
+            debug_logging=False,
+        )
         return ServiceDatabase(
             name=name,
             dbname=dbname,
@@ -302,8 +379,30 @@ class Databases(Construct):
             function_placement=FunctionVpcPlacement(
                 vpc=self.vpc, subnets=self.app_subnets, security_group=function_sg
             ),
+            proxy=proxy,
+            app_placement=FunctionVpcPlacement(vpc=self.vpc, subnets=self.app_subnets, security_group=app_sg),
         )
 
     @property
     def instances(self) -> list[rds.DatabaseInstance]:
         return [db.instance for db in (self.order, self.inventory) if db.instance is not None]
+
+    def apply_connection_budget(self, functions: Mapping[str, ServiceFunction]) -> None:
+        """Reserved concurrency, DB_POOL_MAX and (aws) DB_PROXY_ENDPOINT of every function in
+        db_limits.BUDGET, on both targets (the local servers have the same max_connections)."""
+        missing = sorted(set(db_limits.BUDGET) - set(functions))
+        if missing:
+            raise db_limits.ConnectionBudgetError(
+                f"db_limits.BUDGET names functions the stack does not have: {missing}")
+        databases = {"order": self.order, "inventory": self.inventory}
+        for key, use in db_limits.BUDGET.items():
+            fn = functions[key].function
+            cfn = fn.node.default_child
+            assert isinstance(cfn, lambda_.CfnFunction)
+            cfn.reserved_concurrent_executions = use.environments
+            if use.pooled:
+                fn.add_environment("DB_POOL_MAX", str(use.connections))
+            if use.via_proxy:
+                (db,) = (databases[name] for name in use.databases)
+                if db.proxy is not None:
+                    fn.add_environment("DB_PROXY_ENDPOINT", db.proxy.endpoint)

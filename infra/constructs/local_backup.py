@@ -77,6 +77,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra import outputs
 from infra.constructs.access_logs import access_logs_bucket
 from infra.constructs.databases import POSTGRES_PORT, ServiceDatabase
 from infra.constructs.service_function import FunctionVpcPlacement, ServiceFunction, ServiceFunctionProps
@@ -380,7 +381,7 @@ class LocalBackup(Construct):
     def outputs(self) -> dict[str, str]:
         """Stack outputs besides the function names (those come from `functions`)."""
         return {
-            "BackupBucketName": self.bucket.bucket_name,
-            "ExternalBackupBucketName": self.external_bucket.bucket_name,
-            "BackupKeyArn": self.key.key_arn,
+            outputs.BACKUP_BUCKET_NAME: self.bucket.bucket_name,
+            outputs.EXTERNAL_BACKUP_BUCKET_NAME: self.external_bucket.bucket_name,
+            outputs.BACKUP_KEY_ARN: self.key.key_arn,
         }

@@ -101,6 +101,9 @@ class ServiceFunction(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "POWERTOOLS_TRACE_DISABLED": "false" if props.tracing else "true",
+            # No pydantic plugins are used: without this, the first model pydantic builds scans
+            # the entry points of every distribution in the bundle (part of every cold start).
+            "PYDANTIC_DISABLE_PLUGINS": "__all__",
             **props.environment,
         }
 

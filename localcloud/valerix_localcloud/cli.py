@@ -24,6 +24,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from infra.outputs import (
+    API_URL,
+    COMPLETION_DLQ_URL,
+    COMPLETION_QUEUE_URL,
+    FUNCTION_NAME_SUFFIX,
+    INVENTORY_DLQ_URL,
+    INVENTORY_MIGRATE_FUNCTION_NAME,
+    INVENTORY_QUEUE_URL,
+    ORDER_MIGRATE_FUNCTION_NAME,
+    WEBSITE_BUCKET_NAME,
+)
 from valerix_localcloud import listen
 from valerix_localcloud import logs as logs_command
 from valerix_localcloud import prometheus as prometheus_server
@@ -36,6 +47,7 @@ from valerix_localcloud.private import PRIVATE_UMASK, make_tree_private, private
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / ".valerix"
 OUTPUTS_FILE = STATE / "outputs.json"
+GAMEDAY_SCORECARD_KEY = "gameday/scorecard.json"  # in the website bucket (scripts/gameday.py)
 CDK_OUTPUTS_FILE = STATE / "cdk-outputs.json"
 ADMIN_KEY_FILE = STATE / "admin-api-key"
 STACK_NAME = os.environ.get("VALERIX_STACK_NAME", "Valerix")
@@ -79,10 +91,20 @@ def localstack() -> LocalStackHost:
     return LocalStackHost(STATE / "localstack", LOCALSTACK_PYTHON, PROJECT_PYTHON, port=PORT)
 
 
+def stack_max_connections() -> int:
+    """The RDS instances' max_connections (infra/constructs/db_limits.py, from cdk.json's context):
+    the local servers run with it, so the local cloud meets the limit the connection budget is
+    computed for. Pure Python, no CDK import; `python -m` from the repo root finds `infra`."""
+    from infra.constructs import db_limits
+
+    return db_limits.stack_max_connections(json.loads((REPO / "cdk.json").read_text())["context"])
+
+
 def databases() -> dict[str, PostgresServer]:
+    limit = stack_max_connections()
     return {
-        "order": PostgresServer(STATE / "pg" / "order", "order_db"),
-        "inventory": PostgresServer(STATE / "pg" / "inventory", "inventory_db"),
+        "order": PostgresServer(STATE / "pg" / "order", "order_db", max_connections=limit),
+        "inventory": PostgresServer(STATE / "pg" / "inventory", "inventory_db", max_connections=limit),
     }
 
 
@@ -212,7 +234,7 @@ def up(hot_reload: bool) -> dict[str, Any]:
     with step("run database migrations (order, inventory)",
               "see the migrate functions' logs: `make logs FN=order-migrate,inventory-migrate LOGS_ARGS=--no-follow`"):
         lam = local_client("lambda", endpoint(), read_timeout=300)
-        for output in ("OrderMigrateFunctionName", "InventoryMigrateFunctionName"):
+        for output in (ORDER_MIGRATE_FUNCTION_NAME, INVENTORY_MIGRATE_FUNCTION_NAME):
             response = lam.invoke(FunctionName=stack_outputs[output], Payload=b"{}")
             body = response["Payload"].read().decode()
             if response.get("FunctionError"):
@@ -221,7 +243,7 @@ def up(hot_reload: bool) -> dict[str, Any]:
 
     with step("warm up the API functions (first cold starts)",
               "see .valerix/localstack/localstack.log and the functions' log groups"):
-        warm_up(stack_outputs["ApiUrl"])
+        warm_up(stack_outputs[API_URL])
 
     with step("upload the dashboard to the website bucket", "check web/ exists; re-run `make up`"):
         upload_website(stack_outputs, exporter_url())
@@ -235,8 +257,8 @@ def up(hot_reload: bool) -> dict[str, Any]:
         prometheus().start()
 
     outputs = {
-        "api_url": stack_outputs["ApiUrl"],
-        "web_url": website_url(stack_outputs["WebsiteBucketName"]),
+        "api_url": stack_outputs[API_URL],
+        "web_url": website_url(stack_outputs[WEBSITE_BUCKET_NAME]),
         "metrics_url": exporter_url(),
         "prometheus_url": prometheus().url,
         "admin_api_key": admin_api_key(),
@@ -297,7 +319,7 @@ def exporter_url() -> str:
 
 def upload_website(stack_outputs: dict[str, str], metrics_url: str) -> None:
     s3 = local_client("s3", endpoint())
-    bucket = stack_outputs["WebsiteBucketName"]
+    bucket = stack_outputs[WEBSITE_BUCKET_NAME]
     web_dir = REPO / "web"
     build_dir = web_dir / "dist" if (web_dir / "dist").is_dir() else web_dir
     for path in sorted(build_dir.rglob("*")):
@@ -307,9 +329,16 @@ def upload_website(stack_outputs: dict[str, str], metrics_url: str) -> None:
                 continue
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
-    config = {"apiUrl": stack_outputs["ApiUrl"], "metricsUrl": metrics_url, "prometheusUrl": prometheus().url}
+    config = {"apiUrl": stack_outputs[API_URL], "metricsUrl": metrics_url, "prometheusUrl": prometheus().url}
     s3.put_object(Bucket=bucket, Key="config.json", Body=json.dumps(config).encode(),
                   ContentType="application/json", CacheControl="no-store")
+    # The dashboard's game-day panel reads this object and `make gameday` replaces it; a new bucket
+    # gets this checkout's latest scorecard or a "none yet" one, so the panel never meets a 404.
+    if not s3.list_objects_v2(Bucket=bucket, Prefix=GAMEDAY_SCORECARD_KEY).get("KeyCount"):
+        latest = STATE / "gameday-scorecard.json"
+        s3.put_object(Bucket=bucket, Key=GAMEDAY_SCORECARD_KEY, ContentType="application/json",
+                      CacheControl="no-store",
+                      Body=latest.read_bytes() if latest.exists() else b'{"status": "none"}')
 
 
 def prometheus() -> prometheus_server.LocalPrometheus:
@@ -328,15 +357,15 @@ def start_exporter(stack_outputs: dict[str, str]) -> None:
         return
     exporter_dir().mkdir(parents=True, exist_ok=True)
     queues = {
-        "inventory": stack_outputs["InventoryQueueUrl"],
-        "inventory-dlq": stack_outputs["InventoryDlqUrl"],
-        "completion": stack_outputs["CompletionQueueUrl"],
-        "completion-dlq": stack_outputs["CompletionDlqUrl"],
+        "inventory": stack_outputs[INVENTORY_QUEUE_URL],
+        "inventory-dlq": stack_outputs[INVENTORY_DLQ_URL],
+        "completion": stack_outputs[COMPLETION_QUEUE_URL],
+        "completion-dlq": stack_outputs[COMPLETION_DLQ_URL],
     }
     # The stack's functions are known: following their log groups by name spares LocalStack
     # DescribeLogGroups, which it answers by deep-copying every stored log event.
     log_groups = [f"/aws/lambda/{value}" for key, value in sorted(stack_outputs.items())
-                  if key.endswith("FunctionName")]
+                  if key.endswith(FUNCTION_NAME_SUFFIX)]
     cmd = [
         str(PROJECT_PYTHON), "-m", "valerix_exporter",
         "--endpoint-url", endpoint(), "--region", REGION,
@@ -345,7 +374,7 @@ def start_exporter(stack_outputs: dict[str, str]) -> None:
         "--queue-urls", ",".join(f"{name}={url}" for name, url in queues.items()),
         "--host", listen.bind_host(),
         # The dashboard (S3 website) reads /api/summary from the browser: only its origins may.
-        "--cors-origins", ",".join(website_origins(stack_outputs["WebsiteBucketName"])),
+        "--cors-origins", ",".join(website_origins(stack_outputs[WEBSITE_BUCKET_NAME])),
         # The deep re-read (the whole 60 s overlap, for late events) once a minute, not every
         # 10 s: it was a quarter of LocalStack's CPU under load (FilterLogEvents, py-spy under
         # `make bench`). Here events are stamped when shipped, so they arrive in order and the

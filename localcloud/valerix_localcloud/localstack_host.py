@@ -16,7 +16,6 @@ Facts this relies on (see the shared design notes):
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -350,11 +349,6 @@ class LocalStackHost:
             with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
                 os.killpg(int(marker.name), signal.SIGKILL)
             marker.unlink(missing_ok=True)
-
-    def health_json(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.endpoint}/_localstack/health", timeout=5) as resp:
-            health: dict[str, Any] = json.loads(resp.read())
-            return health
 
 
 def _group_alive(pgid: int) -> bool:

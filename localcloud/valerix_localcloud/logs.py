@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TextIO
 
+from infra.outputs import FUNCTION_NAME_SUFFIX
+
 # Powertools Logger's own keys; any other key of a JSON line is context worth showing.
 POWERTOOLS_KEYS = {
     "level", "location", "message", "timestamp", "service", "cold_start", "function_name",
@@ -50,7 +52,7 @@ def parse_since(value: str, now: float | None = None) -> int:
 
 def function_names(stack_outputs: dict[str, str], stack_name: str) -> dict[str, str]:
     """{short name: function name} of the stack's functions (`order-api` -> `Valerix-order-api`)."""
-    names = sorted(value for key, value in stack_outputs.items() if key.endswith("FunctionName"))
+    names = sorted(value for key, value in stack_outputs.items() if key.endswith(FUNCTION_NAME_SUFFIX))
     prefix = f"{stack_name}-"
     return {name[len(prefix):] if name.startswith(prefix) else name: name for name in names}
 

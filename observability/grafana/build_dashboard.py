@@ -1,6 +1,6 @@
 """Generates dashboards/valerix.json (run: python observability/grafana/build_dashboard.py).
 
-Every query references metrics the exporter exports; tests/observability checks that against
+Every query references metrics the exporter exports; tests/component/test_obs_config.py checks that against
 the exporter's real output, and that the committed JSON is what this script produces.
 """
 

@@ -20,9 +20,6 @@ CHROMIUM = os.environ.get("VALERIX_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
 RESULTS = Path(__file__).resolve().parents[2] / "test-results" / "browser"
-# Development only: load the dashboard from somewhere else than the S3 website, e.g. the
-# CORS-adding proxy of `tests/browser/fake_backend.py --proxy` (http://127.0.0.1:8700/).
-DASHBOARD_URL = os.environ.get("VALERIX_DASHBOARD_URL")
 
 # Chromium logs every HTTP error answer of fetch() as a console error
 # ("Failed to load resource: the server responded with a status of 503 ..."). The dashboard
@@ -63,7 +60,7 @@ class Dashboard:
 
     def open(self, width: int = 1280, height: int = 900) -> None:
         self.page.set_viewport_size({"width": width, "height": height})
-        self.page.goto(DASHBOARD_URL or self.cloud.web_url)
+        self.page.goto(self.cloud.web_url)
         self.page.wait_for_selector("body[data-ready=true]", timeout=30_000)
 
     def screenshot(self, name: str) -> Path:

@@ -9,6 +9,7 @@ import re
 import httpx
 import pytest
 
+from infra.outputs import INVENTORY_API_FUNCTION_NAME
 from tests.browser.test_dashboard import expect_no_console_errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -18,7 +19,7 @@ def test_the_grid_shows_memory_cold_starts_and_percentiles_per_function(dash, lo
     # recent invocations, so the 5-minute percentile window has samples
     for _ in range(3):
         assert httpx.get(f"{localcloud.api_url}/products", timeout=30).status_code == 200
-    name = localcloud.stack["InventoryApiFunctionName"]
+    name = localcloud.stack[INVENTORY_API_FUNCTION_NAME]
     memory_size = localcloud.client("lambda").get_function_configuration(FunctionName=name)["MemorySize"]
 
     dash.open()

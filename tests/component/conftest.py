@@ -212,30 +212,41 @@ def inventory_server() -> Iterator[ThreadedServer]:
 
 
 def reset_all_caches() -> None:
-    from aws_lambda_powertools.utilities.circuit_breaker import base as cb_base
-
-    from functions.common import admin_auth, aws, chaos, db, health, settings
+    """Forget everything a warm execution environment keeps (each test is a fresh environment):
+    the factories' caches (`functools.cache`), the inventory client's worker threads closed."""
+    from functions.common import aws, db, health, settings
+    from functions.gremlin import injector
     from functions.inventory import service as inventory_service
     from functions.order import inventory_client
 
-    settings.reset_settings()
-    admin_auth.reset_admin_key_cache()
-    health.reset_health_cache()
-    inventory_client.reset_client()
-    inventory_service.reset_caches()
-    db.reset_databases()
-    aws.reset_clients()
-    chaos.reset_injector(None)
-    with cb_base._COUNTERS_LOCK:
-        cb_base._LOCAL_FAILURES.clear()
-        cb_base._LOCAL_SUCCESSES.clear()
-        cb_base._LAST_OBSERVED_STATE.clear()
+    if inventory_client.get_client.cache_info().currsize:
+        inventory_client.get_client().close()
+    for factory in (settings.get_settings, settings.runtime, health.health_cache, inventory_client.get_client,
+                    inventory_service._idempotency, db.get_database, aws.secrets_provider, aws.client,
+                    injector.injector):
+        if hasattr(factory, "cache_clear"):  # not while a test's stand-in (use_injector) replaces it
+            factory.cache_clear()
+
+
+_CIRCUITS = iter(range(1_000_000))
+
+
+def fresh_circuit(monkeypatch: Any) -> None:
+    """A circuit of its own for the test: Powertools keeps each circuit's failure streak in its
+    environment (per circuit name), as a warm Lambda environment would across invocations."""
+    from functions.order import inventory_client
+
+    monkeypatch.setattr(inventory_client, "CIRCUIT_NAME", f"inventory-reservations-test-{next(_CIRCUITS)}")
 
 
 def warm_up() -> None:
-    """Create the order function's clients like a warm Lambda environment has them."""
+    """Create the order function's handler and clients like a warm Lambda environment has them
+    (the runtime looks the handler up at INIT, before the first request)."""
     from functions.common import aws
+    from functions.order import handler as order_handler
     from functions.order import inventory_client
+
+    assert callable(order_handler.api_handler)
 
     inventory_client.get_client()
     aws.client("sqs")
@@ -269,6 +280,13 @@ class Chaos:
 
     def database_fault(self) -> None:  # functions/common/db.py asks; tests/component/test_db_gremlin.py programs it
         return None
+
+
+def use_injector(monkeypatch: Any, stand_in: Any) -> None:
+    """Every caller of `functions.gremlin.injector.injector()` gets `stand_in` for this test."""
+    from functions.gremlin import injector
+
+    monkeypatch.setattr(injector, "injector", lambda: stand_in)
 
 
 @dataclasses.dataclass
@@ -312,8 +330,9 @@ class Valerix:
 
         for key, value in values.items():
             self.monkeypatch.setenv(key, value)
-        settings.reset_settings()
-        inventory_client.reset_client()
+        settings.get_settings.cache_clear()
+        inventory_client.get_client().close()
+        inventory_client.get_client.cache_clear()
         warm_up()
 
     # -- database views ---------------------------------------------------------------
@@ -435,7 +454,7 @@ def use_app_logins(arns: dict[str, dict[str, str]], monkeypatch: Any) -> None:
     monkeypatch.setenv("DB_TLS", "disable")
     for key in ("DB_MASTER_SECRET_ARN", "DB_APP_SECRET_ARN", "DB_READER_SECRET_ARN"):
         monkeypatch.delenv(key, raising=False)
-    settings.reset_settings()
+    settings.get_settings.cache_clear()
     inventory_arn = arns["inventory"]["app"]
     monkeypatch.setattr(inventory_repository, "database",
                         lambda: db.get_database(inventory_arn, tls=settings.get_settings().db_tls,
@@ -450,7 +469,7 @@ def run_migrate(service: str, all_arns: dict[str, dict[str, str]], monkeypatch: 
 
     for key, value in migrate_env(all_arns[service]).items():
         monkeypatch.setenv(key, value)
-    settings.reset_settings()
+    settings.get_settings.cache_clear()
     try:
         return (migrate_order if service == "order" else migrate_inventory)({}, lambda_context())
     finally:
@@ -482,6 +501,7 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
                 "INVENTORY_CALL_BUDGET_MS", "POWERTOOLS_CIRCUIT_BREAKER_DISABLED"):
         monkeypatch.delenv(key, raising=False)
     reset_all_caches()
+    fresh_circuit(monkeypatch)
     for server in postgres_servers.values():
         reset_schema(server)
 
@@ -504,10 +524,8 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
             Name="valerix-test/admin-api-key", SecretString=ADMIN_KEY)["ARN"]
         monkeypatch.setenv("ADMIN_KEY_SECRET_ARN", admin_arn)
 
-        from functions.common import chaos as chaos_module
-
         fake_chaos = Chaos()
-        chaos_module.reset_injector(fake_chaos)  # type: ignore[arg-type]
+        use_injector(monkeypatch, fake_chaos)
 
         assert run_migrate("order", arns, monkeypatch)["applied"]
         assert run_migrate("inventory", arns, monkeypatch)["seeded"] is True

@@ -85,13 +85,14 @@ def assert_no_internals(reply, postgres_servers) -> None:
 @pytest.mark.parametrize("down", ["inventory", "order"])
 def test_with_a_database_down_no_answer_reveals_internals(valerix, postgres_servers, down):
     """Point the service's secret at a closed port (a database that is gone), then ask everything."""
-    from functions.common import db
+    from functions.common import aws, db
 
     name = valerix.secret_arns[down]["app"]  # the login the service runs with
     secret = json.loads(aws_client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
     closed = {**secret, "port": _closed_port()}
     aws_client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(closed))
-    db.reset_databases()
+    db.get_database.cache_clear()  # new pools: the next connections read the secret again
+    aws.secrets_provider().clear_cache()
     try:
         answers = [
             call_api(valerix.inventory_api, "GET", "/health/inventory"),
@@ -105,7 +106,8 @@ def test_with_a_database_down_no_answer_reveals_internals(valerix, postgres_serv
         ]
     finally:
         aws_client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(secret))
-        db.reset_databases()
+        db.get_database.cache_clear()
+        aws.secrets_provider().clear_cache()
     statuses = [a.status for a in answers]
     assert 503 in statuses, statuses
     for reply in answers:
@@ -130,7 +132,7 @@ def test_health_is_cached_per_environment(valerix, monkeypatch):
     from functions.inventory import repository
 
     valerix.set_env(HEALTH_CACHE_SECONDS="60")
-    health.reset_health_cache()
+    health.health_cache().clear()
     pings = []
     real = repository.database
 
@@ -148,7 +150,7 @@ def test_health_is_cached_per_environment(valerix, monkeypatch):
         again = call_api(valerix.inventory_api, "GET", "/health/inventory")
         assert again.body == first.body  # same checkedAt: the answer came from the cache
     assert len(pings) == 1
-    health.reset_health_cache()  # what the TTL's expiry does (the clock is tested in tests/unit)
+    health.health_cache().clear()  # what the TTL's expiry does (the clock is tested in tests/unit)
     call_api(valerix.inventory_api, "GET", "/health/inventory")
     assert len(pings) == 2
 
@@ -158,7 +160,7 @@ def test_order_health_reads_the_circuit_fresh_while_checks_are_cached(valerix, m
     from functions.order import inventory_client
 
     valerix.set_env(HEALTH_CACHE_SECONDS="60")
-    health.reset_health_cache()
+    health.health_cache().clear()
     first = call_api(valerix.order_api, "GET", "/health/order")
     assert first.body["circuitState"] == "closed"
     monkeypatch.setattr(inventory_client.InventoryClient, "circuit_state", lambda self: "OPEN")

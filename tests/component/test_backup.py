@@ -162,13 +162,15 @@ def env(postgres_servers, monkeypatch):
         monkeypatch.setenv(key, value)
     for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
-    from functions.backup import handler
+    from functions.backup import handler, settings as backup_settings
     from functions.common import aws
-    from functions.common import settings as common_settings
 
-    common_settings.reset_settings()
-    aws.reset_clients()
-    handler.reset_service()
+    def fresh_environment() -> None:
+        for factory in (backup_settings.get_settings, aws.client, aws.secrets_provider, handler.get_service):
+            if hasattr(factory, "cache_clear"):  # not while a test's stand-in replaces it
+                factory.cache_clear()
+
+    fresh_environment()
     for service, server in postgres_servers.items():
         _reset_database(server, service)
 
@@ -191,8 +193,7 @@ def env(postgres_servers, monkeypatch):
         clock = FakeClock(DAY0)
         service = BackupService(settings, s3=s3, kms=kms, clock=clock)
         yield Env(postgres_servers, s3, kms, key_arn, other_key_arn, settings, clock, service, ExternalCalls(s3))
-        aws.reset_clients()
-        handler.reset_service()
+        fresh_environment()
     for server in postgres_servers.values():
         _drop_restore_databases(server)
 
@@ -311,7 +312,7 @@ def test_restore_from_external_bundle_reproduces_data_exactly(env: Env) -> None:
 def test_restore_local_point_and_list_via_handlers(env: Env, monkeypatch) -> None:
     from functions.backup import handler
 
-    handler.reset_service(env.service)
+    monkeypatch.setattr(handler, "get_service", lambda: env.service)
     env.add_order(2)
     expected = env.rows("inventory")
     result = handler.backup_handler({}, context())
@@ -330,7 +331,7 @@ def test_restore_local_point_and_list_via_handlers(env: Env, monkeypatch) -> Non
 def test_handlers_build_their_service_from_the_environment(env: Env) -> None:
     from functions.backup import handler
 
-    handler.reset_service()
+    handler.get_service.cache_clear()
     result = handler.backup_handler({"services": ["order"]}, context())
     assert [p["service"] for p in result["points"]] == ["order"]
 

@@ -217,7 +217,7 @@ def test_handler_gives_the_external_target_a_single_attempt_client(env: Env) -> 
     from functions.backup import handler
     from functions.common import aws
 
-    handler.reset_service()
+    handler.get_service.cache_clear()
     service = handler.get_service()
     assert service.external.s3 is aws.single_attempt_client("s3")
     assert service.external.s3.meta.config.retries["total_max_attempts"] == 1
@@ -255,9 +255,9 @@ def failing_target(monkeypatch):
         monkeypatch.setenv(key, value)
     from functions.common import aws
 
-    aws.reset_clients()
+    aws.client.cache_clear()
     yield _FailingTarget.puts
-    aws.reset_clients()
+    aws.client.cache_clear()
     server.shutdown()
     server.server_close()
 

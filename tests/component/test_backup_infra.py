@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from infra.outputs import BACKUP_BUCKET_NAME, BACKUP_KEY_ARN, EXTERNAL_BACKUP_BUCKET_NAME
+
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("CDK_VALIDATION", "false")
@@ -131,4 +133,4 @@ def test_aws_databases_admit_the_backup_functions(synthesized) -> None:
 
 def test_outputs(synthesized) -> None:
     _, template, _ = synthesized
-    assert {"BackupBucketName", "ExternalBackupBucketName", "BackupKeyArn"} <= set(template.find_outputs("*"))
+    assert {BACKUP_BUCKET_NAME, EXTERNAL_BACKUP_BUCKET_NAME, BACKUP_KEY_ARN} <= set(template.find_outputs("*"))

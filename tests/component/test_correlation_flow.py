@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from functions.common.chaos import InjectedError
+from functions.gremlin.injector import InjectedError
 from functions.common.contracts import CORRELATION_ID_ATTRIBUTE
 from functions.common.observability import get_logger
 from tests.component.conftest import call_api, lambda_context

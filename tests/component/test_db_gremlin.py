@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from functions.common import chaos, db
-from functions.common.chaos import DatabaseMode
+from functions.common import db
+from functions.gremlin import injector as gremlin_injector
+from functions.gremlin.document import DatabaseMode
 from functions.common.db import Database, DatabaseUnavailable
 
 
@@ -39,16 +40,21 @@ def database(postgres_servers, monkeypatch):
         return conn
 
     monkeypatch.setattr(Database, "_open", _open)
+    # the process injector is whatever the test programs (no fault until it does)
+    monkeypatch.setattr(gremlin_injector, "injector", lambda: _PROGRAMMED.get("injector") or FaultyInjector(None))
     database = Database("arn:aws:secretsmanager:us-east-1:123456789012:secret:unused")
     database.opened = opened
     yield database
     database.close()
-    chaos.reset_injector()
+    _PROGRAMMED.clear()
+
+
+_PROGRAMMED: dict[str, FaultyInjector] = {}
 
 
 def program(fault: DatabaseMode | None = None, **kwargs) -> FaultyInjector:
     injector = FaultyInjector(fault, **kwargs)
-    chaos.reset_injector(injector)  # type: ignore[arg-type]
+    _PROGRAMMED["injector"] = injector
     return injector
 
 
@@ -110,14 +116,14 @@ def test_a_broken_injector_fails_open(database):
 
 def test_the_hook_asks_the_process_injector(monkeypatch):
     seen = []
-    monkeypatch.setattr(chaos, "injector", lambda: seen.append(1) or FaultyInjector(DatabaseMode()))
+    monkeypatch.setattr(gremlin_injector, "injector", lambda: seen.append(1) or FaultyInjector(DatabaseMode()))
     assert db._gremlin_fault().fault == "unreachable" and seen == [1]
 
 
 def test_locked_fault_makes_hit_transactions_queue_for_one_held_lock(database, postgres_servers):
     import threading
 
-    from functions.common.chaos import LOCK_KEY
+    from functions.gremlin.injector import LOCK_KEY
 
     program(DatabaseMode(fault="locked", delay_ms=1500))
     held = []

@@ -227,25 +227,29 @@ def test_the_reader_dumps_and_the_owner_restores(valerix, postgres_servers):
     """The backup function's logins: a dump as the reader, a verified restore as the owner."""
     from functions.backup import databases, pgdump
     from functions.backup.settings import migrations_dir
+    from functions.common.db import DbSecret
+    from functions.common.settings import DbTls
+
+    no_tls = DbTls(mode="disable")  # the test servers listen on loopback without TLS (target=local)
 
     assert valerix.order("widget", 3).status == 201
     secrets = role_secrets(postgres_servers["inventory"], "inventory")
-    reader = databases.ServerSecret.from_json(secrets["reader"])
-    owner = databases.ServerSecret.from_json(secrets["owner"])
+    reader = DbSecret.from_json(secrets["reader"])
+    owner = DbSecret.from_json(secrets["owner"])
 
-    with databases.connection(reader) as conn:
+    with databases.connection(reader, tls=no_tls) as conn:
         catalogue, data = pgdump.dump_database(conn)
         assert refused(conn, "UPDATE products SET stock = 0") == INSUFFICIENT_PRIVILEGE
     dump = pgdump.Dump({**catalogue, "format": pgdump.PAYLOAD_FORMAT}, data)
     fresh = f"inventory_db_restore_roles_{uuid.uuid4().hex[:6]}"
-    databases.create_database(owner, fresh)
+    databases.create_database(owner, fresh, tls=no_tls)
     try:
-        with databases.connection(owner, fresh) as conn:
+        with databases.connection(owner, fresh, tls=no_tls) as conn:
             pgdump.load(conn, dump, migrations_dir("inventory"))
             report = pgdump.verify(conn, dump)
         assert report["reservations"]["rows"] == 1 and report["products"]["rows"] == 4
     finally:
-        databases.drop_database(owner, fresh)
+        databases.drop_database(owner, fresh, tls=no_tls)
     # the app role can neither create databases nor drop the owner's
     with pytest.raises(Exception, match="permission denied"):
-        databases.create_database(databases.ServerSecret.from_json(secrets["app"]), fresh)
+        databases.create_database(DbSecret.from_json(secrets["app"]), fresh, tls=no_tls)

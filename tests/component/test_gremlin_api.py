@@ -9,8 +9,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.common import chaos
-from functions.common.chaos import GremlinInjector, InjectedError, counter_id, parse_document
+from functions.gremlin import injector as gremlin_injector
+from functions.gremlin.document import counter_id, parse_document
+from functions.gremlin.injector import GremlinInjector, InjectedError
 
 PARAM = "/valerix/test/gremlin"
 TABLE = "valerix-test-gremlin-state"
@@ -80,14 +81,10 @@ def gremlin(monkeypatch):
         secret_arn = boto3.client("secretsmanager").create_secret(
             Name="valerix-test/admin-api-key", SecretString=ADMIN_KEY)["ARN"]
         monkeypatch.setenv("ADMIN_KEY_SECRET_ARN", secret_arn)
-        from functions.common import admin_auth, aws, settings
         from functions.gremlin import app as gremlin_app
         from functions.gremlin.handler import api_handler
 
-        settings.reset_settings()
-        aws.reset_clients()
-        admin_auth.reset_admin_key_cache()
-        gremlin_app.get_store.cache_clear()
+        fresh_environment(gremlin_app)
 
         def call(method: str, body=None, raw: str | None = None, path: str = "/gremlin", headers=None):
             text = raw if raw is not None else (json.dumps(body) if body is not None else None)
@@ -98,11 +95,17 @@ def gremlin(monkeypatch):
 
         yield SimpleNamespace(call=call, ssm=boto3.client("ssm"), ddb=ddb,
                               secrets=boto3.client("secretsmanager"), secret_arn=secret_arn)
-        gremlin_app.get_store.cache_clear()
-        admin_auth.reset_admin_key_cache()
-        aws.reset_clients()
-        settings.reset_settings()
-    chaos.reset_injector()
+        fresh_environment(gremlin_app)
+
+
+def fresh_environment(gremlin_app) -> None:
+    """What a new execution environment starts with: settings, clients, store and injector all
+    built again on first use (functools.cache factories)."""
+    from functions.common import aws, settings
+
+    for factory in (settings.get_settings, settings.runtime, aws.client, aws.secrets_provider,
+                    gremlin_app.get_store, gremlin_injector.injector):
+        factory.cache_clear()
 
 
 ALL_OFF = {
@@ -198,8 +201,8 @@ def test_unknown_route_and_method_are_json_errors(gremlin):
 def test_put_and_delete_reset_counters_and_the_injector_follows(gremlin):
     ssm, ddb = gremlin.ssm, gremlin.ddb
     gremlin.call("PUT", {"error": {"statusCode": 500, "every": 3}})
-    chaos.reset_injector()
-    env_a = chaos.injector()  # the process-wide one, configured from the environment
+    gremlin_injector.injector.cache_clear()
+    env_a = gremlin_injector.injector()  # the process-wide one, configured from the environment
     env_b = GremlinInjector(PARAM, TABLE, cache_seconds=0, ssm_client=ssm, dynamodb_client=ddb)
 
     def affected(n):
@@ -287,7 +290,7 @@ def test_unconfigured_function_is_503_without_naming_variables(gremlin, monkeypa
     from functions.gremlin import app as gremlin_app
 
     monkeypatch.delenv("GREMLIN_PARAMETER_NAME")
-    gremlin_app.get_store.cache_clear()
+    fresh_environment(gremlin_app)
     status, body = gremlin.call("GET")
     assert status == 503 and body["message"] == "gremlin settings unavailable, try again later"
     assert_no_internals(body)
@@ -325,12 +328,12 @@ def test_reading_needs_no_key(gremlin):
 
 
 def test_the_key_is_read_from_secrets_manager_and_cached(gremlin, monkeypatch):
-    from functions.common import admin_auth
+    from functions.common import aws
 
     calls = []
     real = gremlin.secrets.get_secret_value
 
-    original_provider = admin_auth._secrets_provider()
+    original_provider = aws.secrets_provider()
     client = original_provider.client
     monkeypatch.setattr(client, "get_secret_value", lambda **kw: calls.append(kw) or real(**kw))
     for _ in range(3):
@@ -340,17 +343,17 @@ def test_the_key_is_read_from_secrets_manager_and_cached(gremlin, monkeypatch):
 
     # a rotated key is honoured once the cache is refreshed, and the old one refused
     gremlin.secrets.put_secret_value(SecretId=gremlin.secret_arn, SecretString="rotated-admin-key-0123456789abcdef")
-    admin_auth.reset_admin_key_cache()
+    original_provider.clear_cache()
     assert gremlin.call("DELETE")[0] == 403
     assert gremlin.call("DELETE", headers={"x-api-key": "rotated-admin-key-0123456789abcdef"})[0] == 200
 
 
 def test_an_unreadable_secret_keeps_the_route_closed(gremlin, monkeypatch):
-    from functions.common import admin_auth
+    from functions.common import aws
 
     gremlin.call("PUT", EXAMPLE)
     gremlin.secrets.delete_secret(SecretId=gremlin.secret_arn, ForceDeleteWithoutRecovery=True)
-    admin_auth.reset_admin_key_cache()
+    aws.secrets_provider().clear_cache()
     status, body = gremlin.call("DELETE")
     assert status == 503 and body["message"] == "admin key cannot be checked right now, try again later"
     assert_no_internals(body)
@@ -359,10 +362,10 @@ def test_an_unreadable_secret_keeps_the_route_closed(gremlin, monkeypatch):
 
 @pytest.mark.parametrize("value", ["", b"", None])
 def test_an_empty_secret_refuses_everything(gremlin, monkeypatch, value):
-    from functions.common import admin_auth
+    from functions.common import aws
 
     assert gremlin.call("PUT", EXAMPLE)[0] == 200
-    monkeypatch.setattr(admin_auth._secrets_provider(), "get", lambda *a, **kw: value)
+    monkeypatch.setattr(aws.secrets_provider(), "get", lambda *a, **kw: value)
     assert gremlin.call("DELETE", headers={"x-api-key": ADMIN_KEY})[0] == 503
     assert gremlin.call("DELETE", headers={"x-api-key": "anything-at-all-0123456789"})[0] == 503
     assert stored(gremlin.ssm) == EXAMPLE
@@ -427,8 +430,8 @@ def test_get_shows_an_expired_setting_as_expired_and_off(gremlin, monkeypatch):
     assert body["database"] == {"enabled": False, "fault": "slow", "delayMs": 2000,
                                 "expiresAt": "2026-01-01T00:00:00Z", "expired": True, "remainingSeconds": 0}
     assert body["error"]["enabled"] is True and body["error"]["expired"] is False
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "inventory")  # a service that obeys database faults
-    injector = GremlinInjector(PARAM, TABLE, cache_seconds=0, ssm_client=gremlin.ssm, dynamodb_client=gremlin.ddb)
+    injector = GremlinInjector(PARAM, TABLE, cache_seconds=0, service="inventory",  # obeys database faults
+                               ssm_client=gremlin.ssm, dynamodb_client=gremlin.ddb)
     assert injector.database_fault() is None  # and the injector agrees: off by itself
     with pytest.raises(InjectedError):
         injector.before_reservation()  # the unexpired error mode is still obeyed
@@ -447,13 +450,13 @@ def alarms(gremlin, monkeypatch):
     from functions.gremlin import app as gremlin_app
 
     monkeypatch.setenv("GREMLIN_STOP_ALARMS", f"{DLQ_ALARM},Valerix-api-5xx,Valerix-not-created")
-    gremlin_app.get_store.cache_clear()
+    fresh_environment(gremlin_app)
     cw = boto3.client("cloudwatch")
     for name in (DLQ_ALARM, "Other-stack-api-5xx"):
         cw.put_metric_alarm(AlarmName=name, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum", Period=60,
                             EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
     yield cw
-    gremlin_app.get_store.cache_clear()
+    fresh_environment(gremlin_app)
 
 
 @pytest.mark.parametrize(("names", "field"), [

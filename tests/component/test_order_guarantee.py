@@ -4,7 +4,7 @@ client that retries after a 503 never buys twice."""
 
 from __future__ import annotations
 
-from functions.common.chaos import InjectedError
+from functions.gremlin.injector import InjectedError
 from functions.common.db import Database, DatabaseUnavailable
 from functions.order import repository as order_repository
 from functions.order import service as order_service

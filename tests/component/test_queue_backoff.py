@@ -24,11 +24,9 @@ def sqs(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     with mock_aws():
-        aws._clients.clear()
-        aws._session = None
+        aws.client.cache_clear()
         yield boto3.client("sqs", region_name="us-east-1")
-        aws._clients.clear()
-        aws._session = None
+        aws.client.cache_clear()
 
 
 def _event_from(sqs, queue_url: str, count: int) -> dict:

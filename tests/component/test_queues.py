@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from functions.common.chaos import InjectedError
+from functions.gremlin.injector import InjectedError
 from functions.common.db import DatabaseUnavailable
 from functions.inventory import service as inventory_service
 from functions.inventory.handler import queue_handler

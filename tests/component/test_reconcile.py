@@ -18,7 +18,7 @@ from tests.component.conftest import aws_client, lambda_context
 @pytest.fixture
 def reconcile(valerix, monkeypatch):
     from functions.common import db
-    from functions.reconcile import handler
+    from functions.reconcile import handler, settings
 
     sqs = aws_client("sqs")
     dlqs = {name: sqs.create_queue(QueueName=f"valerix-test-{name}-dlq")["QueueUrl"]
@@ -27,16 +27,16 @@ def reconcile(valerix, monkeypatch):
     monkeypatch.setenv("INVENTORY_DB_SECRET_ARN", valerix.secret_arns["inventory"]["reader"])
     monkeypatch.setenv("DLQ_URLS", ",".join(f"{k}={v}" for k, v in dlqs.items()))
     monkeypatch.delenv("RECONCILE_STALE_MINUTES", raising=False)
-    handler.reset_settings()
+    settings.get_settings.cache_clear()
 
     def run(event: dict | None = None) -> dict:
         # a fresh pool per run: the reader role's own connections, never an app one reused
-        db.reset_databases()
+        db.get_database.cache_clear()
         return handler.reconcile_handler(event or {}, lambda_context("valerix-reconcile"))
 
     run.dlqs = dlqs
     yield run
-    handler.reset_settings()
+    settings.get_settings.cache_clear()
 
 
 def confirmed(valerix, product="widget", quantity=2) -> str:
@@ -140,9 +140,9 @@ def test_orders_pending_or_queued_too_long(valerix, reconcile):
     # the limit is configurable: per run, and by the environment
     assert named(reconcile({"staleMinutes": 10}), "stuck_order") == {old_queued}
     valerix.monkeypatch.setenv("RECONCILE_STALE_MINUTES", "1")
-    from functions.reconcile import handler
+    from functions.reconcile import settings
 
-    handler.reset_settings()
+    settings.get_settings.cache_clear()
     assert len(named(reconcile(), "stuck_order")) == 3
 
 

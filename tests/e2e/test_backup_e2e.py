@@ -17,10 +17,18 @@ import tarfile
 import pg8000.native
 import pytest
 
+from infra.outputs import (
+    BACKUP_BUCKET_NAME,
+    BACKUP_FUNCTION_NAME,
+    BACKUP_RESTORE_FUNCTION_NAME,
+    BACKUP_SYNC_FUNCTION_NAME,
+    EXTERNAL_BACKUP_BUCKET_NAME,
+)
+
 pytestmark = pytest.mark.e2e
 
-REQUIRED = ("BackupFunctionName", "BackupSyncFunctionName", "BackupRestoreFunctionName",
-            "BackupBucketName", "ExternalBackupBucketName")
+REQUIRED = (BACKUP_FUNCTION_NAME, BACKUP_SYNC_FUNCTION_NAME, BACKUP_RESTORE_FUNCTION_NAME,
+            BACKUP_BUCKET_NAME, EXTERNAL_BACKUP_BUCKET_NAME)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +45,8 @@ class Backups:
         self.stack = cloud.stack
         self.lambda_ = cloud.client("lambda", read_timeout=900)
         self.s3 = cloud.client("s3")
-        self.bucket = self.stack["BackupBucketName"]
-        self.external = self.stack["ExternalBackupBucketName"]
+        self.bucket = self.stack[BACKUP_BUCKET_NAME]
+        self.external = self.stack[EXTERNAL_BACKUP_BUCKET_NAME]
 
     def invoke(self, output: str, payload: dict) -> tuple[bool, dict]:
         response = self.lambda_.invoke(FunctionName=self.stack[output], Payload=json.dumps(payload).encode())
@@ -104,18 +112,18 @@ def test_points_daily_sync_and_restore_from_external(backups: Backups, api) -> N
 
     product = api.new_product(stock=42, name="Backup e2e ✓")
     expected_products = backups.rows("inventory", "products")
-    first = backups.call("BackupFunctionName", {})
+    first = backups.call(BACKUP_FUNCTION_NAME, {})
     assert first["errors"] == {} and {p["service"] for p in first["points"]} == {"order", "inventory"}
     api.order(product, 2)
-    second = backups.call("BackupFunctionName", {})
+    second = backups.call(BACKUP_FUNCTION_NAME, {})
     made = [p["point"] for p in first["points"] + second["points"]]
 
-    listing = backups.call("BackupRestoreFunctionName", {"list": True})
+    listing = backups.call(BACKUP_RESTORE_FUNCTION_NAME, {"list": True})
     listed = {p["point"]: p for p in listing["points"]}
     for key in made:
         assert listed[key]["size"] > 0 and len(listed[key]["sha256"]) == 64
 
-    synced = backups.call("BackupSyncFunctionName", {})
+    synced = backups.call(BACKUP_SYNC_FUNCTION_NAME, {})
     assert synced["status"] == "synced" and synced["bundle"] == f"bundles/{today}.tar"
     assert set(made) <= set(synced["points"])
     body = backups.s3.get_object(Bucket=backups.external, Key=synced["bundle"])["Body"].read()
@@ -123,7 +131,7 @@ def test_points_daily_sync_and_restore_from_external(backups: Backups, api) -> N
         names = set(tar.getnames())
     assert set(made) <= names and "manifest.json" in names
 
-    again = backups.call("BackupSyncFunctionName", {})
+    again = backups.call(BACKUP_SYNC_FUNCTION_NAME, {})
     assert again["status"] == "refused"
     assert backups.external_keys(today) == [f"bundles/{today}.tar"]
     # the day's intent marker was written (before the call), naming what the call carried
@@ -131,7 +139,7 @@ def test_points_daily_sync_and_restore_from_external(backups: Backups, api) -> N
     assert intent["bundle"] == synced["bundle"] and set(made) <= set(intent["points"])
 
     inventory_point = next(p["point"] for p in first["points"] if p["service"] == "inventory")
-    restored = backups.call("BackupRestoreFunctionName",
+    restored = backups.call(BACKUP_RESTORE_FUNCTION_NAME,
                             {"point": f"external:bundles/{today}.tar:{inventory_point}"})
     assert restored["status"] == "restored"
     assert backups.rows("inventory", "products", restored["database"]) == expected_products
@@ -144,7 +152,7 @@ def _newer_key(point: str) -> str:
 
 
 def test_tampered_point_is_refused_and_nothing_left_behind(backups: Backups) -> None:
-    point = backups.call("BackupFunctionName", {"services": ["order"]})["points"][0]["point"]
+    point = backups.call(BACKUP_FUNCTION_NAME, {"services": ["order"]})["points"][0]["point"]
     blob = bytearray(backups.s3.get_object(Bucket=backups.bucket, Key=point)["Body"].read())
     blob[-20] ^= 0x01
     head = backups.s3.head_object(Bucket=backups.bucket, Key=point)["Metadata"]
@@ -153,7 +161,7 @@ def test_tampered_point_is_refused_and_nothing_left_behind(backups: Backups) -> 
                           Metadata={**head, "sha256": hashlib.sha256(blob).hexdigest(), "size": str(len(blob))})
     before = backups.restore_databases("order")
     try:
-        ok, body = backups.invoke("BackupRestoreFunctionName", {"point": point})
+        ok, body = backups.invoke(BACKUP_RESTORE_FUNCTION_NAME, {"point": point})
         assert not ok and "AES-GCM authentication failed" in body["errorMessage"]
         assert backups.restore_databases("order") == before
     finally:
@@ -163,22 +171,22 @@ def test_tampered_point_is_refused_and_nothing_left_behind(backups: Backups) -> 
 def test_old_point_copied_under_a_newer_name_is_refused(backups: Backups) -> None:
     """Issue 13: the point's identity is bound into its encryption, so an old point cannot pose
     as a newer one (restoring yesterday's data while the operator thinks it is today's)."""
-    old = backups.call("BackupFunctionName", {"services": ["inventory"]})["points"][0]["point"]
+    old = backups.call(BACKUP_FUNCTION_NAME, {"services": ["inventory"]})["points"][0]["point"]
     newer = _newer_key(old)
     backups.s3.copy_object(Bucket=backups.bucket, Key=newer, CopySource={"Bucket": backups.bucket, "Key": old})
     before = backups.restore_databases("inventory")
     try:
         listed = [
             p["point"]
-            for p in backups.call("BackupRestoreFunctionName", {"list": True, "service": "inventory"})["points"]
+            for p in backups.call(BACKUP_RESTORE_FUNCTION_NAME, {"list": True, "service": "inventory"})["points"]
         ]
         assert newer in listed and old in listed  # it looks like the newest point ...
-        ok, body = backups.invoke("BackupRestoreFunctionName", {"point": newer})
+        ok, body = backups.invoke(BACKUP_RESTORE_FUNCTION_NAME, {"point": newer})
         assert not ok, body  # ... but does not restore
         assert "identity mismatch" in body["errorMessage"] and old in body["errorMessage"]
         assert "copied or renamed" in body["errorMessage"]
         assert backups.restore_databases("inventory") == before
-        restored = backups.call("BackupRestoreFunctionName", {"point": old})  # the genuine one does
+        restored = backups.call(BACKUP_RESTORE_FUNCTION_NAME, {"point": old})  # the genuine one does
         assert restored["status"] == "restored"
     finally:
         backups.s3.delete_object(Bucket=backups.bucket, Key=newer)
@@ -188,14 +196,14 @@ def test_sync_rerun_after_an_unrecorded_attempt_makes_no_call(backups: Backups) 
     """The intent marker outlives a lost sync record: a re-run reports `in_doubt`, no new call."""
     today = dt.datetime.now(dt.UTC).date().isoformat()
     backups.forget_today(today)
-    backups.call("BackupFunctionName", {"services": ["order"]})
-    first = backups.call("BackupSyncFunctionName", {})
+    backups.call(BACKUP_FUNCTION_NAME, {"services": ["order"]})
+    first = backups.call(BACKUP_SYNC_FUNCTION_NAME, {})
     assert first["status"] == "synced"
     bundle = backups.s3.head_object(Bucket=backups.external, Key=first["bundle"])
     # the run "crashed" after the call: no sync record, only the intent
     backups.s3.delete_object(Bucket=backups.bucket, Key=f"sync/{today}.json")
-    backups.call("BackupFunctionName", {"services": ["order"]})  # something new to ship
-    again = backups.call("BackupSyncFunctionName", {})
+    backups.call(BACKUP_FUNCTION_NAME, {"services": ["order"]})  # something new to ship
+    again = backups.call(BACKUP_SYNC_FUNCTION_NAME, {})
     assert again["status"] == "in_doubt" and f"sync/intents/{today}.json" in again["reason"]
     assert backups.external_keys(today) == [first["bundle"]]
     assert backups.s3.head_object(Bucket=backups.external, Key=first["bundle"])["ETag"] == bundle["ETag"]

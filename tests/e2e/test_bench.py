@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from infra.outputs import (
+    FUNCTION_NAME_SUFFIX,
+    GREMLIN_FUNCTION_NAME,
+    INVENTORY_API_FUNCTION_NAME,
+    INVENTORY_QUEUE_FUNCTION_NAME,
+    ORDER_API_FUNCTION_NAME,
+    ORDER_COMPLETION_FUNCTION_NAME,
+)
 from tests.unit.test_report_charts import group, points
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -43,11 +51,11 @@ def test_a_short_bench_run_writes_every_key(localcloud, tmp_path):
     assert isinstance(bench["completion_p95_ms"], (int, float)) and bench["completion_p95_ms"] >= 0
     assert bench["completion_orders"] > 0
     assert set(bench["cold_start_ms"]) == {localcloud.stack[name] for name in (
-        "OrderApiFunctionName", "InventoryApiFunctionName", "GremlinFunctionName",
-        "OrderCompletionFunctionName", "InventoryQueueFunctionName")}
+        ORDER_API_FUNCTION_NAME, INVENTORY_API_FUNCTION_NAME, GREMLIN_FUNCTION_NAME,
+        ORDER_COMPLETION_FUNCTION_NAME, INVENTORY_QUEUE_FUNCTION_NAME)}
     assert all(ms > 0 for ms in bench["cold_start_ms"].values())
     # AWS-realistic INIT and bundle size for every deployed function (issue 15)
-    deployed = {name for key, name in localcloud.stack.items() if key.endswith("FunctionName")}
+    deployed = {name for key, name in localcloud.stack.items() if key.endswith(FUNCTION_NAME_SUFFIX)}
     assert set(bench["aws_init_ms"]) == set(bench["bundle_mb"]) == deployed
     assert all(ms > 0 for ms in bench["aws_init_ms"].values())
     assert all(mb > 1 for mb in bench["bundle_mb"].values())  # the wheels are in it, not only functions/

@@ -15,6 +15,8 @@ import uuid
 
 import pytest
 
+from infra.outputs import FUNCTION_NAME_OUTPUTS
+
 pytestmark = pytest.mark.e2e
 
 LOG_WAIT_SECONDS = 90
@@ -25,7 +27,7 @@ def _correlated_functions(cloud, keys: list[str], correlation_id: str, since_ms:
     logs = cloud.client("logs")
     found: dict[str, list[dict]] = {}
     for key in keys:
-        group = f"/aws/lambda/{cloud.stack[f'{key}FunctionName']}"
+        group = f"/aws/lambda/{cloud.stack[FUNCTION_NAME_OUTPUTS[key]]}"
         lines = []
         for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group, startTime=since_ms):
             for event in page.get("events", []):

@@ -12,6 +12,8 @@ import pg8000.native
 import pytest
 from pg8000.exceptions import DatabaseError
 
+from infra.outputs import INVENTORY_DB_SECRET_ARN, ORDER_DB_SECRET_ARN
+
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("closed_circuit")]
 
 
@@ -27,7 +29,7 @@ def _sessions(localcloud, service: str) -> list[tuple[str, str]]:
 
 
 def _app_secret(localcloud, service: str) -> dict:
-    arn = localcloud.stack[f"{service.capitalize()}DbSecretArn"]
+    arn = localcloud.stack[{"order": ORDER_DB_SECRET_ARN, "inventory": INVENTORY_DB_SECRET_ARN}[service]]
     return json.loads(localcloud.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
 
 

@@ -20,6 +20,8 @@ import uuid
 
 import pytest
 
+from infra.outputs import GREMLIN_FUNCTION_NAME, INVENTORY_RESERVE_FUNCTION_NAME
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CACHE_WAIT = 2.5  # the inventory functions pick a new gremlin document up within ~2 s
@@ -121,7 +123,7 @@ def test_slow_database_past_the_budget_confirms_once(api, closed_circuit):
     accepted = {r.json()["orderId"]: q for r, q in zip(responses, (1, 2), strict=True)}
     final = assert_invariants(api, product, 20, accepted)
     assert {o["status"] for o in final.values()} == {"CONFIRMED"}
-    assert api.stock(product) == 17  # the late synchronous commit and the queued copy: once
+    assert api.stock(product) == 17  # once: the sync attempt was rolled back at its deadline (test_deadline.py)
 
 
 def test_a_held_lock_convoy_queues_the_tail_and_confirms_once(api, closed_circuit):
@@ -162,7 +164,7 @@ def test_a_refused_database_setting_leaves_the_gremlin_unchanged(api):
 def _stop_alarm(localcloud) -> str:
     """The first stop-condition alarm the stack allows (the gremlin function's known list)."""
     config = localcloud.client("lambda").get_function_configuration(
-        FunctionName=localcloud.stack["GremlinFunctionName"]
+        FunctionName=localcloud.stack[GREMLIN_FUNCTION_NAME]
     )
     return config["Environment"]["Variables"]["GREMLIN_STOP_ALARMS"].split(",")[0]
 
@@ -171,7 +173,7 @@ def _reserve_directly(localcloud, product: str) -> int:
     """One reservation through the internal reserve function itself (what order invokes), so the
     order API's circuit breaker does not get in the way of watching the gremlin."""
     response = localcloud.client("lambda").invoke(
-        FunctionName=localcloud.stack["InventoryReserveFunctionName"],
+        FunctionName=localcloud.stack[INVENTORY_RESERVE_FUNCTION_NAME],
         Payload=json.dumps({"action": "reserve", "orderId": f"stop-{uuid.uuid4().hex}", "productId": product,
                             "quantity": 1}))
     return json.loads(response["Payload"].read())["statusCode"]

@@ -14,8 +14,9 @@ import uuid
 import httpx
 import psutil
 import pytest
-
 from valerix_localcloud import cli, processes
+
+from infra.outputs import WEBSITE_BUCKET_NAME
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +64,7 @@ def test_the_local_cloud_cannot_be_reached_from_the_network_side(localcloud):
 
 
 def test_the_exporter_lets_only_the_dashboard_read_it_from_a_browser(localcloud):
-    bucket = localcloud.stack["WebsiteBucketName"]
+    bucket = localcloud.stack[WEBSITE_BUCKET_NAME]
     dashboard = localcloud.web_url.rstrip("/")
     assert bucket in dashboard
     allowed = httpx.get(f"{localcloud.metrics_url}/api/summary", headers={"Origin": dashboard}, timeout=10)

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
+from valerix_localcloud import cli
 from valerix_localcloud.postgres import free_port
+
+from infra.outputs import GREMLIN_FUNCTION_NAME, ORDER_API_FUNCTION_NAME
 
 pytestmark = pytest.mark.e2e
 
@@ -57,7 +59,7 @@ def _parsed(stdout: str) -> list[dict]:
 
 
 def test_make_logs_shows_one_function_with_its_correlation_ids(localcloud):
-    order_api = localcloud.stack["OrderApiFunctionName"]
+    order_api = localcloud.stack[ORDER_API_FUNCTION_NAME]
     marker = uuid.uuid4().hex
     _put(localcloud, order_api, _powertools(f"with id {marker}", correlation_id=f"corr-{marker}"),
          _powertools(f"without id {marker}"))
@@ -94,7 +96,7 @@ def test_make_logs_rejects_an_unknown_function(localcloud):
 
 
 def test_make_logs_follows_new_lines_until_ctrl_c(localcloud):
-    gremlin = localcloud.stack["GremlinFunctionName"]
+    gremlin = localcloud.stack[GREMLIN_FUNCTION_NAME]
     process = subprocess.Popen(
         [sys.executable, "-m", "valerix_localcloud", "logs", "--function", "gremlin", "--since", "1s",
          "--color", "never"], cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

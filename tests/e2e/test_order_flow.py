@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from infra.outputs import INVENTORY_QUEUE_URL
+
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("closed_circuit")]
 
 
@@ -55,7 +57,7 @@ def test_insufficient_stock_is_rejected_and_never_queued(localcloud, api):
     assert api.stock(product) == 1
     sqs = localcloud.client("sqs")
     attributes = sqs.get_queue_attributes(
-        QueueUrl=localcloud.stack["InventoryQueueUrl"],
+        QueueUrl=localcloud.stack[INVENTORY_QUEUE_URL],
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     assert attributes["ApproximateNumberOfMessages"] == "0"

@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from infra.outputs import RECONCILE_FUNCTION_NAME
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +36,7 @@ def make_reconcile(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def own_orders(localcloud, api):
-    if "ReconcileFunctionName" not in localcloud.stack:
+    if RECONCILE_FUNCTION_NAME not in localcloud.stack:
         pytest.fail("the reconcile function is not deployed (no ReconcileFunctionName output): run `make up`")
     api.gremlin_off()
     conn = localcloud.db("order")

@@ -9,13 +9,15 @@ import uuid
 
 import pytest
 
+from infra.outputs import INVENTORY_DLQ_URL, INVENTORY_QUEUE_URL, INVENTORY_RESERVE_FUNCTION_NAME
+
 pytestmark = [pytest.mark.e2e]
 
 
 def _invoke_reserve(cloud, **payload) -> dict:
     """The call order makes: the internal reserve function through the Lambda API."""
     response = cloud.client("lambda").invoke(
-        FunctionName=cloud.stack["InventoryReserveFunctionName"],
+        FunctionName=cloud.stack[INVENTORY_RESERVE_FUNCTION_NAME],
         Payload=json.dumps({"action": "reserve", **payload}))
     assert "FunctionError" not in response, response
     return json.loads(response["Payload"].read())
@@ -65,9 +67,9 @@ def test_mismatched_replay_on_the_queue_ends_in_the_dlq_and_changes_nothing(api,
     order_id = f"qreplay-{uuid.uuid4().hex[:10]}"
     assert _invoke_reserve(localcloud, orderId=order_id, productId=product, quantity=4)["status"] == "RESERVED"
     sqs = localcloud.client("sqs")
-    sqs.send_message(QueueUrl=localcloud.stack["InventoryQueueUrl"],
+    sqs.send_message(QueueUrl=localcloud.stack[INVENTORY_QUEUE_URL],
                      MessageBody=json.dumps({"orderId": order_id, "productId": product, "quantity": 1}))
-    dlq = localcloud.stack["InventoryDlqUrl"]
+    dlq = localcloud.stack[INVENTORY_DLQ_URL]
     found, deadline = None, time.monotonic() + 150  # 5 receives, redelivery backoff 2+4+8+16 s
     while found is None and time.monotonic() < deadline:
         for message in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=2,

@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from infra.outputs import INVENTORY_RESERVE_FUNCTION_NAME
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
@@ -124,7 +126,7 @@ def _reservation_calls(cloud) -> int:
 
 def _reservation_lines(cloud) -> int:
     logs = cloud.client("logs")
-    group = f"/aws/lambda/{cloud.stack['InventoryReserveFunctionName']}"
+    group = f"/aws/lambda/{cloud.stack[INVENTORY_RESERVE_FUNCTION_NAME]}"
     count, token = 0, None
     while True:
         kwargs = {"logGroupName": group, "filterPattern": "\"ReservationRequests\""}
@@ -150,7 +152,7 @@ def test_every_third_request_is_affected_exactly(api, localcloud):
     lam = localcloud.client("lambda")
     codes = []
     for index in range(9):  # the call order makes: the internal reserve function, invoked directly
-        response = lam.invoke(FunctionName=localcloud.stack["InventoryReserveFunctionName"], Payload=json.dumps({
+        response = lam.invoke(FunctionName=localcloud.stack[INVENTORY_RESERVE_FUNCTION_NAME], Payload=json.dumps({
             "action": "reserve", "orderId": f"every3-{product}-{index}", "productId": product, "quantity": 1}))
         codes.append(json.loads(response["Payload"].read())["statusCode"])
     assert codes == [201, 201, 503, 201, 201, 503, 201, 201, 503], codes

@@ -18,6 +18,8 @@ import uuid
 import httpx
 import pytest
 
+from infra.outputs import GREMLIN_FUNCTION_NAME, INVENTORY_API_FUNCTION_NAME
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
@@ -67,7 +69,7 @@ BAD_KEYS = [({}, 401, "missing x-api-key header"),
 @pytest.mark.parametrize(("headers", "status", "message"), BAD_KEYS, ids=["no-key", "wrong-key"])
 def test_inventory_admin_route_refuses_a_direct_invoke_without_the_key(api, localcloud, lam, headers, status, message):
     product = api.new_product(stock=5, name="Bypass target")
-    function = localcloud.stack["InventoryApiFunctionName"]
+    function = localcloud.stack[INVENTORY_API_FUNCTION_NAME]
     for body in ({"name": "Hijacked", "stock": 0}, {"stock": 100_000}):
         event = gateway_event("PUT", f"/admin/products/{product}", "/admin/products/{productId}", body,
                               headers, {"productId": product})
@@ -89,7 +91,7 @@ def test_inventory_admin_route_refuses_a_direct_invoke_without_the_key(api, loca
 def test_gremlin_refuses_a_direct_invoke_without_the_key(api, localcloud, lam, headers, status, message):
     api.gremlin_off()
     before = api.http.get("/gremlin").json()
-    function = localcloud.stack["GremlinFunctionName"]
+    function = localcloud.stack[GREMLIN_FUNCTION_NAME]
     chaos = {"crash": {"enabled": True, "when": "after-commit", "every": 1}}
     got, reply = invoke(lam, function, gateway_event("PUT", "/gremlin", "/gremlin", chaos, headers))
     assert (got, reply["message"]) == (status, message)
@@ -195,7 +197,7 @@ def test_with_a_database_stopped_no_public_answer_reveals_internals(api, localcl
         assert products.json() == {"message": "inventory database unreachable, try again later",
                                    "requestId": correlation}
         # the detail went to the inventory function's log, under the same correlation id
-        detail = _log_lines(localcloud, localcloud.stack["InventoryApiFunctionName"], correlation)
+        detail = _log_lines(localcloud, localcloud.stack[INVENTORY_API_FUNCTION_NAME], correlation)
         assert any("database unreachable" in line.get("message", "") and "port" in str(line.get("error"))
                    for line in detail), detail
 

@@ -178,6 +178,8 @@ NO_RESOURCE_LEVEL_ACTIONS = {
     "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
     "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
     "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+    # CloudWatch Logs log delivery, for the FIS experiment log (infra/constructs/fis.py)
+    "logs:CreateLogDelivery", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
 }  # fmt: skip
 S3_OBJECT_ACTIONS = re.compile(r"^s3:(GetObject|PutObject|DeleteObject|Abort|ListMultipart|GetObjectVersion)")
 CDK_ASSETS_BUCKET = re.compile(r"cdk-[a-z0-9]+-assets-")

@@ -40,6 +40,8 @@ def test_cost_table_prices_the_quantities_of_the_template(aws_synth):
         p = db["Properties"]
         assert (p["DBInstanceClass"], p["AllocatedStorage"], p["StorageType"], p["MultiAZ"]) == (
             "db.t4g.micro", "20", "gp3", False)  # fmt: skip
+    # RDS Proxy bills the vCPUs of the instance behind it, at least 2 (t4g.micro has 2)
+    assert table_row(doc, "RDS Proxy")[1] == f"{count(aws_synth, 'AWS::RDS::DBProxy')} proxies × 2 vCPUs"
     assert table_row(doc, "NAT gateway")[1] == str(count(aws_synth, "AWS::EC2::NatGateway"))
     interface = [e["Properties"] for e in aws_synth.of_type("AWS::EC2::VPCEndpoint").values()
                  if e["Properties"].get("VpcEndpointType") == "Interface"]  # fmt: skip
@@ -102,3 +104,12 @@ def test_every_context_key_the_section_names_exists():
     documented = config_module.__doc__
     for name in names:
         assert f"`{name}`" in documented, f"{name} is not a context key of infra/config.py"
+
+
+def test_the_concurrency_quota_the_section_asks_for_is_the_templates(aws_synth):
+    """Lambda keeps 100 executions unreserved: the account quota must cover the reservations + 100."""
+    doc = section("Deploying to AWS")
+    reserved = sum(f["Properties"].get("ReservedConcurrentExecutions", 0)
+                   for f in aws_synth.of_type("AWS::Lambda::Function").values())  # fmt: skip
+    assert re.search(rf"reserve {reserved} concurrent executions", doc), reserved
+    assert re.search(rf"must be at least {reserved + 100}\.", doc), reserved + 100

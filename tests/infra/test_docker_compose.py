@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.outputs import TARGET
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.localstack.yml"
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
@@ -165,4 +167,4 @@ def test_the_documented_command_synthesizes_an_app_that_can_run_in_docker(docume
         assert (root / "functions").is_dir()
         for package in ("fastapi", "mangum", "aws_lambda_powertools", "pg8000"):
             assert (root / package).is_dir(), f"{package} is not in the function bundle"
-    assert template["Outputs"]["Target"]["Value"] == "local"
+    assert template["Outputs"][TARGET]["Value"] == "local"

@@ -17,7 +17,7 @@ def hot_reload_synth(tmp_path_factory):
 def test_functions_use_the_hot_reload_bucket(hot_reload_synth):
     functions = [r for r in hot_reload_synth.of_type("AWS::Lambda::Function").values()
                  if str(r["Properties"].get("FunctionName", "")).startswith("Valerix-")]  # fmt: skip
-    from infra.stack import FUNCTION_SPECS
+    from infra.constructs.service_functions import FUNCTION_SPECS
 
     backup_functions = 3  # infra/constructs/local_backup.py
     assert len(functions) == len(FUNCTION_SPECS) + backup_functions

@@ -5,6 +5,7 @@ wheelhouse built once so fresh virtualenvs install offline and fast, and full cl
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -53,6 +54,16 @@ def wheelhouse() -> Path:
         return target
     WHEELHOUSE_BASE.mkdir(parents=True, exist_ok=True)
     WHEELHOUSE_BASE.chmod(0o755)
+    # Both fresh-clone tests run at once under `make test` (xdist): one builds, the other waits
+    # for it instead of building the same wheels beside it.
+    with open(WHEELHOUSE_BASE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            return target
+        return _build_wheelhouse(target)
+
+
+def _build_wheelhouse(target: Path) -> Path:
     building = WHEELHOUSE_BASE / f".building-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     pip_download = [sys.executable, "-m", "pip", "download", "-q", "--require-hashes", "--dest", str(building)]
@@ -71,7 +82,7 @@ def wheelhouse() -> Path:
     except OSError:  # another session finished first
         shutil.rmtree(building, ignore_errors=True)
     for stale in WHEELHOUSE_BASE.iterdir():  # wheelhouses of older requirements
-        if stale != target and not stale.name.startswith(".building-"):
+        if stale != target and not stale.name.startswith("."):  # .building-*, .lock
             shutil.rmtree(stale, ignore_errors=True)
     return target
 

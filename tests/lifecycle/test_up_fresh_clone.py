@@ -57,10 +57,12 @@ def wheels() -> Path:
 
 @pytest.fixture
 def ports() -> dict[str, str]:
-    localstack, exporter = free_port(), free_port()
-    while exporter == localstack:
-        exporter = free_port()
-    return {"VALERIX_LOCALSTACK_PORT": str(localstack), "VALERIX_EXPORTER_PORT": str(exporter)}
+    # Prometheus too: the session's own local cloud may be running beside this test (xdist).
+    names = ("VALERIX_LOCALSTACK_PORT", "VALERIX_EXPORTER_PORT", "VALERIX_PROMETHEUS_PORT")
+    ports: set[int] = set()
+    while len(ports) < len(names):
+        ports.add(free_port())
+    return dict(zip(names, map(str, sorted(ports)), strict=True))
 
 
 class FreshClone:
@@ -115,7 +117,7 @@ def _up_then_down(clone: FreshClone, ports: dict[str, str]) -> dict:
 
     server_dirs = postgres_server_dirs(clone.checkout)
     assert len(server_dirs) == 2
-    listening = [int(ports["VALERIX_LOCALSTACK_PORT"]), int(ports["VALERIX_EXPORTER_PORT"])]
+    listening = [int(port) for port in ports.values()]  # LocalStack, exporter, Prometheus
     listening += [int(db["port"]) for db in outputs["databases"].values()]
 
     down = clone.make("down", timeout=300)

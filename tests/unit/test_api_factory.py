@@ -7,6 +7,8 @@ import json
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from valerix_localcloud.invoke_emulator import lambda_context
+
 from functions.common import settings
 from functions.common.api import ApiError, create_app, make_api_handler
 from functions.common.db import DatabaseUnavailable
@@ -21,7 +23,7 @@ class Body(BaseModel):
 @pytest.fixture
 def handler(monkeypatch):
     monkeypatch.setenv("CORS_ALLOW_ORIGINS", "http://site.example")
-    settings.reset_settings()
+    settings.get_settings.cache_clear()
     app = create_app("unit")
 
     @app.post("/things/{thing_id}", status_code=201)
@@ -35,7 +37,7 @@ def handler(monkeypatch):
         return {"id": thing_id, **body.model_dump()}
 
     yield make_api_handler(app)
-    settings.reset_settings()
+    settings.get_settings.cache_clear()
 
 
 def call(handler, method, path, body=None, headers=None, request_context=None):
@@ -47,7 +49,7 @@ def call(handler, method, path, body=None, headers=None, request_context=None):
         "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": method, "path": "/prod" + path,
                            "stage": "prod", "identity": {"sourceIp": "127.0.0.1"}, **(request_context or {})},
     }
-    result = handler(event, None)
+    result = handler(event, lambda_context("valerix-unit"))  # what the Lambda runtime passes
     return result["statusCode"], json.loads(result["body"]) if result.get("body") else None, {
         k.lower(): v for k, v in (result.get("headers") or {}).items()}
 

@@ -9,16 +9,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.common import chaos
-from functions.common.chaos import (
+from functions.common import settings
+from functions.gremlin import document, injector
+from functions.gremlin.document import (
     GremlinDocumentError,
-    GremlinInjector,
-    InjectedError,
     all_off,
     counter_id,
     parse_document,
     parse_document_json,
 )
+from functions.gremlin.injector import GremlinInjector, InjectedError
 
 PARAM = "/valerix/test/gremlin"
 TABLE = "valerix-test-gremlin-state"
@@ -118,7 +118,7 @@ def aws(monkeypatch):
             BillingMode="PAY_PER_REQUEST",
         )
         yield ssm, ddb
-    chaos.reset_injector()
+    injector.injector.cache_clear()
 
 
 def put_doc(ssm, doc):
@@ -137,7 +137,7 @@ class Exited(BaseException):
 @pytest.fixture
 def no_sleep(monkeypatch):
     slept = []
-    monkeypatch.setattr(chaos.time, "sleep", slept.append)
+    monkeypatch.setattr(injector.time, "sleep", slept.append)
     return slept
 
 
@@ -150,13 +150,13 @@ def fake_exit(monkeypatch, capsys):
         calls.append({"code": code, "stdout_before_exit": capsys.readouterr().out})
         raise Exited(code)
 
-    monkeypatch.setattr(chaos.os, "_exit", _exit)
+    monkeypatch.setattr(injector.os, "_exit", _exit)
     return calls
 
 
 def metric_lines(text):
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"_aws"' in line]
-    return [m for m in lines if chaos.METRIC_NAME in m]
+    return [m for m in lines if injector.METRIC_NAME in m]
 
 
 def run_requests(inj, n):
@@ -195,7 +195,7 @@ def test_error_raises_configured_code_and_counts_metric(aws, capsys, caplog):
     assert info.value.status_code == 418 and "418" in info.value.message
     out = capsys.readouterr().out
     [metric] = metric_lines(out)
-    assert metric["mode"] == "error" and metric["service"] == "inventory" and metric[chaos.METRIC_NAME] == [1.0]
+    assert metric["mode"] == "error" and metric["service"] == "inventory" and metric[injector.METRIC_NAME] == [1.0]
     assert any(getattr(r, "mode", None) == "error" and r.levelname == "WARNING" for r in caplog.records)
 
 
@@ -353,10 +353,13 @@ def test_singleton_is_lazy_and_shared(aws, monkeypatch):
     monkeypatch.setenv("GREMLIN_PARAMETER_NAME", PARAM)
     monkeypatch.setenv("GREMLIN_STATE_TABLE", TABLE)
     monkeypatch.setenv("GREMLIN_CACHE_SECONDS", "3")
-    chaos.reset_injector()
-    first = chaos.injector()
-    assert first is chaos.injector()
+    settings.get_settings.cache_clear()  # a fresh environment: its settings are parsed once
+    settings.runtime.cache_clear()
+    injector.injector.cache_clear()
+    first = injector.injector()
+    assert first is injector.injector()
     assert (first.parameter_name, first.state_table, first.cache_seconds) == (PARAM, TABLE, 3)
+    assert first.service == "inventory"
     assert first._provider is None and first._dynamodb_client is None  # nothing created yet
     first.before_reservation()  # no parameter: nothing happens
 
@@ -381,7 +384,7 @@ from moto import mock_aws
 with mock_aws():
     boto3.client("ssm").put_parameter(Name={PARAM!r}, Type="String",
         Value=json.dumps({{"crash": {{"when": "before-commit"}}}}))
-    from functions.common.chaos import injector
+    from functions.gremlin.injector import injector
     injector().before_reservation()
     print("SURVIVED")
 """
@@ -451,7 +454,7 @@ def iso(epoch: float) -> str:
 
 
 def test_stamp_expiry_gives_enabled_modes_an_absolute_expiry():
-    doc = chaos.stamp_expiry(parse_document({
+    doc = document.stamp_expiry(parse_document({
         "latency": {"delayMs": 10},  # no expiry given: the default 15 min
         "error": {"expiresInSeconds": 90},
         "crash": {"enabled": False, "expiresInSeconds": 90},  # off: nothing to switch off
@@ -472,7 +475,7 @@ def test_stamp_expiry_gives_enabled_modes_an_absolute_expiry():
 )
 def test_stamp_expiry_refuses_an_expiry_in_the_past_or_too_far(expires, words):
     with pytest.raises(GremlinDocumentError) as info:
-        chaos.stamp_expiry(parse_document({"database": {"expiresAt": iso(expires)}}), NOW)
+        document.stamp_expiry(parse_document({"database": {"expiresAt": iso(expires)}}), NOW)
     assert info.value.status_code == 422
     assert "database.expiresAt" in info.value.message and words in info.value.message
     assert info.value.errors[0]["field"] == "database.expiresAt"
@@ -542,14 +545,14 @@ class _NoSsm:
 
 @pytest.mark.parametrize("service", ["order", "gremlin", "reconcile"])
 def test_other_services_do_not_obey_database_faults_nor_read_ssm(monkeypatch, service):
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", service)
-    inj = GremlinInjector(PARAM, TABLE, cache_seconds=0, ssm_client=_NoSsm(), dynamodb_client=object())
+    inj = GremlinInjector(PARAM, TABLE, cache_seconds=0, service=service, ssm_client=_NoSsm(),
+                          dynamodb_client=object())
     assert inj.database_fault() is None
 
 
 def test_an_unwired_inventory_function_does_not_obey(monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "inventory")
-    inj = GremlinInjector("", TABLE, cache_seconds=0, ssm_client=_NoSsm(), dynamodb_client=object())
+    inj = GremlinInjector("", TABLE, cache_seconds=0, service="inventory", ssm_client=_NoSsm(),
+                          dynamodb_client=object())
     assert inj.database_fault() is None  # e.g. the products API: no GREMLIN_PARAMETER_NAME
 
 
@@ -583,7 +586,7 @@ def test_a_stop_condition_switches_everything_off_for_good(aws, no_sleep, capsys
     another.before_reservation()  # stays off although the alarm cleared: the marker says so
     assert another.database_fault() is None
     doc = parse_document(json.loads(ssm.get_parameter(Name=PARAM)["Parameter"]["Value"]))
-    marker = ddb.get_item(TableName=TABLE, Key={"id": {"S": chaos.stop_id(doc)}})["Item"]
+    marker = ddb.get_item(TableName=TABLE, Key={"id": {"S": document.stop_id(doc)}})["Item"]
     assert marker["alarm"]["S"] == "Valerix-inventory-dlq-not-empty"
 
 

@@ -189,14 +189,15 @@ def test_a_failing_record_logs_its_failure_under_its_id(log_lines, monkeypatch):
 
 
 def test_the_reserve_function_logs_under_the_id_it_was_sent(log_lines, monkeypatch):
-    from functions.inventory import handler, service
+    from functions.inventory import handler, reserve_api, service
 
     def answer(payload):
         service.logger.info("answering", extra={"order_id": payload.get("orderId")})
         return {"statusCode": 201, "status": "RESERVED"}
 
-    monkeypatch.setattr(service, "answer_command", answer)
-    context = SimpleNamespace(aws_request_id="lambda-req-7", function_name="inventory-reserve")
+    monkeypatch.setattr(reserve_api, "answer_command", answer)
+    context = SimpleNamespace(aws_request_id="lambda-req-7", function_name="inventory-reserve",
+                              memory_limit_in_mb=256, invoked_function_arn="arn:aws:lambda:::function:x")
     handler.reserve_handler({"action": "reserve", "orderId": "o-7", "correlationId": "corr-7"}, context)
     handler.reserve_handler({"action": "reserve", "orderId": "o-8", "correlationId": "not ok"}, context)
     handler.reserve_handler({"action": "reserve", "orderId": "o-9"}, context)
@@ -209,15 +210,17 @@ def test_the_reserve_function_logs_under_the_id_it_was_sent(log_lines, monkeypat
 
 
 def test_tracing_is_off_outside_lambda_and_where_disabled(monkeypatch):
+    from functions.common.settings import Runtime, runtime
+
+    in_lambda = {"LAMBDA_TASK_ROOT": "/var/task"}
+    assert Runtime.from_env({**in_lambda, "POWERTOOLS_TRACE_DISABLED": "false"}).tracing
+    assert not Runtime.from_env({**in_lambda, "POWERTOOLS_TRACE_DISABLED": "true"}).tracing  # target=local
+    assert not Runtime.from_env({**in_lambda, "AWS_SAM_LOCAL": "true"}).tracing
+    assert not Runtime.from_env({}).tracing
     monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
-    monkeypatch.delenv("AWS_SAM_LOCAL", raising=False)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "false")
-    assert tracing_enabled()
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")  # what the stack sets for target=local
-    assert not tracing_enabled()
-    monkeypatch.delenv("POWERTOOLS_TRACE_DISABLED")
-    monkeypatch.delenv("LAMBDA_TASK_ROOT")
-    assert not tracing_enabled()
+    runtime.cache_clear()
+    assert tracing_enabled()  # what the process's own environment says
 
 
 def test_traced_handlers_are_untouched_where_tracing_is_off(monkeypatch):

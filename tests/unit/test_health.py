@@ -128,7 +128,7 @@ def test_concurrent_callers_share_one_probe():
 def test_a_cached_down_answer_carries_the_current_request_id_and_points_to_the_prober(log_lines):
     from functions.common import api, health
 
-    health.reset_health_cache()
+    health.health_cache().clear()
 
     def down():
         return run_checks("unit-health", {"database": Check(_refused, "database unreachable")})
@@ -143,7 +143,7 @@ def test_a_cached_down_answer_carries_the_current_request_id_and_points_to_the_p
         _, second = health.cached_health("unit-health", down, ttl_seconds=60)
     finally:
         api._correlation_id.reset(token)
-        health.reset_health_cache()
+        health.health_cache().clear()
     assert status == 503 and first["requestId"] == "req-probe" and second["requestId"] == "req-later"
     assert second["checkedAt"] == first["checkedAt"]
     assert "_probedBy" not in json.dumps(first) + json.dumps(second)

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from moto import mock_aws
 
 from functions.common.settings import Settings
-from functions.order.inventory_client import InventoryClient, InventoryUnavailable
+from functions.order.inventory_client import ANSWER_MARGIN, InventoryClient, InventoryUnavailable
 
 TABLE = "circuit"
 FUNCTION = "valerix-inventory-reserve"
@@ -89,9 +89,32 @@ def make_client(monkeypatch):
 
 def test_the_invoke_payload_is_the_reserve_contract(make_client):
     client = make_client(lambda payload: answer("RESERVED", 201, **payload))
+    sent_after = time.time() * 1000
     assert client.reserve("o1", "widget", 3).reserved
     (call,) = client.fake.calls
-    assert json.loads(call["Payload"]) == {"action": "reserve", "orderId": "o1", "productId": "widget", "quantity": 3}
+    payload = json.loads(call["Payload"])
+    deadline_ms = payload.pop("deadlineEpochMs")
+    assert payload == {"action": "reserve", "orderId": "o1", "productId": "widget", "quantity": 3}
+    # the instant this caller stops waiting (the whole budget here), less the answer's way back
+    assert sent_after < deadline_ms <= time.time() * 1000 + client.budget * 1000 - ANSWER_MARGIN * 1000
+
+
+def test_the_deadline_sent_is_the_callers_less_the_answer_margin(make_client):
+    from functions.common.deadline import Deadline
+
+    client = make_client(lambda payload: answer("RESERVED", 201, **payload))
+    deadline = Deadline(time.monotonic() + 0.7)
+    client.reserve("o1", "widget", 1, deadline)
+    (call,) = client.fake.calls
+    expected = Deadline(deadline.at - ANSWER_MARGIN).epoch_ms()
+    assert abs(json.loads(call["Payload"])["deadlineEpochMs"] - expected) <= 5  # ms: two clock reads apart
+
+
+def test_a_deadline_refusal_is_a_timeout_not_a_business_answer(make_client):
+    client = make_client(lambda payload: answer("DEADLINE_EXCEEDED", 504, message="not started"))
+    with pytest.raises(InventoryUnavailable) as caught:
+        client.reserve("o1", "widget", 1)
+    assert caught.value.kind == "timeout"
 
 
 def test_reserved_rejected_and_conflict(make_client):

@@ -57,7 +57,7 @@ def _prewarmed(extra_env: dict) -> bool:
            "CIRCUIT_BREAKER_TABLE": "circuit", **extra_env}
     result = subprocess.run([sys.executable, "-c", "import functions.order.handler\n"
                              "from functions.order import inventory_client\n"
-                             "print(inventory_client._client is not None)"],
+                             "print(inventory_client.get_client.cache_info().currsize == 1)"],
                             cwd=REPO, capture_output=True, text=True, timeout=120, env=env, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1] == "True"

@@ -9,13 +9,14 @@ import time
 import boto3
 import pytest
 from moto import mock_aws
-
 from valerix_localcloud import logs
 
+from infra.outputs import API_URL, INVENTORY_API_FUNCTION_NAME, ORDER_API_FUNCTION_NAME
+
 STACK = {
-    "OrderApiFunctionName": "Valerix-order-api",
-    "InventoryApiFunctionName": "Valerix-inventory-api",
-    "ApiUrl": "http://127.0.0.1:4566/_aws/execute-api/x/prod",
+    ORDER_API_FUNCTION_NAME: "Valerix-order-api",
+    INVENTORY_API_FUNCTION_NAME: "Valerix-inventory-api",
+    API_URL: "http://127.0.0.1:4566/_aws/execute-api/x/prod",
 }
 
 

@@ -12,10 +12,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from valerix_localcloud import cli, localstack_host
 from valerix_localcloud.localstack_host import LocalStackError, safe_extract
 from valerix_localcloud.private import make_tree_private, private_dir, write_private
+
+from infra.outputs import ORDER_API_FUNCTION_NAME
 
 
 def _mode(path: Path) -> int:
@@ -119,7 +120,7 @@ def test_summary_shows_the_admin_key_as_a_path_not_its_value(capsys):
     key = "k" * 40
     outputs = {"api_url": "http://127.0.0.1:1/x", "web_url": "http://w/", "metrics_url": "http://m", "prometheus_url": "http://p",
                "admin_api_key": key, "endpoint_url": "http://127.0.0.1:1",
-               "stack": {"OrderApiFunctionName": "Valerix-order-api"}}  # fmt: skip
+               "stack": {ORDER_API_FUNCTION_NAME: "Valerix-order-api"}}  # fmt: skip
     cli.print_summary(outputs)
     out = capsys.readouterr().out
     assert key not in out

@@ -56,3 +56,41 @@ def test_metrics_and_log_lines_from_many_threads_stay_whole_lines(monkeypatch):
     lines = "".join(out.writes).splitlines()
     assert len(lines) == 6 * 50 * 2
     assert all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def test_handlers_count_their_cold_start_once_in_one_whole_line(monkeypatch):
+    """The handlers' Powertools decorators: `ColdStart` (service, function_name) after the first
+    invocation only, written like every other metric; the Lambda context on the log lines; and
+    no "no metrics" warning for invocations that emitted theirs already."""
+    import warnings
+
+    from aws_lambda_powertools.metrics.provider.cold_start import reset_cold_start_flag
+    from valerix_localcloud.invoke_emulator import lambda_context
+
+    from functions.common.observability import get_metrics
+
+    out = RecordingStdout()
+    monkeypatch.setattr("sys.stdout", out)
+    logger, metrics = get_logger("cold-start-test"), get_metrics("cold-start-test")
+    for handler in logger.handlers:
+        monkeypatch.setattr(handler, "stream", out)
+
+    @logger.inject_lambda_context(log_event=False)
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    def handler(event, context):
+        logger.info("handled")
+        return {"echo": event}
+
+    reset_cold_start_flag()  # a new execution environment
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert handler({"n": 1}, lambda_context("valerix-cold-start-test")) == {"echo": {"n": 1}}
+        assert handler({"n": 2}, lambda_context("valerix-cold-start-test")) == {"echo": {"n": 2}}
+    assert all(w.endswith("\n") and w.count("\n") == 1 for w in out.writes)
+    documents = [json.loads(w) for w in out.writes]
+    [cold] = [d for d in documents if "ColdStart" in d]
+    assert cold["ColdStart"] == [1.0]
+    assert (cold["service"], cold["function_name"]) == ("cold-start-test", "valerix-cold-start-test")
+    assert cold["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service", "function_name"]]
+    handled = [d for d in documents if d.get("message") == "handled"]
+    assert len(handled) == 2 and {d["function_name"] for d in handled} == {"valerix-cold-start-test"}

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from infra.outputs import RECONCILE_FUNCTION_NAME
 from scripts import reconcile as script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def run(monkeypatch, tmp_path, capsys):
     def go(answer, *args, function_error=False):
         fake = FakeLambda(answer, function_error)
         monkeypatch.setattr(script, "lambda_client_and_outputs",
-                            lambda _args: (fake, {"ReconcileFunctionName": "Valerix-reconcile"}))
+                            lambda _args: (fake, {RECONCILE_FUNCTION_NAME: "Valerix-reconcile"}))
         code = script.main(["--report-dir", str(tmp_path), *args])
         out = capsys.readouterr()
         return code, out.out, out.err, fake

@@ -1,6 +1,7 @@
 // Entry point: load config.json (written next to index.html by `make up`), then start the panels.
 
 import { config, loadConfig } from "./api.js";
+import { initGameday } from "./gameday.js";
 import { initGremlin } from "./gremlin.js";
 import { initMonitor } from "./monitor.js";
 import { initOrders } from "./orders.js";
@@ -30,6 +31,7 @@ async function start() {
   initGremlin();
   initScenario();
   initMonitor();
+  initGameday();
   document.body.dataset.ready = "true";
 }
 

@@ -20,9 +20,12 @@ import pytest
 import requests
 from moto import mock_aws
 
-from tests.observability.obs_emf_samples import capture, request, traffic_lines
-from tests.observability.obs_prometheus import free_port
+from tests.obs_emf_samples import capture, request, traffic_lines
+from tests.obs_prometheus import free_port
 from valerix_exporter.app import Config, Exporter
+
+# moto only: fake credentials, never a real AWS profile
+pytestmark = pytest.mark.usefixtures("fake_aws_credentials")
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "/aws/lambda/valerix-order-api"

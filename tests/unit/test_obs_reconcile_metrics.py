@@ -3,7 +3,7 @@ the gauge `valerix_reconcile_problems{kind,service="reconcile"}`, back to 0 afte
 
 from __future__ import annotations
 
-from tests.observability.test_obs_emf_parser import exposition, feed, lines_of
+from tests.unit.test_obs_emf_parser import exposition, feed, lines_of
 from valerix_exporter.store import MetricStore
 
 

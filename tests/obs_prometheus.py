@@ -2,12 +2,12 @@
 
 Usable outside this folder too (e.g. the end-to-end tests against the local cloud)::
 
-    from tests.observability.obs_prometheus import PrometheusServer
+    from tests.obs_prometheus import PrometheusServer
     with PrometheusServer(["127.0.0.1:9108"], tmp_path) as prom:
         prom.wait_for_target_up()
         value = prom.wait_for_value('sum(valerix_order_outcomes_total{status="CONFIRMED"})', lambda v: v >= 3)
 
-or the ``prometheus_factory`` fixture from tests/observability/conftest.py.
+or the ``prometheus_factory`` fixture from tests/conftest.py.
 The config is rendered from observability/prometheus/prometheus.yml (rules included) with
 ``valerix_exporter.promconfig``; scrape and rule evaluation every second by default.
 """
@@ -23,8 +23,6 @@ from pathlib import Path
 import requests
 
 from valerix_exporter import promconfig
-
-REPO = Path(__file__).resolve().parents[2]
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 

@@ -18,9 +18,12 @@ from moto import mock_aws
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.observability.obs_emf_samples import traffic_lines
+from tests.obs_emf_samples import traffic_lines
 from valerix_exporter import promconfig
 from valerix_exporter.app import Config, Exporter
+
+# moto only: fake credentials, never a real AWS profile
+pytestmark = pytest.mark.usefixtures("fake_aws_credentials")
 
 REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "observability" / "prometheus"

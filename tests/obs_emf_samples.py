@@ -53,7 +53,7 @@ class FakeContext:
 
 def emit_cold_start(service: str, function_name: str) -> None:
     """A handler decorated like the real ones: ColdStart on the first invocation only."""
-    cold_start.is_cold_start = True
+    cold_start.reset_cold_start_flag()
     m = Metrics(namespace=NAMESPACE, service=service)
     m.clear_metrics()
 

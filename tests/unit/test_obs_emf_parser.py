@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics.provider import cold_start
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.observability.obs_emf_samples import FakeContext
+from tests.obs_emf_samples import FakeContext
 from valerix_exporter.collector import make_registry
 from valerix_exporter.emf import parse_message, snake_case
 from valerix_exporter.store import MetricStore, build_summary, prometheus_name
@@ -127,7 +127,7 @@ def test_single_metric_and_gauge_last_value_by_timestamp(capsys):
 
 
 def test_cold_start_metric(capsys):
-    cold_start.is_cold_start = True
+    cold_start.reset_cold_start_flag()
     metrics = Metrics(namespace="Valerix", service="order")
 
     @metrics.log_metrics(capture_cold_start_metric=True)
@@ -211,7 +211,7 @@ def test_names_units_and_label_sanitising():
 
 
 def test_state_round_trip_keeps_everything():
-    from tests.observability.obs_emf_samples import traffic_lines
+    from tests.obs_emf_samples import traffic_lines
 
     traffic = traffic_lines()
     store = MetricStore()

@@ -13,8 +13,11 @@ import pytest
 import requests
 from moto import mock_aws
 
-from tests.observability.obs_emf_samples import traffic_lines
+from tests.obs_emf_samples import traffic_lines
 from valerix_exporter.app import Config, Exporter
+
+# moto only: fake credentials, never a real AWS profile
+pytestmark = pytest.mark.usefixtures("fake_aws_credentials")
 
 ORDER_GROUP = "/aws/lambda/valerix-order-api"
 INVENTORY_GROUP = "/aws/lambda/valerix-inventory-api"

@@ -13,9 +13,12 @@ import requests
 from moto import mock_aws
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.observability.test_obs_exporter_component import make, put
+from tests.component.test_obs_exporter_component import make, put
 from valerix_exporter.emf import parse_message
 from valerix_exporter.lambda_report import function_of, parse_report
+
+# moto only: fake credentials, never a real AWS profile
+pytestmark = pytest.mark.usefixtures("fake_aws_credentials")
 
 ORDER_FN = "Valerix-order-api"
 INVENTORY_FN = "Valerix-inventory-api"
