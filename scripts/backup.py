@@ -23,10 +23,9 @@ import argparse
 import json
 import sys
 
+from infra.outputs import BACKUP_FUNCTION_NAME, BACKUP_RESTORE_FUNCTION_NAME, BACKUP_SYNC_FUNCTION_NAME
 from scripts import deployed_function
 from scripts.deployed_function import CliError
-
-from infra.outputs import BACKUP_FUNCTION_NAME, BACKUP_RESTORE_FUNCTION_NAME, BACKUP_SYNC_FUNCTION_NAME
 
 REPO = deployed_function.REPO
 OUTPUTS_FILE = deployed_function.OUTPUTS_FILE

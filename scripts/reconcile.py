@@ -25,11 +25,10 @@ import re
 import sys
 from pathlib import Path
 
+from infra.outputs import RECONCILE_FUNCTION_NAME
 from scripts import deployed_function
 from scripts.deployed_function import CliError
 from valerix_localcloud.private import private_dir, write_private
-
-from infra.outputs import RECONCILE_FUNCTION_NAME
 
 REPO = deployed_function.REPO
 OUTPUTS_FILE = deployed_function.OUTPUTS_FILE

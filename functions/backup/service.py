@@ -313,7 +313,7 @@ class BackupService:
         except Exception as exc:
             try:
                 databases.drop_database(secret, fresh, tls=self.settings.db_tls)
-            except Exception:  # noqa: BLE001 - report the original failure; the drop error is logged
+            except Exception:  # report the original failure; the drop error is logged
                 logger.exception("could not drop the failed restore database", extra={"database": fresh})
                 raise RestoreRefused(f"restore of {key} failed ({exc}) and dropping {fresh} failed too",
                                      database=fresh) from exc

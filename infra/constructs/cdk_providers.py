@@ -16,7 +16,7 @@ def acknowledge_cdk_providers(stack: Stack, *, website_bucket: s3.IBucket) -> No
         if child.node.id.startswith("Custom::CDKBucketDeployment"):
             label = "CDK BucketDeployment provider (uploads web/ + config.json, AWS only)"
             bucket_resource = website_bucket.node.default_child
-            assert isinstance(bucket_resource, CfnElement)  # noqa: S101 -- a typing guard: an s3.Bucket's is
+            assert isinstance(bucket_resource, CfnElement)  # a typing guard: an s3.Bucket's is
             website_bucket_id = stack.resolve(stack.get_logical_id(bucket_resource))
             rules = {
                 BASIC_ROLE: f"{label}: CDK-managed role that writes its own logs; not application code.",

@@ -47,8 +47,8 @@ Connections that hold under a burst (issue 15; the arithmetic is in db_limits.py
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, SecretValue

@@ -155,7 +155,7 @@ class FisExperiments(Construct):
                     "(CreateLogDelivery, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups) have "
                     "Resource *: they do not support resource-level permissions.")
         bucket_resource = self.config_bucket.node.default_child
-        assert isinstance(bucket_resource, CfnElement)  # noqa: S101 -- a typing guard: an s3.Bucket's is
+        assert isinstance(bucket_resource, CfnElement)  # a typing guard: an s3.Bucket's is
         config_objects = f"AwsSolutions-IAM5[Resource::<{stack.resolve(stack.get_logical_id(bucket_resource))}" \
                          f".Arn>/{CONFIG_PREFIX}/*]"
         acknowledge(self.role, config_objects,

@@ -24,7 +24,6 @@ import tarfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 from valerix_localcloud import listen
 

@@ -10,14 +10,13 @@ thing); whatever the bucket held before is put back afterwards.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from infra.outputs import WEBSITE_BUCKET_NAME
 from scripts import gameday
 from scripts.order_load import InvariantResult, OrderRecord, Violation
-from infra.outputs import WEBSITE_BUCKET_NAME
 from tests.browser.test_dashboard import expect_no_console_errors
 
 REPO = Path(__file__).resolve().parents[2]

@@ -162,7 +162,8 @@ def env(postgres_servers, monkeypatch):
         monkeypatch.setenv(key, value)
     for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
-    from functions.backup import handler, settings as backup_settings
+    from functions.backup import handler
+    from functions.backup import settings as backup_settings
     from functions.common import aws
 
     def fresh_environment() -> None:

@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from functions.gremlin.injector import InjectedError
 from functions.common.contracts import CORRELATION_ID_ATTRIBUTE
 from functions.common.observability import get_logger
+from functions.gremlin.injector import InjectedError
 from tests.component.conftest import call_api, lambda_context
 
 

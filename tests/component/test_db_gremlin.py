@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from functions.common import db
+from functions.common.db import Database, DatabaseUnavailable
 from functions.gremlin import injector as gremlin_injector
 from functions.gremlin.document import DatabaseMode
-from functions.common.db import Database, DatabaseUnavailable
 
 
 class FaultyInjector:

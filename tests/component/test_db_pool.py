@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pg8000.native
 import pytest
-from valerix_localcloud.postgres import SUPERUSER
 
 from functions.common.db import Database, DatabaseUnavailable
 from functions.common.settings import DbPool
+from valerix_localcloud.postgres import SUPERUSER
 
 
 @pytest.fixture

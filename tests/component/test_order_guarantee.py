@@ -4,8 +4,8 @@ client that retries after a 503 never buys twice."""
 
 from __future__ import annotations
 
-from functions.gremlin.injector import InjectedError
 from functions.common.db import Database, DatabaseUnavailable
+from functions.gremlin.injector import InjectedError
 from functions.order import repository as order_repository
 from functions.order import service as order_service
 from functions.order.handler import sweeper_handler

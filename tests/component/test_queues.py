@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from functions.gremlin.injector import InjectedError
 from functions.common.db import DatabaseUnavailable
+from functions.gremlin.injector import InjectedError
 from functions.inventory import service as inventory_service
 from functions.inventory.handler import queue_handler
 from functions.order.handler import completion_handler

@@ -7,7 +7,6 @@ gremlin is all off afterwards — also when the run is interrupted in the middle
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess

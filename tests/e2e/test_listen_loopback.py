@@ -14,9 +14,9 @@ import uuid
 import httpx
 import psutil
 import pytest
-from valerix_localcloud import cli, processes
 
 from infra.outputs import WEBSITE_BUCKET_NAME
+from valerix_localcloud import cli, processes
 
 pytestmark = pytest.mark.e2e
 

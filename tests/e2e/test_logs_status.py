@@ -17,10 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from valerix_localcloud import cli
-from valerix_localcloud.postgres import free_port
 
 from infra.outputs import GREMLIN_FUNCTION_NAME, ORDER_API_FUNCTION_NAME
+from valerix_localcloud.postgres import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -41,7 +41,7 @@ def test_cost_table_prices_the_quantities_of_the_template(aws_synth):
         assert (p["DBInstanceClass"], p["AllocatedStorage"], p["StorageType"], p["MultiAZ"]) == (
             "db.t4g.micro", "20", "gp3", False)  # fmt: skip
     # RDS Proxy bills the vCPUs of the instance behind it, at least 2 (t4g.micro has 2)
-    assert table_row(doc, "RDS Proxy")[1] == f"{count(aws_synth, 'AWS::RDS::DBProxy')} proxies × 2 vCPUs"
+    assert table_row(doc, "RDS Proxy")[1] == f"{count(aws_synth, 'AWS::RDS::DBProxy')} proxies × 2 vCPUs"  # noqa: RUF001 -- the docs' own multiplication sign
     assert table_row(doc, "NAT gateway")[1] == str(count(aws_synth, "AWS::EC2::NatGateway"))
     interface = [e["Properties"] for e in aws_synth.of_type("AWS::EC2::VPCEndpoint").values()
                  if e["Properties"].get("VpcEndpointType") == "Interface"]  # fmt: skip

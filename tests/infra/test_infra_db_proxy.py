@@ -16,11 +16,11 @@ import json
 import re
 
 import pytest
-from tests.infra.infra_synth import synth
-from tests.infra.test_infra_stack import ref_id
 
 from infra.constructs import db_limits
 from infra.constructs.databases import RDS_CA_BUNDLE_PATH
+from tests.infra.infra_synth import synth
+from tests.infra.test_infra_stack import ref_id
 
 # Handlers whose code opens one connection per database at a time and closes it (no pool):
 # migrate (master session closed before the owner's opens), backup (one dump at a time),

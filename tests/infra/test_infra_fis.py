@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.infra.nag_claims import check_all, findings_of, ref_id
-from tests.infra.test_infra_nag import acknowledgments, nag_violations
 
 from infra import outputs
 from infra.config import ValerixConfig
 from infra.constructs.fis import CONFIG_PREFIX, EXTENSION_WRAPPER
 from infra.constructs.service_functions import GREMLIN_STOP_ALARMS
+from tests.infra.nag_claims import check_all, findings_of, ref_id
+from tests.infra.test_infra_nag import acknowledgments, nag_violations
 
 EXPECTED = {  # scenario -> (action id, parameters, resource type, action target key)
     "latency": ("aws:lambda:invocation-add-delay",

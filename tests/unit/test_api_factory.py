@@ -7,11 +7,10 @@ import json
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from valerix_localcloud.invoke_emulator import lambda_context
-
 from functions.common import settings
 from functions.common.api import ApiError, create_app, make_api_handler
 from functions.common.db import DatabaseUnavailable
+from valerix_localcloud.invoke_emulator import lambda_context
 
 
 class Body(BaseModel):

@@ -3,7 +3,6 @@ SLOs and the scorecard are computed from the run's own records (issue 17 item 6)
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from scripts import gameday
 from scripts.order_load import InvariantResult, OrderRecord, Violation
+
 REPO = Path(__file__).resolve().parents[2]
 
 

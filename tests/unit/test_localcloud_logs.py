@@ -9,9 +9,9 @@ import time
 import boto3
 import pytest
 from moto import mock_aws
-from valerix_localcloud import logs
 
 from infra.outputs import API_URL, INVENTORY_API_FUNCTION_NAME, ORDER_API_FUNCTION_NAME
+from valerix_localcloud import logs
 
 STACK = {
     ORDER_API_FUNCTION_NAME: "Valerix-order-api",

@@ -12,11 +12,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
+from infra.outputs import ORDER_API_FUNCTION_NAME
 from valerix_localcloud import cli, localstack_host
 from valerix_localcloud.localstack_host import LocalStackError, safe_extract
 from valerix_localcloud.private import make_tree_private, private_dir, write_private
-
-from infra.outputs import ORDER_API_FUNCTION_NAME
 
 
 def _mode(path: Path) -> int:

@@ -65,9 +65,9 @@ def test_handlers_count_their_cold_start_once_in_one_whole_line(monkeypatch):
     import warnings
 
     from aws_lambda_powertools.metrics.provider.cold_start import reset_cold_start_flag
-    from valerix_localcloud.invoke_emulator import lambda_context
 
     from functions.common.observability import get_metrics
+    from valerix_localcloud.invoke_emulator import lambda_context
 
     out = RecordingStdout()
     monkeypatch.setattr("sys.stdout", out)

@@ -84,10 +84,10 @@ def test_a_missing_variable_of_the_backup_and_reconcile_functions_is_named():
     from functions.backup.settings import BackupSettings
     from functions.reconcile.settings import ReconcileSettings
 
-    with pytest.raises(SettingsError, match="BACKUP_KMS_KEY_ID is not set .*backup functions"):
+    with pytest.raises(SettingsError, match=r"BACKUP_KMS_KEY_ID is not set .*backup functions"):
         BackupSettings.from_env({"BACKUP_BUCKET": "b", "EXTERNAL_BUCKET": "e"})
     with pytest.raises(SettingsError, match="DB_TLS must be one of verify-full, disable"):
         BackupSettings.from_env({"BACKUP_BUCKET": "b", "EXTERNAL_BUCKET": "e", "BACKUP_KMS_KEY_ID": "k",
                                  "DB_TLS": "maybe"})
-    with pytest.raises(SettingsError, match="DLQ_URLS is not set .*reconcile function"):
+    with pytest.raises(SettingsError, match=r"DLQ_URLS is not set .*reconcile function"):
         ReconcileSettings.from_env({"ORDER_DB_SECRET_ARN": "o", "INVENTORY_DB_SECRET_ARN": "i"})
