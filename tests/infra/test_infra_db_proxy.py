@@ -37,6 +37,13 @@ def functions(s) -> dict[str, dict]:
             if "FunctionName" in r["Properties"]}  # fmt: skip
 
 
+def logical_id(value: object) -> str:
+    """The resource a Ref or GetAtt names (a test fails on anything else)."""
+    found = ref_id(value)
+    assert found is not None, f"neither a Ref nor a GetAtt: {value!r}"
+    return found
+
+
 def instance_dbname(s) -> dict[str, str]:
     """DBInstance logical id -> its database (order_db / inventory_db)."""
     return {k: r["Properties"]["DBName"] for k, r in s.of_type("AWS::RDS::DBInstance").items()}
@@ -47,7 +54,7 @@ def secret_dbname(s, secret_ref: object) -> str:
     `dbname` in the secret's value (or its generated value's template)."""
     resource = s.resources[ref_id(secret_ref)]
     if resource["Type"] == "AWS::SecretsManager::SecretTargetAttachment":
-        return instance_dbname(s)[ref_id(resource["Properties"]["TargetId"])]
+        return instance_dbname(s)[logical_id(resource["Properties"]["TargetId"])]
     p = resource["Properties"]
     value = p.get("SecretString") or p["GenerateSecretString"]["SecretStringTemplate"]
     return json.loads(value)["dbname"]
@@ -68,7 +75,7 @@ def proxies(s) -> dict[str, dict]:
         proxy = ref_id(p["DBProxyName"])
         percent = p["ConnectionPoolConfigurationInfo"]["MaxConnectionsPercent"]
         props = s.resources[proxy]["Properties"]
-        result[names[ref_id(instance)]] = {"proxy": proxy, "percent": percent, "props": props}
+        result[names[logical_id(instance)]] = {"proxy": proxy, "percent": percent, "props": props}
     return result
 
 

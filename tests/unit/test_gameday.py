@@ -4,6 +4,7 @@ SLOs and the scorecard are computed from the run's own records (issue 17 item 6)
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,7 @@ CLEAN_RECONCILE = {"status": "clean", "problems": [], "problemCounts": {"missing
                    "counts": {"orders": 100, "reservations": 99}, "since": "2023-11-14T22:13:15+00:00"}
 
 
-def a_run(orders: list[OrderRecord], violations: list[Violation] = (), reconcile=CLEAN_RECONCILE) -> gameday.Run:
+def a_run(orders: list[OrderRecord], violations: Sequence[Violation] = (), reconcile=CLEAN_RECONCILE) -> gameday.Run:
     run = gameday.Run(started_at=1_700_000_000.0, orders=orders, initial_stock={"p-1": 1000},
                       invariants=InvariantResult({"p-1": 1000 - 2 * sum(o.final_status == "CONFIRMED" for o in orders)},
                                                  list(violations)),
