@@ -157,38 +157,61 @@ def _fresh_settings():
     settings.runtime.cache_clear()
 
 
-# Placement under pytest-xdist (`make test` runs `-n 4 --dist loadgroup --no-loadscope-reorder`):
-# an xdist group runs on one worker, in collection order; groups start in collection order.
+# Placement under pytest-xdist (`make test`: -n 4 --dist loadgroup --no-loadscope-reorder).
+# A group runs on one worker, in collection order; work starts in collection order. Groups are
+# named from the node id alone, because the scheduler only sees node ids (and xdist 3.8's own
+# `xdist_group` mark no longer reaches them under pytest 9.2: it rewrites `item._nodeid`, which
+# pytest 9.2 no longer reads).
 LOCALCLOUD_GROUP = "localcloud"
-SYNTH_GROUP = "cdk-synth"
-SYNTH_FIXTURES = {"local_synth", "aws_synth", "any_synth"}  # tests/infra/conftest.py
-FRESH_CLONE_MODULE = "test_up_fresh_clone.py"
+LOCALCLOUD_FILES = ("tests/e2e/", "tests/browser/", "tests/lifecycle/test_up_down.py")
+NO_CLOUD_FILES = ("tests/browser/test_report_pages.py",)  # charts of synthetic runs, no cloud
+FRESH_CLONE_FILE = "tests/lifecycle/test_up_fresh_clone.py"
+SYNTH_GROUP = "cdk-synth"  # tests/infra: the CDK app synthesized once per target (session fixtures)
 
 
-def _placement(item) -> tuple[int, str | None]:
-    """(rank, xdist group) of a test; lower ranks are collected, hence started, first."""
-    path = Path(str(item.fspath))
-    if path.name == FRESH_CLONE_MODULE:
-        # Each builds and deploys a clone of its own (own ports, own Postgres, own temp dir): a
-        # worker each, beside the local-cloud worker, since they take minutes.
-        return 1, f"fresh-clone-{item.name}"
-    if "localcloud" in item.fixturenames or item.get_closest_marker("e2e"):
-        # One worker, one local cloud (the session's `localcloud` fixture); the lifecycle test
-        # that stops it is sorted last within the group.
-        return 0, LOCALCLOUD_GROUP
-    if SYNTH_FIXTURES & set(item.fixturenames):
-        return 2, SYNTH_GROUP  # one worker synthesizes the CDK app once per target (session fixtures)
-    return 3, None
+def xdist_group(nodeid: str) -> str | None:
+    path = nodeid.split("::", 1)[0]
+    if path == FRESH_CLONE_FILE:
+        # Each builds and deploys a clone of its own (own ports, Postgres, folder): a worker each,
+        # beside the local-cloud worker, since they take minutes.
+        return f"fresh-clone-{nodeid.split('::', 1)[1]}"
+    if path.startswith(LOCALCLOUD_FILES) and path not in NO_CLOUD_FILES:
+        return LOCALCLOUD_GROUP  # one worker, one local cloud (the session's `localcloud` fixture)
+    if path.startswith("tests/infra/"):
+        return SYNTH_GROUP
+    return None
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+RANKS = {LOCALCLOUD_GROUP: 0, SYNTH_GROUP: 2}
+
+
+def _rank(item) -> tuple[int, bool]:
+    group = xdist_group(item.nodeid)
+    rank = 3 if group is None else RANKS.get(group, 1)  # fresh clones: 1
+    return rank, "lifecycle" in Path(str(item.fspath)).parts  # the test that stops the cloud: last
+
+
 def pytest_collection_modifyitems(config, items):
-    """Local-cloud tests first, on one worker, the lifecycle test that stops the cloud last among
+    """Local-cloud tests first (on one worker), the lifecycle test that stops the cloud last among
     them; the fresh-clone tests next, each on a worker of its own; the CDK synth tests together;
-    the rest spread over whatever worker is free. Without xdist the same order, one by one."""
-    placements = {item.nodeid: _placement(item) for item in items}
+    the rest wherever a worker is free. Without xdist the same order, one by one."""
     for item in items:
-        group = placements[item.nodeid][1]
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: (placements[item.nodeid][0], "lifecycle" in Path(str(item.fspath)).parts))
+        if ("localcloud" in item.fixturenames or item.get_closest_marker("e2e")) and not (
+                xdist_group(item.nodeid) == LOCALCLOUD_GROUP or item.nodeid.startswith(FRESH_CLONE_FILE)):
+            raise pytest.UsageError(f"{item.nodeid} runs on the local cloud: put it in tests/e2e/ "
+                                    "(tests/conftest.py runs every local-cloud test on one worker)")
+    items.sort(key=_rank)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadgroup, with the groups of `xdist_group` above."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PlacedScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid) or nodeid
+
+    return PlacedScheduling(config, log)

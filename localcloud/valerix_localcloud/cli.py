@@ -194,6 +194,9 @@ def up(hot_reload: bool) -> dict[str, Any]:
     for service, server in databases().items():
         with step(f"start PostgreSQL {server.dbname}", f"read {server.log_file}"):
             server.start()
+            if server.orphaned_data:
+                print(f"    found a cluster from an earlier checkout at this path (its password is gone); "
+                      f"set it aside in {server.orphaned_data} and started a new one")
             secrets_by_service[service] = server.secret()
             _SECRET_VALUES.add(server.password)
 

@@ -139,6 +139,8 @@ class PostgresServer:
     # `make up` passes the stack's number (the RDS instances' max_connections, see cli.databases);
     # the test-suite's own servers keep room for many parallel test connections.
     max_connections: int = 200
+    # Set by start() when it found a cluster without a known password and moved it here.
+    orphaned_data: Path | None = None
 
     @property
     def server_dir(self) -> Path:
@@ -234,10 +236,27 @@ class PostgresServer:
             shutil.move(str(legacy), str(self.data_dir))
             _chown_to_owner(self.server_dir)
 
+    def _set_aside_orphaned_data(self) -> None:
+        """A cluster whose password nobody knows any more is set aside, not reused.
+
+        As root the data outlives the checkout (it lies under /var/lib/valerix, keyed by the
+        state directory's path), so a fresh clone at the same path, or a `.valerix/` deleted by
+        hand, finds a cluster created with a password that is gone with the old `server.json`.
+        Its data may hold someone's orders, so it is moved (stopped first), never deleted;
+        `make clean` removes it with the rest of the server's files.
+        """
+        if self.password or not (self.data_dir / "PG_VERSION").exists():
+            return
+        _stop_by_pidfile(self.data_dir)
+        aside = self.server_dir / time.strftime("data.orphaned-%Y%m%dT%H%M%SZ", time.gmtime())
+        self.data_dir.rename(aside)
+        self.orphaned_data = aside
+
     def init(self) -> None:
         private_dir(self.directory)
         self._load_state()
         self._prepare_server_dir()
+        self._set_aside_orphaned_data()
         if (self.data_dir / "PG_VERSION").exists():
             self._save_state()
             return

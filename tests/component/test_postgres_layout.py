@@ -101,3 +101,30 @@ def test_a_cluster_from_the_old_layout_is_stopped_moved_and_keeps_its_data(open_
     finally:
         new.destroy()
         shutil.rmtree(state, ignore_errors=True)
+
+
+@as_root
+def test_a_fresh_clone_at_the_same_path_sets_the_old_cluster_aside_and_starts(open_folder):
+    """As root the data outlives the checkout; a new clone at the same path has no password for
+    it. CI failed here: `make up` on a fresh clone answered 'password authentication failed'."""
+    state = open_folder / "clone" / ".valerix" / "pg" / "order"
+    old = PostgresServer(state, "order_db", fsync=False)
+    new = PostgresServer(state, "order_db", fsync=False)
+    try:
+        old.start()
+        conn = old.connect()
+        conn.run("CREATE TABLE kept (v text)")
+        conn.close()
+        # The old checkout is deleted while its server still runs; a new clone takes its place.
+        shutil.rmtree(open_folder / "clone")
+
+        new.start()
+
+        assert new.orphaned_data is not None and (new.orphaned_data / "PG_VERSION").exists()
+        assert new.orphaned_data.parent == new.server_dir
+        assert new.password and new.password != old.password
+        conn = new.connect()
+        assert conn.run("SELECT to_regclass('kept')") == [[None]], "a new cluster, not the old one"
+        conn.close()
+    finally:
+        new.destroy()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from infra.constructs import db_limits
+from infra.outputs import FUNCTION_NAME_OUTPUTS
 
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"  # the context the CDK app reads
 
@@ -34,7 +35,7 @@ def test_local_servers_run_with_the_stacks_max_connections(localcloud):
 def test_deployed_functions_carry_their_connection_caps(localcloud):
     lambda_client = localcloud.client("lambda")
     for key, use in db_limits.BUDGET.items():
-        name = localcloud.stack[f"{key}FunctionName"]
+        name = localcloud.stack[FUNCTION_NAME_OUTPUTS[key]]
         env = lambda_client.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
         if use.pooled:
             assert env["DB_POOL_MAX"] == str(use.connections), key

@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 
+from infra.outputs import INVENTORY_RESERVE_FUNCTION_NAME
 from tests.e2e.test_gremlin_database import CACHE_WAIT, assert_invariants
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -41,7 +42,7 @@ def _switch_on(api, document: dict) -> None:
 def _reserve_function_lines(cloud, order_id: str, since_ms: int) -> list[dict]:
     """The reserve function's Powertools log lines about `order_id` (FilterLogEvents)."""
     logs = cloud.client("logs")
-    group = f"/aws/lambda/{cloud.stack['InventoryReserveFunctionName']}"
+    group = f"/aws/lambda/{cloud.stack[INVENTORY_RESERVE_FUNCTION_NAME]}"
     lines = []
     for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group, startTime=since_ms):
         for event in page.get("events", []):
@@ -97,7 +98,7 @@ def test_the_reserve_function_refuses_a_reservation_it_cannot_commit_in_time(api
     lam = localcloud.client("lambda")
 
     def invoke(**extra) -> dict:
-        result = lam.invoke(FunctionName=localcloud.stack["InventoryReserveFunctionName"], Payload=json.dumps({
+        result = lam.invoke(FunctionName=localcloud.stack[INVENTORY_RESERVE_FUNCTION_NAME], Payload=json.dumps({
             "action": "reserve", "orderId": order_id, "productId": product, "quantity": 4, **extra}))
         assert "FunctionError" not in result, result
         return json.loads(result["Payload"].read())
