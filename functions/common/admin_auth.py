@@ -60,7 +60,7 @@ def admin_key() -> str:
     settings = get_settings()
     try:
         value = aws.secrets_provider().get(settings.admin_key_secret_arn, max_age=settings.admin_key_cache_seconds)
-    except Exception as exc:  # noqa: BLE001 - any failure (config, IAM, network) closes the route
+    except Exception as exc:  # any failure (config, IAM, network) closes the route
         raise AdminKeyUnavailable(f"cannot read the admin key secret: {type(exc).__name__}: {exc}") from exc
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")

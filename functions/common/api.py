@@ -39,7 +39,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 from fastapi import FastAPI, Request
@@ -48,6 +48,7 @@ from fastapi.responses import JSONResponse
 from mangum import Mangum
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.common import observability
 from functions.common.errors import ApiError, DatabaseUnavailable  # ApiError: importable from here too
@@ -61,8 +62,19 @@ from functions.common.observability import (
     valid_correlation_id,
 )
 
-__all__ = ["MAX_BODY_BYTES", "ApiError", "ErrorBody", "ERROR_RESPONSES", "create_app", "make_api_handler", "json_error",
-           "ensure_event_loop", "correlation_id_of", "current_correlation_id", "CORRELATION_ID_HEADER"]
+__all__ = [
+    "CORRELATION_ID_HEADER",
+    "ERROR_RESPONSES",
+    "MAX_BODY_BYTES",
+    "ApiError",
+    "ErrorBody",
+    "correlation_id_of",
+    "create_app",
+    "current_correlation_id",
+    "ensure_event_loop",
+    "json_error",
+    "make_api_handler",
+]
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -112,7 +124,7 @@ CORRELATION_ID_HEADER = "X-Correlation-Id"
 _correlation_id = observability._correlation_id
 
 
-def correlation_id_of(scope: dict) -> str:
+def correlation_id_of(scope: Mapping[str, Any]) -> str:
     """The request's correlation id: a well-formed X-Correlation-Id header, else API Gateway's
     request id, else the Lambda request id, else a new UUID."""
     header = _header(scope, CORRELATION_ID_HEADER.lower().encode())
@@ -155,7 +167,8 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
         else:
             described.append(f"{field}: {err.get('msg', 'invalid value')}")
     details = [
-        {"field": field, "type": err.get("type"), "message": err.get("msg")} for field, err in zip(fields, errors)
+        {"field": field, "type": err.get("type"), "message": err.get("msg")}
+        for field, err in zip(fields, errors, strict=True)
     ]
     return json_error(422, "invalid request: " + "; ".join(described), errors=details)
 
@@ -169,7 +182,7 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
 MAX_GATEWAY_WAIT_SECONDS = 1.0
 
 
-def gateway_wait_seconds(scope: dict, now: float | None = None) -> float:
+def gateway_wait_seconds(scope: Mapping[str, Any], now: float | None = None) -> float:
     """Seconds since API Gateway received this request (its requestContext.requestTimeEpoch,
     kept by Mangum in the ASGI scope), within [0, MAX_GATEWAY_WAIT_SECONDS]; 0 when unknown."""
     event = scope.get("aws.event") or {}
@@ -183,18 +196,18 @@ def gateway_wait_seconds(scope: dict, now: float | None = None) -> float:
 class _ObservedRequestMiddleware:
     """Pure ASGI middleware: body size limit, last-resort error handling, RED metrics."""
 
-    def __init__(self, app: Any, service: str) -> None:
+    def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
         self.logger = get_logger(service)
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         # latency as the caller sees it: from API Gateway's receipt of the request
         started_at = time.perf_counter() - gateway_wait_seconds(scope)
-        state = {"status": 500, "started": False}
+        status, started = 500, False
 
         correlation_id = correlation_id_of(scope)
         # Bound to the request's context (what the route's thread sees, and what producers pass
@@ -204,10 +217,11 @@ class _ObservedRequestMiddleware:
         cors = _cors_headers(scope)
         extra_headers = [*cors, (b"x-correlation-id", correlation_id.encode())]
 
-        async def send_wrapper(message: dict) -> None:
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                state["started"] = True
+                status = int(message["status"])
+                started = True
                 message = {**message, "headers": [*message.get("headers", []), *extra_headers]}
             await send(message)
 
@@ -228,7 +242,7 @@ class _ObservedRequestMiddleware:
                 return
             received = 0
 
-            async def limited_receive() -> dict:
+            async def limited_receive() -> Message:
                 nonlocal received
                 message = await receive()
                 if message["type"] == "http.request":
@@ -239,17 +253,17 @@ class _ObservedRequestMiddleware:
 
             await self.app(scope, limited_receive, send_wrapper)
         except _BodyTooLarge as exc:
-            if not state["started"]:
+            if not started:
                 await _send_json(send_wrapper, 413, _error_content(exc.detail))
-        except Exception:  # noqa: BLE001 - last resort: never a stack trace to the caller
+        except Exception:  # last resort: never a stack trace to the caller
             self.logger.exception("unhandled error", extra={"path": scope.get("path"), "method": scope.get("method")})
-            if not state["started"]:
+            if not started:
                 await _send_json(send_wrapper, 500, _error_content("internal error"))
         finally:
-            self._record(scope, state["status"], (time.perf_counter() - started_at) * 1000.0)
+            self._record(scope, status, (time.perf_counter() - started_at) * 1000.0)
             unbind()
 
-    def _record(self, scope: dict, status: int, duration_ms: float) -> None:
+    def _record(self, scope: Scope, status: int, duration_ms: float) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope.get("method", "GET")
@@ -264,17 +278,17 @@ class _ObservedRequestMiddleware:
         )
 
 
-def _header(scope: dict, name: bytes) -> bytes | None:
+def _header(scope: Mapping[str, Any], name: bytes) -> bytes | None:
     for key, value in scope.get("headers", []):
         if key == name:
-            return value
+            return bytes(value)  # ASGI header values are bytes already; bytes() says so to mypy
     return None
 
 
 _EXPOSED_HEADERS = b"Idempotent-Replayed, X-Correlation-Id"
 
 
-def _cors_headers(scope: dict) -> list[tuple[bytes, bytes]]:
+def _cors_headers(scope: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
     origin = _header(scope, b"origin")
     if not origin:
         return []
@@ -293,7 +307,7 @@ def _cors_headers(scope: dict) -> list[tuple[bytes, bytes]]:
     return []
 
 
-def _content_length(scope: dict) -> int | None:
+def _content_length(scope: Mapping[str, Any]) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
             try:
@@ -303,7 +317,7 @@ def _content_length(scope: dict) -> int | None:
     return None
 
 
-async def _send_json(send: Callable, status: int, content: dict) -> None:
+async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:
     body = json.dumps(content).encode()
     await send(
         {

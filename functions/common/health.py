@@ -19,7 +19,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -72,7 +72,7 @@ def run_checks(
     if extra:
         body.update(extra)
     body["checks"] = results
-    body["checkedAt"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    body["checkedAt"] = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if failing:
         body["message"] = "unhealthy: " + "; ".join(f"{name}: {results[name].get('error')}" for name in failing)
         return 503, body

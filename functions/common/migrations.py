@@ -27,7 +27,7 @@ from functions.common.db import connect, read_secret
 if TYPE_CHECKING:
     from functions.common.settings import Settings
 
-__all__ = ["run_migrations", "migration_files", "migrate_database", "ADVISORY_LOCK_KEY"]
+__all__ = ["ADVISORY_LOCK_KEY", "migrate_database", "migration_files", "run_migrations"]
 
 # Arbitrary constant shared by every Valerix service (each has its own database anyway).
 ADVISORY_LOCK_KEY = 0x56414C4552  # "VALER"
@@ -115,7 +115,9 @@ def migrate_database(directory: Path, app_privileges: Mapping[str, Collection[st
 
 
 @contextlib.contextmanager
-def _session(secret: Mapping[str, Any], settings: Settings, application_name: str) -> Iterator[pg8000.native.Connection]:
+def _session(
+    secret: Mapping[str, Any], settings: Settings, application_name: str
+) -> Iterator[pg8000.native.Connection]:
     conn = connect(secret, tls=settings.db_tls, timeout=30.0, application_name=application_name)
     try:
         yield conn

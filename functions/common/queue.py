@@ -31,6 +31,7 @@ from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ValidationError
 
@@ -87,16 +88,17 @@ def _with_correlation_id(record_handler: Callable[[SQSRecord], Any], logger: Any
 
 
 def backoff_seconds(receive_count: int) -> int:
-    return min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS ** max(1, receive_count))
+    # int(): typeshed types int ** int as Any (a negative exponent would make a float); ours is >= 1
+    return min(BACKOFF_MAX_SECONDS, int(BACKOFF_BASE_SECONDS ** max(1, receive_count)))
 
 
 @lru_cache(maxsize=16)
 def _queue_url(queue_arn: str) -> str:
     _, _, _, _, account, name = queue_arn.split(":", 5)
-    return aws.client("sqs").get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+    return str(aws.client("sqs").get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
 
 
-def _back_off(records: list[dict], failed_ids: set[str], logger: Any) -> None:
+def _back_off(records: list[dict[str, Any]], failed_ids: set[str], logger: Any) -> None:
     for record in records:
         if record.get("messageId") not in failed_ids:
             continue
@@ -111,8 +113,8 @@ def _back_off(records: list[dict], failed_ids: set[str], logger: Any) -> None:
             logger.warning("could not shorten redelivery delay", extra={"error": str(exc)})
 
 
-def process_batch(event: dict, context: Any, record_handler: Callable[[SQSRecord], Any],
-                  service: str, logger: Any) -> dict:
+def process_batch(event: dict[str, Any], context: Any, record_handler: Callable[[SQSRecord], Any],
+                  service: str, logger: Any) -> PartialItemFailureResponse:
     handle = _with_correlation_id(record_handler, logger)
 
     async def on_worker_thread(record: SQSRecord) -> Any:
@@ -129,5 +131,7 @@ def process_batch(event: dict, context: Any, record_handler: Callable[[SQSRecord
         put_metric("QueueRecords", MetricUnit.Count, processed, service=service, outcome="processed")
     if failures:
         put_metric("QueueRecords", MetricUnit.Count, len(failures), service=service, outcome="failed")
-        _back_off(records, {f["itemIdentifier"] for f in failures}, logger)
+        # An SQS failure is identified by its message id (a str; only Kafka's are dicts).
+        failed_ids = {str(f["itemIdentifier"]) for f in failures}
+        _back_off(records, failed_ids, logger)
     return response

@@ -4,12 +4,16 @@ Every service database (`order_db`, `inventory_db`, each on its own server) has 
 each with its own Secrets Manager secret in the RDS shape `{host, port, username, password,
 dbname, engine}`:
 
-| role | secret (who reads it) | may |
-|---|---|---|
-| master | RDS-generated on aws, the local server's superuser locally (the migrate function only) | everything; used for nothing but `bootstrap()` below |
-| owner, `<service>_owner` | the migrate function (its DB_SECRET_ARN), the restore function | owns every table; CREATE on schema `public`; CREATEDB (restore builds a fresh database) |
-| app, `<service>_app` | API, queue consumer, sweeper (DB_SECRET_ARN) | exactly the DML its repository declares (`APP_PRIVILEGES`), on those tables; no DDL, no CREATE, no TEMP |
-| reader, `<service>_backup` | the backup function | SELECT on every table and sequence of `public` (a consistent dump) |
+- master: RDS-generated on aws, the local server's superuser locally; read by the migrate
+  function only. May do everything; used for nothing but `bootstrap()` below.
+- owner, `<service>_owner`: read by the migrate function (its DB_SECRET_ARN) and the restore
+  function. Owns every table; CREATE on schema `public`; CREATEDB (restore builds a fresh
+  database).
+- app, `<service>_app`: read by the API, the queue consumer and the sweeper (DB_SECRET_ARN).
+  Exactly the DML its repository declares (`APP_PRIVILEGES`), on those tables; no DDL, no
+  CREATE, no TEMP.
+- reader, `<service>_backup`: read by the backup function. SELECT on every table and sequence
+  of `public` (a consistent dump).
 
 `bootstrap()` (as master) creates the three roles or resets their passwords from their secrets,
 locks the database and schema down (nothing for PUBLIC), and hands any object still owned by
@@ -28,7 +32,7 @@ from typing import Any
 import pg8000.native
 from pg8000.native import identifier, literal
 
-__all__ = ["APP_STATEMENTS", "Login", "RoleError", "bootstrap", "grant", "ROLE_LOCK_KEY"]
+__all__ = ["APP_STATEMENTS", "ROLE_LOCK_KEY", "Login", "RoleError", "bootstrap", "grant"]
 
 # Serialises concurrent bootstraps (CREATE ROLE is not "IF NOT EXISTS"). Not the migrations' key:
 # the master session holds this one while the owner's session takes the other.
@@ -53,7 +57,7 @@ class Login:
     password: str = dataclasses.field(repr=False)
 
     @classmethod
-    def from_secret(cls, secret: Mapping[str, Any], label: str) -> "Login":
+    def from_secret(cls, secret: Mapping[str, Any], label: str) -> Login:
         username, password = secret.get("username"), secret.get("password")
         if not username or not password:
             raise RoleError(f"the {label} secret lacks a username or password")
@@ -66,7 +70,7 @@ def _role_flags(conn: pg8000.native.Connection, names: list[str]) -> dict[str, d
         "FROM pg_roles WHERE rolname = ANY(CAST(:names AS text[]))", names=names,
     )
     keys = ("superuser", "createrole", "replication", "bypassrls", "createdb")
-    return {r[0]: dict(zip(keys, r[1:])) for r in rows}
+    return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
 
 
 def bootstrap(conn: pg8000.native.Connection, *, owner: Login, app: Login, reader: Login) -> dict[str, str]:
@@ -157,7 +161,8 @@ def grant(conn: pg8000.native.Connection, *, owner: str, app: str, reader: str,
     for table, privileges in app_privileges.items():
         unknown = {p.upper() for p in privileges} - APP_STATEMENTS
         if unknown or not privileges:
-            raise RoleError(f"app privileges on {table} must be among {sorted(APP_STATEMENTS)}, got {sorted(privileges)}")
+            raise RoleError(
+                f"app privileges on {table} must be among {sorted(APP_STATEMENTS)}, got {sorted(privileges)}")
     current = conn.run("SELECT current_user")[0][0]
     if current != owner:
         raise RoleError(f"grant() must run as the owner {owner!r}, not {current!r}")

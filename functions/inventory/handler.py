@@ -39,6 +39,7 @@ from functions.inventory import reserve_api, service
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     # built on first lookup, by `__getattr__` below
@@ -90,7 +91,7 @@ def _record_handler(record: SQSRecord) -> dict[str, Any]:
 @traced
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
-def queue_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def queue_handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     service.register_lambda_context(context)
     from functions.common.queue import process_batch
 

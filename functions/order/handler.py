@@ -37,6 +37,7 @@ from functions.order import inventory_client, service
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     # built on first lookup, by `__getattr__` below
@@ -98,7 +99,7 @@ def _record_handler(record: SQSRecord) -> str:
 @traced
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
-def completion_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def completion_handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     from functions.common.queue import process_batch
 
     return process_batch(event, context, _record_handler, service.SERVICE, logger)
