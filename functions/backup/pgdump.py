@@ -215,19 +215,28 @@ def _add(tar: tarfile.TarFile, name: str, content: bytes) -> None:
     tar.addfile(info, io.BytesIO(content))
 
 
+def member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """The content of a regular-file member (IntegrityError for anything else: a link, a folder)."""
+    handle = tar.extractfile(member)
+    if handle is None or not member.isfile():
+        raise IntegrityError(f"{member.name} is not a regular file")
+    with handle:
+        return handle.read()
+
+
 def unpack(payload: bytes) -> Dump:
     """Parse a decrypted payload and check every table against the manifest (IntegrityError)."""
     try:
         raw = gzip.decompress(payload)
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             members = {m.name: m for m in tar.getmembers() if m.isfile()}
-            manifest = json.loads(tar.extractfile(members["manifest.json"]).read())  # type: ignore[union-attr]
+            manifest = json.loads(member_bytes(tar, members["manifest.json"]))
             data = {}
             for table in manifest["tables"]:
                 member = members.get(f"tables/{table['name']}.copy")
                 if member is None:
                     raise IntegrityError(f"table {table['name']} is missing from the backup")
-                data[table["name"]] = tar.extractfile(member).read()  # type: ignore[union-attr]
+                data[table["name"]] = member_bytes(tar, member)
     except IntegrityError:
         raise
     except (OSError, EOFError, KeyError, ValueError, tarfile.TarError) as exc:

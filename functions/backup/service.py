@@ -348,6 +348,6 @@ def _tar(members: list[tuple[str, bytes]]) -> bytes:
 def _untar(archive: bytes) -> dict[str, bytes]:
     try:
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-            return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+            return {m.name: pgdump.member_bytes(tar, m) for m in tar.getmembers() if m.isfile()}
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise IntegrityError(f"corrupt external bundle: {exc}") from exc

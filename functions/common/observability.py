@@ -24,7 +24,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
@@ -199,4 +199,5 @@ def traced(handler: F) -> F:
     # Only botocore calls become subsegments: pg8000's X-Ray patch wraps pg8000.connect, which
     # the functions do not use (pg8000.native), and patching everything imports every library.
     tracer = Tracer(patch_modules=["botocore"])
-    return tracer.capture_lambda_handler(handler, capture_response=False)  # type: ignore[return-value]
+    # Powertools types the wrapper loosely; it is functools.wraps of the handler, same signature.
+    return cast(F, tracer.capture_lambda_handler(handler, capture_response=False))

@@ -261,7 +261,7 @@ class GremlinInjector:
         state: dict[str, Any] = {"fingerprint": fingerprint, "until": self._clock() + max(self.cache_seconds, 1)}
         try:
             marker = check_stop(self._dynamodb(), self._cloudwatch(), self.state_table, doc, self._wall_clock())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 -- whatever makes them unreadable, no injection without them
             self.logger.warning("gremlin stop conditions unreadable; holding off injection",
                                 extra={"alarms": doc.stop_conditions, "error": str(exc)})
             state["unknown"] = True

@@ -228,14 +228,14 @@ def apply() -> bool:
 
         metrics = InvocationMetrics()
         # version_manager imported these names; its per-invocation threads look them up there
-        version_manager.record_cw_metric_invocation = metrics.record_invocation  # type: ignore[attr-defined]
-        version_manager.record_cw_metric_error = metrics.record_error  # type: ignore[attr-defined]
-        lambda_logs.LogHandler.run_log_loop = run_log_loop  # type: ignore[method-assign]
+        version_manager.record_cw_metric_invocation = metrics.record_invocation  # type: ignore[attr-defined]  # the patch
+        version_manager.record_cw_metric_error = metrics.record_error  # type: ignore[attr-defined]  # the patch
+        lambda_logs.LogHandler.run_log_loop = run_log_loop  # type: ignore[method-assign]  # the patch
         # after LocalStack's own patch of the same method (logs provider), which this wraps
         from localstack.services.logs import provider as _logs_provider  # noqa: F401 -- imported for its side effect (its patch)
         from moto.logs.models import LogStream
 
-        LogStream.filter_log_events = from_start_time(LogStream.filter_log_events)  # type: ignore[method-assign]
+        LogStream.filter_log_events = from_start_time(LogStream.filter_log_events)  # type: ignore[method-assign]  # the patch
         _applied = True
         LOG.info("valerix: batched Lambda invocation metrics and log shipping, bisected log filtering")
         return True

@@ -137,7 +137,7 @@ class CountingDeliver:
         self.fail = fail
         self.attempts = 0
         self.intent_seen: list[dict | None] = []
-        env.service.external.deliver = self  # type: ignore[method-assign]
+        env.service.external.deliver = self  # type: ignore[method-assign]  # the test's stand-in
 
     def __call__(self, day: dt.date, archive: bytes, metadata: dict[str, str]) -> str:
         self.attempts += 1
