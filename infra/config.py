@@ -113,8 +113,10 @@ def _as_layer_arn(value: Any, key: str) -> str | None:
     if value is None or value == "":
         return None
     if not _LAYER_VERSION_ARN.fullmatch(str(value).strip()):
-        raise ValueError(f"context {key} must be a Lambda layer version ARN "
-                         f"(arn:aws:lambda:<region>:<account>:layer:<name>:<version>), got {value!r}")
+        raise ValueError(
+            f"context {key} must be a Lambda layer version ARN "
+            f"(arn:aws:lambda:<region>:<account>:layer:<name>:<version>), got {value!r}"
+        )
     return str(value).strip()
 
 
@@ -142,9 +144,7 @@ class ValerixConfig:
     localstack_endpoint: str = DEFAULT_LOCALSTACK_ENDPOINT
     admin_api_key: str = DEFAULT_LOCAL_ADMIN_API_KEY
     order_db_secret: dict[str, Any] = field(default_factory=lambda: _default_db_secret("order_db", 5433))
-    inventory_db_secret: dict[str, Any] = field(
-        default_factory=lambda: _default_db_secret("inventory_db", 5434)
-    )
+    inventory_db_secret: dict[str, Any] = field(default_factory=lambda: _default_db_secret("inventory_db", 5434))
     hot_reload: bool = False
     lambda_dependencies: bool = False
     metrics_url: str = ""
@@ -178,9 +178,7 @@ class ValerixConfig:
         return db_limits.max_connections(self.db_instance_class, self.db_max_connections)
 
     @classmethod
-    def from_context(
-        cls, ctx: Mapping[str, Any] | Node, environ: Mapping[str, str] | None = None
-    ) -> ValerixConfig:
+    def from_context(cls, ctx: Mapping[str, Any] | Node, environ: Mapping[str, str] | None = None) -> ValerixConfig:
         get_context = ctx.try_get_context if isinstance(ctx, Node) else ctx.get
         env = os.environ if environ is None else environ
 
@@ -195,17 +193,20 @@ class ValerixConfig:
             raise ValueError(f"context target must be one of {TARGETS}, got {target!r}")
         admin_key = str(get("adminApiKey") or DEFAULT_LOCAL_ADMIN_API_KEY)
         if len(admin_key) < 20:
-            raise ValueError("adminApiKey (context or VALERIX_ADMIN_API_KEY) must be at least 20 "
-                             "characters (API Gateway rule)")
+            raise ValueError(
+                "adminApiKey (context or VALERIX_ADMIN_API_KEY) must be at least 20 characters (API Gateway rule)"
+            )
         origins = tuple(o.strip().rstrip("/") for o in str(get("corsOrigins") or "").split(",") if o.strip())
         fis_experiments = _as_bool(get("fisExperiments"), False)
         fis_layer = _as_layer_arn(get("fisExtensionLayerArn"), "fisExtensionLayerArn")
         if fis_experiments and target != "aws":
             raise ValueError("context fisExperiments: AWS FIS experiments exist on target=aws only")
         if fis_experiments and fis_layer is None:
-            raise ValueError("context fisExperiments needs fisExtensionLayerArn: the FIS Lambda extension layer "
-                             "ARN of the region (aws ssm get-parameter --name "
-                             "/aws/service/fis/lambda-extension/AWS-FIS-extension-x86_64/1.x.x)")
+            raise ValueError(
+                "context fisExperiments needs fisExtensionLayerArn: the FIS Lambda extension layer "
+                "ARN of the region (aws ssm get-parameter --name "
+                "/aws/service/fis/lambda-extension/AWS-FIS-extension-x86_64/1.x.x)"
+            )
         default_metrics = "http://127.0.0.1:9108" if target == "local" else ""
         metrics_url = get("metricsUrl")
         return cls(

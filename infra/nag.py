@@ -120,8 +120,11 @@ def acknowledge_serverless_findings(stack: Stack) -> None:
 
     for node in stack.node.find_all():
         scope = node.node.scope
-        if (isinstance(node, lambda_.CfnFunction) and scope is not None
-                and isinstance(scope.node.scope, ServiceFunction)):
+        if (
+            isinstance(node, lambda_.CfnFunction)
+            and scope is not None
+            and isinstance(scope.node.scope, ServiceFunction)
+        ):
             if node.dead_letter_config is None:
                 acknowledge(node, "Serverless-LambdaDLQ", LAMBDA_DLQ_REASON)
             if not _tracing_active(node):

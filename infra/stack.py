@@ -59,8 +59,12 @@ class ValerixStack(Stack):
         )  # fmt: skip
         self.website = Website(self, "Website", config=config)
         # Admin key: checked by API Gateway (usage plan) and again by the admin functions.
-        self.admin_key = AdminKey(self, "AdminKey", secret_name=f"{prefix}/admin-api-key",
-                                  local_value=None if config.is_aws else config.admin_api_key)
+        self.admin_key = AdminKey(
+            self,
+            "AdminKey",
+            secret_name=f"{prefix}/admin-api-key",
+            local_value=None if config.is_aws else config.admin_api_key,
+        )
 
         # ---------------------------------------------------------------- api
         cors_origins = [*self.website.origins, *config.cors_origins]
@@ -73,16 +77,27 @@ class ValerixStack(Stack):
         # Built from the API id (not from the stage/deployment) so functions can reference it
         # without a dependency cycle through the methods that integrate them.
         if config.is_aws:
-            self.api_url = f"https://{self.api.rest_api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{config.stage_name}"
+            self.api_url = (
+                f"https://{self.api.rest_api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{config.stage_name}"
+            )
         else:
             self.api_url = f"{config.localstack_endpoint}/_aws/execute-api/{self.api.rest_api_id}/{config.stage_name}"
 
         # ---------------------------------------------------------------- functions
         factory = FunctionFactory(self, config=config, databases=self.databases)
         self.code = factory.code
-        self.service_functions = ServiceFunctions(self, factory, OrderFlowResources(
-            databases=self.databases, state=self.state, inventory_queue=self.inventory_queue,
-            completion_queue=self.completion_queue, admin_key=self.admin_key, cors_origins=cors_origins))
+        self.service_functions = ServiceFunctions(
+            self,
+            factory,
+            OrderFlowResources(
+                databases=self.databases,
+                state=self.state,
+                inventory_queue=self.inventory_queue,
+                completion_queue=self.completion_queue,
+                admin_key=self.admin_key,
+                cors_origins=cors_origins,
+            ),
+        )
         self.functions: dict[str, ServiceFunction] = dict(self.service_functions.functions)
         f = self.functions
         # Restore points every 4 h + one external call a day (issue 9), on both targets.
@@ -93,8 +108,13 @@ class ValerixStack(Stack):
             removal_policy=RemovalPolicy.RETAIN if config.is_aws else RemovalPolicy.DESTROY, tracing=config.is_aws,
         )  # fmt: skip
         f.update(self.local_backup.functions)
-        self.reconciler = Reconciler(self, factory, databases=self.databases,
-                                     inventory_queue=self.inventory_queue, completion_queue=self.completion_queue)
+        self.reconciler = Reconciler(
+            self,
+            factory,
+            databases=self.databases,
+            inventory_queue=self.inventory_queue,
+            completion_queue=self.completion_queue,
+        )
         f["Reconcile"] = self.reconciler.function
         # Reserved concurrency x DB_POOL_MAX within max_connections (infra/constructs/db_limits.py).
         self.databases.apply_connection_budget(f)
@@ -121,10 +141,14 @@ class ValerixStack(Stack):
         if config.is_aws:
             for db in (self.databases.order, self.databases.inventory):
                 assert db.proxy is not None
-                self.alarms.database_instance(db.name.capitalize(), rds_instance(db),
-                                              max_connections=self.databases.max_connections)
-                self.alarms.database_proxy(db.name.capitalize(), db.proxy.db_proxy_name,
-                                           max_database_connections=self.databases.budgets[db.name].proxy_connections)
+                self.alarms.database_instance(
+                    db.name.capitalize(), rds_instance(db), max_connections=self.databases.max_connections
+                )
+                self.alarms.database_proxy(
+                    db.name.capitalize(),
+                    db.proxy.db_proxy_name,
+                    max_database_connections=self.databases.budgets[db.name].proxy_connections,
+                )
 
         # ---------------------------------------------------------------- AWS FIS (opt-in)
         self.fis: FisExperiments | None = None
@@ -195,7 +219,12 @@ class ValerixStack(Stack):
             CfnOutput(
                 self,
                 out.ADMIN_API_KEY_VALUE_COMMAND,
-                value=Fn.join("", ["aws secretsmanager get-secret-value --query SecretString --output text "
-                                   "--secret-id ", self.admin_key.secret_arn]),
+                value=Fn.join(
+                    "",
+                    [
+                        "aws secretsmanager get-secret-value --query SecretString --output text --secret-id ",
+                        self.admin_key.secret_arn,
+                    ],
+                ),
                 description="Prints the generated admin API key (the API key and the functions use this secret)",
             )

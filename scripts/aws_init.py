@@ -53,29 +53,57 @@ class Bundle:
 
 
 def python_version(python: str) -> str:
-    return subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def _importable(bundle: Path, python: str) -> bool:
-    result = subprocess.run([python, "-s", "-c", "import pydantic_core, cryptography.hazmat.bindings._rust"],
-                            cwd=bundle, env=_child_env(bundle, {}), capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [python, "-s", "-c", "import pydantic_core, cryptography.hazmat.bindings._rust"],
+        cwd=bundle,
+        env=_child_env(bundle, {}),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return result.returncode == 0
 
 
 def _wheels_for(version: str) -> Path:
     """requirements.txt as manylinux wheels for CPython `version`, flat (as for the AWS bundle)."""
-    digest = hashlib.sha256(f"{bundling.LAMBDA_PLATFORM}|cp{version}|".encode()
-                            + bundling.REQUIREMENTS.read_bytes()).hexdigest()[:20]
+    digest = hashlib.sha256(
+        f"{bundling.LAMBDA_PLATFORM}|cp{version}|".encode() + bundling.REQUIREMENTS.read_bytes()
+    ).hexdigest()[:20]
     final = bundling.BUILD_ROOT / f"wheels-cp{version.replace('.', '')}-{digest}"
     if (final / ".valerix-complete").exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--platform", bundling.LAMBDA_PLATFORM,
-                    "--only-binary=:all:", "--python-version", version, "--implementation", "cp",
-                    "--no-compile", "--disable-pip-version-check", "--quiet", "--require-hashes",
-                    "-r", str(bundling.REQUIREMENTS), "-t", str(tmp)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--platform",
+            bundling.LAMBDA_PLATFORM,
+            "--only-binary=:all:",
+            "--python-version",
+            version,
+            "--implementation",
+            "cp",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--require-hashes",
+            "-r",
+            str(bundling.REQUIREMENTS),
+            "-t",
+            str(tmp),
+        ],
+        check=True,
+    )
     shutil.rmtree(tmp / "bin", ignore_errors=True)
     (tmp / ".valerix-complete").write_text("ok\n")
     try:
@@ -101,9 +129,12 @@ def bundle_for(python: str = sys.executable) -> Bundle:
             os.rename(tmp, twin)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
-    return Bundle(twin, python,
-                  f"the AWS bundle's layout with Python {version} wheels of the same pins (its "
-                  f"python{bundling.LAMBDA_PYTHON_VERSION} wheels cannot load under {version})")
+    return Bundle(
+        twin,
+        python,
+        f"the AWS bundle's layout with Python {version} wheels of the same pins (its "
+        f"python{bundling.LAMBDA_PYTHON_VERSION} wheels cannot load under {version})",
+    )
 
 
 def bundle_mb(path: Path) -> float:
@@ -114,8 +145,7 @@ def bundle_mb(path: Path) -> float:
 def _child_env(bundle: Path, extra: dict[str, str]) -> dict[str, str]:
     # Nothing of this machine's Python setup leaks in: only the bundle is on the path (like
     # /var/task), and no bytecode is written into it.
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(bundle), "PYTHONDONTWRITEBYTECODE": "1",
-           "LANG": "C.UTF-8"}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(bundle), "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
     env.update(extra)
     return env
 
@@ -123,38 +153,57 @@ def _child_env(bundle: Path, extra: dict[str, str]) -> dict[str, str]:
 def lambda_env(name: str, variables: dict[str, str] | None = None, region: str = "us-east-1") -> dict[str, str]:
     """The function's variables and what the Lambda runtime sets (INIT makes no network call;
     credentials are placeholders)."""
-    return {"AWS_LAMBDA_FUNCTION_NAME": name, "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test", **(variables or {})}
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        **(variables or {}),
+    }
 
 
 def compile_bundle(bundle: Bundle) -> None:
     """Bytecode for `bundle.python`, written once, as a bundle that ships it would have."""
-    subprocess.run([bundle.python, "-m", "compileall", "-q", "-j", "0", str(bundle.path)],
-                   capture_output=True, check=False)
+    subprocess.run(
+        [bundle.python, "-m", "compileall", "-q", "-j", "0", str(bundle.path)], capture_output=True, check=False
+    )
 
 
 def init_once(bundle: Bundle, handler: str, env: dict[str, str]) -> dict:
     # LAMBDA_TASK_ROOT (the code's directory, /var/task on AWS) as the runtime sets it: with it,
     # a function whose tracing is on imports the X-Ray SDK at INIT, as it does on AWS.
     env = {"LAMBDA_TASK_ROOT": str(bundle.path), **env}
-    result = subprocess.run([bundle.python, "-s", "-c", PROBE, handler], cwd=bundle.path,
-                            env=_child_env(bundle.path, env), capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [bundle.python, "-s", "-c", PROBE, handler],
+        cwd=bundle.path,
+        env=_child_env(bundle.path, env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{handler} failed to initialise from {bundle.path}:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure(bundle: Bundle, functions: dict[str, tuple[str, dict[str, str]]], repeats: int = 5,
-            ) -> dict[str, dict[str, float]]:
+def measure(
+    bundle: Bundle,
+    functions: dict[str, tuple[str, dict[str, str]]],
+    repeats: int = 5,
+) -> dict[str, dict[str, float]]:
     """Per function (name -> (handler, environment)): median CPU ms and median wall ms of INIT,
     a fresh interpreter each time."""
     compile_bundle(bundle)
     results = {}
     for name, (handler, env) in functions.items():
         probes = [init_once(bundle, handler, lambda_env(name, env)) for _ in range(repeats)]
-        results[name] = {"cpu_ms": round(statistics.median(p["cpu_ms"] for p in probes), 1),
-                         "wall_ms": round(statistics.median(p["init_ms"] for p in probes), 1)}
+        results[name] = {
+            "cpu_ms": round(statistics.median(p["cpu_ms"] for p in probes), 1),
+            "wall_ms": round(statistics.median(p["init_ms"] for p in probes), 1),
+        }
     return results
 
 
@@ -169,8 +218,10 @@ def template_functions(template: dict) -> dict[str, tuple[str, dict[str, str]]]:
         name = props.get("FunctionName") if isinstance(props.get("FunctionName"), str) else logical_id
         variables = props.get("Environment", {}).get("Variables", {})
         # tokens (Ref/GetAtt of queues, tables, secrets) become placeholders: INIT reads none of them
-        found[name] = (handler, {k: v if isinstance(v, str) else f"placeholder-{k.lower()}"
-                                 for k, v in variables.items()})
+        found[name] = (
+            handler,
+            {k: v if isinstance(v, str) else f"placeholder-{k.lower()}" for k, v in variables.items()},
+        )
     return found
 
 
@@ -181,8 +232,17 @@ def main() -> int:
         return 2
     bundle = bundle_for()
     aws, _ = bundling.stage_function_bundle("aws")
-    print(json.dumps({"bundle": str(bundle.path), "note": bundle.note, "bundle_mb": bundle_mb(aws),
-                      "aws_init_ms": measure(bundle, template_functions(template))}, indent=2))
+    print(
+        json.dumps(
+            {
+                "bundle": str(bundle.path),
+                "note": bundle.note,
+                "bundle_mb": bundle_mb(aws),
+                "aws_init_ms": measure(bundle, template_functions(template)),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

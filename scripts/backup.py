@@ -40,8 +40,9 @@ INVOKE_CONFIG = deployed_function.single_attempt(read_timeout=960)
 
 
 def lambda_client_and_outputs(args: argparse.Namespace):
-    return deployed_function.lambda_client_and_outputs(use_aws=args.aws, stack_name=args.stack_name,
-                                                       config=INVOKE_CONFIG)
+    return deployed_function.lambda_client_and_outputs(
+        use_aws=args.aws, stack_name=args.stack_name, config=INVOKE_CONFIG
+    )
 
 
 invoke = deployed_function.invoke

@@ -62,16 +62,25 @@ from valerix_localcloud.clients import local_client
 REPO = Path(__file__).resolve().parents[1]
 
 TARGETS = {
-    "happy_p50_ms": ("<=", 40), "happy_p99_ms": ("<=", 150), "happy_rps": (">=", 100),
-    "fallback_p99_ms": ("<=", 2200), "circuit_open_p99_ms": ("<=", 150),
-    "completion_p95_ms": ("<=", 2000), "up_warm_s": ("<=", 60),
+    "happy_p50_ms": ("<=", 40),
+    "happy_p99_ms": ("<=", 150),
+    "happy_rps": (">=", 100),
+    "fallback_p99_ms": ("<=", 2200),
+    "circuit_open_p99_ms": ("<=", 150),
+    "completion_p95_ms": ("<=", 2000),
+    "up_warm_s": ("<=", 60),
     # the local cloud against its floor (issue 18): throughput at least half, median at most double
-    "happy_rps_ratio": (">=", 0.5), "happy_p50_ratio": ("<=", 2.0),
+    "happy_rps_ratio": (">=", 0.5),
+    "happy_p50_ratio": ("<=", 2.0),
 }
 COLD_START_TARGET_MS = 500
 AWS_INIT_TARGET_MS = 250  # issue 15: per function, on this machine
-PER_FUNCTION = {"cold_start_ms": COLD_START_TARGET_MS, "aws_init_ms": AWS_INIT_TARGET_MS,
-                "aws_init_wall_ms": None, "bundle_mb": None}
+PER_FUNCTION = {
+    "cold_start_ms": COLD_START_TARGET_MS,
+    "aws_init_ms": AWS_INIT_TARGET_MS,
+    "aws_init_wall_ms": None,
+    "bundle_mb": None,
+}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -81,8 +90,14 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def load(base_url: str, clients: int, seconds: float, body_for, max_requests: int | None = None,
-         progress: Phase | None = None):
+def load(
+    base_url: str,
+    clients: int,
+    seconds: float,
+    body_for,
+    max_requests: int | None = None,
+    progress: Phase | None = None,
+):
     """`clients` threads POST /orders for `seconds`; returns (latencies_ms, responses, elapsed);
     responses are (unix time of the answer, response), in the order of `latencies_ms`."""
     latencies: list[float] = []
@@ -142,13 +157,20 @@ class Bench:
 
     def record(self, phase: str, latencies: list[float], responses: list[tuple[float, httpx.Response]]) -> None:
         for latency, (answered_at, response) in zip(latencies, responses, strict=True):
-            self.samples.append({"phase": phase, "sent_at": answered_at - latency / 1000,
-                                 "latency_ms": latency, "answer": str(response.status_code)})
+            self.samples.append(
+                {
+                    "phase": phase,
+                    "sent_at": answered_at - latency / 1000,
+                    "latency_ms": latency,
+                    "answer": str(response.status_code),
+                }
+            )
 
     def product(self, stock: int = 10_000_000) -> str:
         product_id = f"bench-{uuid.uuid4().hex[:8]}"
-        self.http.put(f"/admin/products/{product_id}", json={"name": "Bench", "stock": stock},
-                      headers=self.admin).raise_for_status()
+        self.http.put(
+            f"/admin/products/{product_id}", json={"name": "Bench", "stock": stock}, headers=self.admin
+        ).raise_for_status()
         return product_id
 
     def gremlin(self, document: dict | None, phase: str | None = None) -> None:
@@ -180,17 +202,18 @@ class Bench:
         body = {"productId": product, "quantity": 1}
         load(self.api_url, self.clients, 3, lambda: body)  # warm every environment
         with self.measured("happy") as bar:
-            latencies, responses, elapsed = load(self.api_url, self.clients, self.seconds, lambda: body,
-                                                 progress=bar)
+            latencies, responses, elapsed = load(self.api_url, self.clients, self.seconds, lambda: body, progress=bar)
         self.record("happy", latencies, responses)
         statuses = [r.status_code for _, r in responses]
-        self.results.update({
-            "happy_p50_ms": round(pct(latencies, 0.5), 1),
-            "happy_p99_ms": round(pct(latencies, 0.99), 1),
-            "happy_rps": round(len(latencies) / elapsed, 1),
-            "happy_requests": len(latencies),
-            "happy_confirmed_share": round(statuses.count(201) / max(1, len(statuses)), 3),
-        })
+        self.results.update(
+            {
+                "happy_p50_ms": round(pct(latencies, 0.5), 1),
+                "happy_p99_ms": round(pct(latencies, 0.99), 1),
+                "happy_rps": round(len(latencies) / elapsed, 1),
+                "happy_requests": len(latencies),
+                "happy_confirmed_share": round(statuses.count(201) / max(1, len(statuses)), 3),
+            }
+        )
 
     def baseline(self) -> None:
         lam = local_client("lambda", self.outputs["endpoint_url"])
@@ -200,9 +223,15 @@ class Bench:
             config = lam.get_function_configuration(FunctionName=stack[output])
             env = dict(os.environ)
             env.update(config.get("Environment", {}).get("Variables", {}))
-            env.update({"AWS_ENDPOINT_URL": self.outputs["endpoint_url"], "AWS_ACCESS_KEY_ID": "test",
-                        "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": self.outputs["region"],
-                        "AWS_REGION": self.outputs["region"]})
+            env.update(
+                {
+                    "AWS_ENDPOINT_URL": self.outputs["endpoint_url"],
+                    "AWS_ACCESS_KEY_ID": "test",
+                    "AWS_SECRET_ACCESS_KEY": "test",
+                    "AWS_DEFAULT_REGION": self.outputs["region"],
+                    "AWS_REGION": self.outputs["region"],
+                }
+            )
             return env
 
         reserve_port, order_port = free_port(), free_port()
@@ -213,38 +242,66 @@ class Bench:
         order_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://127.0.0.1:{reserve_port}"
         reserve_name = order_env["INVENTORY_RESERVE_FUNCTION"]
         commands = [
-            ([sys.executable, "-m", "valerix_localcloud.invoke_emulator", "--port", str(reserve_port),
-              "--function", f"{reserve_name}=functions.inventory.handler:reserve_handler"],
-             reserve_env),
-            ([sys.executable, "-m", "uvicorn", "functions.order.app:app", "--host", "127.0.0.1", "--port",
-              str(order_port), "--log-level", "warning", "--no-access-log"], order_env),
+            (
+                [
+                    sys.executable,
+                    "-m",
+                    "valerix_localcloud.invoke_emulator",
+                    "--port",
+                    str(reserve_port),
+                    "--function",
+                    f"{reserve_name}=functions.inventory.handler:reserve_handler",
+                ],
+                reserve_env,
+            ),
+            (
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "functions.order.app:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(order_port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                order_env,
+            ),
         ]
         servers = []
         try:
             for command, env in commands:
-                servers.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.DEVNULL))
+                servers.append(
+                    subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                )
             wait_port(reserve_port, 30)
             cli.wait_http(f"http://127.0.0.1:{order_port}/orders?limit=1", 30)
             # The floor must really be served by the emulator: a ping through it answers UP.
-            ping = httpx.post(f"http://127.0.0.1:{reserve_port}/2015-03-31/functions/{reserve_name}/invocations",
-                              json={"action": "ping"}, timeout=10)
+            ping = httpx.post(
+                f"http://127.0.0.1:{reserve_port}/2015-03-31/functions/{reserve_name}/invocations",
+                json={"action": "ping"},
+                timeout=10,
+            )
             if ping.status_code != 200 or ping.headers.get("x-amz-function-error") or ping.json() != {"status": "UP"}:
                 raise RuntimeError(f"the baseline's reserve emulator answered {ping.status_code}: {ping.text[:300]}")
             base = f"http://127.0.0.1:{order_port}"
             body = {"productId": self.product(), "quantity": 1}
             load(base, self.clients, 3, lambda: body)
             with self.measured("baseline") as bar:
-                latencies, responses, elapsed = load(base, self.clients, self.seconds, lambda: body,
-                                                     progress=bar)
+                latencies, responses, elapsed = load(base, self.clients, self.seconds, lambda: body, progress=bar)
             self.record("baseline", latencies, responses)
             statuses = [r.status_code for _, r in responses]
-            self.results.update({
-                "baseline_p50_ms": round(pct(latencies, 0.5), 1),
-                "baseline_p99_ms": round(pct(latencies, 0.99), 1),
-                "baseline_rps": round(len(latencies) / elapsed, 1),
-                "baseline_confirmed_share": round(statuses.count(201) / max(1, len(statuses)), 3),
-            })
+            self.results.update(
+                {
+                    "baseline_p50_ms": round(pct(latencies, 0.5), 1),
+                    "baseline_p99_ms": round(pct(latencies, 0.99), 1),
+                    "baseline_rps": round(len(latencies) / elapsed, 1),
+                    "baseline_confirmed_share": round(statuses.count(201) / max(1, len(statuses)), 3),
+                }
+            )
             self.ratios()
         finally:
             for server in servers:
@@ -265,8 +322,9 @@ class Bench:
         body = {"productId": product, "quantity": 1}
         self.gremlin({"latency": {"enabled": True, "delayMs": 5000, "every": 1}}, "fallback")
         with self.measured("fallback") as bar:
-            latencies, responses, _ = load(self.api_url, self.clients, self.phase_seconds("fallback"),
-                                           lambda: body, progress=bar)
+            latencies, responses, _ = load(
+                self.api_url, self.clients, self.phase_seconds("fallback"), lambda: body, progress=bar
+            )
         self.record("fallback", latencies, responses)
         self.gremlin(None, "fallback")
         switched_off = time.time()
@@ -304,8 +362,9 @@ class Bench:
         while self.circuit_state() != "open" and time.monotonic() < deadline:
             self.http.post("/orders", json=body)
         with self.measured("circuit_open") as bar:
-            latencies, responses, _ = load(self.api_url, self.clients, self.phase_seconds("circuit_open"),
-                                           lambda: body, progress=bar)
+            latencies, responses, _ = load(
+                self.api_url, self.clients, self.phase_seconds("circuit_open"), lambda: body, progress=bar
+            )
         self.record("circuit_open", latencies, responses)
         reasons = [r.json().get("reason") for _, r in responses]
         self.results["circuit_open_p99_ms"] = round(pct(latencies, 0.99), 1)
@@ -330,8 +389,9 @@ class Bench:
             config = lam.get_function_configuration(FunctionName=name)
             variables = dict(config.get("Environment", {}).get("Variables", {}))
             # A configuration change retires the warm environments: the next invoke is cold.
-            lam.update_function_configuration(FunctionName=name, Environment={
-                "Variables": {**variables, "VALERIX_BENCH_NONCE": uuid.uuid4().hex}})
+            lam.update_function_configuration(
+                FunctionName=name, Environment={"Variables": {**variables, "VALERIX_BENCH_NONCE": uuid.uuid4().hex}}
+            )
             lam.get_waiter("function_updated_v2").wait(FunctionName=name)
             response = lam.invoke(FunctionName=name, Payload=json.dumps(event).encode(), LogType="Tail")
             tail = base64.b64decode(response.get("LogResult", "")).decode(errors="replace")
@@ -372,8 +432,9 @@ class Bench:
 
     def up_warm(self) -> None:
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "valerix_localcloud", "up"], cwd=REPO,
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "valerix_localcloud", "up"], cwd=REPO, capture_output=True, text=True, check=False
+        )
         if result.returncode == 0:
             self.results["up_warm_s"] = round(time.monotonic() - started, 1)
         else:
@@ -382,12 +443,25 @@ class Bench:
 
 
 def api_event(method: str, path: str, query: dict | None = None) -> dict:
-    return {"resource": path, "path": path, "httpMethod": method, "headers": {"accept": "application/json"},
-            "multiValueHeaders": {}, "queryStringParameters": query, "multiValueQueryStringParameters":
-            {k: [v] for k, v in (query or {}).items()} or None, "pathParameters": None,
-            "requestContext": {"resourcePath": path, "httpMethod": method, "stage": "prod",
-                               "requestId": uuid.uuid4().hex, "identity": {"sourceIp": "127.0.0.1"}},
-            "body": None, "isBase64Encoded": False}
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": {"accept": "application/json"},
+        "multiValueHeaders": {},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
+        "pathParameters": None,
+        "requestContext": {
+            "resourcePath": path,
+            "httpMethod": method,
+            "stage": "prod",
+            "requestId": uuid.uuid4().hex,
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": None,
+        "isBase64Encoded": False,
+    }
 
 
 def wait_port(port: int, timeout: float) -> None:
@@ -418,8 +492,13 @@ def machine() -> dict:
     except OSError:
         pass
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": round(memory_gib, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(memory_gib, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def verdict(key: str, value) -> str:
@@ -434,8 +513,9 @@ def write_report(results: dict, samples: list[dict], marks: list[dict], started_
     """<out stem>-report.md with the numbers and the charts drawn from this run's requests,
     the SVGs in <out stem>-charts/, and <out stem>-report.html showing them."""
     report_md = out.with_name(f"{out.stem}-report.md")
-    chart_samples = [report_charts.Sample(s["phase"], s["sent_at"] - started_at, s["latency_ms"], s["answer"])
-                     for s in samples]
+    chart_samples = [
+        report_charts.Sample(s["phase"], s["sent_at"] - started_at, s["latency_ms"], s["answer"]) for s in samples
+    ]
     chart_marks = [report_charts.Mark(m["phase"], m["at"] - started_at, m["label"], m["on"]) for m in marks]
     charts = report_charts.write_charts(chart_samples, chart_marks, report_md, baseline="baseline")
     rows = []
@@ -445,21 +525,36 @@ def write_report(results: dict, samples: list[dict], marks: list[dict], started_
         if key in PER_FUNCTION and isinstance(value, dict):
             target = PER_FUNCTION[key]
             for name, number in value.items():
-                rows.append((f"{key}[{name}]", str(number), "" if target is None else
-                             f"<= {target}: {'ok' if number <= target else 'MISSED'}"))
+                rows.append(
+                    (
+                        f"{key}[{name}]",
+                        str(number),
+                        "" if target is None else f"<= {target}: {'ok' if number <= target else 'MISSED'}",
+                    )
+                )
             continue
         rows.append((key, str(value), verdict(key, value)))
     machine_line = ", ".join(f"{k} {v}" for k, v in results.get("machine", {}).items())
     page = report_md.with_suffix(".html")
-    report_charts.write_html(page, "Valerix bench report", charts,
-                             [(key, f"{value}  ({target})" if target else value) for key, value, target in rows],
-                             started_at)
-    lines = ["# Valerix bench report", "",
-             f"Measured {results.get('measured_at', '')}, {results.get('clients')} clients, "
-             f"{results.get('seconds')} s per load phase. Machine: {machine_line}.", "",
-             "| key | value | target |", "|---|---|---|",
-             *[f"| `{key}` | {value} | {target} |" for key, value, target in rows], "",
-             *report_charts.markdown_lines(charts, page)]
+    report_charts.write_html(
+        page,
+        "Valerix bench report",
+        charts,
+        [(key, f"{value}  ({target})" if target else value) for key, value, target in rows],
+        started_at,
+    )
+    lines = [
+        "# Valerix bench report",
+        "",
+        f"Measured {results.get('measured_at', '')}, {results.get('clients')} clients, "
+        f"{results.get('seconds')} s per load phase. Machine: {machine_line}.",
+        "",
+        "| key | value | target |",
+        "|---|---|---|",
+        *[f"| `{key}` | {value} | {target} |" for key, value, target in rows],
+        "",
+        *report_charts.markdown_lines(charts, page),
+    ]
     report_md.write_text("\n".join(lines) + "\n")
     return report_md
 
@@ -488,8 +583,13 @@ def main(argv: list[str] | None = None) -> int:
             if phase == "up_warm":  # a redeploy may change nothing, but re-read to be sure
                 bench.outputs = json.loads(cli.OUTPUTS_FILE.read_text())
             progress.write(f"    done in {time.monotonic() - started:.1f}s")
-    results = {"measured_at": datetime.now().isoformat(timespec="seconds"), "machine": machine(),
-               "clients": args.clients, "seconds": args.seconds, **bench.results}
+    results = {
+        "measured_at": datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "clients": args.clients,
+        "seconds": args.seconds,
+        **bench.results,
+    }
     args.out.write_text(json.dumps(results, indent=2))
     report_md = write_report(results, bench.samples, bench.marks, run_started, args.out)
     print()
@@ -504,12 +604,16 @@ def main(argv: list[str] | None = None) -> int:
         if key in PER_FUNCTION and isinstance(value, dict):
             limit = PER_FUNCTION[key]
             for name, number in value.items():
-                print(f"  {key}[{name}] = {number}" + ("" if limit is None else
-                      f"  (target <= {limit}: {'ok' if number <= limit else 'MISSED'})"))
+                print(
+                    f"  {key}[{name}] = {number}"
+                    + ("" if limit is None else f"  (target <= {limit}: {'ok' if number <= limit else 'MISSED'})")
+                )
             continue
         print(f"  {key} = {value}{verdict}")
-    print(f"written to {args.out}; report with charts: {report_md} ({report_md.with_suffix('.html').name} "
-          f"shows them in a browser)")
+    print(
+        f"written to {args.out}; report with charts: {report_md} ({report_md.with_suffix('.html').name} "
+        f"shows them in a browser)"
+    )
     return 0
 
 

@@ -41,15 +41,21 @@ def lambda_client_and_outputs(*, use_aws: bool, stack_name: str, config: Config)
     from valerix_localcloud.clients import LOCAL_CREDENTIALS, assert_local_endpoint
 
     # Not local_client(): its SDK retries would re-invoke a function whose answer was slow.
-    client = boto3.client("lambda", endpoint_url=assert_local_endpoint(data["endpoint_url"]),
-                          region_name=data.get("region") or "us-east-1", config=config, **LOCAL_CREDENTIALS)
+    client = boto3.client(
+        "lambda",
+        endpoint_url=assert_local_endpoint(data["endpoint_url"]),
+        region_name=data.get("region") or "us-east-1",
+        config=config,
+        **LOCAL_CREDENTIALS,
+    )
     return client, data.get("stack", {})
 
 
 def invoke(client: Any, function_name: str, payload: dict) -> Any:
     """The function's answer; a function error becomes a CliError naming its type and message."""
-    response = client.invoke(FunctionName=function_name, InvocationType="RequestResponse",
-                             Payload=json.dumps(payload).encode())
+    response = client.invoke(
+        FunctionName=function_name, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
+    )
     body = response["Payload"].read()
     try:
         result = json.loads(body) if body else None

@@ -160,9 +160,10 @@ def load_scenario(path: Path) -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'scenario'}: "
-                             f"{str(e['msg']).removeprefix('Value error, ')}"
-                             for e in exc.errors(include_url=False))
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'scenario'}: {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False)
+        )
         raise ScenarioError(f"{path}: {problems}") from None
 
 
@@ -179,15 +180,21 @@ class PlannedPhase:
         if self.gremlin is None:
             return None
         expires = math.ceil(self.seconds) + EXPIRY_MARGIN_S
-        return {key: ({"expiresInSeconds": expires, **value}
-                      if key in MODES and isinstance(value, dict)
-                      and not {"expiresAt", "expiresInSeconds"} & value.keys() else value)
-                for key, value in self.gremlin.items()}
+        return {
+            key: (
+                {"expiresInSeconds": expires, **value}
+                if key in MODES and isinstance(value, dict) and not {"expiresAt", "expiresInSeconds"} & value.keys()
+                else value
+            )
+            for key, value in self.gremlin.items()
+        }
 
 
 def plan(scenario: Scenario, scale: float) -> list[PlannedPhase]:
-    return [PlannedPhase(p.name, max(1.0, p.seconds * scale), p.rate or scenario.load.rate, p.gremlin)
-            for p in scenario.phases]
+    return [
+        PlannedPhase(p.name, max(1.0, p.seconds * scale), p.rate or scenario.load.rate, p.gremlin)
+        for p in scenario.phases
+    ]
 
 
 def describe_gremlin(document: dict[str, Any] | None) -> str:
@@ -237,25 +244,40 @@ class Run:
     finished_at: float = 0.0
 
 
-def play(driver: LoadDriver, phases: list[PlannedPhase], scenario: Scenario, run: Run, progress: RunProgress,
-         stop: threading.Event) -> None:
+def play(
+    driver: LoadDriver,
+    phases: list[PlannedPhase],
+    scenario: Scenario,
+    run: Run,
+    progress: RunProgress,
+    stop: threading.Event,
+) -> None:
     """Every phase in turn under one steady stream of orders; the gremlin is switched as the phase
     begins. Returns with the load stopped (the gremlin is the caller's to switch off)."""
     current: list[tuple[str, float, Phase | None] | None] = [None]
     placed: list[OrderRecord] = []
     rng = random.Random(f"gameday-{scenario.name}")  # noqa: S311 -- a repeatable order mix, not a secret
-    loader = threading.Thread(target=lambda: placed.extend(
-        driver.place_paced(lambda: current[0], list(run.initial_stock), rng, stop)), name="gameday-load", daemon=True)
+    loader = threading.Thread(
+        target=lambda: placed.extend(driver.place_paced(lambda: current[0], list(run.initial_stock), rng, stop)),
+        name="gameday-load",
+        daemon=True,
+    )
     on = False
     try:
         for phase in phases:
             document = phase.document()
             if document is not None or on:
-                driver.gremlin(document, phase.name, settle=False,
-                               label=f"{phase.name}: {describe_gremlin(phase.gremlin)}" if document else "gremlin off")
+                driver.gremlin(
+                    document,
+                    phase.name,
+                    settle=False,
+                    label=f"{phase.name}: {describe_gremlin(phase.gremlin)}" if document else "gremlin off",
+                )
                 on = document is not None
-            progress.write(f"==> {phase.name}: {phase.seconds:.0f} s at {phase.rate:g} orders/s, "
-                           f"gremlin: {describe_gremlin(phase.gremlin)}")
+            progress.write(
+                f"==> {phase.name}: {phase.seconds:.0f} s at {phase.rate:g} orders/s, "
+                f"gremlin: {describe_gremlin(phase.gremlin)}"
+            )
             started = time.time()
             with progress.phase(phase.name, seconds=phase.seconds) as bar:
                 current[0] = (phase.name, phase.rate, bar)
@@ -286,7 +308,8 @@ def check(driver: LoadDriver, run: Run, outputs: dict[str, Any], drain_timeout: 
     since = dt.datetime.fromtimestamp(run.started_at - 5, dt.UTC).isoformat()
     try:
         client, stack = deployed_function.lambda_client_and_outputs(
-            use_aws=False, stack_name=cli.STACK_NAME, config=reconcile_script.INVOKE_CONFIG)
+            use_aws=False, stack_name=cli.STACK_NAME, config=reconcile_script.INVOKE_CONFIG
+        )
         function_name = stack.get(reconcile_script.FUNCTION_OUTPUT)
         if not function_name:
             raise deployed_function.CliError("the reconcile function is not deployed: `make up` first")
@@ -302,8 +325,11 @@ def check(driver: LoadDriver, run: Run, outputs: dict[str, Any], drain_timeout: 
 def lost_records(run: Run) -> list[OrderRecord]:
     """Requests without a valid answer, and accepted orders not stored or never final."""
     lost_ids = {v.subject for v in run.invariants.violations if v.kind in LOST_KINDS}
-    return [r for r in run.orders
-            if r.error or r.http_status not in VALID_ANSWERS or (r.order_id and r.order_id in lost_ids)]
+    return [
+        r
+        for r in run.orders
+        if r.error or r.http_status not in VALID_ANSWERS or (r.order_id and r.order_id in lost_ids)
+    ]
 
 
 def within(record: OrderRecord, slo: SloSpec) -> bool:
@@ -315,8 +341,15 @@ def _pct(share: float) -> str:
 
 
 def _slo(slo_id: str, name: str, target: str, actual: str, passed: bool, details: list[str]) -> dict[str, Any]:
-    return {"id": slo_id, "name": name, "target": target, "actual": actual, "pass": passed,
-            "details": details[:DETAILS_SHOWN], "moreDetails": max(0, len(details) - DETAILS_SHOWN)}
+    return {
+        "id": slo_id,
+        "name": name,
+        "target": target,
+        "actual": actual,
+        "pass": passed,
+        "details": details[:DETAILS_SHOWN],
+        "moreDetails": max(0, len(details) - DETAILS_SHOWN),
+    }
 
 
 def evaluate(run: Run, slo: SloSpec) -> list[dict[str, Any]]:
@@ -324,22 +357,48 @@ def evaluate(run: Run, slo: SloSpec) -> list[dict[str, Any]]:
     orders = run.orders
     fast = sum(1 for r in orders if within(r, slo))
     share = fast / len(orders) if orders else 0.0
-    slow = [f"{r.phase}: {r.order_id or r.error or 'no order id'} answered {r.http_status} after "
-            f"{r.latency_ms:.0f} ms" for r in orders if not within(r, slo)]
+    slow = [
+        f"{r.phase}: {r.order_id or r.error or 'no order id'} answered {r.http_status} after {r.latency_ms:.0f} ms"
+        for r in orders
+        if not within(r, slo)
+    ]
     seconds = f"{slo.answer_within_ms / 1000:g} s"
-    results = [_slo("latency", f"answers within {seconds}", f"≥ {_pct(slo.answer_share)} of order requests",
-                    f"{_pct(share)} ({fast} of {len(orders)})", bool(orders) and share >= slo.answer_share,
-                    slow if orders else ["no order was placed"])]
+    results = [
+        _slo(
+            "latency",
+            f"answers within {seconds}",
+            f"≥ {_pct(slo.answer_share)} of order requests",
+            f"{_pct(share)} ({fast} of {len(orders)})",
+            bool(orders) and share >= slo.answer_share,
+            slow if orders else ["no order was placed"],
+        )
+    ]
 
     lost = lost_records(run)
     stuck = [v.message for v in run.invariants.violations if v.kind == "queue_not_drained"]
     lost_details = [v.message for v in run.invariants.violations if v.kind in ("no_answer", *LOST_KINDS)] + stuck
-    results.append(_slo("lost", "lost orders", f"≤ {slo.max_lost_orders}", f"{len(lost)} of {len(orders)}",
-                        len(lost) <= slo.max_lost_orders and not stuck, lost_details))
+    results.append(
+        _slo(
+            "lost",
+            "lost orders",
+            f"≤ {slo.max_lost_orders}",
+            f"{len(lost)} of {len(orders)}",
+            len(lost) <= slo.max_lost_orders and not stuck,
+            lost_details,
+        )
+    )
 
     stock = [v.message for v in run.invariants.violations if v.kind in STOCK_KINDS]
-    results.append(_slo("stock", "stock exact", "moved by exactly the confirmed quantities, one reservation each",
-                        "exact" if not stock else f"{len(stock)} discrepancies", not stock, stock))
+    results.append(
+        _slo(
+            "stock",
+            "stock exact",
+            "moved by exactly the confirmed quantities, one reservation each",
+            "exact" if not stock else f"{len(stock)} discrepancies",
+            not stock,
+            stock,
+        )
+    )
 
     dlq = [v.message for v in run.invariants.violations if v.kind == "dlq"]
     if run.reconcile is None:
@@ -347,13 +406,17 @@ def evaluate(run: Run, slo: SloSpec) -> list[dict[str, Any]]:
     else:
         problems = run.reconcile.get("problems", [])
         counts = {k: v for k, v in run.reconcile.get("problemCounts", {}).items() if v}
-        actual = ("clean" if run.reconcile.get("status") == "clean" else
-                  ", ".join(f"{kind} {count}" for kind, count in counts.items()) or "problems")
+        actual = (
+            "clean"
+            if run.reconcile.get("status") == "clean"
+            else ", ".join(f"{kind} {count}" for kind, count in counts.items()) or "problems"
+        )
         actual += f" ({run.reconcile['counts']['orders']} orders checked)"
         passed = run.reconcile.get("status") == "clean" and not dlq
         details = [reconcile_script.problem_line(p) for p in problems] + dlq
-    results.append(_slo("reconcile", "reconciliation clean", "no problem (make reconcile), DLQs empty",
-                        actual, passed, details))
+    results.append(
+        _slo("reconcile", "reconciliation clean", "no problem (make reconcile), DLQs empty", actual, passed, details)
+    )
     return results
 
 
@@ -370,26 +433,38 @@ def scorecard(scenario: Scenario, phases: list[PlannedPhase], scale: float, run:
         records = [r for r in run.orders if r.phase == phase.name]
         stats = phase_stats(records)
         start, end = run.windows.get(phase.name, (0.0, 0.0))
-        phase_rows.append({
-            "name": phase.name, "seconds": round(phase.seconds, 1), "rate": phase.rate,
-            "gremlin": phase.gremlin, "fault": describe_gremlin(phase.gremlin),
-            "startedAt": _iso(start) if start else None, "endedAt": _iso(end) if end else None,
-            "orders": stats["orders"],
-            "answers": {"201": stats["201"], "202": stats["202"], "409": stats["409"], "other": stats["other"]},
-            "withinTarget": sum(1 for r in records if within(r, scenario.slo)),
-            "withinTargetShare": (sum(1 for r in records if within(r, scenario.slo)) / len(records)
-                                  if records else None),
-            "p50Ms": round(stats["p50_ms"], 1), "p99Ms": round(stats["p99_ms"], 1),
-            "maxMs": round(max((r.latency_ms for r in records), default=0.0), 1),
-            "confirmed": stats["confirmed"], "rejected": stats["rejected"],
-            "lost": sum(1 for r in records if id(r) in lost),
-        })
+        phase_rows.append(
+            {
+                "name": phase.name,
+                "seconds": round(phase.seconds, 1),
+                "rate": phase.rate,
+                "gremlin": phase.gremlin,
+                "fault": describe_gremlin(phase.gremlin),
+                "startedAt": _iso(start) if start else None,
+                "endedAt": _iso(end) if end else None,
+                "orders": stats["orders"],
+                "answers": {"201": stats["201"], "202": stats["202"], "409": stats["409"], "other": stats["other"]},
+                "withinTarget": sum(1 for r in records if within(r, scenario.slo)),
+                "withinTargetShare": (
+                    sum(1 for r in records if within(r, scenario.slo)) / len(records) if records else None
+                ),
+                "p50Ms": round(stats["p50_ms"], 1),
+                "p99Ms": round(stats["p99_ms"], 1),
+                "maxMs": round(max((r.latency_ms for r in records), default=0.0), 1),
+                "confirmed": stats["confirmed"],
+                "rejected": stats["rejected"],
+                "lost": sum(1 for r in records if id(r) in lost),
+            }
+        )
     latencies = [r.latency_ms for r in run.orders]
     final_stock = run.invariants.final_stock
     return {
         "status": "pass" if all(s["pass"] for s in slos) else "fail",
-        "scenario": scenario.name, "description": scenario.description, "scale": scale,
-        "startedAt": _iso(run.started_at), "finishedAt": _iso(run.finished_at or time.time()),
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "scale": scale,
+        "startedAt": _iso(run.started_at),
+        "finishedAt": _iso(run.finished_at or time.time()),
         "slos": slos,
         "totals": {
             "orders": len(run.orders),
@@ -398,49 +473,83 @@ def scorecard(scenario: Scenario, phases: list[PlannedPhase], scale: float, run:
             "rejected": sum(1 for r in run.orders if r.final_status == "REJECTED"),
             "lost": len(lost),
             "withinTarget": sum(1 for r in run.orders if within(r, scenario.slo)),
-            "p50Ms": round(percentile(latencies, 0.5), 1), "p99Ms": round(percentile(latencies, 0.99), 1),
+            "p50Ms": round(percentile(latencies, 0.5), 1),
+            "p99Ms": round(percentile(latencies, 0.99), 1),
         },
         "phases": phase_rows,
-        "stock": {product: {"initial": initial, "final": final_stock.get(product),
-                            "confirmedQuantity": sum(r.quantity for r in run.orders
-                                                     if r.product_id == product and r.final_status == "CONFIRMED")}
-                  for product, initial in run.initial_stock.items()},
-        "reconcile": None if run.reconcile is None else {
-            "status": run.reconcile.get("status"), "counts": run.reconcile.get("counts"),
-            "problemCounts": run.reconcile.get("problemCounts"), "since": run.reconcile.get("since")},
+        "stock": {
+            product: {
+                "initial": initial,
+                "final": final_stock.get(product),
+                "confirmedQuantity": sum(
+                    r.quantity for r in run.orders if r.product_id == product and r.final_status == "CONFIRMED"
+                ),
+            }
+            for product, initial in run.initial_stock.items()
+        },
+        "reconcile": None
+        if run.reconcile is None
+        else {
+            "status": run.reconcile.get("status"),
+            "counts": run.reconcile.get("counts"),
+            "problemCounts": run.reconcile.get("problemCounts"),
+            "since": run.reconcile.get("since"),
+        },
         "violations": [asdict(v) for v in run.invariants.violations][:50],
         "slo": scenario.slo.model_dump(),
     }
 
 
 def markdown(card: dict[str, Any], charts: list[report_charts.Chart], page: Path | None) -> str:
-    verdict = "PASS: every SLO met" if card["status"] == "pass" else "FAIL: " + ", ".join(
-        s["name"] for s in card["slos"] if not s["pass"])
-    lines = [f"# Valerix game day scorecard: {card['scenario']}", "",
-             f"{card['description']}", "",
-             f"Run {card['startedAt']} to {card['finishedAt']} (scale {card['scale']:g}), "
-             f"{card['totals']['orders']} orders.", "", f"**{verdict}**", "",
-             "## SLOs", "", "| SLO | target | actual | result |", "|---|---|---|---|"]
-    lines += [f"| {s['name']} | {s['target']} | {s['actual']} | {'PASS' if s['pass'] else '**FAIL**'} |"
-              for s in card["slos"]]
+    verdict = (
+        "PASS: every SLO met"
+        if card["status"] == "pass"
+        else "FAIL: " + ", ".join(s["name"] for s in card["slos"] if not s["pass"])
+    )
+    lines = [
+        f"# Valerix game day scorecard: {card['scenario']}",
+        "",
+        f"{card['description']}",
+        "",
+        f"Run {card['startedAt']} to {card['finishedAt']} (scale {card['scale']:g}), "
+        f"{card['totals']['orders']} orders.",
+        "",
+        f"**{verdict}**",
+        "",
+        "## SLOs",
+        "",
+        "| SLO | target | actual | result |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {s['name']} | {s['target']} | {s['actual']} | {'PASS' if s['pass'] else '**FAIL**'} |" for s in card["slos"]
+    ]
     for s in card["slos"]:
         if not s["pass"] and s["details"]:
             lines += ["", f"### Why {s['name']} failed", ""] + [f"- {d}" for d in s["details"]]
             if s["moreDetails"]:
                 lines.append(f"- … and {s['moreDetails']} more")
-    lines += ["", "## Phases", "",
-              "| phase | gremlin | s | orders | 201 | 202 | 409 | other | within target | p50 ms | p99 ms "
-              "| max ms | CONFIRMED | REJECTED | lost |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Phases",
+        "",
+        "| phase | gremlin | s | orders | 201 | 202 | 409 | other | within target | p50 ms | p99 ms "
+        "| max ms | CONFIRMED | REJECTED | lost |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for p in card["phases"]:
         share = "—" if p["withinTargetShare"] is None else _pct(p["withinTargetShare"])
         a = p["answers"]
-        lines.append(f"| {p['name']} | {p['fault']} | {p['seconds']:g} | {p['orders']} | {a['201']} | {a['202']} | "
-                     f"{a['409']} | {a['other']} | {share} | {p['p50Ms']:.0f} | {p['p99Ms']:.0f} | {p['maxMs']:.0f} | "
-                     f"{p['confirmed']} | {p['rejected']} | {p['lost']} |")
+        lines.append(
+            f"| {p['name']} | {p['fault']} | {p['seconds']:g} | {p['orders']} | {a['201']} | {a['202']} | "
+            f"{a['409']} | {a['other']} | {share} | {p['p50Ms']:.0f} | {p['p99Ms']:.0f} | {p['maxMs']:.0f} | "
+            f"{p['confirmed']} | {p['rejected']} | {p['lost']} |"
+        )
     lines += ["", "## Stock", "", "| product | initial | final | confirmed quantity |", "|---|---|---|---|"]
-    lines += [f"| {product} | {s['initial']} | {s['final']} | {s['confirmedQuantity']} |"
-              for product, s in card["stock"].items()]
+    lines += [
+        f"| {product} | {s['initial']} | {s['final']} | {s['confirmedQuantity']} |"
+        for product, s in card["stock"].items()
+    ]
     lines += ["", *report_charts.markdown_lines(charts, page)]
     return "\n".join(lines) + "\n"
 
@@ -450,9 +559,11 @@ def write_scorecard(card: dict[str, Any], run: Run) -> None:
     samples, marks = chart_samples(run.orders, run.marks, run.started_at)
     charts = report_charts.write_charts(samples, marks, SCORECARD_MD)
     facts = [("result", card["status"].upper())] + [
-        (s["name"], f"{s['actual']} — {'PASS' if s['pass'] else 'FAIL'}") for s in card["slos"]]
-    page = report_charts.write_html(SCORECARD_MD.with_suffix(".html"), f"Valerix game day: {card['scenario']}",
-                                    charts, facts, run.started_at)
+        (s["name"], f"{s['actual']} — {'PASS' if s['pass'] else 'FAIL'}") for s in card["slos"]
+    ]
+    page = report_charts.write_html(
+        SCORECARD_MD.with_suffix(".html"), f"Valerix game day: {card['scenario']}", charts, facts, run.started_at
+    )
     write_private(SCORECARD_JSON, json.dumps(card, indent=2) + "\n")
     write_private(SCORECARD_MD, markdown(card, charts, page))
     write_private(ORDERS_JSON, json.dumps([asdict(r) for r in run.orders], indent=1) + "\n")
@@ -461,8 +572,13 @@ def write_scorecard(card: dict[str, Any], run: Run) -> None:
 def publish(card: dict[str, Any], outputs: dict[str, Any]) -> None:
     """The scorecard where the dashboard reads it: the website bucket's gameday/scorecard.json."""
     s3 = local_client("s3", outputs["endpoint_url"])
-    s3.put_object(Bucket=outputs["stack"][WEBSITE_BUCKET_NAME], Key=cli.GAMEDAY_SCORECARD_KEY,
-                  Body=json.dumps(card).encode(), ContentType="application/json", CacheControl="no-store")
+    s3.put_object(
+        Bucket=outputs["stack"][WEBSITE_BUCKET_NAME],
+        Key=cli.GAMEDAY_SCORECARD_KEY,
+        Body=json.dumps(card).encode(),
+        ContentType="application/json",
+        CacheControl="no-store",
+    )
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -498,10 +614,18 @@ def all_off(driver: LoadDriver) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", type=Path, default=SCENARIO_FILE, help="the scenario (TOML)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every phase's duration (0.1: a short rehearsal; each phase lasts >= 1 s)")
-    parser.add_argument("--drain-timeout", type=float, default=240,
-                        help="seconds to wait for every accepted order to reach its final state")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every phase's duration (0.1: a short rehearsal; each phase lasts >= 1 s)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=240,
+        help="seconds to wait for every accepted order to reach its final state",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.scale <= 10:
         parser.error(f"--scale must be > 0 and <= 10, got {args.scale}")
@@ -538,8 +662,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop.set()
         with signals_deferred():
-            print("gremlin: all off" if all_off(driver) else
-                  "gremlin: COULD NOT SWITCH IT OFF; every mode expires by itself within a minute", file=sys.stderr)
+            print(
+                "gremlin: all off"
+                if all_off(driver)
+                else "gremlin: COULD NOT SWITCH IT OFF; every mode expires by itself within a minute",
+                file=sys.stderr,
+            )
         run.marks = driver.marks
         driver.close()
         signal.signal(signal.SIGTERM, previous_term)
@@ -556,8 +684,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for slo in card["slos"]:
         print(f"{'PASS' if slo['pass'] else 'FAIL'}  {slo['name']}: {slo['actual']} (target {slo['target']})")
-    print(f"scorecard: {SCORECARD_MD.relative_to(REPO)} and {SCORECARD_JSON.name}"
-          + (f"; on the dashboard: {outputs.get('web_url', '')}" if published else ""))
+    print(
+        f"scorecard: {SCORECARD_MD.relative_to(REPO)} and {SCORECARD_JSON.name}"
+        + (f"; on the dashboard: {outputs.get('web_url', '')}" if published else "")
+    )
     failed = [slo for slo in card["slos"] if not slo["pass"]]
     for slo in failed:
         reason = f": {slo['details'][0]}" if slo["details"] else ""

@@ -84,15 +84,22 @@ def running_cloud_outputs() -> dict[str, Any] | None:
 class LoadDriver:
     def __init__(self, outputs: dict[str, Any], clients: int) -> None:
         self.outputs = outputs
-        self.api = httpx.Client(base_url=outputs["api_url"], timeout=30.0,
-                                limits=httpx.Limits(max_connections=clients * 2))
+        self.api = httpx.Client(
+            base_url=outputs["api_url"], timeout=30.0, limits=httpx.Limits(max_connections=clients * 2)
+        )
         self.admin = {"x-api-key": outputs["admin_api_key"]}
         self.clients = clients
         # The gremlin switched on/off: {"phase", "at" (unix time), "label", "on"}
         self.marks: list[dict[str, Any]] = []
 
-    def gremlin(self, document: dict[str, Any] | None, phase: str | None = None, *, label: str | None = None,
-                settle: bool = True) -> None:
+    def gremlin(
+        self,
+        document: dict[str, Any] | None,
+        phase: str | None = None,
+        *,
+        label: str | None = None,
+        settle: bool = True,
+    ) -> None:
         """PUT the document (None: DELETE, all off); then wait until inventory obeys it."""
         if document is None:
             response = self.api.delete("/gremlin", headers=self.admin)
@@ -111,8 +118,11 @@ class LoadDriver:
         products = {}
         for index in range(count):
             product_id = f"{prefix}-{run}-{index}"
-            response = self.api.put(f"/admin/products/{product_id}", headers=self.admin,
-                                    json={"name": f"{prefix.capitalize()} {index}", "stock": stock})
+            response = self.api.put(
+                f"/admin/products/{product_id}",
+                headers=self.admin,
+                json={"name": f"{prefix.capitalize()} {index}", "stock": stock},
+            )
             response.raise_for_status()
             products[product_id] = stock
         return products
@@ -121,8 +131,7 @@ class LoadDriver:
         record.sent_at = time.time()
         started = time.monotonic()
         try:
-            response = self.api.post("/orders", json={"productId": record.product_id,
-                                                      "quantity": record.quantity})
+            response = self.api.post("/orders", json={"productId": record.product_id, "quantity": record.quantity})
             record.http_status = response.status_code
             body = response.json()
             record.order_id = body.get("orderId")
@@ -135,6 +144,7 @@ class LoadDriver:
 
     def place_all(self, records: list[OrderRecord], bar: Phase | None = None) -> list[OrderRecord]:
         """Every record placed, `self.clients` at a time."""
+
         def place(record: OrderRecord) -> OrderRecord:
             try:
                 return self.place(record)
@@ -145,8 +155,13 @@ class LoadDriver:
         with ThreadPoolExecutor(self.clients) as pool:
             return list(pool.map(place, records))
 
-    def place_paced(self, phase: Callable[[], tuple[str, float, Phase | None] | None], products: list[str],
-                    rng: random.Random, stop: threading.Event) -> list[OrderRecord]:
+    def place_paced(
+        self,
+        phase: Callable[[], tuple[str, float, Phase | None] | None],
+        products: list[str],
+        rng: random.Random,
+        stop: threading.Event,
+    ) -> list[OrderRecord]:
         """A steady stream of orders from `self.clients` threads until `stop` is set or `phase()`
         returns None. `phase()` says what the next order belongs to: (phase name, orders per second,
         its progress bar). Send times follow one shared schedule at that rate, so the load stays
@@ -209,17 +224,26 @@ class LoadDriver:
     def wait_queues_drained(self, timeout: float) -> dict[str, int]:
         sqs = local_client("sqs", self.outputs["endpoint_url"])
         stack = self.outputs["stack"]
-        urls = {name: stack[key] for name, key in (
-            ("inventory", INVENTORY_QUEUE_URL), ("inventory-dlq", INVENTORY_DLQ_URL),
-            ("completion", COMPLETION_QUEUE_URL), ("completion-dlq", COMPLETION_DLQ_URL))}
+        urls = {
+            name: stack[key]
+            for name, key in (
+                ("inventory", INVENTORY_QUEUE_URL),
+                ("inventory-dlq", INVENTORY_DLQ_URL),
+                ("completion", COMPLETION_QUEUE_URL),
+                ("completion-dlq", COMPLETION_DLQ_URL),
+            )
+        }
         deadline = time.monotonic() + timeout
         while True:
             depths = {}
             for name, url in urls.items():
-                attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-                    "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+                attributes = sqs.get_queue_attributes(
+                    QueueUrl=url,
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )["Attributes"]
                 depths[name] = int(attributes["ApproximateNumberOfMessages"]) + int(
-                    attributes["ApproximateNumberOfMessagesNotVisible"])
+                    attributes["ApproximateNumberOfMessagesNotVisible"]
+                )
             if (depths["inventory"] == 0 and depths["completion"] == 0) or time.monotonic() > deadline:
                 return depths
             time.sleep(1)
@@ -232,13 +256,18 @@ def db(outputs: dict[str, Any], service: str) -> Any:
     import pg8000.native
 
     secret = outputs["databases"][service]
-    return pg8000.native.Connection(user=secret["username"], password=secret["password"],
-                                    host=secret["host"], port=int(secret["port"]),
-                                    database=secret["dbname"])
+    return pg8000.native.Connection(
+        user=secret["username"],
+        password=secret["password"],
+        host=secret["host"],
+        port=int(secret["port"]),
+        database=secret["dbname"],
+    )
 
 
-def check_invariants(orders: list[OrderRecord], initial_stock: dict[str, int], outputs: dict[str, Any],
-                     depths: dict[str, int]) -> InvariantResult:
+def check_invariants(
+    orders: list[OrderRecord], initial_stock: dict[str, int], outputs: dict[str, Any], depths: dict[str, int]
+) -> InvariantResult:
     """The run's orders and products against both databases (see the module's docstring)."""
     result = InvariantResult()
     violations = result.violations
@@ -246,32 +275,45 @@ def check_invariants(orders: list[OrderRecord], initial_stock: dict[str, int], o
     inventory = db(outputs, "inventory")
     orders_db = db(outputs, "order")
     try:
-        stock_rows = dict(inventory.run(
-            "SELECT product_id, stock FROM products WHERE product_id = ANY(:p)", p=products))
+        stock_rows = dict(
+            inventory.run("SELECT product_id, stock FROM products WHERE product_id = ANY(:p)", p=products)
+        )
         result.final_stock = {p: stock_rows.get(p) for p in products}
         reservations = inventory.run(
-            "SELECT order_id, product_id, status, quantity FROM reservations WHERE product_id = ANY(:p)",
-            p=products)
-        order_rows = {row[0]: row for row in orders_db.run(
-            "SELECT order_id, product_id, quantity, status FROM orders WHERE product_id = ANY(:p)",
-            p=products)}
+            "SELECT order_id, product_id, status, quantity FROM reservations WHERE product_id = ANY(:p)", p=products
+        )
+        order_rows = {
+            row[0]: row
+            for row in orders_db.run(
+                "SELECT order_id, product_id, quantity, status FROM orders WHERE product_id = ANY(:p)", p=products
+            )
+        }
     finally:
         inventory.close()
         orders_db.close()
 
     for record in orders:
         if record.error or record.http_status not in VALID_ANSWERS:
-            violations.append(Violation(
-                "no_answer", f"order request got no valid answer: {record.http_status} {record.error}"))
+            violations.append(
+                Violation("no_answer", f"order request got no valid answer: {record.http_status} {record.error}")
+            )
             continue
         if record.order_id not in order_rows and record.reason != "unknown product":
-            violations.append(Violation(
-                "lost", f"order {record.order_id} answered {record.first_status} but is not stored (lost)",
-                str(record.order_id)))
+            violations.append(
+                Violation(
+                    "lost",
+                    f"order {record.order_id} answered {record.first_status} but is not stored (lost)",
+                    str(record.order_id),
+                )
+            )
         if record.final_status not in FINAL:
-            violations.append(Violation(
-                "not_final", f"order {record.order_id} never reached a final state ({record.final_status})",
-                str(record.order_id)))
+            violations.append(
+                Violation(
+                    "not_final",
+                    f"order {record.order_id} never reached a final state ({record.final_status})",
+                    str(record.order_id),
+                )
+            )
 
     reserved: dict[str, int] = {}
     for order_id, _product_id, status, _quantity in reservations:
@@ -281,30 +323,33 @@ def check_invariants(orders: list[OrderRecord], initial_stock: dict[str, int], o
         if count > 1:
             violations.append(Violation("reserved_twice", f"order {order_id} reserved {count} times", order_id))
         if order_id in order_rows and order_rows[order_id][3] == "REJECTED":
-            violations.append(Violation("rejected_reserved", f"order {order_id} is REJECTED but holds a reservation",
-                                        order_id))
+            violations.append(
+                Violation("rejected_reserved", f"order {order_id} is REJECTED but holds a reservation", order_id)
+            )
     for product in products:
-        confirmed = sum(row[2] for row in order_rows.values()
-                        if row[1] == product and row[3] == "CONFIRMED")
+        confirmed = sum(row[2] for row in order_rows.values() if row[1] == product and row[3] == "CONFIRMED")
         final = result.final_stock[product]
         if final is None or final < 0:
             violations.append(Violation("stock", f"{product}: stock is {final}", product))
             continue
         moved = initial_stock[product] - final
         if moved != confirmed:
-            violations.append(Violation(
-                "stock", f"{product}: stock moved by {moved} but confirmed quantities sum to {confirmed}", product))
+            violations.append(
+                Violation(
+                    "stock", f"{product}: stock moved by {moved} but confirmed quantities sum to {confirmed}", product
+                )
+            )
     for order_id, row in order_rows.items():
         if row[3] == "CONFIRMED" and order_id not in reserved:
-            violations.append(Violation("confirmed_unreserved", f"order {order_id} is CONFIRMED without a reservation",
-                                        order_id))
+            violations.append(
+                Violation("confirmed_unreserved", f"order {order_id} is CONFIRMED without a reservation", order_id)
+            )
     for name in ("inventory-dlq", "completion-dlq"):
         if depths.get(name):
             violations.append(Violation("dlq", f"DLQ {name} holds {depths[name]} message(s)", name))
     for name in ("inventory", "completion"):
         if depths.get(name):
-            violations.append(Violation("queue_not_drained", f"queue {name} did not drain ({depths[name]} left)",
-                                        name))
+            violations.append(Violation("queue_not_drained", f"queue {name} did not drain ({depths[name]} left)", name))
     return result
 
 
@@ -322,7 +367,9 @@ def phase_stats(records: Iterable[OrderRecord]) -> dict[str, Any]:
     latencies = [r.latency_ms for r in records]
     return {
         "orders": len(records),
-        "201": codes.count(201), "202": codes.count(202), "409": codes.count(409),
+        "201": codes.count(201),
+        "202": codes.count(202),
+        "409": codes.count(409),
         "other": sum(1 for c in codes if c not in VALID_ANSWERS),
         "p50_ms": percentile(latencies, 0.5),
         "p99_ms": percentile(latencies, 0.99),
@@ -331,11 +378,17 @@ def phase_stats(records: Iterable[OrderRecord]) -> dict[str, Any]:
     }
 
 
-def chart_samples(orders: list[OrderRecord], marks: list[dict[str, Any]], started_at: float,
-                  ) -> tuple[list[report_charts.Sample], list[report_charts.Mark]]:
+def chart_samples(
+    orders: list[OrderRecord],
+    marks: list[dict[str, Any]],
+    started_at: float,
+) -> tuple[list[report_charts.Sample], list[report_charts.Mark]]:
     """The run's own records as the charts' samples (time since the run started)."""
-    samples = [report_charts.Sample(r.phase, r.sent_at - started_at, r.latency_ms,
-                                    str(r.http_status) if r.http_status else "error")
-               for r in orders]
+    samples = [
+        report_charts.Sample(
+            r.phase, r.sent_at - started_at, r.latency_ms, str(r.http_status) if r.http_status else "error"
+        )
+        for r in orders
+    ]
     chart_marks = [report_charts.Mark(m["phase"], m["at"] - started_at, m["label"], m["on"]) for m in marks]
     return samples, chart_marks

@@ -55,13 +55,15 @@ def since_argument(value: str) -> str:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is neither 30m/2h/1d nor an ISO-8601 time with a UTC offset (2026-01-31T12:00:00+00:00)")
+            f"{value!r} is neither 30m/2h/1d nor an ISO-8601 time with a UTC offset (2026-01-31T12:00:00+00:00)"
+        )
     return parsed.isoformat()
 
 
 def lambda_client_and_outputs(args: argparse.Namespace):
-    return deployed_function.lambda_client_and_outputs(use_aws=args.aws, stack_name=args.stack_name,
-                                                       config=INVOKE_CONFIG)
+    return deployed_function.lambda_client_and_outputs(
+        use_aws=args.aws, stack_name=args.stack_name, config=INVOKE_CONFIG
+    )
 
 
 def invoke(client, function_name: str, payload: dict) -> dict:
@@ -114,12 +116,18 @@ def write_reports(report: dict, directory: Path) -> tuple[Path, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stale-minutes", type=int, help="override the function's RECONCILE_STALE_MINUTES (>= 1)")
-    parser.add_argument("--since", type=since_argument,
-                        help="only orders and reservations created since: 30m, 2h, 1d or an ISO-8601 time")
+    parser.add_argument(
+        "--since",
+        type=since_argument,
+        help="only orders and reservations created since: 30m, 2h, 1d or an ISO-8601 time",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw JSON report")
-    parser.add_argument("--report-dir", type=Path,
-                        default=Path(os.environ.get("VALERIX_RECONCILE_REPORT_DIR") or REPORT_DIR),
-                        help="where reconcile-report.json / .md go (default .valerix)")
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path(os.environ.get("VALERIX_RECONCILE_REPORT_DIR") or REPORT_DIR),
+        help="where reconcile-report.json / .md go (default .valerix)",
+    )
     parser.add_argument("--aws", action="store_true", help="use real AWS (your credentials) instead of the local cloud")
     parser.add_argument("--stack-name", default="Valerix")
     args = parser.parse_args(argv)
@@ -148,17 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         counts = report["counts"]
         window = f", created since {report['since']}" if report.get("since") else ""
-        print(f"checked {counts['orders']} orders, {counts['reservations']} reservations{window}, "
-              f"DLQs {report['dlqDepths']} (stale limit {report['staleMinutes']} min)")
+        print(
+            f"checked {counts['orders']} orders, {counts['reservations']} reservations{window}, "
+            f"DLQs {report['dlqDepths']} (stale limit {report['staleMinutes']} min)"
+        )
         for problem in report["problems"]:
             print(problem_line(problem))
         if report.get("truncated"):
             print(f"… and {report['truncated']} more (see {json_path})")
         total = sum(report["problemCounts"].values())
-        print("clean: no problems" if report["status"] == "clean"
-              else f"{total} problem(s); nothing was repaired")
-    print(f"report: {json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path}, "
-          f"{md_path.name}", file=sys.stderr)
+        print("clean: no problems" if report["status"] == "clean" else f"{total} problem(s); nothing was repaired")
+    print(
+        f"report: {json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path}, {md_path.name}",
+        file=sys.stderr,
+    )
     return EXIT_CLEAN if report["status"] == "clean" else EXIT_PROBLEMS
 
 

@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 BUDGET_MS = 2000.0  # order's synchronous budget for its inventory call
 # First answers, in the order the mix chart stacks them, and their colours.
 ANSWER_COLOURS = {
-    "201": "#2e7d32",    # CONFIRMED on the synchronous path
-    "202": "#f9a825",    # QUEUED (fallback)
-    "409": "#757575",    # REJECTED
+    "201": "#2e7d32",  # CONFIRMED on the synchronous path
+    "202": "#f9a825",  # QUEUED (fallback)
+    "409": "#757575",  # REJECTED
     "other": "#c62828",  # any other status, or no answer at all
 }
 BASELINE = "baseline"
@@ -95,8 +95,8 @@ def _save(fig: Figure, path: Path) -> None:
 
 # --- the three pictures -------------------------------------------------------------------
 
-def latency_over_time(samples: list[Sample], marks: list[Mark], path: Path,
-                      budget_ms: float = BUDGET_MS) -> None:
+
+def latency_over_time(samples: list[Sample], marks: list[Mark], path: Path, budget_ms: float = BUDGET_MS) -> None:
     """One panel per phase: each order's latency (log scale) at the time it was sent, coloured by
     its first answer; the 2 s budget as a dashed line; the gremlin's on/off switches as
     vertical lines."""
@@ -110,17 +110,40 @@ def latency_over_time(samples: list[Sample], marks: list[Mark], path: Path,
                 points = [s for s in mine if answer_group(s.answer) == group]
                 if not points:
                     continue
-                scatter = ax.scatter([s.t for s in points], [max(s.latency_ms, 0.1) for s in points],
-                                     s=9, color=colour, alpha=0.8, linewidths=0, label=group, zorder=3)
+                scatter = ax.scatter(
+                    [s.t for s in points],
+                    [max(s.latency_ms, 0.1) for s in points],
+                    s=9,
+                    color=colour,
+                    alpha=0.8,
+                    linewidths=0,
+                    label=group,
+                    zorder=3,
+                )
                 scatter.set_gid(f"points-{phase}-{group}")
             ax.axhline(budget_ms, color="#c62828", linestyle="--", linewidth=1, zorder=1)
-            ax.text(0.995, budget_ms, f" {budget_ms / 1000:g} s budget", color="#c62828",
-                    transform=ax.get_yaxis_transform(), ha="right", va="bottom")
+            ax.text(
+                0.995,
+                budget_ms,
+                f" {budget_ms / 1000:g} s budget",
+                color="#c62828",
+                transform=ax.get_yaxis_transform(),
+                ha="right",
+                va="bottom",
+            )
             for mark in (m for m in marks if m.phase == phase):
                 colour = "#c62828" if mark.on else "#2e7d32"
                 ax.axvline(mark.t, color=colour, linewidth=1, linestyle=":", gid=f"mark-{phase}-{mark.t:.3f}")
-                ax.text(mark.t, 0.02, f" {mark.label}", color=colour, fontsize=7,
-                        transform=ax.get_xaxis_transform(), ha="left", va="bottom")
+                ax.text(
+                    mark.t,
+                    0.02,
+                    f" {mark.label}",
+                    color=colour,
+                    fontsize=7,
+                    transform=ax.get_xaxis_transform(),
+                    ha="left",
+                    va="bottom",
+                )
             ax.set_yscale("log")
             top = max([budget_ms] + [s.latency_ms for s in mine])
             ax.set_ylim(top=top * 1.8)
@@ -128,22 +151,30 @@ def latency_over_time(samples: list[Sample], marks: list[Mark], path: Path,
             ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_ylabel("latency (ms)")
             latencies = [s.latency_ms for s in mine]
-            summary = (f"{len(mine)} orders, p50 {percentile(latencies, 0.5):.0f} ms, "
-                       f"p99 {percentile(latencies, 0.99):.0f} ms") if mine else "no orders"
+            summary = (
+                (
+                    f"{len(mine)} orders, p50 {percentile(latencies, 0.5):.0f} ms, "
+                    f"p99 {percentile(latencies, 0.99):.0f} ms"
+                )
+                if mine
+                else "no orders"
+            )
             ax.set_title(f"{phase}: {summary}", loc="left")
             ax.grid(True, which="major", alpha=0.3)
         axes[-1].set_xlabel("seconds since the run started (when each order was sent)")
-        handles = [Line2D([], [], marker="o", linestyle="", color=c, label=_answer_label(g))
-                   for g, c in ANSWER_COLOURS.items()]
-        handles += [Line2D([], [], color="#c62828", linestyle=":", label="gremlin on"),
-                    Line2D([], [], color="#2e7d32", linestyle=":", label="gremlin off")]
+        handles = [
+            Line2D([], [], marker="o", linestyle="", color=c, label=_answer_label(g)) for g, c in ANSWER_COLOURS.items()
+        ]
+        handles += [
+            Line2D([], [], color="#c62828", linestyle=":", label="gremlin on"),
+            Line2D([], [], color="#2e7d32", linestyle=":", label="gremlin off"),
+        ]
         fig.legend(handles=handles, loc="outside lower center", ncols=6, frameon=False)
         _save(fig, path)
 
 
 def _answer_label(group: str) -> str:
-    return {"201": "201 confirmed", "202": "202 queued", "409": "409 rejected",
-            "other": "other / no answer"}[group]
+    return {"201": "201 confirmed", "202": "202 queued", "409": "409 rejected", "other": "other / no answer"}[group]
 
 
 def answer_mix(samples: list[Sample], path: Path) -> None:
@@ -164,8 +195,16 @@ def answer_mix(samples: list[Sample], path: Path) -> None:
                 bar = ax.barh(row, share, left=left, color=colour, label=_answer_label(group))[0]
                 bar.set_gid(f"mix-{phase}-{group}-{n}")
                 if share >= 0.06:
-                    ax.text(left + share / 2, row, str(n), ha="center", va="center", color="white",
-                            fontsize=8, fontweight="bold")
+                    ax.text(
+                        left + share / 2,
+                        row,
+                        str(n),
+                        ha="center",
+                        va="center",
+                        color="white",
+                        fontsize=8,
+                        fontweight="bold",
+                    )
                 left += share
         ax.set_yticks(range(len(phases)), phases)
         ax.invert_yaxis()
@@ -173,14 +212,16 @@ def answer_mix(samples: list[Sample], path: Path) -> None:
         ax.xaxis.set_major_formatter(lambda x, _pos: f"{x:.0%}")
         ax.set_xlabel("share of the phase's orders (count written in the bar)")
         ax.set_title("First answer per phase", loc="left")
-        handles = [Line2D([], [], marker="s", linestyle="", color=c, label=_answer_label(g))
-                   for g, c in ANSWER_COLOURS.items()]
+        handles = [
+            Line2D([], [], marker="s", linestyle="", color=c, label=_answer_label(g)) for g, c in ANSWER_COLOURS.items()
+        ]
         fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
         _save(fig, path)
 
 
-def latency_cdf(samples: list[Sample], path: Path, baseline: str | None = BASELINE,
-                budget_ms: float = BUDGET_MS) -> None:
+def latency_cdf(
+    samples: list[Sample], path: Path, baseline: str | None = BASELINE, budget_ms: float = BUDGET_MS
+) -> None:
     """Cumulative distribution of latency per phase (log x); the baseline phase (the same apps
     without the emulation) as a thick black line to compare against."""
     phases = phases_of(samples)
@@ -193,10 +234,15 @@ def latency_cdf(samples: list[Sample], path: Path, baseline: str | None = BASELI
                 continue
             ys = [(i + 1) / len(values) for i in range(len(values))]
             is_baseline = phase == baseline
-            (line,) = ax.step(values, ys, where="post", linewidth=2.6 if is_baseline else 1.4,
-                              color="black" if is_baseline else None,
-                              label=f"{phase} (n={len(values)}, p50 {percentile(values, 0.5):.0f} ms, "
-                                    f"p99 {percentile(values, 0.99):.0f} ms)")
+            (line,) = ax.step(
+                values,
+                ys,
+                where="post",
+                linewidth=2.6 if is_baseline else 1.4,
+                color="black" if is_baseline else None,
+                label=f"{phase} (n={len(values)}, p50 {percentile(values, 0.5):.0f} ms, "
+                f"p99 {percentile(values, 0.99):.0f} ms)",
+            )
             line.set_gid(f"cdf-{phase}")
         ax.axvline(budget_ms, color="#c62828", linestyle="--", linewidth=1)
         ax.text(budget_ms, 0.6, f" {budget_ms / 1000:g} s budget", color="#c62828")
@@ -221,21 +267,29 @@ def latency_cdf(samples: list[Sample], path: Path, baseline: str | None = BASELI
 
 # --- writing them, and the page that shows them ------------------------------------------
 
-def write_charts(samples: list[Sample], marks: list[Mark], report_md: Path,
-                 baseline: str | None = None) -> list[Chart]:
+
+def write_charts(samples: list[Sample], marks: list[Mark], report_md: Path, baseline: str | None = None) -> list[Chart]:
     """The three SVGs in `<report stem>-charts/` next to `report_md`; returns what was written."""
     stem = report_md.stem.removesuffix("-report")
     folder = report_md.parent / f"{stem}-charts"
     folder.mkdir(parents=True, exist_ok=True)
-    cdf_caption = ("Cumulative share of orders answered within a latency, one line per phase"
-                   + (f"; the thick black line is the {baseline} (the same apps served directly)."
-                      if baseline and any(s.phase == baseline for s in samples) else "."))
+    cdf_caption = "Cumulative share of orders answered within a latency, one line per phase" + (
+        f"; the thick black line is the {baseline} (the same apps served directly)."
+        if baseline and any(s.phase == baseline for s in samples)
+        else "."
+    )
     charts = [
-        Chart(f"{folder.name}/latency-over-time.svg", "Latency over time",
-              "Each order's latency when it was sent, per phase, coloured by its first answer; "
-              "dashed: the 2 s budget; dotted: the gremlin switched on (red) or off (green)."),
-        Chart(f"{folder.name}/answer-mix.svg", "First-answer mix",
-              "Share of 201 (confirmed), 202 (queued), 409 (rejected) and anything else per phase."),
+        Chart(
+            f"{folder.name}/latency-over-time.svg",
+            "Latency over time",
+            "Each order's latency when it was sent, per phase, coloured by its first answer; "
+            "dashed: the 2 s budget; dotted: the gremlin switched on (red) or off (green).",
+        ),
+        Chart(
+            f"{folder.name}/answer-mix.svg",
+            "First-answer mix",
+            "Share of 201 (confirmed), 202 (queued), 409 (rejected) and anything else per phase.",
+        ),
         Chart(f"{folder.name}/latency-cdf.svg", "Latency distribution (CDF)", cdf_caption),
     ]
     latency_over_time(samples, marks, report_md.parent / charts[0].file)
@@ -253,16 +307,18 @@ def markdown_lines(charts: list[Chart], html_page: Path | None = None) -> list[s
     return lines
 
 
-def write_html(path: Path, title: str, charts: list[Chart], facts: list[tuple[str, str]],
-               started_at: float | None = None) -> Path:
+def write_html(
+    path: Path, title: str, charts: list[Chart], facts: list[tuple[str, str]], started_at: float | None = None
+) -> Path:
     """A self-contained page (no script, no external resource) showing the charts."""
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started_at)) if started_at else ""
-    rows = "\n".join(f"<tr><th scope=\"row\">{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                     for k, v in facts)
+    rows = "\n".join(f'<tr><th scope="row">{html.escape(k)}</th><td>{html.escape(v)}</td></tr>' for k, v in facts)
     figures = "\n".join(
         f'<figure id="{html.escape(Path(c.file).stem)}">\n<h2>{html.escape(c.title)}</h2>\n'
         f'<img src="{html.escape(c.file)}" alt="{html.escape(c.title)}: {html.escape(c.caption)}">\n'
-        f"<figcaption>{html.escape(c.caption)}</figcaption>\n</figure>" for c in charts)
+        f"<figcaption>{html.escape(c.caption)}</figcaption>\n</figure>"
+        for c in charts
+    )
     path.write_text(f"""<!doctype html>
 <html lang="en">
 <head>
@@ -290,4 +346,3 @@ figcaption {{ color: #555; font-size: .9rem; }}
 </html>
 """)  # noqa: E501 -- an HTML page, its lines as the browser gets them
     return path
-

@@ -35,8 +35,7 @@ def _fmt_s(seconds: float) -> str:
 class Phase:
     """One phase's counter. `advance()` may be called from any thread."""
 
-    def __init__(self, owner: RunProgress, name: str, total: int | None, seconds: float | None,
-                 unit: str) -> None:
+    def __init__(self, owner: RunProgress, name: str, total: int | None, seconds: float | None, unit: str) -> None:
         self.owner = owner
         self.name = name
         self.total = total
@@ -48,8 +47,9 @@ class Phase:
         self._lock = threading.Lock()
         self._task = None
         if owner.live is not None:
-            self._task = owner.live.add_task(name, total=total if total is not None else seconds,
-                                             count=self._count_text())
+            self._task = owner.live.add_task(
+                name, total=total if total is not None else seconds, count=self._count_text()
+            )
 
     # ---- what is shown ----------------------------------------------------------------------
     def _count_text(self) -> str:
@@ -73,8 +73,7 @@ class Phase:
         if final:
             return f"[{self.name}] done: {self._count_text()} in {elapsed:.1f} s"
         eta = self.eta(now)
-        return (f"[{self.name}] {self._count_text()}, {elapsed:.1f} s elapsed, "
-                f"ETA {'?' if eta is None else _fmt_s(eta)}")
+        return f"[{self.name}] {self._count_text()}, {elapsed:.1f} s elapsed, ETA {'?' if eta is None else _fmt_s(eta)}"
 
     # ---- counting -----------------------------------------------------------------------------
     def advance(self, n: int = 1) -> None:
@@ -82,8 +81,7 @@ class Phase:
             self.done_count += n
             now = self.owner.clock()
             if self._task is not None and self.owner.live is not None:
-                completed = self.done_count if self.total is not None else min(now - self.started,
-                                                                                self.seconds or 0)
+                completed = self.done_count if self.total is not None else min(now - self.started, self.seconds or 0)
                 self.owner.live.update(self._task, completed=completed, count=self._count_text())
             elif now - self._last_line >= self.owner.every_s:
                 self._last_line = now
@@ -108,8 +106,13 @@ class Phase:
 class RunProgress:
     """`with RunProgress() as progress: with progress.phase("latency", total=100) as p: p.advance()`"""
 
-    def __init__(self, stream: TextIO | None = None, interactive: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic, every_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        interactive: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        every_s: float = 5.0,
+    ) -> None:
         self.stream = stream or sys.stdout
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.clock = clock
@@ -123,11 +126,16 @@ class RunProgress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.live = live = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
                 TextColumn("{task.fields[count]}"),
-                TextColumn("elapsed"), TimeElapsedColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(),
-                console=Console(file=self.stream, force_terminal=True), refresh_per_second=4)
+                TextColumn("elapsed"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream, force_terminal=True),
+                refresh_per_second=4,
+            )
             live.start()
         return self
 
@@ -136,8 +144,7 @@ class RunProgress:
             self.live.stop()
             self.live = None
 
-    def phase(self, name: str, total: int | None = None, seconds: float | None = None,
-              unit: str = "orders") -> Phase:
+    def phase(self, name: str, total: int | None = None, seconds: float | None = None, unit: str = "orders") -> Phase:
         return Phase(self, name, total, seconds, unit)
 
     def write(self, text: str) -> None:

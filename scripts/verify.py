@@ -53,12 +53,12 @@ class Report:
     gremlin_marks: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_phase(driver: LoadDriver, phase: str, every: int, count: int, products: list[str],
-              progress: RunProgress) -> list[OrderRecord]:
+def run_phase(
+    driver: LoadDriver, phase: str, every: int, count: int, products: list[str], progress: RunProgress
+) -> list[OrderRecord]:
     driver.gremlin(PHASES[phase](every), phase)
     rng = random.Random(f"{phase}-{every}-{count}")  # noqa: S311 -- a repeatable order mix, not a secret
-    records = [OrderRecord(phase, rng.choice(products), rng.randint(1, 3), time.time())
-               for _ in range(count)]
+    records = [OrderRecord(phase, rng.choice(products), rng.randint(1, 3), time.time()) for _ in range(count)]
     with progress.phase(phase, total=count) as bar:
         done = driver.place_all(records, bar)
     driver.gremlin(None, phase)
@@ -69,12 +69,15 @@ def write_charts(report: Report, path_md: Path) -> tuple[list[report_charts.Char
     samples, marks = order_load.chart_samples(report.orders, report.gremlin_marks, report.started_at)
     charts = report_charts.write_charts(samples, marks, path_md)
     latencies = [r.latency_ms for r in report.orders]
-    facts = [("orders", str(len(report.orders))),
-             ("invariants", "all hold" if not report.violations else f"{len(report.violations)} violated"),
-             ("latency p50 / p99", f"{percentile(latencies, 0.5):.0f} ms / {percentile(latencies, 0.99):.0f} ms"),
-             ("report", path_md.name)]
-    page = report_charts.write_html(path_md.with_suffix(".html"), "Valerix verify report", charts, facts,
-                                    report.started_at)
+    facts = [
+        ("orders", str(len(report.orders))),
+        ("invariants", "all hold" if not report.violations else f"{len(report.violations)} violated"),
+        ("latency p50 / p99", f"{percentile(latencies, 0.5):.0f} ms / {percentile(latencies, 0.99):.0f} ms"),
+        ("report", path_md.name),
+    ]
+    page = report_charts.write_html(
+        path_md.with_suffix(".html"), "Valerix verify report", charts, facts, report.started_at
+    )
     return charts, page
 
 
@@ -82,36 +85,54 @@ def write_report(report: Report, path_md: Path, path_json: Path) -> None:
     data = asdict(report)
     path_json.write_text(json.dumps(data, indent=2))
     charts, page = write_charts(report, path_md)
-    lines = ["# Valerix verify report", "",
-             f"Run at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(report.started_at))}, "
-             f"{len(report.orders)} orders.", "",
-             "## Invariants", ""]
+    lines = [
+        "# Valerix verify report",
+        "",
+        f"Run at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(report.started_at))}, {len(report.orders)} orders.",
+        "",
+        "## Invariants",
+        "",
+    ]
     if report.violations:
         lines += [f"- **VIOLATION** {v}" for v in report.violations]
     else:
-        lines += ["All invariants hold: every accepted order reached a final state, none lost, "
-                  "stock moved exactly by the confirmed quantities, no reservation twice, "
-                  "no negative stock, DLQs empty."]
-    lines += ["", *report_charts.markdown_lines(charts, page), "## Phases", "",
-              "| phase | orders | 201 | 202 | 409 | other | p50 ms | p99 ms | final CONFIRMED | final REJECTED |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "All invariants hold: every accepted order reached a final state, none lost, "
+            "stock moved exactly by the confirmed quantities, no reservation twice, "
+            "no negative stock, DLQs empty."
+        ]
+    lines += [
+        "",
+        *report_charts.markdown_lines(charts, page),
+        "## Phases",
+        "",
+        "| phase | orders | 201 | 202 | 409 | other | p50 ms | p99 ms | final CONFIRMED | final REJECTED |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for phase, stats in report.phases.items():
-        lines.append(f"| {phase} | {stats['orders']} | {stats['201']} | {stats['202']} | {stats['409']} | "
-                     f"{stats['other']} | {stats['p50_ms']:.0f} | {stats['p99_ms']:.0f} | "
-                     f"{stats['confirmed']} | {stats['rejected']} |")
+        lines.append(
+            f"| {phase} | {stats['orders']} | {stats['201']} | {stats['202']} | {stats['409']} | "
+            f"{stats['other']} | {stats['p50_ms']:.0f} | {stats['p99_ms']:.0f} | "
+            f"{stats['confirmed']} | {stats['rejected']} |"
+        )
     lines += ["", "## Stock", "", "| product | initial | final |", "|---|---|---|"]
     for product, initial in report.initial_stock.items():
         lines.append(f"| {product} | {initial} | {report.final_stock.get(product)} |")
-    lines += ["", "## Affected orders (first answer other than 201, or an error)", "",
-              "| order id | phase | time | latency ms | first answer | final status | reason |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Affected orders (first answer other than 201, or an error)",
+        "",
+        "| order id | phase | time | latency ms | first answer | final status | reason |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for record in report.orders:
         if record.http_status != 201:
             lines.append(
                 f"| {record.order_id} | {record.phase} | "
                 f"{time.strftime('%H:%M:%S', time.localtime(record.sent_at))} | {record.latency_ms:.0f} | "
                 f"{record.http_status} {record.first_status or record.error or ''} | "
-                f"{record.final_status} | {record.reason or ''} |")
+                f"{record.final_status} | {record.reason or ''} |"
+            )
     path_md.write_text("\n".join(lines) + "\n")
 
 
@@ -140,12 +161,13 @@ def main(argv: list[str] | None = None) -> int:
             report.initial_stock = driver.reset_products(args.products, args.stock)
             per_phase = [args.orders // 3 + (1 if i < args.orders % 3 else 0) for i in range(3)]
             for phase, count in zip(PHASES, per_phase, strict=True):
-                progress.write(f"==> phase {phase}: {count} orders from {args.clients} clients, "
-                               f"every {args.every}th request affected")
+                progress.write(
+                    f"==> phase {phase}: {count} orders from {args.clients} clients, "
+                    f"every {args.every}th request affected"
+                )
                 report.orders += run_phase(driver, phase, args.every, count, list(report.initial_stock), progress)
             progress.write("==> gremlin off; waiting for every order to reach a final state")
-            with progress.phase("final states", total=sum(1 for r in report.orders if r.order_id),
-                                unit="final") as bar:
+            with progress.phase("final states", total=sum(1 for r in report.orders if r.order_id), unit="final") as bar:
                 driver.wait_final(report.orders, args.drain_timeout, bar)
             depths = driver.wait_queues_drained(60)
     finally:
@@ -160,14 +182,24 @@ def main(argv: list[str] | None = None) -> int:
     md, js = cli.STATE / "verify-report.md", cli.STATE / "verify-report.json"
     write_report(report, md, js)
     latencies = [r.latency_ms for r in report.orders]
-    print(f"orders: {len(report.orders)}  first answers: "
-          + ", ".join(f"{k}={v}" for k, v in sorted(
-              {str(c): [r.http_status for r in report.orders].count(c)
-               for c in {r.http_status for r in report.orders}}.items()))
-          + f"  latency p50 {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms")
-    print(f"report: {md.relative_to(REPO)} and {js.relative_to(REPO)}; charts in "
-          f"{(cli.STATE / 'verify-charts').relative_to(REPO)}/, all on one page: "
-          f"{md.with_suffix('.html').relative_to(REPO)}")
+    print(
+        f"orders: {len(report.orders)}  first answers: "
+        + ", ".join(
+            f"{k}={v}"
+            for k, v in sorted(
+                {
+                    str(c): [r.http_status for r in report.orders].count(c)
+                    for c in {r.http_status for r in report.orders}
+                }.items()
+            )
+        )
+        + f"  latency p50 {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms"
+    )
+    print(
+        f"report: {md.relative_to(REPO)} and {js.relative_to(REPO)}; charts in "
+        f"{(cli.STATE / 'verify-charts').relative_to(REPO)}/, all on one page: "
+        f"{md.with_suffix('.html').relative_to(REPO)}"
+    )
     if report.violations:
         print(f"{len(report.violations)} invariant violation(s):")
         for violation in report.violations:

@@ -111,8 +111,12 @@ class LocalCloud:
 
         secret = self.outputs["databases"][service]
         return pg8000.native.Connection(
-            user=secret["username"], password=secret["password"], host=secret["host"],
-            port=int(secret["port"]), database=secret["dbname"], timeout=10,
+            user=secret["username"],
+            password=secret["password"],
+            host=secret["host"],
+            port=int(secret["port"]),
+            database=secret["dbname"],
+            timeout=10,
             ssl_context=False,  # loopback, no TLS (see valerix_localcloud.postgres.PostgresServer.connect)
         )
 
@@ -131,15 +135,17 @@ def localcloud():
 
     started_here = False
     if not (cli.OUTPUTS_FILE.exists() and cli.localstack().pid()):
-        result = subprocess.run([sys.executable, "-m", "valerix_localcloud", "up"], cwd=REPO_ROOT,
-                                env=_localcloud_env(), check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "valerix_localcloud", "up"], cwd=REPO_ROOT, env=_localcloud_env(), check=False
+        )
         assert result.returncode == 0, "`make up` failed: see the step output above"
         started_here = True
     cloud = LocalCloud(json.loads(cli.OUTPUTS_FILE.read_text()))
     yield cloud
     if started_here and os.environ.get("VALERIX_KEEP_UP") != "1":
-        subprocess.run([sys.executable, "-m", "valerix_localcloud", "down"], cwd=REPO_ROOT,
-                       env=_localcloud_env(), check=False)
+        subprocess.run(
+            [sys.executable, "-m", "valerix_localcloud", "down"], cwd=REPO_ROOT, env=_localcloud_env(), check=False
+        )
 
 
 def _localcloud_env() -> dict:
@@ -197,9 +203,12 @@ def pytest_collection_modifyitems(config, items):
     the rest wherever a worker is free. Without xdist the same order, one by one."""
     for item in items:
         if ("localcloud" in item.fixturenames or item.get_closest_marker("e2e")) and not (
-                xdist_group(item.nodeid) == LOCALCLOUD_GROUP or item.nodeid.startswith(FRESH_CLONE_FILE)):
-            raise pytest.UsageError(f"{item.nodeid} runs on the local cloud: put it in tests/e2e/ "
-                                    "(tests/conftest.py runs every local-cloud test on one worker)")
+            xdist_group(item.nodeid) == LOCALCLOUD_GROUP or item.nodeid.startswith(FRESH_CLONE_FILE)
+        ):
+            raise pytest.UsageError(
+                f"{item.nodeid} runs on the local cloud: put it in tests/e2e/ "
+                "(tests/conftest.py runs every local-cloud test on one worker)"
+            )
     items.sort(key=_rank)
 
 

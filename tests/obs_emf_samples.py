@@ -21,8 +21,12 @@ def capture(fn) -> list[str]:
     return [line for line in buf.getvalue().splitlines() if line.strip()]
 
 
-def emit(service: str, metrics: list[tuple[str, MetricUnit, float]], dimensions: dict | None = None,
-         extra_dimension_sets: list[dict] | None = None) -> None:
+def emit(
+    service: str,
+    metrics: list[tuple[str, MetricUnit, float]],
+    dimensions: dict | None = None,
+    extra_dimension_sets: list[dict] | None = None,
+) -> None:
     """One flush (-> one EMF line) with several metrics; repeated names become list values."""
     m = Metrics(namespace=NAMESPACE, service=service)
     m.clear_metrics()
@@ -66,10 +70,12 @@ def emit_cold_start(service: str, function_name: str) -> None:
 
 
 def request(service: str, route: str, method: str, status_class: str, duration_ms: float) -> None:
-    emit(service, [("HttpRequests", MetricUnit.Count, 1)],
-         {"route": route, "method": method, "status_class": status_class})
-    emit(service, [("HttpRequestDuration", MetricUnit.Milliseconds, duration_ms)],
-         {"route": route, "method": method})
+    emit(
+        service,
+        [("HttpRequests", MetricUnit.Count, 1)],
+        {"route": route, "method": method, "status_class": status_class},
+    )
+    emit(service, [("HttpRequestDuration", MetricUnit.Milliseconds, duration_ms)], {"route": route, "method": method})
 
 
 @dataclass
@@ -83,8 +89,9 @@ class Traffic:
     gremlin: dict
 
 
-def traffic_lines(confirmed: int = 3, queued: int = 2, rejected: int = 1,
-                  order_ms: tuple = (20.0, 40.0, 60.0, 80.0, 1500.0, 2100.0)) -> Traffic:
+def traffic_lines(
+    confirmed: int = 3, queued: int = 2, rejected: int = 1, order_ms: tuple = (20.0, 40.0, 60.0, 80.0, 1500.0, 2100.0)
+) -> Traffic:
     """A realistic mix covering every metric in docs/ARCHITECTURE.md."""
 
     def run():
@@ -95,20 +102,32 @@ def traffic_lines(confirmed: int = 3, queued: int = 2, rejected: int = 1,
         request("inventory", "/inventory/reservations", "POST", "2xx", 15.0)
         request("inventory", "/inventory/reservations", "POST", "5xx", 2500.0)
         request("gremlin", "/gremlin", "PUT", "2xx", 8.0)
-        for status, path, n in (("CONFIRMED", "sync", confirmed), ("QUEUED", "sync", queued),
-                                ("REJECTED", "sync", rejected)):
+        for status, path, n in (
+            ("CONFIRMED", "sync", confirmed),
+            ("QUEUED", "sync", queued),
+            ("REJECTED", "sync", rejected),
+        ):
             for _ in range(n):
                 emit("order", [("OrderOutcomes", MetricUnit.Count, 1)], {"status": status, "path": path})
-        emit("order", [("InventoryCallDuration", MetricUnit.Milliseconds, 12.0),
-                       ("InventoryCallDuration", MetricUnit.Milliseconds, 2000.0)], {"outcome": "reserved"})
+        emit(
+            "order",
+            [
+                ("InventoryCallDuration", MetricUnit.Milliseconds, 12.0),
+                ("InventoryCallDuration", MetricUnit.Milliseconds, 2000.0),
+            ],
+            {"outcome": "reserved"},
+        )
         emit("order", [("InventoryCallDuration", MetricUnit.Milliseconds, 2001.0)], {"outcome": "timeout"})
         emit_single("order", "Fallbacks", MetricUnit.Count, 1, reason="timeout")
         emit_single("order", "Fallbacks", MetricUnit.Count, 1, reason="timeout")
         emit_single("order", "Fallbacks", MetricUnit.Count, 1, reason="circuit_open")
         emit("order", [("CircuitTransitions", MetricUnit.Count, 1)], {"to_state": "open"})
         emit("order", [("CircuitState", MetricUnit.NoUnit, 2)])
-        emit("inventory", [("GremlinInjections", MetricUnit.Count, 1),
-                           ("GremlinInjections", MetricUnit.Count, 1)], {"mode": "latency"})
+        emit(
+            "inventory",
+            [("GremlinInjections", MetricUnit.Count, 1), ("GremlinInjections", MetricUnit.Count, 1)],
+            {"mode": "latency"},
+        )
         emit("inventory", [("GremlinInjections", MetricUnit.Count, 1)], {"mode": "crash_after_commit"})
         emit("order", [("IdempotentReplays", MetricUnit.Count, 1)], {"source": "http"})
         emit("inventory", [("IdempotentReplays", MetricUnit.Count, 1)], {"source": "queue"})
@@ -119,6 +138,10 @@ def traffic_lines(confirmed: int = 3, queued: int = 2, rejected: int = 1,
         emit_single("reconcile", "ReconcileRuns", MetricUnit.Count, 1, outcome="problems")
 
     statuses = {"CONFIRMED": confirmed, "QUEUED": queued, "REJECTED": rejected}
-    return Traffic(capture(run), {k: v for k, v in statuses.items() if v},
-                   [*list(order_ms), 5.0], {"timeout": 2, "circuit_open": 1},
-                   {"latency": 2, "crash_after_commit": 1})
+    return Traffic(
+        capture(run),
+        {k: v for k, v in statuses.items() if v},
+        [*list(order_ms), 5.0],
+        {"timeout": 2, "circuit_open": 1},
+        {"latency": 2, "crash_after_commit": 1},
+    )

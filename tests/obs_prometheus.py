@@ -34,8 +34,14 @@ def free_port() -> int:
 
 
 class PrometheusServer:
-    def __init__(self, targets: list[str], workdir: Path | str, scrape_interval: str = "1s",
-                 evaluation_interval: str = "1s", port: int | None = None):
+    def __init__(
+        self,
+        targets: list[str],
+        workdir: Path | str,
+        scrape_interval: str = "1s",
+        evaluation_interval: str = "1s",
+        port: int | None = None,
+    ):
         self.targets = [t.replace("http://", "").rstrip("/").removesuffix("/metrics") for t in targets]
         self.workdir = Path(workdir)
         self.scrape_interval = scrape_interval
@@ -48,14 +54,25 @@ class PrometheusServer:
 
     def start(self, timeout: float = 30.0) -> PrometheusServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        promconfig.write(self.config_path, promconfig.render(
-            self.targets, scrape_interval=self.scrape_interval, evaluation_interval=self.evaluation_interval))
+        promconfig.write(
+            self.config_path,
+            promconfig.render(
+                self.targets, scrape_interval=self.scrape_interval, evaluation_interval=self.evaluation_interval
+            ),
+        )
         self._log = open(self.log_path, "wb")  # noqa: SIM115 -- lives as long as the server; closed by stop()
         self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",
-             "--log.level=warn"],
-            stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                PROMETHEUS,
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=warn",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

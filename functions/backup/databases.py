@@ -38,11 +38,13 @@ def read_secret(secret_arn: str) -> DbSecret:
         raise BackupError(f"database secret lacks a field: {exc}") from exc
 
 
-def connect(secret: DbSecret, database: str | None = None, *, tls: DbTls,
-            timeout: float = 60.0) -> pg8000.native.Connection:
+def connect(
+    secret: DbSecret, database: str | None = None, *, tls: DbTls, timeout: float = 60.0
+) -> pg8000.native.Connection:
     try:
-        return db.connect(secret, tls=tls, database=database or secret.dbname, timeout=timeout,
-                          application_name="valerix-backup")
+        return db.connect(
+            secret, tls=tls, database=database or secret.dbname, timeout=timeout, application_name="valerix-backup"
+        )
     except Exception as exc:  # any driver or TLS failure: report which database could not be reached
         where = f"{database or secret.dbname} on {secret.host}:{secret.port}"
         raise BackupError(f"cannot connect to {where}: {exc}") from exc
@@ -72,4 +74,3 @@ def create_database(secret: DbSecret, name: str, *, tls: DbTls) -> None:
 def drop_database(secret: DbSecret, name: str, *, tls: DbTls) -> None:
     with connection(secret, MAINTENANCE_DB, tls=tls) as conn:
         conn.run(f'DROP DATABASE IF EXISTS "{check_db_name(name)}" WITH (FORCE)')
-

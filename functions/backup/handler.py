@@ -35,8 +35,9 @@ metrics = get_metrics(SERVICE)
 def get_service() -> BackupService:
     """This environment's backup service, built on first use."""
     # The external target gets a client that never retries: one call a day means one attempt.
-    return BackupService(get_settings(), s3=aws.client("s3"), kms=aws.client("kms"),
-                         external_s3=aws.single_attempt_client("s3"))
+    return BackupService(
+        get_settings(), s3=aws.client("s3"), kms=aws.client("kms"), external_s3=aws.single_attempt_client("s3")
+    )
 
 
 @traced
@@ -75,6 +76,8 @@ def restore_handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any
         return {"points": service.list_points(event.get("service")), "bundles": service.list_bundles()}
     point = event.get("point")
     if not isinstance(point, str) or not point.strip():
-        raise BackupError('restore needs {"point": "points/<service>/<stamp>.vbk"} or '
-                          '{"point": "external:bundles/<day>.tar:points/<service>/<stamp>.vbk"}')
+        raise BackupError(
+            'restore needs {"point": "points/<service>/<stamp>.vbk"} or '
+            '{"point": "external:bundles/<day>.tar:points/<service>/<stamp>.vbk"}'
+        )
     return service.restore(point)

@@ -282,8 +282,12 @@ def load(conn: pg8000.native.Connection, dump: Dump, migrations_dir: Path) -> No
             cols = ", ".join(quote_ident(c) for c in table["columns"])
             conn.run(f"COPY {_qualified(name)} ({cols}) FROM STDIN", stream=io.BytesIO(dump.data[name]))
         for seq in dump.manifest["sequences"]:
-            conn.run("SELECT setval(CAST(:s AS regclass), :v, :c)", s=_qualified(seq["name"]),
-                     v=seq["lastValue"], c=seq["isCalled"])
+            conn.run(
+                "SELECT setval(CAST(:s AS regclass), :v, :c)",
+                s=_qualified(seq["name"]),
+                v=seq["lastValue"],
+                c=seq["isCalled"],
+            )
         conn.run("COMMIT")
     except BaseException:
         conn.run("ROLLBACK")
@@ -296,9 +300,7 @@ def verify(conn: pg8000.native.Connection, dump: Dump) -> dict[str, dict[str, An
     actual = {t["name"]: t for t in catalogue["tables"]}
     expected = {t["name"]: t for t in dump.manifest["tables"]}
     if set(actual) != set(expected):
-        raise IntegrityError(
-            f"restored tables {sorted(actual)} differ from the backup's {sorted(expected)}"
-        )
+        raise IntegrityError(f"restored tables {sorted(actual)} differ from the backup's {sorted(expected)}")
     report = {}
     for name, want in expected.items():
         got = actual[name]

@@ -49,9 +49,16 @@ def _iso(moment: dt.datetime) -> str:
 
 
 class BackupService:
-    def __init__(self, settings: BackupSettings, *, s3: Any, kms: Any, external_s3: Any = None,
-                 clock: Clock = utc_now,
-                 secrets_reader: Callable[[str], DbSecret] = databases.read_secret) -> None:
+    def __init__(
+        self,
+        settings: BackupSettings,
+        *,
+        s3: Any,
+        kms: Any,
+        external_s3: Any = None,
+        clock: Clock = utc_now,
+        secrets_reader: Callable[[str], DbSecret] = databases.read_secret,
+    ) -> None:
         """`external_s3`: the client for the external target (default `s3`). The handler passes a
         single-attempt client: the daily call must never be repeated by SDK retries."""
         self.settings = settings
@@ -99,13 +106,16 @@ class BackupService:
             **catalogue,
         }
         payload = pgdump.pack(pgdump.Dump(manifest, data))
-        blob = envelope.seal(payload, kms=self.kms, key_id=self.settings.kms_key_id,
-                             context=self.encryption_context(service, point_id))
+        blob = envelope.seal(
+            payload, kms=self.kms, key_id=self.settings.kms_key_id, context=self.encryption_context(service, point_id)
+        )
         point = self.local.put_point(service, secret.dbname, created_at, blob)
         if point.key != point_id:  # the key is the identity sealed above; they must never drift apart
             raise BackupError(f"restore point stored as {point.key}, sealed as {point_id}")
-        logger.info("restore point created", extra={**point.to_dict(),
-                                                     "tables": {t["name"]: t["rows"] for t in manifest["tables"]}})
+        logger.info(
+            "restore point created",
+            extra={**point.to_dict(), "tables": {t["name"]: t["rows"] for t in manifest["tables"]}},
+        )
         return point
 
     def backup_all(self, services: list[str] | None = None) -> dict[str, Any]:
@@ -140,8 +150,12 @@ class BackupService:
         existing = self.local.sync_record(day)
         if existing is not None:
             logger.warning("external sync refused: today's call was already made", extra={"day": day.isoformat()})
-            return {"status": "refused", "reason": "today's external call was already made",
-                    "day": day.isoformat(), "bundle": existing["bundle"]}
+            return {
+                "status": "refused",
+                "reason": "today's external call was already made",
+                "day": day.isoformat(),
+                "bundle": existing["bundle"],
+            }
         intent = self.local.intent(day)
         if intent is not None:
             return self._in_doubt(day, intent)
@@ -174,13 +188,22 @@ class BackupService:
         archive = _tar([("manifest.json", json.dumps(manifest, indent=1).encode()), *members])
         checksum = store.sha256(archive)
         bundle = self.external.bundle_key(day)
-        claimed = self.local.claim_intent(day, {"day": day.isoformat(), "bundle": bundle, "intendedAt": _iso(now),
-                                                "sha256": checksum, "points": [e["point"] for e in entries]})
+        claimed = self.local.claim_intent(
+            day,
+            {
+                "day": day.isoformat(),
+                "bundle": bundle,
+                "intendedAt": _iso(now),
+                "sha256": checksum,
+                "points": [e["point"] for e in entries],
+            },
+        )
         if claimed is not None:  # another run claimed the day between our check and now
             return self._in_doubt(day, claimed)
         try:
-            key = self.external.deliver(day, archive, {"sha256": checksum, "points": str(len(entries)),
-                                                       "day": day.isoformat()})
+            key = self.external.deliver(
+                day, archive, {"sha256": checksum, "points": str(len(entries)), "day": day.isoformat()}
+            )
         except store.DailyCallRefused as exc:
             logger.warning("external sync refused by the external target", extra={"day": day.isoformat()})
             return {"status": "refused", "reason": str(exc), "day": day.isoformat(), "bundle": bundle}
@@ -188,23 +211,36 @@ class BackupService:
             # The intent stays: no second attempt today (the handler's error alarms; see the runbook).
             logger.exception("the external call failed; today's one attempt is spent", extra={"day": day.isoformat()})
             raise
-        record = {"day": day.isoformat(), "bundle": key, "syncedAt": _iso(now), "sha256": checksum,
-                  "size": len(archive), "points": [e["point"] for e in entries]}
+        record = {
+            "day": day.isoformat(),
+            "bundle": key,
+            "syncedAt": _iso(now),
+            "sha256": checksum,
+            "size": len(archive),
+            "points": [e["point"] for e in entries],
+        }
         self.local.put_sync_record(day, record)
-        logger.info("external sync done", extra={k: v for k, v in record.items() if k != "points"}
-                    | {"count": len(entries)})
+        logger.info(
+            "external sync done", extra={k: v for k, v in record.items() if k != "points"} | {"count": len(entries)}
+        )
         return {"status": "synced", **record, "skipped": skipped}
 
     def _in_doubt(self, day: dt.date, intent: dict[str, Any]) -> dict[str, Any]:
         """Today's attempt was made (or started) without a sync record: report, never call again."""
-        logger.error("external sync not attempted: today's one attempt was already made and its outcome "
-                     "is not recorded", extra={"day": day.isoformat(), "intent": intent})
-        return {"status": "in_doubt", "day": day.isoformat(), "bundle": intent.get("bundle"),
-                "intendedAt": intent.get("intendedAt"),
-                "reason": f"an earlier run attempted today's external call (intent {store.intent_key(day)}, "
-                          f"{intent.get('intendedAt', 'time unknown')}) and recorded no outcome; the day's one "
-                          "attempt is spent, so no call is made. Check the external bundle; points not "
-                          "recorded as synced go into the next day's bundle."}
+        logger.error(
+            "external sync not attempted: today's one attempt was already made and its outcome is not recorded",
+            extra={"day": day.isoformat(), "intent": intent},
+        )
+        return {
+            "status": "in_doubt",
+            "day": day.isoformat(),
+            "bundle": intent.get("bundle"),
+            "intendedAt": intent.get("intendedAt"),
+            "reason": f"an earlier run attempted today's external call (intent {store.intent_key(day)}, "
+            f"{intent.get('intendedAt', 'time unknown')}) and recorded no outcome; the day's one "
+            "attempt is spent, so no call is made. Check the external bundle; points not "
+            "recorded as synced go into the next day's bundle.",
+        }
 
     @staticmethod
     def _check_identity(key: str, blob: bytes) -> None:
@@ -222,8 +258,9 @@ class BackupService:
         cutoff = now - dt.timedelta(days=self.settings.local_retention_days)
         old = [p.key for p in self.local.list_points() if p.created_at < cutoff]
         record_cutoff = (now - dt.timedelta(days=self.settings.external_retention_days)).date()
-        old_records = [k for k in self.local.sync_record_keys()
-                       if (day := store.day_of(k)) is not None and day < record_cutoff]
+        old_records = [
+            k for k in self.local.sync_record_keys() if (day := store.day_of(k)) is not None and day < record_cutoff
+        ]
         if self.settings.prune_mode == "lifecycle":
             return {"deleted": [], "deletedSyncRecords": [], "by": "lifecycle", "pastRetention": old + old_records}
         self.local.delete_points(old)
@@ -250,11 +287,11 @@ class BackupService:
         """(point key, verified bytes) of a local point or of an external bundle member."""
         ref = ref.strip()
         if ref.startswith("local:"):
-            ref = ref[len("local:"):]
+            ref = ref[len("local:") :]
         if not ref.startswith(EXTERNAL_PREFIX):
             point, blob = self.local.get_point(ref)
             return point.key, blob
-        bundle_key, sep, member = ref[len(EXTERNAL_PREFIX):].partition(":")
+        bundle_key, sep, member = ref[len(EXTERNAL_PREFIX) :].partition(":")
         if not sep or not member:
             raise PointNotFound("external restore points are `external:bundles/<day>.tar:points/<service>/<stamp>.vbk`")
         if not bundle_key.startswith(store.BUNDLE_PREFIX):
@@ -278,14 +315,17 @@ class BackupService:
         service, _ = store.parse_point_key(key)
         # The expected identity comes from where the point was found, never from its header.
         try:
-            _, payload = envelope.unseal(blob, kms=self.kms, key_id=self.settings.kms_key_id,
-                                         context=self.encryption_context(service, key))
+            _, payload = envelope.unseal(
+                blob, kms=self.kms, key_id=self.settings.kms_key_id, context=self.encryption_context(service, key)
+            )
         except IntegrityError as exc:
             raise IntegrityError(f"{key}: {exc}") from exc
         dump = pgdump.unpack(payload)
         if dump.manifest.get("service") != service or dump.manifest.get("pointId") != key:
-            raise IntegrityError(f"{key}: the point's manifest names another point "
-                                 f"({dump.manifest.get('pointId')!r}); refusing to restore it")
+            raise IntegrityError(
+                f"{key}: the point's manifest names another point "
+                f"({dump.manifest.get('pointId')!r}); refusing to restore it"
+            )
         return key, dump
 
     def restore(self, ref: str) -> dict[str, Any]:
@@ -302,9 +342,7 @@ class BackupService:
         service = dump.manifest["service"]
         secret = self.secret(service)
         source_db = dump.manifest["database"]
-        fresh = databases.check_db_name(
-            f"{source_db}_restore_{started:%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"[:63]
-        )
+        fresh = databases.check_db_name(f"{source_db}_restore_{started:%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"[:63])
         databases.create_database(secret, fresh, tls=self.settings.db_tls)
         try:
             with databases.connection(secret, fresh, tls=self.settings.db_tls) as conn:
@@ -315,10 +353,12 @@ class BackupService:
                 databases.drop_database(secret, fresh, tls=self.settings.db_tls)
             except Exception:  # report the original failure; the drop error is logged
                 logger.exception("could not drop the failed restore database", extra={"database": fresh})
-                raise RestoreRefused(f"restore of {key} failed ({exc}) and dropping {fresh} failed too",
-                                     database=fresh) from exc
-            logger.error("restore refused; fresh database dropped",
-                         extra={"point": key, "database": fresh, "error": str(exc)})
+                raise RestoreRefused(
+                    f"restore of {key} failed ({exc}) and dropping {fresh} failed too", database=fresh
+                ) from exc
+            logger.error(
+                "restore refused; fresh database dropped", extra={"point": key, "database": fresh, "error": str(exc)}
+            )
             raise RestoreRefused(f"restore of {key} refused: {exc}; {fresh} was dropped", database=fresh) from exc
         result = {
             "status": "restored",

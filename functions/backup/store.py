@@ -211,8 +211,13 @@ class LocalStore:
         return marker
 
     def put_sync_record(self, day: dt.date, record: dict[str, Any]) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=f"{SYNC_PREFIX}{day.isoformat()}.json", IfNoneMatch="*",
-                           Body=json.dumps(record, indent=1).encode(), ContentType="application/json")
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=f"{SYNC_PREFIX}{day.isoformat()}.json",
+            IfNoneMatch="*",
+            Body=json.dumps(record, indent=1).encode(),
+            ContentType="application/json",
+        )
 
     def sync_records(self) -> list[dict[str, Any]]:
         records = []
@@ -243,8 +248,13 @@ class LocalStore:
         Create-only, so of two concurrent runs exactly one gets to make the external call.
         """
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=intent_key(day), IfNoneMatch="*",
-                               Body=json.dumps(intent, indent=1).encode(), ContentType="application/json")
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=intent_key(day),
+                IfNoneMatch="*",
+                Body=json.dumps(intent, indent=1).encode(),
+                ContentType="application/json",
+            )
         except ClientError as exc:
             if not _is_precondition_failed(exc):
                 raise
@@ -274,8 +284,14 @@ class ExternalTarget:
         """
         key = self.bundle_key(day)
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=archive, IfNoneMatch="*",
-                               ContentType="application/x-tar", Metadata=metadata)
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=archive,
+                IfNoneMatch="*",
+                ContentType="application/x-tar",
+                Metadata=metadata,
+            )
         except ClientError as exc:
             if _is_precondition_failed(exc):
                 raise DailyCallRefused(f"the external target already accepted today's call ({key})") from exc

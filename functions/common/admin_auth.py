@@ -42,8 +42,12 @@ KEY_UNAVAILABLE = "admin key cannot be checked right now, try again later"
 
 # Documents the key as an OpenAPI security scheme (not a fuzzable parameter); auto_error=False
 # so a missing header gets this module's 401 message instead of FastAPI's generic 403.
-_api_key_scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, scheme_name="adminApiKey",
-                               description="the admin API key (make up: .valerix/admin-api-key)")
+_api_key_scheme = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    scheme_name="adminApiKey",
+    description="the admin API key (make up: .valerix/admin-api-key)",
+)
 
 ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": MISSING_KEY},
@@ -89,5 +93,6 @@ def verify_admin_key(presented: str | None, *, service: str | None = None, route
 def require_admin_key(request: Request, api_key: Annotated[str | None, Security(_api_key_scheme)]) -> None:
     """FastAPI dependency for admin routes (sync: FastAPI runs it in the threadpool, the secret
     fetch blocks)."""
-    verify_admin_key(api_key, service=getattr(request.app.state, "service_name", None),
-                     route=f"{request.method} {request.url.path}")
+    verify_admin_key(
+        api_key, service=getattr(request.app.state, "service_name", None), route=f"{request.method} {request.url.path}"
+    )

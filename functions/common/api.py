@@ -132,7 +132,8 @@ def correlation_id_of(scope: Mapping[str, Any]) -> str:
         return from_client
     event = scope.get("aws.event")
     if isinstance(event, dict) and (
-            from_gateway := valid_correlation_id((event.get("requestContext") or {}).get("requestId"))):
+        from_gateway := valid_correlation_id((event.get("requestContext") or {}).get("requestId"))
+    ):
         return from_gateway
     return valid_correlation_id(getattr(scope.get("aws.context"), "aws_request_id", None)) or str(uuid.uuid4())
 
@@ -226,11 +227,17 @@ class _ObservedRequestMiddleware:
             await send(message)
 
         if cors and scope.get("method") == "OPTIONS" and _header(scope, b"access-control-request-method"):
-            await send_wrapper({"type": "http.response.start", "status": 204, "headers": [
-                (b"access-control-allow-methods", b"GET, POST, PUT, DELETE, OPTIONS"),
-                (b"access-control-allow-headers", b"Content-Type, Idempotency-Key, X-Api-Key, Authorization"),
-                (b"access-control-max-age", b"3600"),
-            ]})
+            await send_wrapper(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [
+                        (b"access-control-allow-methods", b"GET, POST, PUT, DELETE, OPTIONS"),
+                        (b"access-control-allow-headers", b"Content-Type, Idempotency-Key, X-Api-Key, Authorization"),
+                        (b"access-control-max-age", b"3600"),
+                    ],
+                }
+            )
             await send_wrapper({"type": "http.response.body", "body": b""})
             unbind()
             return
@@ -269,12 +276,21 @@ class _ObservedRequestMiddleware:
         method = scope.get("method", "GET")
         status_class = f"{status // 100}xx"
         put_metric(
-            "HttpRequests", MetricUnit.Count, 1, service=self.service,
-            route=template, method=method, status_class=status_class,
+            "HttpRequests",
+            MetricUnit.Count,
+            1,
+            service=self.service,
+            route=template,
+            method=method,
+            status_class=status_class,
         )
         put_metric(
-            "HttpRequestDuration", MetricUnit.Milliseconds, round(duration_ms, 3), service=self.service,
-            route=template, method=method,
+            "HttpRequestDuration",
+            MetricUnit.Milliseconds,
+            round(duration_ms, 3),
+            service=self.service,
+            route=template,
+            method=method,
         )
 
 
@@ -302,8 +318,11 @@ def _cors_headers(scope: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
     if "*" in allowed:
         return [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", _EXPOSED_HEADERS)]
     if text in allowed:
-        return [(b"access-control-allow-origin", origin), (b"vary", b"Origin"),
-                (b"access-control-expose-headers", _EXPOSED_HEADERS)]
+        return [
+            (b"access-control-allow-origin", origin),
+            (b"vary", b"Origin"),
+            (b"access-control-expose-headers", _EXPOSED_HEADERS),
+        ]
     return []
 
 
@@ -366,10 +385,14 @@ def create_app(service_name: str, *, title: str | None = None) -> FastAPI:
         # ApiError messages are written for the caller; the cause (if any) is logged here.
         if exc.status_code >= 500:
             cause = exc.__cause__
-            logger.warning("request failed", extra={
-                "status": exc.status_code, "error": exc.message,
-                "cause": f"{type(cause).__name__}: {cause}" if cause is not None else None,
-            })
+            logger.warning(
+                "request failed",
+                extra={
+                    "status": exc.status_code,
+                    "error": exc.message,
+                    "cause": f"{type(cause).__name__}: {cause}" if cause is not None else None,
+                },
+            )
         return json_error(exc.status_code, exc.message, **exc.extra)
 
     app.add_middleware(_ObservedRequestMiddleware, service=service_name)

@@ -46,9 +46,19 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from functions.common.observability import CORRELATION_ID_PATTERN
 
 __all__ = [
-    "CORRELATION_ID_ATTRIBUTE", "AnswerStatus", "CompletionMessage", "InventoryCommand", "InventoryQueueMessage",
-    "PingAnswer", "PingRequest", "ReservationAnswer", "ReservationFields", "ReservationStatus", "ReserveRequest",
-    "correlation_attributes", "parse_inventory_command",
+    "CORRELATION_ID_ATTRIBUTE",
+    "AnswerStatus",
+    "CompletionMessage",
+    "InventoryCommand",
+    "InventoryQueueMessage",
+    "PingAnswer",
+    "PingRequest",
+    "ReservationAnswer",
+    "ReservationFields",
+    "ReservationStatus",
+    "ReserveRequest",
+    "correlation_attributes",
+    "parse_inventory_command",
 ]
 
 OrderId = Annotated[str, Field(min_length=1, max_length=64)]

@@ -52,8 +52,16 @@ from functions.common.errors import DatabaseUnavailable, DeadlineExceeded
 from functions.common.settings import DbPool, DbTls
 
 __all__ = [
-    "Connection", "Database", "DatabaseUnavailable", "DbSecret", "DeadlineExceeded", "connect", "get_database",
-    "pg_error_code", "read_secret", "ssl_context",
+    "Connection",
+    "Database",
+    "DatabaseUnavailable",
+    "DbSecret",
+    "DeadlineExceeded",
+    "connect",
+    "get_database",
+    "pg_error_code",
+    "read_secret",
+    "ssl_context",
 ]
 
 
@@ -61,6 +69,7 @@ class Connection(Protocol):
     """What the repositories use of a pg8000 native connection (typed here: pg8000 has no stubs)."""
 
     def run(self, sql: str, stream: Any = None, types: Any = None, **params: Any) -> list[list[Any]]: ...
+
 
 _NETWORK_ERRORS = (InterfaceError, OSError, EOFError)
 VERIFY_FULL = DbTls()  # the default: TLS, certificate chain and host name verified
@@ -89,6 +98,7 @@ def read_secret(secret_arn: str, *, max_age: int = 300, force: bool = False) -> 
 
 
 # ---------------------------------------------------------------------- TLS + connect
+
 
 @functools.cache
 def ssl_context(tls: DbTls) -> ssl.SSLContext | Literal[False]:
@@ -130,8 +140,15 @@ class DbSecret:
         )
 
 
-def connect(secret: DbSecret | Mapping[str, Any], *, tls: DbTls, database: str | None = None, timeout: float = 5.0,
-            application_name: str = "valerix", host: str | None = None) -> pg8000.native.Connection:
+def connect(
+    secret: DbSecret | Mapping[str, Any],
+    *,
+    tls: DbTls,
+    database: str | None = None,
+    timeout: float = 5.0,
+    application_name: str = "valerix",
+    host: str | None = None,
+) -> pg8000.native.Connection:
     """One new connection with a secret's login (to `host` instead of the secret's, when given:
     the RDS Proxy endpoint). pg8000's own errors (and KeyError/ValueError for a secret without
     username/password/host) propagate: callers word them for their context."""
@@ -168,8 +185,9 @@ def _refuse_if_injected(fault: Any) -> None:
     if fault is None or fault.fault not in ("unreachable", "exhausted"):
         return
     if fault.fault == "exhausted":
-        raise DatabaseUnavailable("cannot connect to the database: 53300 sorry, too many clients already "
-                                  "(injected by the gremlin)")
+        raise DatabaseUnavailable(
+            "cannot connect to the database: 53300 sorry, too many clients already (injected by the gremlin)"
+        )
     raise DatabaseUnavailable("cannot connect to the database: connection refused (injected by the gremlin)")
 
 
@@ -187,9 +205,17 @@ def _slow_down(conn: pg8000.native.Connection, fault: Any, *, in_transaction: bo
 
 
 class Database:
-    def __init__(self, secret_arn: str, *, tls: DbTls = VERIFY_FULL, pool: DbPool = DEFAULT_POOL,
-                 secret_max_age: int = 300, max_idle: int = 4, connect_timeout: float = 5.0,
-                 application_name: str = "valerix") -> None:
+    def __init__(
+        self,
+        secret_arn: str,
+        *,
+        tls: DbTls = VERIFY_FULL,
+        pool: DbPool = DEFAULT_POOL,
+        secret_max_age: int = 300,
+        max_idle: int = 4,
+        connect_timeout: float = 5.0,
+        application_name: str = "valerix",
+    ) -> None:
         self.secret_arn = secret_arn
         self.tls = tls
         self.pool = pool
@@ -214,8 +240,13 @@ class Database:
         for attempt in (1, 2):
             secret = self._secret(force=attempt == 2)
             try:
-                return connect(secret, tls=self.tls, timeout=self.connect_timeout,
-                               application_name=self.application_name, host=self.pool.proxy_endpoint)
+                return connect(
+                    secret,
+                    tls=self.tls,
+                    timeout=self.connect_timeout,
+                    application_name=self.application_name,
+                    host=self.pool.proxy_endpoint,
+                )
             except DatabaseError as exc:
                 # 28P01 invalid password / 28000 invalid authorization: the secret may have rotated.
                 if pg_error_code(exc) in ("28P01", "28000") and attempt == 1:
@@ -238,7 +269,8 @@ class Database:
                 if remaining <= 0:
                     raise DatabaseUnavailable(
                         f"all {self.pool.max_open} database connections of this environment are in use "
-                        f"(waited {self.pool.wait_seconds:g} s; DB_POOL_MAX caps them)")
+                        f"(waited {self.pool.wait_seconds:g} s; DB_POOL_MAX caps them)"
+                    )
                 self._available.wait(remaining)
             if self._idle:
                 return self._idle.pop(), True
@@ -353,8 +385,9 @@ class Database:
                 raise
             self._release(conn)
             if deadline is not None and pg_error_code(exc) in _TIMED_OUT:
-                raise DeadlineExceeded(f"a statement ran into the deadline ({pg_error_code(exc)}): rolled back") \
-                    from exc
+                raise DeadlineExceeded(
+                    f"a statement ran into the deadline ({pg_error_code(exc)}): rolled back"
+                ) from exc
             raise
         try:
             conn.run("COMMIT")
@@ -380,8 +413,9 @@ def _bound_by(conn: pg8000.native.Connection, deadline: Deadline) -> None:
     """Transaction-local statement and lock timeouts: the time `deadline` leaves (at least 1 ms,
     as 0 would mean no timeout at all). set_config(..., true) is SET LOCAL with parameters."""
     remaining_ms = str(max(1, deadline.remaining_ms()))
-    conn.run("SELECT set_config('statement_timeout', :ms, true), set_config('lock_timeout', :ms, true)",
-             ms=remaining_ms)
+    conn.run(
+        "SELECT set_config('statement_timeout', :ms, true), set_config('lock_timeout', :ms, true)", ms=remaining_ms
+    )
 
 
 def _close_quietly(conn: pg8000.native.Connection) -> None:
@@ -390,7 +424,13 @@ def _close_quietly(conn: pg8000.native.Connection) -> None:
 
 
 @functools.cache
-def get_database(secret_arn: str, *, tls: DbTls = VERIFY_FULL, pool: DbPool = DEFAULT_POOL, secret_max_age: int = 300,
-                 application_name: str = "valerix") -> Database:
+def get_database(
+    secret_arn: str,
+    *,
+    tls: DbTls = VERIFY_FULL,
+    pool: DbPool = DEFAULT_POOL,
+    secret_max_age: int = 300,
+    application_name: str = "valerix",
+) -> Database:
     """The pooled Database for a secret (and connection options), one per execution environment."""
     return Database(secret_arn, tls=tls, pool=pool, secret_max_age=secret_max_age, application_name=application_name)

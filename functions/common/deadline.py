@@ -24,8 +24,9 @@ class Deadline:
     at: float
 
     @classmethod
-    def from_epoch_ms(cls, epoch_ms: int, *, wall_now: float | None = None,
-                      monotonic_now: float | None = None) -> Deadline:
+    def from_epoch_ms(
+        cls, epoch_ms: int, *, wall_now: float | None = None, monotonic_now: float | None = None
+    ) -> Deadline:
         wall_now = time.time() if wall_now is None else wall_now
         monotonic_now = time.monotonic() if monotonic_now is None else monotonic_now
         return cls(monotonic_now + (epoch_ms / 1000.0 - wall_now))

@@ -27,8 +27,16 @@ from pydantic import BaseModel, ConfigDict
 from functions.common import aws
 from functions.common.observability import get_logger
 
-__all__ = ["Check", "HealthCache", "HealthOut", "cached_health", "database_check", "health_cache", "queue_check",
-           "run_checks"]
+__all__ = [
+    "Check",
+    "HealthCache",
+    "HealthOut",
+    "cached_health",
+    "database_check",
+    "health_cache",
+    "queue_check",
+    "run_checks",
+]
 
 
 @functools.cache
@@ -49,7 +57,10 @@ class Check:
 
 
 def run_checks(
-    service: str, checks: dict[str, Check], timeout: float = 3.0, extra: dict[str, Any] | None = None,
+    service: str,
+    checks: dict[str, Check],
+    timeout: float = 3.0,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     logger = get_logger(service)
     started = time.perf_counter()
@@ -64,8 +75,7 @@ def run_checks(
             logger.warning("health check failed: no answer in time", extra={"check": name, "timeout_s": timeout})
             results[name] = {"status": "DOWN", "error": f"{reason} (no answer within {timeout:.0f} s)"}
         except Exception as exc:  # noqa: BLE001 - each failing check says why, in public words
-            logger.warning("health check failed", extra={
-                "check": name, "error": f"{type(exc).__name__}: {exc}"[:1000]})
+            logger.warning("health check failed", extra={"check": name, "error": f"{type(exc).__name__}: {exc}"[:1000]})
             results[name] = {"status": "DOWN", "error": reason}
     failing = [name for name, result in results.items() if result.get("status") != "UP"]
     body: dict[str, Any] = {"service": service, "status": "DOWN" if failing else "UP"}
@@ -117,8 +127,9 @@ class HealthCache:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def get(self, key: str, ttl_seconds: float,
-            compute: Callable[[], tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any]]:
+    def get(
+        self, key: str, ttl_seconds: float, compute: Callable[[], tuple[int, dict[str, Any]]]
+    ) -> tuple[int, dict[str, Any]]:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
@@ -140,9 +151,9 @@ def health_cache() -> HealthCache:
     return HealthCache()
 
 
-
-def cached_health(service: str, compute: Callable[[], tuple[int, dict[str, Any]]],
-                  ttl_seconds: float | None = None) -> tuple[int, dict[str, Any]]:
+def cached_health(
+    service: str, compute: Callable[[], tuple[int, dict[str, Any]]], ttl_seconds: float | None = None
+) -> tuple[int, dict[str, Any]]:
     """`compute()` (normally `run_checks(...)`) at most once per HEALTH_CACHE_SECONDS per environment.
 
     A DOWN answer carries this request's `requestId` (added after the cache: it is per request),
@@ -165,8 +176,9 @@ def cached_health(service: str, compute: Callable[[], tuple[int, dict[str, Any]]
             body["requestId"] = correlation_id
         if probed_by != correlation_id:
             # the failing checks' detail was logged by the request that probed: point to it
-            get_logger(service).warning("health DOWN (cached answer)", extra={
-                "probed_by": probed_by, "reason": body.get("message")})
+            get_logger(service).warning(
+                "health DOWN (cached answer)", extra={"probed_by": probed_by, "reason": body.get("message")}
+            )
     return status, body
 
 

@@ -77,8 +77,9 @@ def run_migrations(conn: pg8000.native.Connection, directory: Path) -> dict[str,
         conn.run("SELECT pg_advisory_unlock(:key)", key=ADVISORY_LOCK_KEY)
 
 
-def migrate_database(directory: Path, app_privileges: Mapping[str, Collection[str]], *,
-                     settings: Settings) -> dict[str, Any]:
+def migrate_database(
+    directory: Path, app_privileges: Mapping[str, Collection[str]], *, settings: Settings
+) -> dict[str, Any]:
     """What a migrate function does (functions/common/roles.py has the role model):
 
     1. as master (DB_MASTER_SECRET_ARN), create/refresh the owner, app and reader roles with the
@@ -109,8 +110,7 @@ def migrate_database(directory: Path, app_privileges: Mapping[str, Collection[st
         names = roles.bootstrap(conn, **logins)
     with _session(secrets["owner"], settings, "valerix-migrate") as conn:
         result = run_migrations(conn, directory)
-        roles.grant(conn, owner=names["owner"], app=names["app"], reader=names["reader"],
-                    app_privileges=app_privileges)
+        roles.grant(conn, owner=names["owner"], app=names["app"], reader=names["reader"], app_privileges=app_privileges)
     return {**result, "roles": names}
 
 

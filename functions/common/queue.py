@@ -80,8 +80,10 @@ def _with_correlation_id(record_handler: Callable[[SQSRecord], Any], logger: Any
             try:
                 return record_handler(record)
             except Exception as exc:
-                logger.warning("queue record failed", extra={
-                    "message_id": record.message_id, "error_type": type(exc).__name__, "error": str(exc)})
+                logger.warning(
+                    "queue record failed",
+                    extra={"message_id": record.message_id, "error_type": type(exc).__name__, "error": str(exc)},
+                )
                 raise
 
     return handle
@@ -113,8 +115,9 @@ def _back_off(records: list[dict[str, Any]], failed_ids: set[str], logger: Any) 
             logger.warning("could not shorten redelivery delay", extra={"error": str(exc)})
 
 
-def process_batch(event: dict[str, Any], context: Any, record_handler: Callable[[SQSRecord], Any],
-                  service: str, logger: Any) -> PartialItemFailureResponse:
+def process_batch(
+    event: dict[str, Any], context: Any, record_handler: Callable[[SQSRecord], Any], service: str, logger: Any
+) -> PartialItemFailureResponse:
     handle = _with_correlation_id(record_handler, logger)
 
     async def on_worker_thread(record: SQSRecord) -> Any:

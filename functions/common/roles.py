@@ -43,8 +43,14 @@ ROLE_LOCK_KEY = 0x56414C4553  # "VALES"
 APP_STATEMENTS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
 
 # Relation kinds that carry an owner of their own (indexes and owned sequences follow their table).
-_RELKIND_KEYWORD = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE",
-                    "S": "SEQUENCE"}
+_RELKIND_KEYWORD = {
+    "r": "TABLE",
+    "p": "TABLE",
+    "v": "VIEW",
+    "m": "MATERIALIZED VIEW",
+    "f": "FOREIGN TABLE",
+    "S": "SEQUENCE",
+}
 
 
 class RoleError(RuntimeError):
@@ -67,7 +73,8 @@ class Login:
 def _role_flags(conn: pg8000.native.Connection, names: list[str]) -> dict[str, dict[str, bool]]:
     rows = conn.run(
         "SELECT rolname, rolsuper, rolcreaterole, rolreplication, rolbypassrls, rolcreatedb "
-        "FROM pg_roles WHERE rolname = ANY(CAST(:names AS text[]))", names=names,
+        "FROM pg_roles WHERE rolname = ANY(CAST(:names AS text[]))",
+        names=names,
     )
     keys = ("superuser", "createrole", "replication", "bypassrls", "createdb")
     return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
@@ -99,19 +106,22 @@ def bootstrap(conn: pg8000.native.Connection, *, owner: Login, app: Login, reade
                 verb = "ALTER" if login.username in existing else "CREATE"
                 # The password is a literal (utility statements take no parameters); pg8000's
                 # literal() quotes it, the server stores only its SCRAM hash.
-                conn.run(f"{verb} ROLE {identifier(login.username)} WITH LOGIN {createdb} "
-                         f"PASSWORD {literal(login.password)}")
+                conn.run(
+                    f"{verb} ROLE {identifier(login.username)} WITH LOGIN {createdb} PASSWORD {literal(login.password)}"
+                )
             for name, flags in _role_flags(conn, names).items():
                 powers = [k for k in ("superuser", "createrole", "replication", "bypassrls") if flags[k]]
                 if powers:
                     raise RoleError(f"role {name} has {', '.join(powers).upper()}: refusing to use it")
             members = conn.run(
                 "SELECT m.rolname, r.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member "
-                "JOIN pg_roles r ON r.oid = a.roleid WHERE m.rolname = ANY(CAST(:names AS text[]))", names=names,
+                "JOIN pg_roles r ON r.oid = a.roleid WHERE m.rolname = ANY(CAST(:names AS text[]))",
+                names=names,
             )
             if members:
-                raise RoleError("roles must not inherit others' rights: "
-                                + ", ".join(f"{m} is a member of {r}" for m, r in members))
+                raise RoleError(
+                    "roles must not inherit others' rights: " + ", ".join(f"{m} is a member of {r}" for m, r in members)
+                )
 
             db, own = identifier(dbname), identifier(owner.username)
             logins_sql = ", ".join(identifier(n) for n in names)
@@ -141,7 +151,8 @@ def _hand_over_to_owner(conn: pg8000.native.Connection, owner: str) -> None:
         # sequences owned by a column (serial/identity) follow their table
         "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = CAST('pg_class' AS regclass) "
         "AND d.objid = c.oid AND d.deptype IN ('a', 'i')) ORDER BY c.relname",
-        kinds=list(_RELKIND_KEYWORD), owner=owner,
+        kinds=list(_RELKIND_KEYWORD),
+        owner=owner,
     )
     if not rows:
         return
@@ -153,8 +164,9 @@ def _hand_over_to_owner(conn: pg8000.native.Connection, owner: str) -> None:
         conn.run(f"ALTER {_RELKIND_KEYWORD[kind]} public.{identifier(name)} OWNER TO {identifier(owner)}")
 
 
-def grant(conn: pg8000.native.Connection, *, owner: str, app: str, reader: str,
-          app_privileges: Mapping[str, Collection[str]]) -> None:
+def grant(
+    conn: pg8000.native.Connection, *, owner: str, app: str, reader: str, app_privileges: Mapping[str, Collection[str]]
+) -> None:
     """As the owner, after the migrations: the app gets exactly `app_privileges`
     ({table: ("SELECT", "INSERT", ...)}), the reader SELECT on everything, now and for tables
     and sequences the owner creates later."""
@@ -162,13 +174,18 @@ def grant(conn: pg8000.native.Connection, *, owner: str, app: str, reader: str,
         unknown = {p.upper() for p in privileges} - APP_STATEMENTS
         if unknown or not privileges:
             raise RoleError(
-                f"app privileges on {table} must be among {sorted(APP_STATEMENTS)}, got {sorted(privileges)}")
+                f"app privileges on {table} must be among {sorted(APP_STATEMENTS)}, got {sorted(privileges)}"
+            )
     current = conn.run("SELECT current_user")[0][0]
     if current != owner:
         raise RoleError(f"grant() must run as the owner {owner!r}, not {current!r}")
-    present = {r[0] for r in conn.run(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')")}
+    present = {
+        r[0]
+        for r in conn.run(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
+        )
+    }
     missing = sorted(set(app_privileges) - present)
     if missing:
         raise RoleError(f"app privileges name tables the migrations do not create: {missing}")
@@ -191,7 +208,8 @@ def grant(conn: pg8000.native.Connection, *, owner: str, app: str, reader: str,
                 for (sequence,) in conn.run(
                     "SELECT s.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid "
                     "WHERE d.refobjid = CAST(:t AS regclass) AND d.classid = CAST('pg_class' AS regclass) "
-                    "AND s.relkind = 'S' AND d.deptype = 'a'", t=f"public.{identifier(table)}",
+                    "AND s.relkind = 'S' AND d.deptype = 'a'",
+                    t=f"public.{identifier(table)}",
                 ):
                     conn.run(f"GRANT USAGE ON SEQUENCE public.{identifier(sequence)} TO {app_id}")
         conn.run("COMMIT")

@@ -24,8 +24,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-__all__ = ["DbPool", "DbTls", "Env", "GremlinSettings", "Runtime", "Settings", "SettingsError", "get_settings",
-           "required", "runtime"]
+__all__ = [
+    "DbPool",
+    "DbTls",
+    "Env",
+    "GremlinSettings",
+    "Runtime",
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "required",
+    "runtime",
+]
 
 # The asset root of every function holds the `functions/` package (docs/ARCHITECTURE.md).
 ASSET_ROOT = Path(__file__).resolve().parent.parent.parent

@@ -151,8 +151,11 @@ class GremlinDocument(BaseModel):
 
     def effective(self, now: float) -> GremlinDocument:
         """This document with every expired mode switched off (what the injector obeys)."""
-        expired = {name: mode.model_copy(update={"enabled": False})
-                   for name, mode in self.modes().items() if mode.enabled and mode.expired(now)}
+        expired = {
+            name: mode.model_copy(update={"enabled": False})
+            for name, mode in self.modes().items()
+            if mode.enabled and mode.expired(now)
+        }
         return self.model_copy(update=expired) if expired else self
 
     def to_view(self, now: float, stopped: dict[str, str] | None = None) -> dict[str, Any]:
@@ -280,8 +283,9 @@ def stamp_expiry(doc: GremlinDocument, now: float) -> GremlinDocument:
             errors.append({"field": f"{name}.expiresAt", "message": f"must be in the future (got {given})"})
             continue
         elif expires is not None and expires > now + MAX_EXPIRY_SECONDS:
-            errors.append({"field": f"{name}.expiresAt",
-                           "message": f"must be at most {MAX_EXPIRY_SECONDS // 3600} h ahead"})
+            errors.append(
+                {"field": f"{name}.expiresAt", "message": f"must be at most {MAX_EXPIRY_SECONDS // 3600} h ahead"}
+            )
             continue
         elif expires is None and mode.enabled:
             expires = now + DEFAULT_EXPIRY_SECONDS

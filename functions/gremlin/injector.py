@@ -132,8 +132,7 @@ class GremlinInjector:
 
     @classmethod
     def from_settings(cls, settings: GremlinSettings, service: str) -> GremlinInjector:
-        return cls(settings.parameter_name or "", settings.state_table or "", settings.cache_seconds,
-                   service=service)
+        return cls(settings.parameter_name or "", settings.state_table or "", settings.cache_seconds, service=service)
 
     # -- collaborators (on first use: no network, no clients at import) -------------------
 
@@ -169,8 +168,9 @@ class GremlinInjector:
             cause = exc.__cause__ or exc.__context__
             code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause else None
             if code == "ParameterNotFound":
-                self.logger.info("gremlin parameter not found; gremlin is off",
-                                 extra={"parameter": self.parameter_name})
+                self.logger.info(
+                    "gremlin parameter not found; gremlin is off", extra={"parameter": self.parameter_name}
+                )
             else:
                 self.logger.warning(
                     "gremlin parameter unreadable; failing open (no injection)",
@@ -262,8 +262,10 @@ class GremlinInjector:
         try:
             marker = check_stop(self._dynamodb(), self._cloudwatch(), self.state_table, doc, self._wall_clock())
         except Exception as exc:  # noqa: BLE001 -- whatever makes them unreadable, no injection without them
-            self.logger.warning("gremlin stop conditions unreadable; holding off injection",
-                                extra={"alarms": doc.stop_conditions, "error": str(exc)})
+            self.logger.warning(
+                "gremlin stop conditions unreadable; holding off injection",
+                extra={"alarms": doc.stop_conditions, "error": str(exc)},
+            )
             state["unknown"] = True
             self._stop_state = state
             return True
@@ -279,11 +281,7 @@ class GremlinInjector:
         if not (doc.latency.enabled or doc.error.enabled or doc.crash.enabled):
             return
         latency = doc.latency.enabled and self._selected("latency", doc.latency, stored)
-        crash = (
-            doc.crash.enabled
-            and doc.crash.when == "before-commit"
-            and self._selected("crash", doc.crash, stored)
-        )
+        crash = doc.crash.enabled and doc.crash.when == "before-commit" and self._selected("crash", doc.crash, stored)
         error = doc.error.enabled and self._selected("error", doc.error, stored)
         if latency:
             self._record("latency", "gremlin: injecting latency", delayMs=doc.latency.delay_ms)

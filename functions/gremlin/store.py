@@ -79,20 +79,33 @@ class GremlinStore:
             return
         errors: list[dict[str, str]] = []
         if not self.stop_alarms:
-            errors = [{"field": "stopConditions", "message": "stop conditions are not available here "
-                       "(no alarms are known to the gremlin)"}]
+            errors = [
+                {
+                    "field": "stopConditions",
+                    "message": "stop conditions are not available here (no alarms are known to the gremlin)",
+                }
+            ]
         else:
             try:  # only listed names are sent: the caller cannot probe other alarms
                 listed = [n for n in names if n in self.stop_alarms]
-                found = {} if not listed else self.cloudwatch.describe_alarms(
-                    AlarmNames=listed, AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+                found = (
+                    {}
+                    if not listed
+                    else self.cloudwatch.describe_alarms(
+                        AlarmNames=listed, AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+                    )
+                )
             except Exception as exc:
                 raise StoreUnavailable(f"cannot read CloudWatch alarms: {exc}") from exc
             known = {a["AlarmName"] for a in [*found.get("MetricAlarms", []), *found.get("CompositeAlarms", [])]}
             for index, name in enumerate(names):
                 if name not in self.stop_alarms or name not in known:
-                    errors.append({"field": f"stopConditions.{index}",
-                                   "message": f"unknown alarm '{name}' (known: {', '.join(self.stop_alarms)})"})
+                    errors.append(
+                        {
+                            "field": f"stopConditions.{index}",
+                            "message": f"unknown alarm '{name}' (known: {', '.join(self.stop_alarms)})",
+                        }
+                    )
         if errors:
             text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
             raise GremlinDocumentError(f"invalid gremlin document: {text}", errors)

@@ -71,17 +71,23 @@ def get_product(productId: ProductId) -> dict[str, Any]:
     return service.get_product(productId)
 
 
-@app.put("/admin/products/{productId}", response_model=None, dependencies=[Depends(require_admin_key)],
-         responses={200: {"model": ProductOut, "description": "updated"},
-                    201: {"model": ProductOut, "description": "created"}, **ADMIN_RESPONSES})
+@app.put(
+    "/admin/products/{productId}",
+    response_model=None,
+    dependencies=[Depends(require_admin_key)],
+    responses={
+        200: {"model": ProductOut, "description": "updated"},
+        201: {"model": ProductOut, "description": "created"},
+        **ADMIN_RESPONSES,
+    },
+)
 def put_product(productId: ProductId, request: ProductUpsert) -> JSONResponse:
     # x-api-key: required by API Gateway's usage plan and checked again by require_admin_key.
     product, created = service.upsert_product(productId, request.name, request.stock)
     return JSONResponse(status_code=201 if created else 200, content=product)
 
 
-@app.get("/health/inventory", response_model=None, responses={
-    200: {"model": HealthOut}, 503: {"model": HealthOut}})
+@app.get("/health/inventory", response_model=None, responses={200: {"model": HealthOut}, 503: {"model": HealthOut}})
 def health() -> JSONResponse:
     settings = get_settings()
     checks = {

@@ -22,9 +22,13 @@ APP_PRIVILEGES = {
 def database() -> Database:
     """The inventory database of this environment (tests may replace this function)."""
     settings = get_settings()
-    return get_database(settings.db_secret_arn, tls=settings.db_tls, pool=settings.db_pool,
-                        secret_max_age=settings.secret_cache_seconds,
-                        application_name="valerix-inventory")
+    return get_database(
+        settings.db_secret_arn,
+        tls=settings.db_tls,
+        pool=settings.db_pool,
+        secret_max_age=settings.secret_cache_seconds,
+        application_name="valerix-inventory",
+    )
 
 
 def _product(row: list[Any]) -> dict[str, Any]:
@@ -47,7 +51,9 @@ def upsert_product(conn: Conn, product_id: str, name: str | None, stock: int) ->
         "ON CONFLICT (product_id) DO UPDATE SET name = COALESCE(:n, products.name), stock = :s, "
         "updated_at = clock_timestamp() "
         "RETURNING product_id, name, stock, (xmax = 0) AS created",
-        p=product_id, n=name, s=stock,
+        p=product_id,
+        n=name,
+        s=stock,
     )
     return _product(rows[0]), bool(rows[0][3])
 
@@ -61,7 +67,9 @@ def claim_reservation(conn: Conn, order_id: str, product_id: str, quantity: int)
     rows = conn.run(
         "INSERT INTO reservations (order_id, product_id, quantity, status) "
         "VALUES (:o, :p, :q, 'RESERVED') ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
-        o=order_id, p=product_id, q=quantity,
+        o=order_id,
+        p=product_id,
+        q=quantity,
     )
     return bool(rows)
 
@@ -75,8 +83,9 @@ def get_reservation(conn: Conn, order_id: str) -> Reservation | None:
     if not rows:
         return None
     r = rows[0]
-    return Reservation(order_id=r[0], product_id=r[1], quantity=r[2], status=ReservationStatus(r[3]), reason=r[4],
-                       replay=True)
+    return Reservation(
+        order_id=r[0], product_id=r[1], quantity=r[2], status=ReservationStatus(r[3]), reason=r[4], replay=True
+    )
 
 
 def take_stock(conn: Conn, product_id: str, quantity: int) -> int | None:
@@ -84,7 +93,8 @@ def take_stock(conn: Conn, product_id: str, quantity: int) -> int | None:
     rows = conn.run(
         "UPDATE products SET stock = stock - :q, updated_at = clock_timestamp() "
         "WHERE product_id = :p AND stock >= :q RETURNING stock",
-        p=product_id, q=quantity,
+        p=product_id,
+        q=quantity,
     )
     return int(rows[0][0]) if rows else None
 
@@ -96,5 +106,6 @@ def product_exists(conn: Conn, product_id: str) -> bool:
 def reject_reservation(conn: Conn, order_id: str, reason: str) -> None:
     conn.run(
         "UPDATE reservations SET status = 'REJECTED', reason = :r WHERE order_id = :o",
-        o=order_id, r=reason,
+        o=order_id,
+        r=reason,
     )

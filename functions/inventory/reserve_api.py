@@ -48,8 +48,7 @@ def answer_command(payload: Any) -> dict[str, Any]:
         if isinstance(command, PingRequest):
             return service.ping().model_dump(exclude_none=True)
         answer = answer_reservation(command)
-    put_metric("ReservationRequests", MetricUnit.Count, 1, service=service.SERVICE,
-               outcome=answer.status.value.lower())
+    put_metric("ReservationRequests", MetricUnit.Count, 1, service=service.SERVICE, outcome=answer.status.value.lower())
     return answer.model_dump(mode="json", exclude_none=True)
 
 
@@ -68,36 +67,50 @@ def answer_reservation(request: ReserveRequest) -> ReservationAnswer:
 
 def _answer(request: ReserveRequest, result: Reservation | Exception) -> ReservationAnswer:
     """The one mapping from what the reservation logic did (or refused) to the contract's answer."""
-    fields: dict[str, Any] = {"orderId": request.orderId, "productId": request.productId,
-                              "quantity": request.quantity}
+    fields: dict[str, Any] = {"orderId": request.orderId, "productId": request.productId, "quantity": request.quantity}
     if isinstance(result, Reservation):
         fields = {"orderId": result.order_id, "productId": result.product_id, "quantity": result.quantity}
         if result.replay:
             put_metric("IdempotentReplays", MetricUnit.Count, 1, service=service.SERVICE, source="invoke")
         if result.reserved:
-            return ReservationAnswer(statusCode=200 if result.replay else 201, status=AnswerStatus.RESERVED,
-                                     replay=result.replay, **fields)
-        return ReservationAnswer(statusCode=409, status=AnswerStatus.REJECTED, replay=result.replay,
-                                 reason=result.reason,
-                                 message=f"reservation refused: {result.reason} for product '{result.product_id}'",
-                                 **fields)
+            return ReservationAnswer(
+                statusCode=200 if result.replay else 201, status=AnswerStatus.RESERVED, replay=result.replay, **fields
+            )
+        return ReservationAnswer(
+            statusCode=409,
+            status=AnswerStatus.REJECTED,
+            replay=result.replay,
+            reason=result.reason,
+            message=f"reservation refused: {result.reason} for product '{result.product_id}'",
+            **fields,
+        )
     if isinstance(result, gremlin.InjectedError):
-        return ReservationAnswer(statusCode=result.status_code, status=AnswerStatus.ERROR, message=result.message,
-                                 **fields)
+        return ReservationAnswer(
+            statusCode=result.status_code, status=AnswerStatus.ERROR, message=result.message, **fields
+        )
     if isinstance(result, ReservationConflict):
-        logger.warning("conflicting reservation replay refused", extra={"order_id": request.orderId,
-                                                                       "error": str(result)})
-        return ReservationAnswer(statusCode=409, status=AnswerStatus.CONFLICT, reason="reservation conflict",
-                                 message=str(result), **fields)
+        logger.warning(
+            "conflicting reservation replay refused", extra={"order_id": request.orderId, "error": str(result)}
+        )
+        return ReservationAnswer(
+            statusCode=409, status=AnswerStatus.CONFLICT, reason="reservation conflict", message=str(result), **fields
+        )
     if isinstance(result, DeadlineExceeded):
-        logger.warning("reservation not committed: the caller's deadline", extra={
-            "order_id": request.orderId, "deadline_epoch_ms": request.deadlineEpochMs, "error": str(result)})
-        return ReservationAnswer(statusCode=504, status=AnswerStatus.DEADLINE_EXCEEDED,
-                                 message=f"reservation not made, nothing was written: {result}", **fields)
+        logger.warning(
+            "reservation not committed: the caller's deadline",
+            extra={"order_id": request.orderId, "deadline_epoch_ms": request.deadlineEpochMs, "error": str(result)},
+        )
+        return ReservationAnswer(
+            statusCode=504,
+            status=AnswerStatus.DEADLINE_EXCEEDED,
+            message=f"reservation not made, nothing was written: {result}",
+            **fields,
+        )
     if isinstance(result, DatabaseUnavailable):
         logger.warning("reservation failed: database unavailable", extra={"error": str(result)})
-        return ReservationAnswer(statusCode=503, status=AnswerStatus.ERROR, message="inventory database unavailable",
-                                 **fields)
+        return ReservationAnswer(
+            statusCode=503, status=AnswerStatus.ERROR, message="inventory database unavailable", **fields
+        )
     raise result  # pragma: no cover - answer_reservation passes only the exceptions above
 
 

@@ -83,7 +83,8 @@ def reserve(order_id: str, product_id: str, quantity: int, deadline: Deadline | 
     if deadline is not None and deadline.remaining() < MIN_RESERVATION_SECONDS:
         raise DeadlineExceeded(
             f"not started: {max(0, deadline.remaining_ms())} ms of the caller's budget left, "
-            f"a reservation needs at least {int(MIN_RESERVATION_SECONDS * 1000)} ms")
+            f"a reservation needs at least {int(MIN_RESERVATION_SECONDS * 1000)} ms"
+        )
     try:
         with repository.database().transaction(deadline) as conn:
             if not repository.claim_reservation(conn, order_id, product_id, quantity):
@@ -95,18 +96,33 @@ def reserve(order_id: str, product_id: str, quantity: int, deadline: Deadline | 
                 return existing
             remaining = repository.take_stock(conn, product_id, quantity)
             if remaining is not None:
-                logger.info("stock reserved", extra={"order_id": order_id, "product_id": product_id,
-                                                     "quantity": quantity, "remaining": remaining})
+                logger.info(
+                    "stock reserved",
+                    extra={
+                        "order_id": order_id,
+                        "product_id": product_id,
+                        "quantity": quantity,
+                        "remaining": remaining,
+                    },
+                )
                 return Reservation(order_id, product_id, quantity, RESERVED)
             if not repository.product_exists(conn, product_id):
                 raise _UnknownProduct()
             repository.reject_reservation(conn, order_id, INSUFFICIENT_STOCK)
-            logger.info("reservation refused", extra={"order_id": order_id, "product_id": product_id,
-                                                      "quantity": quantity, "reason": INSUFFICIENT_STOCK})
+            logger.info(
+                "reservation refused",
+                extra={
+                    "order_id": order_id,
+                    "product_id": product_id,
+                    "quantity": quantity,
+                    "reason": INSUFFICIENT_STOCK,
+                },
+            )
             return Reservation(order_id, product_id, quantity, REJECTED, INSUFFICIENT_STOCK)
     except _UnknownProduct:
-        logger.info("reservation refused", extra={"order_id": order_id, "product_id": product_id,
-                                                  "reason": UNKNOWN_PRODUCT})
+        logger.info(
+            "reservation refused", extra={"order_id": order_id, "product_id": product_id, "reason": UNKNOWN_PRODUCT}
+        )
         return Reservation(order_id, product_id, quantity, REJECTED, UNKNOWN_PRODUCT)
 
 
@@ -135,12 +151,15 @@ def _process_queued_order(message: dict[str, Any]) -> dict[str, Any]:
     except ReservationConflict as exc:
         # Not confirmed, not rejected on a guess: the record fails, SQS retries it and moves it
         # to the DLQ (alarm); the order stays QUEUED and no stock moves for it.
-        logger.error("queued order conflicts with the recorded reservation; failing the record",
-                     extra={"order_id": exc.order_id, "error": str(exc)})
+        logger.error(
+            "queued order conflicts with the recorded reservation; failing the record",
+            extra={"order_id": exc.order_id, "error": str(exc)},
+        )
         raise
     completion = CompletionMessage(orderId=outcome.order_id, status=outcome.status, reason=outcome.reason)
     aws.client("sqs").send_message(
-        QueueUrl=get_settings().completion_queue_url, MessageBody=completion.model_dump_json(),
+        QueueUrl=get_settings().completion_queue_url,
+        MessageBody=completion.model_dump_json(),
         # the queued order's id (bound per record by functions.common.queue) goes on to order
         MessageAttributes=correlation_attributes(current_correlation_id()),
     )
@@ -170,8 +189,10 @@ def _idempotency() -> tuple[Any, Any]:
         expires_after_seconds=24 * 3600,
     )
     function = idempotent_function(
-        _process_queued_order, data_keyword_argument="message",
-        persistence_store=persistence, config=config,
+        _process_queued_order,
+        data_keyword_argument="message",
+        persistence_store=persistence,
+        config=config,
     )
     return config, function
 

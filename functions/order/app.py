@@ -33,8 +33,12 @@ logger = get_logger(SERVICE)
 app = create_app(SERVICE)
 
 # POST /orders: the answer's status code follows the order's state.
-STATUS_CODES = {OrderStatus.CONFIRMED: 201, OrderStatus.QUEUED: 202, OrderStatus.PENDING: 202,
-                OrderStatus.REJECTED: 409}
+STATUS_CODES = {
+    OrderStatus.CONFIRMED: 201,
+    OrderStatus.QUEUED: 202,
+    OrderStatus.PENDING: 202,
+    OrderStatus.REJECTED: 409,
+}
 
 
 class OrderView(BaseModel):
@@ -64,8 +68,9 @@ class OrderRequest(BaseModel):
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=200,
-           description="same key -> same order, never a second one"),
+    Header(
+        alias="Idempotency-Key", min_length=1, max_length=200, description="same key -> same order, never a second one"
+    ),
 ]
 
 
@@ -87,9 +92,12 @@ async def _on_order_error(_: Request, exc: OrderError) -> JSONResponse:
         return json_error(404, f"order '{exc.order_id}' not found")
     if isinstance(exc, IdempotencyKeyReused):
         existing = exc.existing
-        return json_error(422, "Idempotency-Key was already used for a different order "
-                               f"(productId '{existing.product_id}', quantity {existing.quantity})",
-                          orderId=existing.order_id)
+        return json_error(
+            422,
+            "Idempotency-Key was already used for a different order "
+            f"(productId '{existing.product_id}', quantity {existing.quantity})",
+            orderId=existing.order_id,
+        )
     if isinstance(exc, IdempotencyKeyInUse):
         return json_error(409, "a request with this Idempotency-Key is being processed, retry shortly")
     # OrderVanished, QueueUnavailable: place_order answers QUEUED for them; reaching here is a bug.
@@ -97,17 +105,24 @@ async def _on_order_error(_: Request, exc: OrderError) -> JSONResponse:
     return json_error(500, "internal error")
 
 
-@app.post("/orders", status_code=201, response_model=None, responses={
-    201: {"model": OrderOut, "description": "CONFIRMED"},
-    202: {"model": OrderOut, "description": "QUEUED (reason says why)"},
-    409: {"model": OrderOut, "description": "REJECTED: insufficient stock or unknown product"},
-})
+@app.post(
+    "/orders",
+    status_code=201,
+    response_model=None,
+    responses={
+        201: {"model": OrderOut, "description": "CONFIRMED"},
+        202: {"model": OrderOut, "description": "QUEUED (reason says why)"},
+        409: {"model": OrderOut, "description": "REJECTED: insufficient stock or unknown product"},
+    },
+)
 def create_order(request: OrderRequest, raw: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    result = service.place_order(request.productId, request.quantity, idempotency_key,
-                                 waited=gateway_wait_seconds(dict(raw.scope)))
+    result = service.place_order(
+        request.productId, request.quantity, idempotency_key, waited=gateway_wait_seconds(dict(raw.scope))
+    )
     headers = {"Idempotent-Replayed": "true"} if result.replay else None
-    return JSONResponse(status_code=STATUS_CODES[result.order.status], content=_order_body(result.order),
-                        headers=headers)
+    return JSONResponse(
+        status_code=STATUS_CODES[result.order.status], content=_order_body(result.order), headers=headers
+    )
 
 
 @app.get("/orders/{orderId}", response_model=OrderView, responses={404: {"model": ErrorBody}})
@@ -120,8 +135,7 @@ def list_orders(limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> dict[str, A
     return {"orders": [order.public() for order in service.list_orders(limit)]}
 
 
-@app.get("/health/order", response_model=None, responses={
-    200: {"model": HealthOut}, 503: {"model": HealthOut}})
+@app.get("/health/order", response_model=None, responses={200: {"model": HealthOut}, 503: {"model": HealthOut}})
 def health() -> JSONResponse:
     settings = get_settings()
     circuit_state = service.circuit_state()

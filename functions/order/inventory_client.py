@@ -125,14 +125,18 @@ class InventoryClient:
 
         self.function_name = settings.inventory_reserve_function
         self.budget = settings.inventory_call_budget_seconds
-        self._lambda = lambda_client or boto3.session.Session().client("lambda", config=Config(
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=self.budget,
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            max_pool_connections=MAX_CONCURRENT_CALLS,
-        ))
+        self._lambda = lambda_client or boto3.session.Session().client(
+            "lambda",
+            config=Config(
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=self.budget,
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                max_pool_connections=MAX_CONCURRENT_CALLS,
+            ),
+        )
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=MAX_CONCURRENT_CALLS, thread_name_prefix="inventory-call")
+            max_workers=MAX_CONCURRENT_CALLS, thread_name_prefix="inventory-call"
+        )
         self.persistence = CircuitBreakerDynamoDBPersistence(
             table_name=settings.circuit_breaker_table,
             boto3_client=dynamodb_client or aws.fast_client("dynamodb"),
@@ -153,8 +157,14 @@ class InventoryClient:
 
     # ------------------------------------------------------------------ public
 
-    def reserve(self, order_id: str, product_id: str, quantity: int, deadline: Deadline | None = None,
-                correlation_id: str | None = None) -> InventoryReply:
+    def reserve(
+        self,
+        order_id: str,
+        product_id: str,
+        quantity: int,
+        deadline: Deadline | None = None,
+        correlation_id: str | None = None,
+    ) -> InventoryReply:
         """Reserve stock, or raise InventoryUnavailable / CircuitBreakerOpenError.
 
         `deadline`: when this caller stops waiting; default: now + budget. Inventory is told it
@@ -163,9 +173,14 @@ class InventoryClient:
         """
         if deadline is None:
             deadline = Deadline(time.monotonic() + self.budget)
-        request = ReserveRequest(action="reserve", orderId=order_id, productId=product_id, quantity=quantity,
-                                 correlationId=correlation_id,
-                                 deadlineEpochMs=max(0, Deadline(deadline.at - ANSWER_MARGIN).epoch_ms()))
+        request = ReserveRequest(
+            action="reserve",
+            orderId=order_id,
+            productId=product_id,
+            quantity=quantity,
+            correlationId=correlation_id,
+            deadlineEpochMs=max(0, Deadline(deadline.at - ANSWER_MARGIN).epoch_ms()),
+        )
         reply: InventoryReply = self._guarded(request.model_dump(exclude_none=True), deadline.at)
         return reply
 
@@ -215,8 +230,9 @@ class InventoryClient:
             for attempt in retrying:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
-                        logger.info("retrying inventory call after a connection error",
-                                    extra={"order_id": payload["orderId"]})
+                        logger.info(
+                            "retrying inventory call after a connection error", extra={"order_id": payload["orderId"]}
+                        )
                     return self._attempt(payload, deadline)
         except _ConnectionFailed as exc:
             raise InventoryUnavailable("connection_error", str(exc)) from exc
@@ -273,7 +289,8 @@ def _classify(response: dict[str, Any], raw: bytes) -> InventoryReply:
             error = {}
         error_type = error.get("errorType") if isinstance(error, dict) else None
         raise InventoryUnavailable(
-            "server_error", f"function error ({response['FunctionError']}): {error_type or 'no detail'}")
+            "server_error", f"function error ({response['FunctionError']}): {error_type or 'no detail'}"
+        )
     try:
         answer = ReservationAnswer.model_validate_json(raw)
     except ValidationError as exc:

@@ -21,8 +21,16 @@ from typing import Any
 from functions.common.contracts import ReservationStatus
 
 __all__ = [
-    "ALLOWED_FROM", "FINAL", "IdempotencyKeyInUse", "IdempotencyKeyReused", "Order", "OrderError", "OrderNotFound",
-    "OrderStatus", "OrderVanished", "QueueUnavailable",
+    "ALLOWED_FROM",
+    "FINAL",
+    "IdempotencyKeyInUse",
+    "IdempotencyKeyReused",
+    "Order",
+    "OrderError",
+    "OrderNotFound",
+    "OrderStatus",
+    "OrderVanished",
+    "QueueUnavailable",
 ]
 
 

@@ -27,9 +27,13 @@ _COLUMNS = "order_id, status, reason, product_id, quantity, created_at, updated_
 def database() -> Database:
     """The order database of this environment (tests may replace this function)."""
     settings = get_settings()
-    return get_database(settings.db_secret_arn, tls=settings.db_tls, pool=settings.db_pool,
-                        secret_max_age=settings.secret_cache_seconds,
-                        application_name="valerix-order")
+    return get_database(
+        settings.db_secret_arn,
+        tls=settings.db_tls,
+        pool=settings.db_pool,
+        secret_max_age=settings.secret_cache_seconds,
+        application_name="valerix-order",
+    )
 
 
 def _iso(value: dt.datetime) -> str:
@@ -39,17 +43,30 @@ def _iso(value: dt.datetime) -> str:
 
 
 def _order(row: list[Any]) -> Order:
-    return Order(order_id=row[0], status=OrderStatus(row[1]), reason=row[2], product_id=row[3], quantity=row[4],
-                 created_at=_iso(row[5]), updated_at=_iso(row[6]), idempotency_key=row[7])
+    return Order(
+        order_id=row[0],
+        status=OrderStatus(row[1]),
+        reason=row[2],
+        product_id=row[3],
+        quantity=row[4],
+        created_at=_iso(row[5]),
+        updated_at=_iso(row[6]),
+        idempotency_key=row[7],
+    )
 
 
-def insert_order(conn: Conn, order_id: str, product_id: str, quantity: int, status: OrderStatus,
-                 idempotency_key: str | None) -> Order | None:
+def insert_order(
+    conn: Conn, order_id: str, product_id: str, quantity: int, status: OrderStatus, idempotency_key: str | None
+) -> Order | None:
     """Insert a new order; None when `idempotency_key` is already taken (nothing inserted)."""
     rows = conn.run(
         "INSERT INTO orders (order_id, product_id, quantity, status, idempotency_key) "  # noqa: S608 -- _COLUMNS is a constant
         f"VALUES (:o, :p, :q, :s, :k) ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_COLUMNS}",
-        o=order_id, p=product_id, q=quantity, s=status.value, k=idempotency_key,
+        o=order_id,
+        p=product_id,
+        q=quantity,
+        s=status.value,
+        k=idempotency_key,
     )
     return _order(rows[0]) if rows else None
 
@@ -72,13 +89,17 @@ def list_orders(conn: Conn, limit: int) -> list[Order]:
     return [_order(r) for r in rows]
 
 
-def update_status(conn: Conn, order_id: str, to_status: OrderStatus, reason: str | None,
-                  from_statuses: tuple[OrderStatus, ...]) -> Order | None:
+def update_status(
+    conn: Conn, order_id: str, to_status: OrderStatus, reason: str | None, from_statuses: tuple[OrderStatus, ...]
+) -> Order | None:
     """Conditional transition; None when the order is not in one of `from_statuses` (or unknown)."""
     rows = conn.run(
         "UPDATE orders SET status = :t, reason = :r, updated_at = clock_timestamp() "  # noqa: S608 -- _COLUMNS is a constant
         f"WHERE order_id = :o AND status = ANY(CAST(:f AS text[])) RETURNING {_COLUMNS}",
-        o=order_id, t=to_status.value, r=reason, f=[s.value for s in from_statuses],
+        o=order_id,
+        t=to_status.value,
+        r=reason,
+        f=[s.value for s in from_statuses],
     )
     return _order(rows[0]) if rows else None
 
@@ -93,6 +114,7 @@ def stale_pending(conn: Conn, older_than_seconds: int, limit: int) -> list[Order
     rows = conn.run(
         f"SELECT {_COLUMNS} FROM orders WHERE status = 'PENDING' "  # noqa: S608 -- _COLUMNS is a constant
         f"AND created_at < clock_timestamp() - make_interval(secs => :s) ORDER BY created_at LIMIT :n",
-        s=older_than_seconds, n=limit,
+        s=older_than_seconds,
+        n=limit,
     )
     return [_order(r) for r in rows]

@@ -50,8 +50,12 @@ from functions.order.model import (
 SERVICE = "order"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-PENDING, QUEUED, CONFIRMED, REJECTED = OrderStatus.PENDING, OrderStatus.QUEUED, OrderStatus.CONFIRMED, \
-    OrderStatus.REJECTED
+PENDING, QUEUED, CONFIRMED, REJECTED = (
+    OrderStatus.PENDING,
+    OrderStatus.QUEUED,
+    OrderStatus.CONFIRMED,
+    OrderStatus.REJECTED,
+)
 UNKNOWN_PRODUCT = "unknown product"
 FALLBACK_RESERVE = 0.1  # seconds of the budget kept for queueing the order after a timeout
 
@@ -94,8 +98,11 @@ def transition_order(order_id: str, to_status: OrderStatus, reason: str | None =
     else:
         logger.info(
             "order transition skipped",
-            extra={"order_id": order_id, "to_status": to_status.value,
-                   "current_status": current.status.value if current else None},
+            extra={
+                "order_id": order_id,
+                "to_status": to_status.value,
+                "current_status": current.status.value if current else None,
+            },
         )
     return changed, current
 
@@ -124,8 +131,7 @@ def call_deadline(budget: float, waited: float = 0.0, monotonic_now: float | Non
     return monotonic_now - waited + budget - FALLBACK_RESERVE
 
 
-def place_order(product_id: str, quantity: int, idempotency_key: str | None = None,
-                waited: float = 0.0) -> OrderResult:
+def place_order(product_id: str, quantity: int, idempotency_key: str | None = None, waited: float = 0.0) -> OrderResult:
     """Store the order (PENDING), then reserve or queue it. Raises IdempotencyKeyReused /
     IdempotencyKeyInUse for a key that names another order, DatabaseUnavailable when the order
     could not be stored (nothing happened)."""
@@ -146,8 +152,9 @@ def place_order(product_id: str, quantity: int, idempotency_key: str | None = No
     try:
         return _decide(order, client, deadline)
     except Exception:  # the PENDING row stays; the sweeper completes it
-        logger.exception("could not record the order's next step; the sweeper will complete it",
-                         extra={"order_id": order_id})
+        logger.exception(
+            "could not record the order's next step; the sweeper will complete it", extra={"order_id": order_id}
+        )
         return _deferred(order, RECORD_DEFERRED)
 
 
@@ -157,12 +164,15 @@ def _decide(order: Order, client: inventory_client.InventoryClient, deadline: De
     fallback: str | None = None
     reply: inventory_client.InventoryReply | None = None
     try:
-        reply = client.reserve(order_id, order.product_id, order.quantity, deadline,
-                               correlation_id=current_correlation_id())
+        reply = client.reserve(
+            order_id, order.product_id, order.quantity, deadline, correlation_id=current_correlation_id()
+        )
     except inventory_client.InventoryUnavailable as exc:
         fallback = exc.kind
-        logger.warning("inventory call failed; queueing the order",
-                       extra={"order_id": order_id, "kind": exc.kind, "detail": exc.detail})
+        logger.warning(
+            "inventory call failed; queueing the order",
+            extra={"order_id": order_id, "kind": exc.kind, "detail": exc.detail},
+        )
     except CircuitBreakerOpenError:
         fallback = "circuit_open"
         logger.info("circuit open; queueing the order without calling inventory", extra={"order_id": order_id})
@@ -172,14 +182,20 @@ def _decide(order: Order, client: inventory_client.InventoryClient, deadline: De
     elapsed_ms = round((time.perf_counter() - started) * 1000.0, 3)
 
     if reply is not None:
-        put_metric("InventoryCallDuration", MetricUnit.Milliseconds, elapsed_ms, service=SERVICE,
-                   outcome="reserved" if reply.reserved else "rejected")
+        put_metric(
+            "InventoryCallDuration",
+            MetricUnit.Milliseconds,
+            elapsed_ms,
+            service=SERVICE,
+            outcome="reserved" if reply.reserved else "rejected",
+        )
         if not reply.reserved and reply.reason == UNKNOWN_PRODUCT:
             _discard_pending_order(order_id)
             put_metric("OrderOutcomes", MetricUnit.Count, 1, service=SERVICE, status=REJECTED.value, path="sync")
             return OrderResult(order.shown_as(REJECTED, UNKNOWN_PRODUCT))
-        return _finish_sync(order_id, OrderStatus.after_reservation(reply.status),
-                            None if reply.reserved else reply.reason)
+        return _finish_sync(
+            order_id, OrderStatus.after_reservation(reply.status), None if reply.reserved else reply.reason
+        )
 
     fallback = fallback or "server_error"
     put_metric("InventoryCallDuration", MetricUnit.Milliseconds, elapsed_ms, service=SERVICE, outcome=fallback)
@@ -217,9 +233,11 @@ def _queue(order: Order, reason: str) -> OrderResult:
     order_id = order.order_id
     message = InventoryQueueMessage(orderId=order_id, productId=order.product_id, quantity=order.quantity)
     try:
-        aws.client("sqs").send_message(QueueUrl=get_settings().inventory_queue_url,
-                                       MessageBody=message.model_dump_json(),
-                                       MessageAttributes=correlation_attributes(current_correlation_id()))
+        aws.client("sqs").send_message(
+            QueueUrl=get_settings().inventory_queue_url,
+            MessageBody=message.model_dump_json(),
+            MessageAttributes=correlation_attributes(current_correlation_id()),
+        )
     except Exception as exc:
         logger.exception("could not queue the order; it stays PENDING for the sweeper", extra={"order_id": order_id})
         raise QueueUnavailable(str(exc)) from exc
@@ -272,8 +290,7 @@ def apply_completion(order_id: str, status: ReservationStatus, reason: str | Non
         put_metric("OrderOutcomes", MetricUnit.Count, 1, service=SERVICE, status=to_status.value, path="queued")
         return "applied"
     if current is None:
-        logger.error("completion for an unknown order ignored", extra={"order_id": order_id,
-                                                                       "status": to_status.value})
+        logger.error("completion for an unknown order ignored", extra={"order_id": order_id, "status": to_status.value})
         return "unknown_order"
     if current.status is to_status:
         put_metric("IdempotentReplays", MetricUnit.Count, 1, service=SERVICE, source="queue")
@@ -316,8 +333,10 @@ def requeue_stale_pending(older_than_seconds: int = 60, limit: int = 100) -> dic
     if requeued:
         logger.warning("stale PENDING orders re-queued", extra={"count": len(requeued), "order_ids": requeued})
     if unavailable:
-        logger.warning("stale PENDING orders left for the next run (queue unavailable)",
-                       extra={"count": len(stale) - len(requeued)})
+        logger.warning(
+            "stale PENDING orders left for the next run (queue unavailable)",
+            extra={"count": len(stale) - len(requeued)},
+        )
     return {"requeued": requeued}
 
 
@@ -332,8 +351,9 @@ def circuit_state() -> str:
     except Exception as exc:  # noqa: BLE001 -- health must answer even when the state is unreadable
         logger.warning("circuit state unavailable", extra={"error": str(exc)})
         return "unknown"
-    put_metric("CircuitState", MetricUnit.NoUnit, {"closed": 0, "half_open": 1, "open": 2}.get(state, 0),
-               service=SERVICE)
+    put_metric(
+        "CircuitState", MetricUnit.NoUnit, {"closed": 0, "half_open": 1, "open": 2}.get(state, 0), service=SERVICE
+    )
     return state
 
 
@@ -350,6 +370,15 @@ def migrate() -> dict[str, Any]:
 
 
 __all__ = [
-    "OrderResult", "apply_completion", "call_deadline", "circuit_state", "get_order", "list_orders", "migrate",
-    "place_order", "probe_inventory", "requeue_stale_pending", "transition_order",
+    "OrderResult",
+    "apply_completion",
+    "call_deadline",
+    "circuit_state",
+    "get_order",
+    "list_orders",
+    "migrate",
+    "place_order",
+    "probe_inventory",
+    "requeue_stale_pending",
+    "transition_order",
 ]

@@ -74,40 +74,47 @@ class Problem:
         return out
 
 
-def check_pair(order: OrderRow | None, reservation: ReservationRow | None, *, now: dt.datetime,
-               stale_after: dt.timedelta) -> list[Problem]:
+def check_pair(
+    order: OrderRow | None, reservation: ReservationRow | None, *, now: dt.datetime, stale_after: dt.timedelta
+) -> list[Problem]:
     """The problems of one order id, given its order row and its reservation (either may be None)."""
     problems: list[Problem] = []
     if order is None:
         if reservation is not None:
-            problems.append(Problem(
-                "orphan_reservation",
-                f"reservation {reservation.order_id} ({reservation.status}, {reservation.quantity} x "
-                f"{reservation.product_id}) has no order",
-                reservation.order_id,
-                details={"reservation": _reservation(reservation)},
-            ))
+            problems.append(
+                Problem(
+                    "orphan_reservation",
+                    f"reservation {reservation.order_id} ({reservation.status}, {reservation.quantity} x "
+                    f"{reservation.product_id}) has no order",
+                    reservation.order_id,
+                    details={"reservation": _reservation(reservation)},
+                )
+            )
         return problems
 
     if order.status in (PENDING, QUEUED):
         age = now - order.created_at
         if age > stale_after:
-            problems.append(Problem(
-                "stuck_order",
-                f"order {order.order_id} is {order.status} for {int(age.total_seconds() // 60)} min "
-                f"(limit {int(stale_after.total_seconds() // 60)} min)",
-                order.order_id,
-                details={"order": _order(order), "ageSeconds": int(age.total_seconds())},
-            ))
+            problems.append(
+                Problem(
+                    "stuck_order",
+                    f"order {order.order_id} is {order.status} for {int(age.total_seconds() // 60)} min "
+                    f"(limit {int(stale_after.total_seconds() // 60)} min)",
+                    order.order_id,
+                    details={"order": _order(order), "ageSeconds": int(age.total_seconds())},
+                )
+            )
     elif order.status == CONFIRMED:
         if reservation is None:
-            problems.append(Problem(
-                "missing_reservation",
-                f"order {order.order_id} is CONFIRMED ({order.quantity} x {order.product_id}) "
-                "but has no reservation",
-                order.order_id,
-                details={"order": _order(order)},
-            ))
+            problems.append(
+                Problem(
+                    "missing_reservation",
+                    f"order {order.order_id} is CONFIRMED ({order.quantity} x {order.product_id}) "
+                    "but has no reservation",
+                    order.order_id,
+                    details={"order": _order(order)},
+                )
+            )
         else:
             differences = [
                 f"{name} {theirs!r} instead of {ours!r}"
@@ -119,20 +126,24 @@ def check_pair(order: OrderRow | None, reservation: ReservationRow | None, *, no
                 if ours != theirs
             ]
             if differences:
-                problems.append(Problem(
-                    "reservation_mismatch",
-                    f"order {order.order_id} is CONFIRMED but its reservation has {', '.join(differences)}",
-                    order.order_id,
-                    details={"order": _order(order), "reservation": _reservation(reservation)},
-                ))
+                problems.append(
+                    Problem(
+                        "reservation_mismatch",
+                        f"order {order.order_id} is CONFIRMED but its reservation has {', '.join(differences)}",
+                        order.order_id,
+                        details={"order": _order(order), "reservation": _reservation(reservation)},
+                    )
+                )
     elif order.status == REJECTED and reservation is not None and reservation.status == RESERVED:
-        problems.append(Problem(
-            "reservation_without_confirmed_order",
-            f"order {order.order_id} is REJECTED but holds a RESERVED reservation "
-            f"({reservation.quantity} x {reservation.product_id}): stock was taken for it",
-            order.order_id,
-            details={"order": _order(order), "reservation": _reservation(reservation)},
-        ))
+        problems.append(
+            Problem(
+                "reservation_without_confirmed_order",
+                f"order {order.order_id} is REJECTED but holds a RESERVED reservation "
+                f"({reservation.quantity} x {reservation.product_id}): stock was taken for it",
+                order.order_id,
+                details={"order": _order(order), "reservation": _reservation(reservation)},
+            )
+        )
     return problems
 
 
@@ -145,8 +156,9 @@ class Comparison:
     reservations: int = 0
 
 
-def compare(orders: Iterable[OrderRow], reservations: Iterable[ReservationRow], *, now: dt.datetime,
-            stale_after: dt.timedelta) -> Comparison:
+def compare(
+    orders: Iterable[OrderRow], reservations: Iterable[ReservationRow], *, now: dt.datetime, stale_after: dt.timedelta
+) -> Comparison:
     """Merge-join both sorted streams. A reservation without an order is not reported here but
     kept in `unmatched`: its order may have been written after the orders were read."""
     result = Comparison()
@@ -187,16 +199,21 @@ def _check_sorted(previous: dict[str, str], stream: str, order_id: str) -> None:
 
 def dlq_problems(depths: dict[str, int]) -> list[Problem]:
     return [
-        Problem("dlq_not_empty", f"dead-letter queue {name} holds {depth} message(s)", queue=name,
-                details={"depth": depth})
+        Problem(
+            "dlq_not_empty", f"dead-letter queue {name} holds {depth} message(s)", queue=name, details={"depth": depth}
+        )
         for name, depth in sorted(depths.items())
         if depth > 0
     ]
 
 
 def _order(order: OrderRow) -> dict[str, Any]:
-    return {"status": order.status, "productId": order.product_id, "quantity": order.quantity,
-            "createdAt": order.created_at.isoformat()}
+    return {
+        "status": order.status,
+        "productId": order.product_id,
+        "quantity": order.quantity,
+        "createdAt": order.created_at.isoformat(),
+    }
 
 
 def _reservation(res: ReservationRow) -> dict[str, Any]:

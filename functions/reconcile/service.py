@@ -32,8 +32,9 @@ MAX_LISTED = 1000
 logger = get_logger(SERVICE)
 
 
-def reconcile(settings: ReconcileSettings, *, stale_minutes: int | None = None,
-              since: dt.datetime | None = None) -> dict[str, Any]:
+def reconcile(
+    settings: ReconcileSettings, *, stale_minutes: int | None = None, since: dt.datetime | None = None
+) -> dict[str, Any]:
     """`since`: only orders and reservations created since then (a bounded, cheaper check; the
     scheduled run checks everything). The DLQs are always checked."""
     stale = stale_minutes or settings.stale_minutes
@@ -47,8 +48,12 @@ def reconcile(settings: ReconcileSettings, *, stale_minutes: int | None = None,
         # The transaction's first query fixes the orders' snapshot: before the reservations' one.
         now = sources.now(order_conn)
         inventory_conn = stack.enter_context(sources.snapshot(inventory_db))
-        comparison = checks.compare(sources.orders(order_conn, since), sources.reservations(inventory_conn, since),
-                                    now=now, stale_after=stale_after)
+        comparison = checks.compare(
+            sources.orders(order_conn, since),
+            sources.reservations(inventory_conn, since),
+            now=now,
+            stale_after=stale_after,
+        )
 
     problems = comparison.problems
     if comparison.unmatched:
@@ -81,8 +86,10 @@ def reconcile(settings: ReconcileSettings, *, stale_minutes: int | None = None,
     emit_metrics(problem_counts)
     if problems:
         # Named, never repaired: an operator decides (refund, re-reserve, redrive).
-        logger.warning("reconciliation found problems", extra={"problem_counts": problem_counts,
-                                                               "problems": report["problems"][:20]})
+        logger.warning(
+            "reconciliation found problems",
+            extra={"problem_counts": problem_counts, "problems": report["problems"][:20]},
+        )
     else:
         logger.info("reconciliation clean", extra={"counts": report["counts"]})
     return report

@@ -82,7 +82,7 @@ def orders_by_id(database: db.Database, order_ids: Sequence[str]) -> dict[str, O
         return found
     with snapshot(database) as conn:
         for start in range(0, len(order_ids), FETCH_BATCH):
-            chunk = list(order_ids[start:start + FETCH_BATCH])
+            chunk = list(order_ids[start : start + FETCH_BATCH])
             query = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = ANY(CAST(:ids AS text[]))"  # noqa: S608 -- fixed columns; ids are bound
             for row in conn.run(query, ids=chunk):
                 found[row[0]] = OrderRow(*row)
@@ -95,8 +95,10 @@ def dlq_depths(dlq_urls: dict[str, str]) -> dict[str, int]:
     depths = {}
     for name, url in dlq_urls.items():
         attributes = sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         depths[name] = int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
-            attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+            attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+        )
     return depths

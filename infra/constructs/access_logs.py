@@ -7,8 +7,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 
-def access_logs_bucket(scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy,
-                       serves: str) -> s3.Bucket:
+def access_logs_bucket(scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy, serves: str) -> s3.Bucket:
     """A private, encrypted, SSL-only bucket keeping access logs 90 days; `serves` names the
     buckets that log into it. (cdk-nag's S1 "no access logs" does not apply to a bucket that is a
     log destination, so it needs no acknowledgment.)"""

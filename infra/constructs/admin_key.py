@@ -45,7 +45,9 @@ class AdminKey(Construct):
                 self,
                 "Secret",
                 generate_secret_string=secretsmanager.SecretStringGenerator(
-                    password_length=ADMIN_KEY_LENGTH, exclude_punctuation=True, include_space=False,
+                    password_length=ADMIN_KEY_LENGTH,
+                    exclude_punctuation=True,
+                    include_space=False,
                 ),
                 **common,
             )

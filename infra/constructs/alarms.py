@@ -86,17 +86,19 @@ class StackAlarms(Construct):
             enforce_ssl=True,
         )
         # Notifications SNS cannot deliver (a bouncing address) land here rather than vanish.
-        self.undelivered = sqs.Queue(
-            self,
-            "UndeliveredNotifications",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        ) if emails else None
-        for email in emails:
-            self.topic.add_subscription(
-                subscriptions.EmailSubscription(email, dead_letter_queue=self.undelivered)
+        self.undelivered = (
+            sqs.Queue(
+                self,
+                "UndeliveredNotifications",
+                encryption=sqs.QueueEncryption.SQS_MANAGED,
+                enforce_ssl=True,
+                retention_period=Duration.days(14),
             )
+            if emails
+            else None
+        )
+        for email in emails:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email, dead_letter_queue=self.undelivered))
         self._action = cw_actions.SnsAction(self.topic)
         if self.undelivered is not None:
             acknowledge(
@@ -111,7 +113,8 @@ class StackAlarms(Construct):
                 description="SNS could not deliver alarm notifications to a subscribed address (they "
                 "wait in the UndeliveredNotifications queue for 14 days): check the addresses.",
                 metric=self.undelivered.metric_approximate_number_of_messages_visible(
-                    period=FIVE_MINUTES, statistic="Maximum"),
+                    period=FIVE_MINUTES, statistic="Maximum"
+                ),
                 threshold=1,
             )
 
@@ -276,6 +279,7 @@ def schedule_rules(scope: Construct) -> list[events.Rule]:
     return [
         node
         for node in stack.node.find_all()
-        if isinstance(node, events.Rule) and isinstance(node.node.default_child, events.CfnRule)
+        if isinstance(node, events.Rule)
+        and isinstance(node.node.default_child, events.CfnRule)
         and node.node.default_child.schedule_expression
     ]

@@ -129,7 +129,7 @@ class Databases(Construct):
                 "DbParameters",
                 engine=rds.DatabaseInstanceEngine.postgres(version=POSTGRES_VERSION),
                 description=f"{config.stack_name}: max_connections pinned for the connection budget "
-                            "(infra/constructs/db_limits.py)",
+                "(infra/constructs/db_limits.py)",
                 parameters={"max_connections": str(self.max_connections)},
             )
             self.order = self._rds_database("order", "order_db")
@@ -152,7 +152,7 @@ class Databases(Construct):
             f"{name.capitalize()}DbSecret",
             secret_name=f"{self.config.stack_name}/{name}-db",
             description=f"Master login of the local Postgres server holding {dbname} (RDS secret shape): "
-                        "read by the migrate function only, to create the service's roles",
+            "read by the migrate function only, to create the service's roles",
             secret_string_value=SecretValue.unsafe_plain_text(json.dumps(value)),
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -181,8 +181,14 @@ class Databases(Construct):
             )
             acknowledge(secret, "AwsSolutions-SMG4", _ROLE_ROTATION_REASON)
             roles[label] = secret
-        return ServiceDatabase(name=name, dbname=dbname, master_secret=master, owner_secret=roles["owner"],
-                               app_secret=roles["app"], reader_secret=roles["reader"])
+        return ServiceDatabase(
+            name=name,
+            dbname=dbname,
+            master_secret=master,
+            owner_secret=roles["owner"],
+            app_secret=roles["app"],
+            reader_secret=roles["reader"],
+        )
 
     # ------------------------------------------------------------------ aws
     def _build_network(self) -> None:
@@ -250,9 +256,7 @@ class Databases(Construct):
             description=f"RDS {dbname}: Postgres from its proxy and the functions that connect directly",
             allow_all_outbound=False,
         )
-        db_sg.add_ingress_rule(
-            function_sg, ec2.Port.tcp(POSTGRES_PORT), f"Postgres from the {name} migrate function"
-        )
+        db_sg.add_ingress_rule(function_sg, ec2.Port.tcp(POSTGRES_PORT), f"Postgres from the {name} migrate function")
         app_sg = ec2.SecurityGroup(
             self,
             f"{label}AppFunctionsSg",
@@ -376,9 +380,7 @@ class Databases(Construct):
             app_secret=roles["app"],
             reader_secret=roles["reader"],
             instance=instance,
-            function_placement=FunctionVpcPlacement(
-                vpc=self.vpc, subnets=self.app_subnets, security_group=function_sg
-            ),
+            function_placement=FunctionVpcPlacement(vpc=self.vpc, subnets=self.app_subnets, security_group=function_sg),
             proxy=proxy,
             app_placement=FunctionVpcPlacement(vpc=self.vpc, subnets=self.app_subnets, security_group=app_sg),
         )
@@ -393,7 +395,8 @@ class Databases(Construct):
         missing = sorted(set(db_limits.BUDGET) - set(functions))
         if missing:
             raise db_limits.ConnectionBudgetError(
-                f"db_limits.BUDGET names functions the stack does not have: {missing}")
+                f"db_limits.BUDGET names functions the stack does not have: {missing}"
+            )
         databases = {"order": self.order, "inventory": self.inventory}
         for key, use in db_limits.BUDGET.items():
             fn = functions[key].function

@@ -112,8 +112,10 @@ def stack_max_connections(context: Mapping[str, Any]) -> int:
     """`max_connections` of the stack's databases from CDK context (`dbInstanceClass`,
     `dbMaxConnections`, as in cdk.json): what the local Postgres servers run with."""
     override = context.get("dbMaxConnections")
-    return max_connections(str(context.get("dbInstanceClass") or DEFAULT_INSTANCE_CLASS),
-                           int(override) if override not in (None, "") else None)
+    return max_connections(
+        str(context.get("dbInstanceClass") or DEFAULT_INSTANCE_CLASS),
+        int(override) if override not in (None, "") else None,
+    )
 
 
 # ---------------------------------------------------------------------------- the budget
@@ -134,14 +136,17 @@ class DbUse:
 _API = "API: one request per environment; a health probe that outlived its request may hold the second"
 BUDGET: dict[str, DbUse] = {
     "OrderApi": DbUse(("order",), 20, 2, True, True, _API),
-    "OrderCompletion": DbUse(("order",), 4, 5, True, True,
-                             "SQS consumer: up to 10 records of a batch at once, 5 of them in a transaction"),
+    "OrderCompletion": DbUse(
+        ("order",), 4, 5, True, True, "SQS consumer: up to 10 records of a batch at once, 5 of them in a transaction"
+    ),
     "OrderSweeper": DbUse(("order",), 1, 1, True, True, "every minute, one query"),
     "InventoryApi": DbUse(("inventory",), 10, 2, True, True, _API),
-    "InventoryReserve": DbUse(("inventory",), 20, 1, True, True,
-                              "one reservation per invocation; as many environments as the order API"),
-    "InventoryQueue": DbUse(("inventory",), 4, 5, True, True,
-                            "SQS consumer: batches of 5 records, handled concurrently"),
+    "InventoryReserve": DbUse(
+        ("inventory",), 20, 1, True, True, "one reservation per invocation; as many environments as the order API"
+    ),
+    "InventoryQueue": DbUse(
+        ("inventory",), 4, 5, True, True, "SQS consumer: batches of 5 records, handled concurrently"
+    ),
     # Direct: the proxy logs in only as the app role (least privilege); these use the owner,
     # master or reader login, hold session-level locks or snapshots the proxy would pin anyway,
     # and run rarely.
@@ -149,8 +154,9 @@ BUDGET: dict[str, DbUse] = {
     "InventoryMigrate": DbUse(("inventory",), 1, 1, False, False, "master session closed before the owner's opens"),
     "Reconcile": DbUse(("order", "inventory"), 1, 1, False, True, "one read-only snapshot per database"),
     "Backup": DbUse(("order", "inventory"), 1, 1, False, False, "one database dumped at a time"),
-    "BackupRestore": DbUse(("order", "inventory"), 1, 1, False, False,
-                           "one connection at a time (create database, then load into it)"),
+    "BackupRestore": DbUse(
+        ("order", "inventory"), 1, 1, False, False, "one connection at a time (create database, then load into it)"
+    ),
 }
 
 
@@ -184,24 +190,30 @@ def database_budget(database: str, max_conn: int, uses: Mapping[str, DbUse] | No
     available = max_conn - RESERVED_CONNECTIONS
     percent = (available - direct) * 100 // max_conn if max_conn > 0 else 0
     budget = DatabaseBudget(database, max_conn, proxied, direct, max(percent, 0))
-    fix = ("lower the reserved concurrency or DB_POOL_MAX of its functions in "
-           "infra/constructs/db_limits.py BUDGET, or choose a bigger dbInstanceClass")
+    fix = (
+        "lower the reserved concurrency or DB_POOL_MAX of its functions in "
+        "infra/constructs/db_limits.py BUDGET, or choose a bigger dbInstanceClass"
+    )
     if percent < 1 or budget.proxy_connections + direct > available:
         raise ConnectionBudgetError(
             f"{database}_db: max_connections {max_conn} leaves {available} after {RESERVED_CONNECTIONS} "
-            f"reserved, and the direct connections alone need {direct}: {fix}")
+            f"reserved, and the direct connections alone need {direct}: {fix}"
+        )
     if proxied > budget.proxy_connections:
         raise ConnectionBudgetError(
             f"{database}_db: its functions may hold {proxied} connections through RDS Proxy, but with "
             f"max_connections {max_conn} the proxy may open only {budget.proxy_connections} "
             f"(MaxConnectionsPercent {percent}: what {RESERVED_CONNECTIONS} reserved and {direct} direct "
-            f"connections leave): {fix}")
+            f"connections leave): {fix}"
+        )
     return budget
 
 
 def check_budget(max_conn: int, databases: tuple[str, ...] = ("order", "inventory")) -> dict[str, DatabaseBudget]:
     for key, use in BUDGET.items():
         if use.environments < 1 or use.connections < 1 or (not use.pooled and use.connections != 1):
-            raise ConnectionBudgetError(f"BUDGET[{key!r}]: environments and connections must be >= 1 "
-                                        "(and 1 connection for code that is not pooled)")
+            raise ConnectionBudgetError(
+                f"BUDGET[{key!r}]: environments and connections must be >= 1 "
+                "(and 1 connection for code that is not pooled)"
+            )
     return {db: database_budget(db, max_conn) for db in databases}

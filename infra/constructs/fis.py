@@ -57,8 +57,12 @@ EXTENSION_POLL_MAX_WAIT_MS = "2000"
 EXPERIMENT_DURATION = "PT5M"  # ISO 8601, as the FIS API takes it
 LATENCY_MS = 5000  # the gremlin's default delayMs; under the reservation's 75 s timeout
 # CloudWatch Logs log delivery (FIS experiment logging): no resource-level permissions.
-LOG_DELIVERY_ACTIONS = ["logs:CreateLogDelivery", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
-                        "logs:DescribeLogGroups"]
+LOG_DELIVERY_ACTIONS = [
+    "logs:CreateLogDelivery",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+]
 
 
 @dataclass(frozen=True)
@@ -70,35 +74,58 @@ class Scenario:
 
 
 LAMBDA_SCENARIOS = (
-    Scenario("latency", "Gremlin latency: every inventory reservation starts 5 s late (the order answers "
-             "QUEUED within its 2 s budget)", "aws:lambda:invocation-add-delay",
-             {"startupDelayMilliseconds": str(LATENCY_MS), "invocationPercentage": "100"}),
-    Scenario("errors", "Gremlin error: half the inventory reservations fail without running (the order "
-             "falls back to the queue)", "aws:lambda:invocation-error",
-             {"preventExecution": "true", "invocationPercentage": "50"}),
-    Scenario("crash", "Gremlin crash after-commit: a quarter of the reservations commit, then the caller "
-             "gets an error (stock must still move once)", "aws:lambda:invocation-error",
-             {"preventExecution": "false", "invocationPercentage": "25"}),
+    Scenario(
+        "latency",
+        "Gremlin latency: every inventory reservation starts 5 s late (the order answers QUEUED within its 2 s budget)",
+        "aws:lambda:invocation-add-delay",
+        {"startupDelayMilliseconds": str(LATENCY_MS), "invocationPercentage": "100"},
+    ),
+    Scenario(
+        "errors",
+        "Gremlin error: half the inventory reservations fail without running (the order falls back to the queue)",
+        "aws:lambda:invocation-error",
+        {"preventExecution": "true", "invocationPercentage": "50"},
+    ),
+    Scenario(
+        "crash",
+        "Gremlin crash after-commit: a quarter of the reservations commit, then the caller "
+        "gets an error (stock must still move once)",
+        "aws:lambda:invocation-error",
+        {"preventExecution": "false", "invocationPercentage": "25"},
+    ),
 )
-DATABASE_OUTAGE = Scenario("database-outage", "Gremlin database unreachable: the inventory database reboots "
-                           "(orders queue, then complete once it is back)", "aws:rds:reboot-db-instances",
-                           {"forceFailover": "false"})
+DATABASE_OUTAGE = Scenario(
+    "database-outage",
+    "Gremlin database unreachable: the inventory database reboots (orders queue, then complete once it is back)",
+    "aws:rds:reboot-db-instances",
+    {"forceFailover": "false"},
+)
 
 
 class FisExperiments(Construct):
     """The configuration bucket, the extension on `target`, the role, the log group, the templates."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, name_prefix: str, extension_layer_arn: str,
-                 target: ServiceFunction, database: rds.DatabaseInstance,
-                 stop_alarms: Sequence[cloudwatch.Alarm], log_retention_days: int) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name_prefix: str,
+        extension_layer_arn: str,
+        target: ServiceFunction,
+        database: rds.DatabaseInstance,
+        stop_alarms: Sequence[cloudwatch.Alarm],
+        log_retention_days: int,
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         fn = target.function
 
         # ------------------------------------------------------------ configuration bucket
         # Kept on teardown (it is not empty: a bucket with objects cannot be deleted by CloudFormation).
-        access_logs = access_logs_bucket(self, "ConfigAccessLogs", removal_policy=RemovalPolicy.RETAIN,
-                                         serves="the FIS configuration bucket")
+        access_logs = access_logs_bucket(
+            self, "ConfigAccessLogs", removal_policy=RemovalPolicy.RETAIN, serves="the FIS configuration bucket"
+        )
         self.config_bucket = s3.Bucket(
             self, "ConfigBucket",
             encryption=s3.BucketEncryption.S3_MANAGED,
@@ -120,17 +147,26 @@ class FisExperiments(Construct):
         fn.add_environment("AWS_FIS_CONFIGURATION_LOCATION", self.config_location)
         fn.add_environment("AWS_FIS_POLL_MAX_WAIT_MILLISECONDS", EXTENSION_POLL_MAX_WAIT_MS)
         # The extension runs with the function's role: it lists and reads the configurations.
-        fn.add_to_role_policy(iam.PolicyStatement(
-            sid="FisExtensionListsConfigurations", actions=["s3:ListBucket"],
-            resources=[self.config_bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{CONFIG_PREFIX}/*"]}}))
-        fn.add_to_role_policy(iam.PolicyStatement(
-            sid="FisExtensionReadsConfigurations", actions=["s3:GetObject"],
-            resources=[self.config_bucket.arn_for_objects(f"{CONFIG_PREFIX}/*")]))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="FisExtensionListsConfigurations",
+                actions=["s3:ListBucket"],
+                resources=[self.config_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{CONFIG_PREFIX}/*"]}},
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="FisExtensionReadsConfigurations",
+                actions=["s3:GetObject"],
+                resources=[self.config_bucket.arn_for_objects(f"{CONFIG_PREFIX}/*")],
+            )
+        )
 
         # ------------------------------------------------------------ experiment log + role
-        self.log_group = logs.LogGroup(self, "ExperimentLogs", retention=retention_days(log_retention_days),
-                                       removal_policy=RemovalPolicy.DESTROY)
+        self.log_group = logs.LogGroup(
+            self, "ExperimentLogs", retention=retention_days(log_retention_days), removal_policy=RemovalPolicy.DESTROY
+        )
         self.role = iam.Role(
             self, "ExperimentRole",
             description=f"{name_prefix}: AWS FIS experiments (inventory reservation faults, inventory DB reboot)",
@@ -140,44 +176,74 @@ class FisExperiments(Construct):
                                                               resource_name="*")},
             }),
         )  # fmt: skip
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="WriteFaultConfigurations", actions=["s3:PutObject", "s3:DeleteObject"],
-            resources=[self.config_bucket.arn_for_objects(f"{CONFIG_PREFIX}/*")]))
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="ReadTheTargetFunction", actions=["lambda:GetFunction"], resources=[fn.function_arn]))
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="RebootTheInventoryDatabase", actions=["rds:RebootDBInstance", "rds:DescribeDBInstances"],
-            resources=[database.instance_arn]))
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="DeliverExperimentLogs", actions=LOG_DELIVERY_ACTIONS, resources=["*"]))
-        acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
-                    "Only the CloudWatch Logs log-delivery actions FIS needs to write the experiment log "
-                    "(CreateLogDelivery, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups) have "
-                    "Resource *: they do not support resource-level permissions.")
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteFaultConfigurations",
+                actions=["s3:PutObject", "s3:DeleteObject"],
+                resources=[self.config_bucket.arn_for_objects(f"{CONFIG_PREFIX}/*")],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadTheTargetFunction", actions=["lambda:GetFunction"], resources=[fn.function_arn]
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="RebootTheInventoryDatabase",
+                actions=["rds:RebootDBInstance", "rds:DescribeDBInstances"],
+                resources=[database.instance_arn],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(sid="DeliverExperimentLogs", actions=LOG_DELIVERY_ACTIONS, resources=["*"])
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only the CloudWatch Logs log-delivery actions FIS needs to write the experiment log "
+            "(CreateLogDelivery, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups) have "
+            "Resource *: they do not support resource-level permissions.",
+        )
         bucket_resource = self.config_bucket.node.default_child
         assert isinstance(bucket_resource, CfnElement)  # a typing guard: an s3.Bucket's is
-        config_objects = f"AwsSolutions-IAM5[Resource::<{stack.resolve(stack.get_logical_id(bucket_resource))}" \
-                         f".Arn>/{CONFIG_PREFIX}/*]"
-        acknowledge(self.role, config_objects,
-                    "FIS writes and deletes one fault-configuration object per experiment under the "
-                    f"{CONFIG_PREFIX}/ prefix of its own configuration bucket; the object names are FIS's.")
-        acknowledge(target.role, config_objects,
-                    "The FIS Lambda extension reads the fault configurations (GetObject only) under the "
-                    f"{CONFIG_PREFIX}/ prefix of the FIS configuration bucket; the object names are FIS's.")
+        config_objects = (
+            f"AwsSolutions-IAM5[Resource::<{stack.resolve(stack.get_logical_id(bucket_resource))}"
+            f".Arn>/{CONFIG_PREFIX}/*]"
+        )
+        acknowledge(
+            self.role,
+            config_objects,
+            "FIS writes and deletes one fault-configuration object per experiment under the "
+            f"{CONFIG_PREFIX}/ prefix of its own configuration bucket; the object names are FIS's.",
+        )
+        acknowledge(
+            target.role,
+            config_objects,
+            "The FIS Lambda extension reads the fault configurations (GetObject only) under the "
+            f"{CONFIG_PREFIX}/ prefix of the FIS configuration bucket; the object names are FIS's.",
+        )
 
         # ------------------------------------------------------------ templates
-        stop_conditions = [fis.CfnExperimentTemplate.ExperimentTemplateStopConditionProperty(
-            source="aws:cloudwatch:alarm", value=alarm.alarm_arn) for alarm in stop_alarms]
+        stop_conditions = [
+            fis.CfnExperimentTemplate.ExperimentTemplateStopConditionProperty(
+                source="aws:cloudwatch:alarm", value=alarm.alarm_arn
+            )
+            for alarm in stop_alarms
+        ]
         log_configuration = fis.CfnExperimentTemplate.ExperimentTemplateLogConfigurationProperty(
             log_schema_version=2,
             # typed Any in the L1 (a struct would be written with a camelCase key): CloudFormation's names
-            cloud_watch_logs_configuration={"LogGroupArn": self.log_group.log_group_arn})
+            cloud_watch_logs_configuration={"LogGroupArn": self.log_group.log_group_arn},
+        )
         options = fis.CfnExperimentTemplate.ExperimentTemplateExperimentOptionsProperty(
-            account_targeting="single-account", empty_target_resolution_mode="fail")
+            account_targeting="single-account", empty_target_resolution_mode="fail"
+        )
         self.templates: dict[str, fis.CfnExperimentTemplate] = {}
 
-        def template(scenario: Scenario, target_name: str, resource_type: str, arn: str, action_target: str,
-                     duration: str | None) -> None:
+        def template(
+            scenario: Scenario, target_name: str, resource_type: str, arn: str, action_target: str, duration: str | None
+        ) -> None:
             parameters = {**scenario.parameters, **({"duration": duration} if duration else {})}
             self.templates[scenario.name] = fis.CfnExperimentTemplate(
                 self, f"Template-{scenario.name}",
@@ -195,6 +261,7 @@ class FisExperiments(Construct):
             )  # fmt: skip
 
         for scenario in LAMBDA_SCENARIOS:
-            template(scenario, "InventoryReserve", "aws:lambda:function", fn.function_arn, "Functions",
-                     EXPERIMENT_DURATION)
+            template(
+                scenario, "InventoryReserve", "aws:lambda:function", fn.function_arn, "Functions", EXPERIMENT_DURATION
+            )
         template(DATABASE_OUTAGE, "InventoryDatabase", "aws:rds:db", database.instance_arn, "DBInstances", None)

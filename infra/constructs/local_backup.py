@@ -87,9 +87,16 @@ SERVICE = "backup"
 ENCRYPTION_CONTEXT_PURPOSE = "valerix-backup"  # functions/backup/service.py:encryption_context
 # What the functions must never do to a history-locked bucket (explicitly denied to their roles).
 HISTORY_ERASING_ACTIONS = [
-    "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention",
-    "s3:PutBucketObjectLockConfiguration", "s3:PutBucketVersioning", "s3:PutLifecycleConfiguration",
-    "s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:DeleteBucket",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:BypassGovernanceRetention",
+    "s3:PutObjectRetention",
+    "s3:PutBucketObjectLockConfiguration",
+    "s3:PutBucketVersioning",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:DeleteBucket",
 ]
 POINTS, SYNC, BUNDLES = "points/*", "sync/*", "bundles/*"
 
@@ -205,13 +212,27 @@ class LocalBackup(Construct):
         tls_env = tls_env or {"DB_TLS": "verify-full"}
         # Dumps need only SELECT: the reader role. Restore builds a fresh database and runs the
         # migrations in it: the owner role (CREATEDB). Neither sees the master login.
-        dump_env = {"ORDER_DB_SECRET_ARN": order_db.reader_secret.secret_arn,
-                    "INVENTORY_DB_SECRET_ARN": inventory_db.reader_secret.secret_arn, **tls_env}
-        restore_env = {"ORDER_DB_SECRET_ARN": order_db.owner_secret.secret_arn,
-                       "INVENTORY_DB_SECRET_ARN": inventory_db.owner_secret.secret_arn, **tls_env}
+        dump_env = {
+            "ORDER_DB_SECRET_ARN": order_db.reader_secret.secret_arn,
+            "INVENTORY_DB_SECRET_ARN": inventory_db.reader_secret.secret_arn,
+            **tls_env,
+        }
+        restore_env = {
+            "ORDER_DB_SECRET_ARN": order_db.owner_secret.secret_arn,
+            "INVENTORY_DB_SECRET_ARN": inventory_db.owner_secret.secret_arn,
+            **tls_env,
+        }
 
-        def function(key: str, suffix: str, handler: str, description: str, timeout: Duration, memory: int,
-                     env: dict[str, str], vpc: FunctionVpcPlacement | None) -> ServiceFunction:
+        def function(
+            key: str,
+            suffix: str,
+            handler: str,
+            description: str,
+            timeout: Duration,
+            memory: int,
+            env: dict[str, str],
+            vpc: FunctionVpcPlacement | None,
+        ) -> ServiceFunction:
             return ServiceFunction(
                 self,
                 key,
@@ -230,15 +251,36 @@ class LocalBackup(Construct):
                 ),
             )
 
-        backup = function("Backup", "backup", "backup_handler",
-                          "Encrypted logical restore point of each database (every 4 h, on demand)",
-                          BACKUP_TIMEOUT, 1024, {**common_env, **dump_env}, placement)
-        sync = function("BackupSync", "backup-sync", "sync_handler",
-                        "Daily: the one external call, a bundle of every restore point since the last sync",
-                        SYNC_TIMEOUT, 1024, common_env, None)
-        restore = function("BackupRestore", "backup-restore", "restore_handler",
-                           "Restores a point (local or external) into a fresh database and verifies it",
-                           RESTORE_TIMEOUT, 1024, {**common_env, **restore_env}, placement)
+        backup = function(
+            "Backup",
+            "backup",
+            "backup_handler",
+            "Encrypted logical restore point of each database (every 4 h, on demand)",
+            BACKUP_TIMEOUT,
+            1024,
+            {**common_env, **dump_env},
+            placement,
+        )
+        sync = function(
+            "BackupSync",
+            "backup-sync",
+            "sync_handler",
+            "Daily: the one external call, a bundle of every restore point since the last sync",
+            SYNC_TIMEOUT,
+            1024,
+            common_env,
+            None,
+        )
+        restore = function(
+            "BackupRestore",
+            "backup-restore",
+            "restore_handler",
+            "Restores a point (local or external) into a fresh database and verifies it",
+            RESTORE_TIMEOUT,
+            1024,
+            {**common_env, **restore_env},
+            placement,
+        )
         self.functions = {"Backup": backup, "BackupSync": sync, "BackupRestore": restore}
 
         # ------------------------------------------------------------ grants (least privilege)
@@ -303,11 +345,18 @@ class LocalBackup(Construct):
         # No retries, and a queued event older than 9 minutes (23:59) is dropped rather than
         # run on the next day, where it would spend that day's call.
         self.sync_invoke_config = sync.function.configure_async_invoke(
-            retry_attempts=0, max_event_age=Duration.minutes(9))
+            retry_attempts=0, max_event_age=Duration.minutes(9)
+        )
 
     # ------------------------------------------------------------------ helpers
-    def _bucket(self, construct_id: str, log_prefix: str, removal_policy: RemovalPolicy, retention_days: int,
-                expiry: dict[str, tuple[str, int]]) -> s3.Bucket:
+    def _bucket(
+        self,
+        construct_id: str,
+        log_prefix: str,
+        removal_policy: RemovalPolicy,
+        retention_days: int,
+        expiry: dict[str, tuple[str, int]],
+    ) -> s3.Bucket:
         """`expiry`: rule id -> (key prefix, days after which the current version expires)."""
         rules = []
         for rule_id, (prefix, days) in expiry.items():
@@ -356,11 +405,19 @@ class LocalBackup(Construct):
             )
         )
 
-    def _s3(self, fn: ServiceFunction, sid: str, actions: list[str], bucket: s3.Bucket, prefix: str,
-            conditions: dict | None = None) -> None:
+    def _s3(
+        self,
+        fn: ServiceFunction,
+        sid: str,
+        actions: list[str],
+        bucket: s3.Bucket,
+        prefix: str,
+        conditions: dict | None = None,
+    ) -> None:
         fn.role.add_to_principal_policy(
-            iam.PolicyStatement(sid=sid, actions=actions, resources=[bucket.arn_for_objects(prefix)],
-                                conditions=conditions)
+            iam.PolicyStatement(
+                sid=sid, actions=actions, resources=[bucket.arn_for_objects(prefix)], conditions=conditions
+            )
         )
         stack = Stack.of(self)
         logical_id = stack.resolve(stack.get_logical_id(cast(CfnElement, bucket.node.default_child)))
@@ -374,9 +431,7 @@ class LocalBackup(Construct):
 
     @staticmethod
     def _list(fn: ServiceFunction, bucket: s3.Bucket) -> None:
-        fn.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
-        )
+        fn.role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
 
     def outputs(self) -> dict[str, str]:
         """Stack outputs besides the function names (those come from `functions`)."""

@@ -17,8 +17,9 @@ from infra.constructs.service_function import ServiceFunction
 from infra.constructs.service_functions import MIGRATE_TIMEOUT
 
 
-def migration_triggers(scope: Construct, functions: Mapping[str, ServiceFunction],
-                       databases: Databases) -> list[triggers.Trigger]:
+def migration_triggers(
+    scope: Construct, functions: Mapping[str, ServiceFunction], databases: Databases
+) -> list[triggers.Trigger]:
     made = []
     for key, db in (("OrderMigrate", databases.order), ("InventoryMigrate", databases.inventory)):
         if databases.vpc is None:

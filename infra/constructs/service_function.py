@@ -159,11 +159,13 @@ class ServiceFunction(Construct):
         if props.vpc is not None:
             wildcard_reasons.append(
                 "The ec2 network-interface actions a VPC-attached Lambda needs do not support "
-                "resource-level permissions; no data resource is involved.")
+                "resource-level permissions; no data resource is involved."
+            )
         if props.tracing:
             wildcard_reasons.append(
                 "xray:PutTraceSegments and xray:PutTelemetryRecords (active tracing) do not support "
-                "resource-level permissions; they only send this function's own trace data.")
+                "resource-level permissions; they only send this function's own trace data."
+            )
         if wildcard_reasons:
             acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]", " ".join(wildcard_reasons))
 

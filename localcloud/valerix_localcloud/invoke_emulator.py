@@ -32,8 +32,9 @@ Handler = Callable[[Any, Any], Any]
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
 
 
-def lambda_context(name: str, region: str = "us-east-1", account: str = "123456789012",
-                   memory_mb: int = 256) -> SimpleNamespace:
+def lambda_context(
+    name: str, region: str = "us-east-1", account: str = "123456789012", memory_mb: int = 256
+) -> SimpleNamespace:
     """What a Lambda runtime passes as `context`, as far as the project's handlers read it."""
     return SimpleNamespace(
         function_name=name,
@@ -58,8 +59,7 @@ def resolve(handler: Handler | str) -> Handler:
     return found
 
 
-def invoke_app(functions: Mapping[str, Handler | str],
-               context_factory: Callable[[str], Any] = lambda_context) -> Any:
+def invoke_app(functions: Mapping[str, Handler | str], context_factory: Callable[[str], Any] = lambda_context) -> Any:
     """An ASGI app serving the Invoke API for `functions` (name -> handler or "module:attr";
     a string is imported at the first invocation, so the caller's environment is in place).
     A name may also be given as a function ARN, as boto3 callers may."""
@@ -74,19 +74,26 @@ def invoke_app(functions: Mapping[str, Handler | str],
     def invoke(request_body: bytes, name: str) -> Response:
         name = name.rsplit(":function:", 1)[-1].split(":", 1)[0]  # an ARN (with a qualifier) -> name
         if name not in functions:
-            return Response(json.dumps({"Type": "User", "message": f"Function not found: {name}"}), 404,
-                            headers={"x-amzn-errortype": "ResourceNotFoundException"},
-                            media_type="application/json")
+            return Response(
+                json.dumps({"Type": "User", "message": f"Function not found: {name}"}),
+                404,
+                headers={"x-amzn-errortype": "ResourceNotFoundException"},
+                media_type="application/json",
+            )
         try:
             handler = resolved.get(name) or resolved.setdefault(name, resolve(functions[name]))
             result = handler(json.loads(request_body) if request_body else {}, context_factory(name))
         except Exception as exc:  # noqa: BLE001 - what the Lambda runtime reports
             error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-            return Response(json.dumps(error), 200, headers={"X-Amz-Function-Error": "Unhandled",
-                                                           "X-Amz-Executed-Version": "$LATEST"},
-                            media_type="application/json")
-        return Response(json.dumps(result), 200, headers={"X-Amz-Executed-Version": "$LATEST"},
-                        media_type="application/json")
+            return Response(
+                json.dumps(error),
+                200,
+                headers={"X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "$LATEST"},
+                media_type="application/json",
+            )
+        return Response(
+            json.dumps(result), 200, headers={"X-Amz-Executed-Version": "$LATEST"}, media_type="application/json"
+        )
 
     async def endpoint(request: Request) -> Response:
         body = await request.body()
@@ -100,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--function", action="append", required=True, metavar="NAME=module:attr",
-                        help="a function name and its handler (repeatable)")
+    parser.add_argument(
+        "--function",
+        action="append",
+        required=True,
+        metavar="NAME=module:attr",
+        help="a function name and its handler (repeatable)",
+    )
     args = parser.parse_args(argv)
     functions: dict[str, str] = {}
     for spec in args.function:

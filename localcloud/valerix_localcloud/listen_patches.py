@@ -57,8 +57,11 @@ def _bind_twisted_gateway_to_host() -> None:
         else:
             protocol_factory = site
         for host_and_port in listen:
-            endpoint_class = (endpoints.TCP6ServerEndpoint if config.is_ipv6_address(host_and_port.host)
-                              else endpoints.TCP4ServerEndpoint)
+            endpoint_class = (
+                endpoints.TCP6ServerEndpoint
+                if config.is_ipv6_address(host_and_port.host)
+                else endpoints.TCP4ServerEndpoint
+            )
             endpoint_class(reactor, host_and_port.port, interface=host_and_port.host).listen(protocol_factory)
 
     TwistedRuntimeServer.register = register  # type: ignore[method-assign]  # the patch
@@ -73,8 +76,9 @@ def _start_dynamodb_local_on_loopback() -> None:
         launcher = os.path.join(dynamodblocal_package.get_installed_dir() or "", LAUNCHER_JAR)
         if not os.path.exists(launcher):
             # Fail closed: DynamoDB Local's own main would listen on every interface.
-            raise RuntimeError(f"{launcher} is missing (built by `make up`); refusing to start "
-                               "DynamoDB Local on every interface")
+            raise RuntimeError(
+                f"{launcher} is missing (built by `make up`); refusing to start DynamoDB Local on every interface"
+            )
         return launcher
 
     DynamodbServer.jar_path = property(jar_path)  # type: ignore[method-assign,assignment]  # the patch

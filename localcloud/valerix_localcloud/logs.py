@@ -24,9 +24,22 @@ from infra.outputs import FUNCTION_NAME_SUFFIX
 
 # Powertools Logger's own keys; any other key of a JSON line is context worth showing.
 POWERTOOLS_KEYS = {
-    "level", "location", "message", "timestamp", "service", "cold_start", "function_name",
-    "function_memory_size", "function_arn", "function_request_id", "correlation_id",
-    "xray_trace_id", "sampling_rate", "exception", "exception_name", "stack_trace",
+    "level",
+    "location",
+    "message",
+    "timestamp",
+    "service",
+    "cold_start",
+    "function_name",
+    "function_memory_size",
+    "function_arn",
+    "function_request_id",
+    "correlation_id",
+    "xray_trace_id",
+    "sampling_rate",
+    "exception",
+    "exception_name",
+    "stack_trace",
 }
 COLOURS = ["36", "33", "35", "32", "34", "31", "96", "93", "95", "92", "94", "91"]
 OVERLAP_MS = 5_000  # events can be stored a little after their timestamp: re-read, drop by id
@@ -54,7 +67,7 @@ def function_names(stack_outputs: dict[str, str], stack_name: str) -> dict[str, 
     """{short name: function name} of the stack's functions (`order-api` -> `Valerix-order-api`)."""
     names = sorted(value for key, value in stack_outputs.items() if key.endswith(FUNCTION_NAME_SUFFIX))
     prefix = f"{stack_name}-"
-    return {name[len(prefix):] if name.startswith(prefix) else name: name for name in names}
+    return {name[len(prefix) :] if name.startswith(prefix) else name: name for name in names}
 
 
 def select(functions: dict[str, str], wanted: str | None) -> dict[str, str]:
@@ -119,8 +132,9 @@ def parse_event(function: str, event: dict[str, Any], show_emf: bool = False) ->
     text = str(doc.get("message", ""))
     extra = {key: value for key, value in doc.items() if key not in POWERTOOLS_KEYS}
     if extra:
-        text += " " + " ".join(f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
-                               for key, value in extra.items())
+        text += " " + " ".join(
+            f"{key}={json.dumps(value) if not isinstance(value, str) else value}" for key, value in extra.items()
+        )
     if doc.get("exception"):
         text += "\n" + str(doc["exception"])
     return Line(stamp, function, str(doc.get("correlation_id") or "-"), str(doc.get("level", "")), text)
@@ -191,9 +205,17 @@ class LogTail:
         return lines
 
 
-def run(logs_client: Any, functions: dict[str, str], since_ms: int, follow: bool, out: TextIO,
-        colour: bool, show_emf: bool = False, interval: float = 1.0,
-        sleep: Callable[[float], None] = time.sleep) -> int:
+def run(
+    logs_client: Any,
+    functions: dict[str, str],
+    since_ms: int,
+    follow: bool,
+    out: TextIO,
+    colour: bool,
+    show_emf: bool = False,
+    interval: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     tail = LogTail(logs_client, functions, since_ms, show_emf)
     fmt = Formatter(functions, colour)
     try:
@@ -216,11 +238,16 @@ def use_colour(choice: str, out: TextIO) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--function", "-f", default=None,
-                        help="only these functions (comma-separated, e.g. order-api); default all")
+    parser.add_argument(
+        "--function", "-f", default=None, help="only these functions (comma-separated, e.g. order-api); default all"
+    )
     parser.add_argument("--since", default="10m", help="start this long ago (30s, 10m, 2h, 1d) or at an ISO time")
-    parser.add_argument("--no-follow", dest="follow", action="store_false",
-                        help="print what is there and exit (default: follow until ctrl-C)")
+    parser.add_argument(
+        "--no-follow",
+        dest="follow",
+        action="store_false",
+        help="print what is there and exit (default: follow until ctrl-C)",
+    )
     parser.add_argument("--color", "--colour", dest="color", choices=["auto", "always", "never"], default="auto")
     parser.add_argument("--emf", action="store_true", help="also show EMF metric lines")
 
@@ -237,5 +264,6 @@ def main(args: argparse.Namespace, outputs: dict[str, Any] | None, logs_client_f
         return 2
     if args.follow:
         print(f"following {', '.join(functions)} (ctrl-C to stop)", file=sys.stderr, flush=True)
-    return run(logs_client_factory(), functions, since, args.follow, sys.stdout,
-               use_colour(args.color, sys.stdout), args.emf)
+    return run(
+        logs_client_factory(), functions, since, args.follow, sys.stdout, use_colour(args.color, sys.stdout), args.emf
+    )

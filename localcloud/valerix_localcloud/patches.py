@@ -55,8 +55,11 @@ class InvocationMetrics:
     """Counts ``AWS/Lambda`` metrics per (account, region, function, metric); flushes them
     once per ``FLUSH_SECONDS`` as one ``PutMetricData`` per account and region."""
 
-    def __init__(self, publish: Callable[[str, str, list[dict[str, Any]]], None] | None = None,
-                 flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(
+        self,
+        publish: Callable[[str, str, list[dict[str, Any]]], None] | None = None,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
         self._counts: dict[tuple[str, str, str, str], int] = defaultdict(int)
         self._lock = threading.Lock()
         self._publish = publish or _put_metric_data
@@ -67,8 +70,7 @@ class InvocationMetrics:
         with self._lock:
             self._counts[(account_id, region_name, function_name, metric)] += 1
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="valerix-lambda-metrics",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run, name="valerix-lambda-metrics", daemon=True)
                 self._thread.start()
 
     def record_invocation(self, function_name: str, account_id: str, region_name: str) -> None:
@@ -84,17 +86,19 @@ class InvocationMetrics:
         per_target: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         now = datetime.now(UTC)
         for (account_id, region_name, function_name, metric), value in counts.items():
-            per_target[(account_id, region_name)].append({
-                "MetricName": metric,
-                "Dimensions": [{"Name": "FunctionName", "Value": function_name}],
-                "Timestamp": now,
-                "Value": value,
-                "Unit": "Count",
-            })
+            per_target[(account_id, region_name)].append(
+                {
+                    "MetricName": metric,
+                    "Dimensions": [{"Name": "FunctionName", "Value": function_name}],
+                    "Timestamp": now,
+                    "Value": value,
+                    "Unit": "Count",
+                }
+            )
         for (account_id, region_name), data in per_target.items():
             for start in range(0, len(data), 1000):  # PutMetricData takes 1,000 items per call
                 try:
-                    self._publish(account_id, region_name, data[start:start + 1000])
+                    self._publish(account_id, region_name, data[start : start + 1000])
                 except Exception as exc:  # noqa: BLE001 - metrics are best effort, as in LocalStack
                     LOG.info("Unable to put AWS/Lambda metrics to CloudWatch: %s", exc)
 
@@ -146,7 +150,9 @@ def run_log_loop(self: Any, *args: Any, **kwargs: Any) -> None:
 
     logs_client = connect_to.with_assumed_role(
         # ServicePrincipal's members are plain strings; LocalStack's own call passes the same.
-        region_name=self.region, role_arn=self.role_arn, service_principal=ServicePrincipal.lambda_,  # type: ignore[arg-type]
+        region_name=self.region,
+        role_arn=self.role_arn,
+        service_principal=ServicePrincipal.lambda_,  # type: ignore[arg-type]
     ).logs
     while not self._shutdown_event.is_set():
         items = [self.log_queue.get()]

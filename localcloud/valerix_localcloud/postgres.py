@@ -61,8 +61,7 @@ def find_bin_dir() -> Path:
     if on_path:
         return Path(on_path).resolve().parent
     raise PostgresError(
-        "PostgreSQL server binaries (pg_ctl, initdb) not found in /usr/lib/postgresql/*/bin, "
-        "$VALERIX_PG_BIN or PATH",
+        "PostgreSQL server binaries (pg_ctl, initdb) not found in /usr/lib/postgresql/*/bin, $VALERIX_PG_BIN or PATH",
         fix=INSTALL_POSTGRES,
     )
 
@@ -207,8 +206,10 @@ class PostgresServer:
             self.port = self.port or state["port"]
 
     def _save_state(self) -> None:
-        write_private(self.state_file, json.dumps(
-            {"password": self.password, "port": self.port, "server_dir": str(self.server_dir)}))
+        write_private(
+            self.state_file,
+            json.dumps({"password": self.password, "port": self.port, "server_dir": str(self.server_dir)}),
+        )
 
     def _prepare_server_dir(self) -> None:
         """As root: a 0700 directory owned by `postgres`, under a base only root may write."""
@@ -269,8 +270,16 @@ class PostgresServer:
         _chown_to_owner(self.server_dir)
         try:
             self._pg(
-                "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
-                "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8",
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "-E",
+                "UTF8",
                 "--locale=C.UTF-8",
             )
         finally:
@@ -301,8 +310,17 @@ class PostgresServer:
         self.log_file.touch()
         _chown_to_owner(self.log_file)
         self._pg(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
-            "-w", "-t", "30", "start",
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "30",
+            "start",
         )
         self._save_state()
         self._wait_ready()
@@ -328,8 +346,13 @@ class PostgresServer:
         # server for TLS, building a default SSL context each time (the system CA store loaded:
         # ~0.1 s of CPU per connection), then falls back to plain text anyway.
         return pg8000.native.Connection(
-            user=SUPERUSER, password=self.password, host="127.0.0.1", port=self.port,
-            database=database or self.dbname, timeout=10, ssl_context=False,
+            user=SUPERUSER,
+            password=self.password,
+            host="127.0.0.1",
+            port=self.port,
+            database=database or self.dbname,
+            timeout=10,
+            ssl_context=False,
         )
 
     def running_max_connections(self) -> int:

@@ -61,19 +61,25 @@ def _database_dirs(state: Path) -> dict[str, Path]:
     outside the checkout, recorded in .valerix/pg/<service>/server.json."""
     from valerix_localcloud.postgres import PostgresServer
 
-    return {f"{service}_db": PostgresServer(state / "pg" / service, f"{service}_db").server_dir
-            for service in ("order", "inventory")}
+    return {
+        f"{service}_db": PostgresServer(state / "pg" / service, f"{service}_db").server_dir
+        for service in ("order", "inventory")
+    }
 
 
 def recorded_roots(state: Path) -> list[tuple[str, int, Path]]:
     """(component, pid, folder its process must point at) for every PID `make up` (and what it
     started) wrote under `state`."""
     roots = []
-    candidates = [(LOCALSTACK, state / "localstack" / "localstack.pid", state),
-                  (EXPORTER, state / "exporter" / "exporter.pid", state),
-                  (PROMETHEUS, state / "prometheus" / "prometheus.pid", state)]
-    candidates += [(component, server_dir / "data" / "postmaster.pid", server_dir)
-                   for component, server_dir in _database_dirs(state).items()]
+    candidates = [
+        (LOCALSTACK, state / "localstack" / "localstack.pid", state),
+        (EXPORTER, state / "exporter" / "exporter.pid", state),
+        (PROMETHEUS, state / "prometheus" / "prometheus.pid", state),
+    ]
+    candidates += [
+        (component, server_dir / "data" / "postmaster.pid", server_dir)
+        for component, server_dir in _database_dirs(state).items()
+    ]
     for component, pid_file, marker in candidates:
         pid = _read_pid(pid_file)
         if pid:
@@ -165,6 +171,7 @@ def listeners(processes: list[CloudProcess]) -> list[Listener]:
                 protocol = "udp"
             else:
                 continue
-            result.append(Listener(entry.component, entry.process.pid, command, protocol,
-                                   conn.laddr.ip, conn.laddr.port))
+            result.append(
+                Listener(entry.component, entry.process.pid, command, protocol, conn.laddr.ip, conn.laddr.port)
+            )
     return result

@@ -72,8 +72,9 @@ class LocalPrometheus:
         # installed in the project venv, which runs this CLI; LocalStack's venv never imports it).
         from valerix_exporter import promconfig
 
-        config = promconfig.render([self.exporter_target], scrape_interval=self.scrape_interval,
-                                   evaluation_interval=self.scrape_interval)
+        config = promconfig.render(
+            [self.exporter_target], scrape_interval=self.scrape_interval, evaluation_interval=self.scrape_interval
+        )
         self._private_dir(self.folder)
         text = yaml.safe_dump(config, sort_keys=False)
         fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -93,13 +94,25 @@ class LocalPrometheus:
         self.write_config()
         data = self.folder / "data"
         self._private_dir(data)
-        cmd = [executable, f"--config.file={self.config_file}", f"--storage.tsdb.path={data}",
-               f"--web.listen-address={LOOPBACK}:{self.port}", "--storage.tsdb.retention.time=2d",
-               "--log.level=warn"]
+        cmd = [
+            executable,
+            f"--config.file={self.config_file}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address={LOOPBACK}:{self.port}",
+            "--storage.tsdb.retention.time=2d",
+            "--log.level=warn",
+        ]
         fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "ab") as log:
-            process = subprocess.Popen(cmd, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True, umask=0o077)
+            process = subprocess.Popen(
+                cmd,
+                cwd=self.folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                umask=0o077,
+            )
         fd = os.open(self.pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(str(process.pid))
@@ -109,8 +122,10 @@ class LocalPrometheus:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {process.returncode}; last lines of "
-                                   f"{self.log_file}:\n{_tail(self.log_file)}")
+                raise RuntimeError(
+                    f"prometheus exited with {process.returncode}; last lines of "
+                    f"{self.log_file}:\n{_tail(self.log_file)}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
                     if response.status == 200:
@@ -135,8 +150,7 @@ class LocalPrometheus:
             process = psutil.Process(pid)
             if str(self.config_file) in " ".join(process.cmdline()):
                 return process
-        except (OSError, ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied,
-                psutil.ZombieProcess):
+        except (OSError, ValueError, IndexError, psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             pass
         return None
 
@@ -170,11 +184,14 @@ class LocalPrometheus:
         except (OSError, ValueError, KeyError) as exc:
             return False, f"pid {process.pid} does not answer: {exc}"
         rules = [rule for group in groups for rule in group.get("rules", [])]
-        firing = sorted({rule["name"] for rule in rules if rule.get("type") == "alerting"
-                         and rule.get("state") == "firing"})
+        firing = sorted(
+            {rule["name"] for rule in rules if rule.get("type") == "alerting" and rule.get("state") == "firing"}
+        )
         up = sum(1 for target in targets if target.get("health") == "up")
-        detail = (f"pid {process.pid}, {len(rules)} rules, exporter target {up}/{len(targets)} up, "
-                  f"firing: {', '.join(firing) if firing else 'none'}")
+        detail = (
+            f"pid {process.pid}, {len(rules)} rules, exporter target {up}/{len(targets)} up, "
+            f"firing: {', '.join(firing) if firing else 'none'}"
+        )
         return True, detail
 
 

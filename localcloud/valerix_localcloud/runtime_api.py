@@ -67,8 +67,10 @@ class RuntimeApiServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-            name="valerix-runtime-api", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="valerix-runtime-api",
+            daemon=True,
         )
 
     @property
@@ -160,17 +162,22 @@ class RuntimeApiServer:
                 """The route under API_PREFIX, or None (after a 403) without the secret."""
                 _, _, rest = self.path.partition("/")
                 secret, _, route = rest.partition("/")
-                if hmac.compare_digest(secret.encode(), api.secret.encode()) and (
-                        f"/{route}".startswith(API_PREFIX)):
-                    return f"/{route}"[len(API_PREFIX):]
+                if hmac.compare_digest(secret.encode(), api.secret.encode()) and (f"/{route}".startswith(API_PREFIX)):
+                    return f"/{route}"[len(API_PREFIX) :]
                 # Drain the body so the connection stays usable for a well-formed retry.
                 self._body()
-                self._reply(403, json.dumps({
-                    "errorType": "Runtime.Forbidden",
-                    "errorMessage": "this Runtime API serves one execution environment only; "
-                                    "the request path must start with that environment's "
-                                    f"secret (/<secret>{API_PREFIX}/...)",
-                }).encode(), {"Content-Type": "application/json"})
+                self._reply(
+                    403,
+                    json.dumps(
+                        {
+                            "errorType": "Runtime.Forbidden",
+                            "errorMessage": "this Runtime API serves one execution environment only; "
+                            "the request path must start with that environment's "
+                            f"secret (/<secret>{API_PREFIX}/...)",
+                        }
+                    ).encode(),
+                    {"Content-Type": "application/json"},
+                )
                 return None
 
             def _body(self) -> bytes:
@@ -186,13 +193,17 @@ class RuntimeApiServer:
                 invocation = api._next_invocation()
                 if invocation is None:
                     return self._reply(503, b'{"errorMessage":"environment shutting down"}')
-                self._reply(200, invocation.payload, {
-                    "Content-Type": "application/json",
-                    "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
-                    "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
-                    "Lambda-Runtime-Invoked-Function-Arn": invocation.function_arn,
-                    "Lambda-Runtime-Trace-Id": invocation.trace_id,
-                })
+                self._reply(
+                    200,
+                    invocation.payload,
+                    {
+                        "Content-Type": "application/json",
+                        "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+                        "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
+                        "Lambda-Runtime-Invoked-Function-Arn": invocation.function_arn,
+                        "Lambda-Runtime-Trace-Id": invocation.trace_id,
+                    },
+                )
 
             def do_POST(self) -> None:
                 route = self._authorised_route()

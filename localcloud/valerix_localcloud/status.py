@@ -104,8 +104,12 @@ def exporter_component(url: str, pid_file: Path) -> Component:
         running = "pid file present" if pid_file.exists() else "not running"
         return Component("exporter", DOWN, url, f"does not answer ({running})")
     groups = len(body.get("logGroups", []))
-    return Component("exporter", UP if status == 200 else DOWN, url,
-                     f"{body.get('status', '?')}, {body.get('polls', 0)} polls, {groups} log groups")
+    return Component(
+        "exporter",
+        UP if status == 200 else DOWN,
+        url,
+        f"{body.get('status', '?')}, {body.get('polls', 0)} polls, {groups} log groups",
+    )
 
 
 def prometheus_component(state_dir: Path) -> Component:
@@ -114,8 +118,13 @@ def prometheus_component(state_dir: Path) -> Component:
     return Component("Prometheus", UP if answers else DOWN, server.url, detail)
 
 
-def collect(state_dir: Path, ls: LocalStackHost, databases: list[PostgresServer], exporter_url: str,
-            outputs: dict[str, Any] | None) -> list[Component]:
+def collect(
+    state_dir: Path,
+    ls: LocalStackHost,
+    databases: list[PostgresServer],
+    exporter_url: str,
+    outputs: dict[str, Any] | None,
+) -> list[Component]:
     cloud = processes.cloud_processes(state_dir)
     components = localstack_components(ls)
     dynamodb = dynamodb_local_component(cloud)
@@ -126,8 +135,7 @@ def collect(state_dir: Path, ls: LocalStackHost, databases: list[PostgresServer]
     components.append(exporter_component(exporter_url, state_dir / "exporter" / "exporter.pid"))
     components.append(prometheus_component(state_dir))
     environments = processes.lambda_environments(cloud)
-    components.append(Component("Lambda environments", UP if environments else IDLE, "",
-                                f"{environments} running"))
+    components.append(Component("Lambda environments", UP if environments else IDLE, "", f"{environments} running"))
     if outputs:
         components.append(Component("API", "", outputs.get("api_url", ""), "API Gateway REST API"))
         components.append(Component("dashboard", "", outputs.get("web_url", ""), "S3 website"))

@@ -65,6 +65,7 @@ MIB = 2**20
 
 # --- process trees --------------------------------------------------------------------------
 
+
 def _parent_pids() -> dict[int, int]:
     """pid -> parent pid of every process, read from /proc (zombies included)."""
     parents = {}
@@ -139,6 +140,7 @@ def kill_environment(root: int | None, members: Callable[[], set[int]] = set, wa
 
 # --- memory limits ---------------------------------------------------------------------------
 
+
 def _read(path: str) -> str:
     with open(path) as handle:
         return handle.read()
@@ -178,7 +180,7 @@ def cgroup_candidates(mountinfo: str, own_cgroups: str) -> list[tuple[str, str]]
         else:
             continue
         path = own[key]
-        relative = path[len(root):] if root != "/" and path.startswith(root) else path
+        relative = path[len(root) :] if root != "/" and path.startswith(root) else path
         found.append((version, os.path.join(mount_point, relative.lstrip("/")).rstrip("/")))
     return sorted(found)[::-1]  # "2" first
 
@@ -218,8 +220,7 @@ class CgroupEnvironment:
 
     def peak_mb(self) -> int:
         """Highest memory use of all its processes together, in MiB (0 when unknown)."""
-        names = ("memory.peak", "memory.current") if self.version == "2" else (
-            "memory.max_usage_in_bytes",)
+        names = ("memory.peak", "memory.current") if self.version == "2" else ("memory.max_usage_in_bytes",)
         for name in names:
             try:
                 return -(-int(_read(os.path.join(self.path, name))) // MIB)
@@ -257,8 +258,9 @@ class Containment:
         self.base: str | None = None
         self.reason = "no usable cgroup memory controller"
         if preference not in ("auto", "cgroup2", "cgroup1", "rlimit"):
-            raise ValueError(f"VALERIX_LAMBDA_MEMORY_LIMIT must be auto, cgroup2, cgroup1 or "
-                             f"rlimit, not {preference!r}")
+            raise ValueError(
+                f"VALERIX_LAMBDA_MEMORY_LIMIT must be auto, cgroup2, cgroup1 or rlimit, not {preference!r}"
+            )
         if preference == "rlimit":
             self.reason = "VALERIX_LAMBDA_MEMORY_LIMIT=rlimit"
             return
@@ -405,6 +407,7 @@ def apply_address_space_limit(memory_mb: int) -> None:
 
 # --- the runtime side ------------------------------------------------------------------------
 
+
 def preload() -> None:
     names = os.environ.get("VALERIX_LAMBDA_PRELOAD", DEFAULT_PRELOAD).split()
     for name in names:
@@ -420,8 +423,7 @@ def _set_child_subreaper() -> None:
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
     except (OSError, AttributeError) as exc:
-        print(f"runtime: processes the function starts with setsid may outlive it: {exc}",
-              file=sys.stderr, flush=True)
+        print(f"runtime: processes the function starts with setsid may outlive it: {exc}", file=sys.stderr, flush=True)
 
 
 def _runtime_api_with_secret_path() -> None:
@@ -492,6 +494,7 @@ def become_runtime(request: dict[str, Any], output_fd: int | None) -> None:
 
 
 # --- the fork server -------------------------------------------------------------------------
+
 
 class Reaper:
     """SIGCHLD handler of the fork server.

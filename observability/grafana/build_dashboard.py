@@ -25,11 +25,16 @@ def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -
     return t
 
 
-def panel(title: str, kind: str, pos: tuple, targets: list, unit: str = "short", description: str = "",
-          **extra) -> dict:
+def panel(
+    title: str, kind: str, pos: tuple, targets: list, unit: str = "short", description: str = "", **extra
+) -> dict:
     x, y, w, h = pos
     p = {
-        "id": next(_ids), "type": kind, "title": title, "description": description, "datasource": DS,
+        "id": next(_ids),
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DS,
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
         "targets": [dict(t, refId=chr(ord("A") + i)) for i, t in enumerate(targets)],
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
@@ -37,8 +42,10 @@ def panel(title: str, kind: str, pos: tuple, targets: list, unit: str = "short",
     }
     if kind == "timeseries":
         p["fieldConfig"]["defaults"]["custom"] = {"lineWidth": 1, "fillOpacity": 10, "showPoints": "never"}
-        p["options"] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                        "tooltip": {"mode": "multi", "sort": "desc"}}
+        p["options"] = {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
     for key, value in extra.items():
         if key == "defaults":
             p["fieldConfig"]["defaults"].update(value)
@@ -272,9 +279,19 @@ def build() -> dict:
         "time": {"from": "now-15m", "to": "now"},
         "timepicker": {"refresh_intervals": ["5s", "10s", "30s", "1m", "5m"]},
         "templating": {"list": []},
-        "annotations": {"list": [{
-            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
-            "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard"}]},
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
         "links": [],
         "panels": panels,
     }

@@ -17,8 +17,15 @@ import httpx
 import pytest
 
 CHROMIUM = os.environ.get("VALERIX_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+]
 RESULTS = Path(__file__).resolve().parents[2] / "test-results" / "browser"
 
 # Chromium logs every HTTP error answer of fetch() as a console error
@@ -72,8 +79,9 @@ class Dashboard:
         errors = []
         for text in self.console:
             match = HTTP_STATUS_LOG.search(text)
-            if match and any(int(match.group(1)) == status and where in text
-                             for status, where in self.allowed_statuses):
+            if match and any(
+                int(match.group(1)) == status and where in text for status, where in self.allowed_statuses
+            ):
                 continue
             errors.append(text)
         return errors
@@ -113,7 +121,8 @@ def dash(browser, localcloud, request):
         "try { if (location.protocol.startsWith('http') && !sessionStorage.getItem('valerix.test.init')) {"
         "  localStorage.clear(); sessionStorage.setItem('valerix.test.init', '1');"
         f"  sessionStorage.setItem('valerix.adminKey', {localcloud.admin_api_key!r});"
-        "} } catch (e) { /* no storage on this document */ }")
+        "} } catch (e) { /* no storage on this document */ }"
+    )
     page = context.new_page()
     dashboard = Dashboard(page, localcloud, out_dir)
     yield dashboard
@@ -127,8 +136,9 @@ def dash(browser, localcloud, request):
 @pytest.fixture
 def admin(localcloud):
     """httpx client for the API with the admin key (gremlin switches done outside the page)."""
-    with httpx.Client(base_url=localcloud.api_url, timeout=30.0,
-                      headers={"x-api-key": localcloud.admin_api_key}) as client:
+    with httpx.Client(
+        base_url=localcloud.api_url, timeout=30.0, headers={"x-api-key": localcloud.admin_api_key}
+    ) as client:
         yield client
 
 

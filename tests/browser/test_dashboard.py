@@ -33,8 +33,9 @@ def test_placing_an_order_shows_it_confirmed(dash):
     row = dash.order_row(order_id)
     # Normally CONFIRMED on the sync path at once. The local cloud is shared with other test
     # suites (chaos, circuit), so a queued order that completes later is accepted too.
-    dash.page.wait_for_selector(f'#order-list li[data-order-id="{order_id}"][data-status="CONFIRMED"]',
-                                timeout=90 * SECOND)
+    dash.page.wait_for_selector(
+        f'#order-list li[data-order-id="{order_id}"][data-status="CONFIRMED"]', timeout=90 * SECOND
+    )
     assert row.locator(".badge").inner_text() == "CONFIRMED"
     path = row.get_attribute("data-path")
     assert f"{path} path" in row.inner_text()
@@ -48,11 +49,14 @@ def test_placing_an_order_shows_it_confirmed(dash):
 
 def _burst(api_url: str, n: int) -> list[int]:
     """n concurrent orders straight to the API: slow requests for the 30 s latency window."""
+
     def one(_):
         with httpx.Client(base_url=api_url, timeout=30.0) as client:
-            response = client.post("/orders", json={"productId": "widget", "quantity": 1},
-                                   headers={"Idempotency-Key": str(uuid.uuid4())})
+            response = client.post(
+                "/orders", json={"productId": "widget", "quantity": 1}, headers={"Idempotency-Key": str(uuid.uuid4())}
+            )
             return response.status_code
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
         return list(pool.map(one, range(n)))
 
@@ -96,8 +100,7 @@ def test_latency_gremlin_queues_orders_and_raises_the_alert(dash, localcloud, gr
     dash.screenshot("latency-alert")
 
     # the queued order completes without a reload
-    page.wait_for_selector(f'#order-list li[data-order-id="{order_id}"][data-status="CONFIRMED"]',
-                           timeout=60 * SECOND)
+    page.wait_for_selector(f'#order-list li[data-order-id="{order_id}"][data-status="CONFIRMED"]', timeout=60 * SECOND)
 
     page.click("#gremlin-off")
     page.wait_for_selector('#gremlin-pill[data-state="off"]', timeout=20 * SECOND)
@@ -168,7 +171,7 @@ def test_run_scenario_tells_the_whole_story(dash, gremlin_off):
     page = dash.page
     dash.allowed_statuses = {(503, "/health/")}
     dash.open()
-    page.wait_for_selector('#product option', state="attached", timeout=30 * SECOND)
+    page.wait_for_selector("#product option", state="attached", timeout=30 * SECOND)
     started = time.monotonic()
     page.click("#run-scenario")
     page.wait_for_selector('#order-list li[data-status="QUEUED"]', timeout=40 * SECOND)
@@ -180,7 +183,8 @@ def test_run_scenario_tells_the_whole_story(dash, gremlin_off):
     assert "Switching the gremlin off" in log and "Could not switch" not in log, log
     # (not asserting the gremlin pill: other suites sharing the local cloud may flip the gremlin)
     # every order of the burst ends CONFIRMED or REJECTED, none lost
-    page.wait_for_function("() => !document.querySelector('#order-list li[data-status=\"QUEUED\"]')",
-                           timeout=60 * SECOND)
+    page.wait_for_function(
+        "() => !document.querySelector('#order-list li[data-status=\"QUEUED\"]')", timeout=60 * SECOND
+    )
     assert time.monotonic() - started < 120, log
     expect_no_console_errors(dash)

@@ -20,9 +20,12 @@ def test_a_503_is_retried_with_the_same_key_and_places_one_order(dash, localclou
             return route.continue_()
         attempts.append({"key": request.headers.get("idempotency-key"), "body": request.post_data})
         if len(attempts) == 1:  # what the order API answers when its database is down
-            return route.fulfill(status=503, content_type="application/json",
-                                 headers={"Access-Control-Allow-Origin": "*"},
-                                 body=json.dumps({"message": "order database unavailable, try again later"}))
+            return route.fulfill(
+                status=503,
+                content_type="application/json",
+                headers={"Access-Control-Allow-Origin": "*"},
+                body=json.dumps({"message": "order database unavailable, try again later"}),
+            )
         return route.continue_()
 
     page.route("**/orders", on_order)

@@ -39,23 +39,54 @@ def scorecard_slot(localcloud):
 
 def synthetic_card(tmp_path: Path, *, fail: bool) -> dict:
     path = tmp_path / "scenario.toml"
-    path.write_text('name = "browser"\n[[phases]]\nname = "steady"\nseconds = 10\n'
-                    '[[phases]]\nname = "database-outage"\nseconds = 10\n'
-                    'gremlin = { database = { fault = "unreachable" } }\n')
+    path.write_text(
+        'name = "browser"\n[[phases]]\nname = "steady"\nseconds = 10\n'
+        '[[phases]]\nname = "database-outage"\nseconds = 10\n'
+        'gremlin = { database = { fault = "unreachable" } }\n'
+    )
     scenario = gameday.load_scenario(path)
-    orders = [OrderRecord("steady", "p", 1, 1_700_000_000.0 + n, latency_ms=90.0, http_status=201,
-                          order_id=f"s-{n}", final_status="CONFIRMED") for n in range(8)]
-    orders += [OrderRecord("database-outage", "p", 1, 1_700_000_010.0 + n, latency_ms=60.0 if n else 2600.0,
-                           http_status=202, order_id=f"d-{n}", final_status="CONFIRMED") for n in range(4)]
+    orders = [
+        OrderRecord(
+            "steady",
+            "p",
+            1,
+            1_700_000_000.0 + n,
+            latency_ms=90.0,
+            http_status=201,
+            order_id=f"s-{n}",
+            final_status="CONFIRMED",
+        )
+        for n in range(8)
+    ]
+    orders += [
+        OrderRecord(
+            "database-outage",
+            "p",
+            1,
+            1_700_000_010.0 + n,
+            latency_ms=60.0 if n else 2600.0,
+            http_status=202,
+            order_id=f"d-{n}",
+            final_status="CONFIRMED",
+        )
+        for n in range(4)
+    ]
     violations = [Violation("not_final", "order d-3 never reached a final state (QUEUED)", "d-3")] if fail else []
     if fail:
         orders[-1].final_status = "QUEUED"
-    run = gameday.Run(started_at=1_700_000_000.0, orders=orders, initial_stock={"p": 100},
-                      invariants=InvariantResult({"p": 100 - sum(o.final_status == "CONFIRMED" for o in orders)},
-                                                 violations),
-                      reconcile={"status": "clean", "problems": [], "problemCounts": {},
-                                 "counts": {"orders": 12, "reservations": 12}},
-                      finished_at=1_700_000_060.0)
+    run = gameday.Run(
+        started_at=1_700_000_000.0,
+        orders=orders,
+        initial_stock={"p": 100},
+        invariants=InvariantResult({"p": 100 - sum(o.final_status == "CONFIRMED" for o in orders)}, violations),
+        reconcile={
+            "status": "clean",
+            "problems": [],
+            "problemCounts": {},
+            "counts": {"orders": 12, "reservations": 12},
+        },
+        finished_at=1_700_000_060.0,
+    )
     slo = gameday.SloSpec(answer_share=0.9 if fail else 0.5)
     card = gameday.scorecard(scenario.model_copy(update={"slo": slo}), gameday.plan(scenario, 1.0), 1.0, run)
     card["phases"][1]["fault"] = HOSTILE  # the panel must show whatever the file says as text
@@ -115,8 +146,12 @@ def test_the_panel_shows_the_latest_scorecard(dash, localcloud, scorecard_slot, 
 
 
 def test_before_any_game_day_the_panel_says_so(dash, localcloud, scorecard_slot):
-    localcloud.client("s3").put_object(Bucket=localcloud.stack[WEBSITE_BUCKET_NAME], Key=KEY,
-                                       Body=json.dumps({"status": "none"}).encode(), ContentType="application/json")
+    localcloud.client("s3").put_object(
+        Bucket=localcloud.stack[WEBSITE_BUCKET_NAME],
+        Key=KEY,
+        Body=json.dumps({"status": "none"}).encode(),
+        ContentType="application/json",
+    )
     dash.open()
     dash.page.locator("#gameday-result").filter(has_text="none yet").wait_for(timeout=30_000)
     assert "make gameday" in dash.page.locator("#gameday-summary").inner_text()

@@ -21,8 +21,9 @@ def test_the_remaining_time_is_shown_and_an_expired_setting_is_off(dash, admin, 
     dash.allowed_statuses = {(503, "/health/")}
     admin.delete("/gremlin").raise_for_status()
     puts: list[dict] = []
-    page.on("request", lambda r: puts.append(json.loads(r.post_data)) if r.method == "PUT" and "/gremlin" in r.url
-            else None)
+    page.on(
+        "request", lambda r: puts.append(json.loads(r.post_data)) if r.method == "PUT" and "/gremlin" in r.url else None
+    )
     dash.open()
     page.wait_for_selector('#gremlin-pill[data-state="off"]', timeout=30 * SECOND)
 
@@ -33,16 +34,21 @@ def test_the_remaining_time_is_shown_and_an_expired_setting_is_off(dash, admin, 
     page.fill("#g-expiry-minutes", "2")
     page.click("#gremlin-apply")
     page.wait_for_selector('#gremlin-pill[data-state="on"]', timeout=20 * SECOND)
-    assert puts and puts[-1]["database"] == {"enabled": True, "fault": "exhausted", "percentage": 0,
-                                             "expiresInSeconds": 120}
+    assert puts and puts[-1]["database"] == {
+        "enabled": True,
+        "fault": "exhausted",
+        "percentage": 0,
+        "expiresInSeconds": 120,
+    }
     assert "database connections exhausted" in page.inner_text("#gremlin-state")
-    assert re.fullmatch(r"database: off in (1 min [0-5]\d s|2 min 00 s)", page.inner_text("#gremlin-expiry")), \
+    assert re.fullmatch(r"database: off in (1 min [0-5]\d s|2 min 00 s)", page.inner_text("#gremlin-expiry")), (
         page.inner_text("#gremlin-expiry")
+    )
 
     # Set elsewhere with a short expiry: the dashboard's next read shows it expired and off.
     admin.put("/gremlin", json={"database": {"percentage": 0, "expiresInSeconds": 1}}).raise_for_status()
     page.wait_for_function(
-        "() => document.querySelector('#gremlin-expiry').textContent === 'database: expired (off)'",
-        timeout=30 * SECOND)
+        "() => document.querySelector('#gremlin-expiry').textContent === 'database: expired (off)'", timeout=30 * SECOND
+    )
     page.wait_for_selector('#gremlin-pill[data-state="off"]', timeout=10 * SECOND)
     assert dash.console_errors() == []

@@ -26,12 +26,13 @@ def render(browser, page_path: Path, shot: str) -> dict:
         page.goto(page_path.as_uri())
         page.wait_for_load_state("load")
         images = page.eval_on_selector_all(
-            "figure img", "els => els.map(e => ({src: e.getAttribute('src'), width: e.naturalWidth, "
-                          "shown: e.getBoundingClientRect().height}))")
+            "figure img",
+            "els => els.map(e => ({src: e.getAttribute('src'), width: e.naturalWidth, "
+            "shown: e.getBoundingClientRect().height}))",
+        )
         RESULTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(RESULTS / shot), full_page=True)
-        return {"images": images, "console": console, "title": page.title(),
-                "facts": page.inner_text("table")}
+        return {"images": images, "console": console, "title": page.title(), "facts": page.inner_text("table")}
     finally:
         page.close()
 
@@ -43,15 +44,23 @@ def test_the_verify_page_shows_its_three_charts(browser, tmp_path):
     assert shown["console"] == []
     assert shown["title"] == "Valerix verify report"
     assert [i["src"] for i in shown["images"]] == [
-        "verify-charts/latency-over-time.svg", "verify-charts/answer-mix.svg", "verify-charts/latency-cdf.svg"]
+        "verify-charts/latency-over-time.svg",
+        "verify-charts/answer-mix.svg",
+        "verify-charts/latency-cdf.svg",
+    ]
     assert all(i["width"] > 0 and i["shown"] > 100 for i in shown["images"]), shown["images"]
     assert "45" in shown["facts"]  # the run's order count
 
 
 def test_the_bench_page_shows_its_three_charts(browser, tmp_path):
     samples, marks = bench_samples(9)
-    results = {"measured_at": "2026-01-01T00:00:00", "machine": {"cpus": 2}, "clients": 2, "seconds": 3,
-               "happy_p50_ms": 31.0}
+    results = {
+        "measured_at": "2026-01-01T00:00:00",
+        "machine": {"cpus": 2},
+        "clients": 2,
+        "seconds": 3,
+        "happy_p50_ms": 31.0,
+    }
     report = bench.write_report(results, samples, marks, samples[0]["sent_at"], tmp_path / "bench.json")
     shown = render(browser, report.with_suffix(".html"), "bench-report.png")
     assert shown["console"] == []

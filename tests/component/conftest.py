@@ -53,7 +53,8 @@ def role_secrets(server: Any, service: str) -> dict[str, dict]:
     owner, app and reader (the roles the migrate function creates). Passwords are random, kept
     on the server object: roles live as long as the session's servers."""
     passwords = server.__dict__.setdefault(
-        "role_passwords", {label: secrets_module.token_urlsafe(24) for label in ROLE_SUFFIXES})
+        "role_passwords", {label: secrets_module.token_urlsafe(24) for label in ROLE_SUFFIXES}
+    )
     master = server.secret()
     result = {"master": master}
     for label, suffix in ROLE_SUFFIXES.items():
@@ -72,8 +73,13 @@ def create_role_secrets(server: Any, service: str) -> dict[str, str]:
 
 def migrate_env(arns: dict[str, str]) -> dict[str, str]:
     """The environment CDK gives a migrate function (infra/stack.py: login="owner")."""
-    return {"DB_SECRET_ARN": arns["owner"], "DB_MASTER_SECRET_ARN": arns["master"],
-            "DB_APP_SECRET_ARN": arns["app"], "DB_READER_SECRET_ARN": arns["reader"], "DB_TLS": "disable"}
+    return {
+        "DB_SECRET_ARN": arns["owner"],
+        "DB_MASTER_SECRET_ARN": arns["master"],
+        "DB_APP_SECRET_ARN": arns["app"],
+        "DB_READER_SECRET_ARN": arns["reader"],
+        "DB_TLS": "disable",
+    }
 
 
 _SESSION: boto3.session.Session | None = None
@@ -94,9 +100,15 @@ def lambda_context(name: str = "valerix-test") -> SimpleNamespace:
     return invoke_emulator.lambda_context(name, REGION)
 
 
-def rest_event(method: str, path: str, body: Any = None, headers: dict | None = None,
-               query: dict | None = None, raw_body: str | None = None,
-               received_seconds_ago: float = 0.0) -> dict:
+def rest_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict | None = None,
+    query: dict | None = None,
+    raw_body: str | None = None,
+    received_seconds_ago: float = 0.0,
+) -> dict:
     """An API Gateway REST v1 proxy event, as API Gateway sends it to the function."""
     headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", **(headers or {})}
     text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
@@ -170,8 +182,9 @@ class ThreadedServer:
                 with self._active_lock:
                     self.active -= 1
 
-        config = uvicorn.Config(counting_app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off", access_log=False)
+        config = uvicorn.Config(
+            counting_app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", access_log=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -205,8 +218,11 @@ RESERVE_FUNCTION = "valerix-test-inventory-reserve"
 @pytest.fixture(scope="session")
 def inventory_server() -> Iterator[ThreadedServer]:
     # The reserve handler is imported at the first invocation, under the test's environment.
-    server = ThreadedServer(invoke_emulator.invoke_app(
-        {RESERVE_FUNCTION: "functions.inventory.handler:reserve_handler"}, context_factory=lambda_context)).start()
+    server = ThreadedServer(
+        invoke_emulator.invoke_app(
+            {RESERVE_FUNCTION: "functions.inventory.handler:reserve_handler"}, context_factory=lambda_context
+        )
+    ).start()
     yield server
     server.stop()
 
@@ -221,9 +237,17 @@ def reset_all_caches() -> None:
 
     if inventory_client.get_client.cache_info().currsize:
         inventory_client.get_client().close()
-    for factory in (settings.get_settings, settings.runtime, health.health_cache, inventory_client.get_client,
-                    inventory_service._idempotency, db.get_database, aws.secrets_provider, aws.client,
-                    injector.injector):
+    for factory in (
+        settings.get_settings,
+        settings.runtime,
+        health.health_cache,
+        inventory_client.get_client,
+        inventory_service._idempotency,
+        db.get_database,
+        aws.secrets_provider,
+        aws.client,
+        injector.injector,
+    ):
         if hasattr(factory, "cache_clear"):  # not while a test's stand-in (use_injector) replaces it
             factory.cache_clear()
 
@@ -318,11 +342,18 @@ class Valerix:
 
         return api_handler
 
-    def order(self, product_id: str = "widget", quantity: int = 1, key: str | None = None,
-              received_seconds_ago: float = 0.0) -> Reply:
+    def order(
+        self, product_id: str = "widget", quantity: int = 1, key: str | None = None, received_seconds_ago: float = 0.0
+    ) -> Reply:
         headers = {"Idempotency-Key": key} if key else None
-        return call_api(self.order_api, "POST", "/orders", {"productId": product_id, "quantity": quantity},
-                        headers=headers, received_seconds_ago=received_seconds_ago)
+        return call_api(
+            self.order_api,
+            "POST",
+            "/orders",
+            {"productId": product_id, "quantity": quantity},
+            headers=headers,
+            received_seconds_ago=received_seconds_ago,
+        )
 
     def set_env(self, **values: str) -> None:
         from functions.common import settings
@@ -344,7 +375,9 @@ class Valerix:
         self.inventory_db.run(
             "INSERT INTO products (product_id, name, stock) VALUES (:p, :n, :s) "
             "ON CONFLICT (product_id) DO UPDATE SET stock = :s",
-            p=product_id, n=name or product_id.title(), s=stock,
+            p=product_id,
+            n=name or product_id.title(),
+            s=stock,
         )
 
     def order_row(self, order_id: str) -> dict | None:
@@ -377,10 +410,17 @@ class Valerix:
 
     def receive(self, url: str, max_messages: int = 10) -> list[dict]:
         """One receive (like one Lambda batch); the messages stay invisible for 60 s."""
-        return aws_client("sqs").receive_message(
-            QueueUrl=url, MaxNumberOfMessages=max_messages, VisibilityTimeout=60, WaitTimeSeconds=0,
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        return (
+            aws_client("sqs")
+            .receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=max_messages,
+                VisibilityTimeout=60,
+                WaitTimeSeconds=0,
+                MessageAttributeNames=["All"],
+            )
+            .get("Messages", [])
+        )
 
     def sqs_event(self, messages: list[dict], queue_url: str) -> dict:
         queue_name = queue_url.rsplit("/", 1)[-1]
@@ -390,13 +430,22 @@ class Valerix:
                     "messageId": m["MessageId"],
                     "receiptHandle": m["ReceiptHandle"],
                     "body": m["Body"],
-                    "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000)),
-                                   "SenderId": "test", "ApproximateFirstReceiveTimestamp": "0"},
+                    "attributes": {
+                        "ApproximateReceiveCount": "1",
+                        "SentTimestamp": str(int(time.time() * 1000)),
+                        "SenderId": "test",
+                        "ApproximateFirstReceiveTimestamp": "0",
+                    },
                     # as the event source mapping passes them (the correlation id travels here)
                     "messageAttributes": {
-                        name: {"stringValue": value.get("StringValue"), "stringListValues": [],
-                               "binaryListValues": [], "dataType": value["DataType"]}
-                        for name, value in m.get("MessageAttributes", {}).items()},
+                        name: {
+                            "stringValue": value.get("StringValue"),
+                            "stringListValues": [],
+                            "binaryListValues": [],
+                            "dataType": value["DataType"],
+                        }
+                        for name, value in m.get("MessageAttributes", {}).items()
+                    },
                     "md5OfBody": m.get("MD5OfBody", ""),
                     "eventSource": "aws:sqs",
                     "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:{queue_name}",
@@ -456,9 +505,13 @@ def use_app_logins(arns: dict[str, dict[str, str]], monkeypatch: Any) -> None:
         monkeypatch.delenv(key, raising=False)
     settings.get_settings.cache_clear()
     inventory_arn = arns["inventory"]["app"]
-    monkeypatch.setattr(inventory_repository, "database",
-                        lambda: db.get_database(inventory_arn, tls=settings.get_settings().db_tls,
-                                                application_name="valerix-inventory"))
+    monkeypatch.setattr(
+        inventory_repository,
+        "database",
+        lambda: db.get_database(
+            inventory_arn, tls=settings.get_settings().db_tls, application_name="valerix-inventory"
+        ),
+    )
 
 
 def run_migrate(service: str, all_arns: dict[str, dict[str, str]], monkeypatch: Any) -> dict:
@@ -497,8 +550,14 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "GREMLIN_PARAMETER_NAME", "GREMLIN_STATE_TABLE",
-                "INVENTORY_CALL_BUDGET_MS", "POWERTOOLS_CIRCUIT_BREAKER_DISABLED"):
+    for key in (
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+        "GREMLIN_PARAMETER_NAME",
+        "GREMLIN_STATE_TABLE",
+        "INVENTORY_CALL_BUDGET_MS",
+        "POWERTOOLS_CIRCUIT_BREAKER_DISABLED",
+    ):
         monkeypatch.delenv(key, raising=False)
     reset_all_caches()
     fresh_circuit(monkeypatch)
@@ -521,7 +580,8 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
         monkeypatch.setenv("INVENTORY_QUEUE_URL", inventory_queue)
         monkeypatch.setenv("COMPLETION_QUEUE_URL", completion_queue)
         admin_arn = aws_client("secretsmanager").create_secret(
-            Name="valerix-test/admin-api-key", SecretString=ADMIN_KEY)["ARN"]
+            Name="valerix-test/admin-api-key", SecretString=ADMIN_KEY
+        )["ARN"]
         monkeypatch.setenv("ADMIN_KEY_SECRET_ARN", admin_arn)
 
         fake_chaos = Chaos()
@@ -534,8 +594,7 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
         order_conn = postgres_servers["order"].connect()
         inventory_conn = postgres_servers["inventory"].connect()
         try:
-            yield Valerix(order_conn, inventory_conn, inventory_queue, completion_queue, fake_chaos, monkeypatch,
-                          arns)
+            yield Valerix(order_conn, inventory_conn, inventory_queue, completion_queue, fake_chaos, monkeypatch, arns)
         finally:
             inventory_server.wait_idle()
             order_conn.close()

@@ -50,12 +50,17 @@ def test_the_openapi_documents_the_key_on_admin_routes_only():
     from functions.gremlin.app import app as gremlin_app
     from functions.inventory.app import app as inventory_app
 
-    for app, admin_ops in ((inventory_app, {("/admin/products/{productId}", "put")}),
-                           (gremlin_app, {("/gremlin", "put"), ("/gremlin", "delete")})):
+    for app, admin_ops in (
+        (inventory_app, {("/admin/products/{productId}", "put")}),
+        (gremlin_app, {("/gremlin", "put"), ("/gremlin", "delete")}),
+    ):
         doc = app.openapi()
         assert doc["components"]["securitySchemes"]["adminApiKey"] == {
-            "type": "apiKey", "in": "header", "name": "x-api-key",
-            "description": "the admin API key (make up: .valerix/admin-api-key)"}
+            "type": "apiKey",
+            "in": "header",
+            "name": "x-api-key",
+            "description": "the admin API key (make up: .valerix/admin-api-key)",
+        }
         for path, ops in doc["paths"].items():
             for method, op in ops.items():
                 if (path, method) in admin_ops:
@@ -74,8 +79,20 @@ ACCOUNT = re.compile(r"(?<![0-9A-Za-z-])\d{12}(?![0-9A-Za-z-])")
 
 def assert_no_internals(reply, postgres_servers) -> None:
     text = json.dumps(reply.body)
-    for word in ("127.0.0.1", "localhost", "pg8000", "psycopg", "botocore", "Traceback", "Error:", "errno",
-                 "refused", "InterfaceError", "DatabaseUnavailable", "amazonaws"):
+    for word in (
+        "127.0.0.1",
+        "localhost",
+        "pg8000",
+        "psycopg",
+        "botocore",
+        "Traceback",
+        "Error:",
+        "errno",
+        "refused",
+        "InterfaceError",
+        "DatabaseUnavailable",
+        "amazonaws",
+    ):
         assert word not in text, (word, reply.body)
     for server in postgres_servers.values():
         assert str(server.port) not in text, (server.port, reply.body)

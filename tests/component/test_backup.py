@@ -100,8 +100,9 @@ class Env:
         """Every row of every table, ordered (for exact comparisons)."""
         conn = self.conn(service, database)
         try:
-            tables = [r[0] for r in conn.run(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")]
+            tables = [
+                r[0] for r in conn.run("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+            ]
             return {t: conn.run(f'SELECT * FROM "{t}" ORDER BY 1') for t in tables}
         finally:
             conn.close()
@@ -125,11 +126,21 @@ class Env:
 
     def add_order(self, quantity: int = 1, reason: str | None = TRICKY) -> str:
         order_id = f"o-{uuid.uuid4().hex[:12]}"
-        self.run("order", "INSERT INTO orders (order_id, product_id, quantity, status, reason, idempotency_key) "
-                          "VALUES (:o, 'widget', :q, 'CONFIRMED', :r, :k)",
-                 o=order_id, q=quantity, r=reason, k=None if reason is None else f"key-{order_id}")
-        self.run("inventory", "INSERT INTO reservations (order_id, product_id, quantity, status) "
-                              "VALUES (:o, 'widget', :q, 'RESERVED')", o=order_id, q=quantity)
+        self.run(
+            "order",
+            "INSERT INTO orders (order_id, product_id, quantity, status, reason, idempotency_key) "
+            "VALUES (:o, 'widget', :q, 'CONFIRMED', :r, :k)",
+            o=order_id,
+            q=quantity,
+            r=reason,
+            k=None if reason is None else f"key-{order_id}",
+        )
+        self.run(
+            "inventory",
+            "INSERT INTO reservations (order_id, product_id, quantity, status) VALUES (:o, 'widget', :q, 'RESERVED')",
+            o=order_id,
+            q=quantity,
+        )
         self.run("inventory", "UPDATE products SET stock = stock - :q WHERE product_id = 'widget'", q=quantity)
         return order_id
 
@@ -155,10 +166,15 @@ def _drop_restore_databases(server: Any) -> None:
 
 @pytest.fixture
 def env(postgres_servers, monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION,
-                       "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_NAMESPACE": "Valerix",
-                       "DB_TLS": "disable"}.items():  # as target=local sets it (local servers have no TLS)
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_METRICS_NAMESPACE": "Valerix",
+        "DB_TLS": "disable",
+    }.items():  # as target=local sets it (local servers have no TLS)
         monkeypatch.setenv(key, value)
     for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
@@ -184,8 +200,9 @@ def env(postgres_servers, monkeypatch):
         other_key_arn = kms.create_key(Description="someone else's")["KeyMetadata"]["Arn"]
         secrets = boto3.client("secretsmanager", region_name=REGION)
         for service, server in postgres_servers.items():
-            arn = secrets.create_secret(Name=f"valerix-test/{service}-db",
-                                        SecretString=json.dumps(server.secret()))["ARN"]
+            arn = secrets.create_secret(Name=f"valerix-test/{service}-db", SecretString=json.dumps(server.secret()))[
+                "ARN"
+            ]
             monkeypatch.setenv(f"{service.upper()}_DB_SECRET_ARN", arn)
         monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
         monkeypatch.setenv("EXTERNAL_BUCKET", EXTERNAL)
@@ -401,8 +418,9 @@ def test_wrongly_keyed_points_are_refused(env: Env) -> None:
     order_point, inventory_point = (p["point"] for p in sorted(env.backup(), key=lambda p: p["service"] != "order"))
 
     # 1. made under another KMS key (e.g. another account's / a rotated-out key)
-    foreign = BackupService(dataclasses.replace(env.settings, kms_key_id=env.other_key_arn),
-                            s3=env.s3, kms=env.kms, clock=env.clock)
+    foreign = BackupService(
+        dataclasses.replace(env.settings, kms_key_id=env.other_key_arn), s3=env.s3, kms=env.kms, clock=env.clock
+    )
     env.clock.advance(seconds=1)
     foreign_point = foreign.create_point("order").key
     with pytest.raises(IntegrityError, match="cannot be decrypted with KMS key"):
@@ -419,8 +437,11 @@ def test_wrongly_keyed_points_are_refused(env: Env) -> None:
     other_header, _, _ = envelope.read_header(other_blob)
 
     def splice(data_key: bytes, context: dict) -> bytes:
-        raw = json.dumps({**header, "dataKey": base64.b64encode(data_key).decode(), "context": context},
-                         sort_keys=True, separators=(",", ":")).encode()
+        raw = json.dumps(
+            {**header, "dataKey": base64.b64encode(data_key).decode(), "context": context},
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
         return envelope.MAGIC + len(raw).to_bytes(4, "big") + raw + ciphertext
 
     _rewrite_point(env, order_point, splice(base64.b64decode(other_header["dataKey"]), other_header["context"]))
@@ -443,14 +464,25 @@ def _forge_point(env: Env, service: str, mutate) -> str:
         conn.close()
     env.clock.advance(seconds=1)
     key = store.point_key(service, env.clock())
-    manifest = {"format": 1, "kind": "valerix-restore-point", "service": service, "database": f"{service}_db",
-                "createdAt": env.clock().isoformat(), "pointId": key, **catalogue}
+    manifest = {
+        "format": 1,
+        "kind": "valerix-restore-point",
+        "service": service,
+        "database": f"{service}_db",
+        "createdAt": env.clock().isoformat(),
+        "pointId": key,
+        **catalogue,
+    }
     mutate(manifest, data)
     for table in manifest["tables"]:
         table["sha256"] = store.sha256(data[table["name"]])
         table["rows"] = data[table["name"]].count(b"\n")
-    blob = envelope.seal(pgdump.pack(pgdump.Dump(manifest, data)), kms=env.kms, key_id=env.key_arn,
-                         context=BackupService.encryption_context(service, key))
+    blob = envelope.seal(
+        pgdump.pack(pgdump.Dump(manifest, data)),
+        kms=env.kms,
+        key_id=env.key_arn,
+        context=BackupService.encryption_context(service, key),
+    )
     store.LocalStore(env.s3, BUCKET).put_point(service, f"{service}_db", env.clock(), blob)
     return key
 

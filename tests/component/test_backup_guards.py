@@ -85,9 +85,18 @@ def test_header_rewritten_to_the_new_name_is_refused_by_kms(env: Env) -> None:
     header["context"] = {**header["context"], "point": newer}
     raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     forged = envelope.MAGIC + len(raw).to_bytes(4, "big") + raw + ciphertext
-    env.s3.put_object(Bucket=BUCKET, Key=newer, Body=forged,
-                      Metadata={"service": "order", "database": "order_db", "created-at": "x",
-                                "sha256": store.sha256(forged), "size": str(len(forged))})
+    env.s3.put_object(
+        Bucket=BUCKET,
+        Key=newer,
+        Body=forged,
+        Metadata={
+            "service": "order",
+            "database": "order_db",
+            "created-at": "x",
+            "sha256": store.sha256(forged),
+            "size": str(len(forged)),
+        },
+    )
     with pytest.raises(IntegrityError, match=r"cannot be decrypted with KMS key|AES-GCM authentication failed"):
         env.service.restore(newer)
     assert env.restore_databases() == []
@@ -96,8 +105,9 @@ def test_header_rewritten_to_the_new_name_is_refused_by_kms(env: Env) -> None:
 def test_point_sealed_without_an_identity_is_refused(env: Env) -> None:
     """A point sealed with the old context (purpose + service only) could be renamed freely."""
     key = store.point_key("order", env.clock())
-    blob = envelope.seal(b"irrelevant", kms=env.kms, key_id=env.key_arn,
-                         context={"purpose": "valerix-backup", "service": "order"})
+    blob = envelope.seal(
+        b"irrelevant", kms=env.kms, key_id=env.key_arn, context={"purpose": "valerix-backup", "service": "order"}
+    )
     store.LocalStore(env.s3, BUCKET).put_point("order", "order_db", env.clock(), blob)
     with pytest.raises(IntegrityError, match=r"identity mismatch .*point: expected .*, sealed None"):
         env.service.restore(key)
@@ -206,8 +216,9 @@ def test_concurrent_runs_claim_the_day_once(env: Env, monkeypatch) -> None:
     env.backup()
     env.clock.advance(hours=20)
     deliver = CountingDeliver(env)
-    env.service.local.claim_intent(DAY0.date(), {"day": "2025-03-10", "bundle": "bundles/2025-03-10.tar",
-                                                 "intendedAt": "2025-03-10T20:10:00Z"})  # the other run
+    env.service.local.claim_intent(
+        DAY0.date(), {"day": "2025-03-10", "bundle": "bundles/2025-03-10.tar", "intendedAt": "2025-03-10T20:10:00Z"}
+    )  # the other run
     monkeypatch.setattr(env.service.local, "intent", lambda day: None)  # we checked before it wrote
     result = env.service.sync()
     assert result["status"] == "in_doubt" and deliver.attempts == 0
@@ -249,9 +260,12 @@ def failing_target(monkeypatch):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FailingTarget)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{server.server_port}"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{server.server_port}",
+    }.items():
         monkeypatch.setenv(key, value)
     from functions.common import aws
 
@@ -284,8 +298,9 @@ def test_lifecycle_mode_never_deletes(env: Env) -> None:
     retention code deletes nothing and does not even list the external target."""
     import dataclasses
 
-    service = BackupService(dataclasses.replace(env.settings, prune_mode="lifecycle"), s3=env.s3, kms=env.kms,
-                            clock=env.clock)
+    service = BackupService(
+        dataclasses.replace(env.settings, prune_mode="lifecycle"), s3=env.s3, kms=env.kms, clock=env.clock
+    )
     old = [p["point"] for p in env.backup()]
     env.clock.advance(hours=1)
     assert service.sync()["status"] == "synced"

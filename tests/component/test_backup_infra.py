@@ -42,8 +42,12 @@ def synth(target: str):
     stack = cdk.Stack(app, "BackupTest")
     databases = Databases(stack, "Databases", config=ValerixConfig(target=target))
     backup = LocalBackup(
-        stack, "LocalBackup", code=lambda_.Code.from_asset(str(asset)), order_db=databases.order,
-        inventory_db=databases.inventory, name_prefix="Valerix",
+        stack,
+        "LocalBackup",
+        code=lambda_.Code.from_asset(str(asset)),
+        order_db=databases.order,
+        inventory_db=databases.inventory,
+        name_prefix="Valerix",
         removal_policy=RemovalPolicy.RETAIN if target == "aws" else RemovalPolicy.DESTROY,
     )
     for key, value in backup.outputs().items():
@@ -126,8 +130,11 @@ def test_aws_databases_admit_the_backup_functions(synthesized) -> None:
     target, template, _backup = synthesized
     if target != "aws":
         pytest.skip("RDS only on target=aws")
-    ingress = [r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()
-               if "backup" in r["Properties"].get("Description", "")]
+    ingress = [
+        r["Properties"]
+        for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()
+        if "backup" in r["Properties"].get("Description", "")
+    ]
     assert len(ingress) == 2 and all(r["FromPort"] == 5432 and r["ToPort"] == 5432 for r in ingress)
 
 

@@ -37,8 +37,13 @@ def log_lines():
 
 
 def _order(valerix, correlation_id: str, product_id: str = "widget"):
-    return call_api(valerix.order_api, "POST", "/orders", {"productId": product_id, "quantity": 1},
-                    headers={"X-Correlation-Id": correlation_id})
+    return call_api(
+        valerix.order_api,
+        "POST",
+        "/orders",
+        {"productId": product_id, "quantity": 1},
+        headers={"X-Correlation-Id": correlation_id},
+    )
 
 
 def _lines_about(lines: list[dict], order_id: str) -> list[dict]:
@@ -110,8 +115,9 @@ def test_a_message_without_the_attribute_is_still_processed_under_its_message_id
     from tests.component.conftest import aws_client
 
     (order_id,) = [r.body["orderId"] for r in [_order(valerix, "x")]]  # a confirmed order to complete again
-    aws_client("sqs").send_message(QueueUrl=valerix.completion_queue_url,
-                                   MessageBody=json.dumps({"orderId": order_id, "status": "CONFIRMED"}))
+    aws_client("sqs").send_message(
+        QueueUrl=valerix.completion_queue_url, MessageBody=json.dumps({"orderId": order_id, "status": "CONFIRMED"})
+    )
     messages = valerix.receive(valerix.completion_queue_url)
     from functions.order.handler import completion_handler
 

@@ -58,8 +58,7 @@ def program(fault: DatabaseMode | None = None, **kwargs) -> FaultyInjector:
     return injector
 
 
-@pytest.mark.parametrize(("fault", "words"), [("unreachable", "connection refused"),
-                                               ("exhausted", "too many clients")])
+@pytest.mark.parametrize(("fault", "words"), [("unreachable", "connection refused"), ("exhausted", "too many clients")])
 def test_refusing_faults_fail_before_any_connection_or_statement(database, fault, words):
     with database.transaction() as conn:  # a pooled connection exists: the fault must not use it
         conn.run("SELECT 1")
@@ -140,9 +139,12 @@ def test_locked_fault_makes_hit_transactions_queue_for_one_held_lock(database, p
         waiting = []
         second = None
         for _ in range(200):  # until the first holds the lock, then start the second
-            granted = observer.run("SELECT granted FROM pg_locks WHERE locktype = 'advisory' "
-                                   "AND classid::bigint = :hi AND objid::bigint = :lo",
-                                   hi=LOCK_KEY >> 32, lo=LOCK_KEY & 0xFFFFFFFF)
+            granted = observer.run(
+                "SELECT granted FROM pg_locks WHERE locktype = 'advisory' "
+                "AND classid::bigint = :hi AND objid::bigint = :lo",
+                hi=LOCK_KEY >> 32,
+                lo=LOCK_KEY & 0xFFFFFFFF,
+            )
             if second is None and [True] in granted:
                 second = threading.Thread(target=hit)
                 second.start()

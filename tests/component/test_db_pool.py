@@ -33,8 +33,14 @@ def pool_factory(postgres_servers, monkeypatch):
         if failures["next"]:
             failures["next"] -= 1
             raise DatabaseUnavailable("cannot connect to the database: refused (test)")
-        conn = pg8000.native.Connection(user=SUPERUSER, password=server.password, host="127.0.0.1",
-                                        port=server.port, database=server.dbname, application_name=tag)
+        conn = pg8000.native.Connection(
+            user=SUPERUSER,
+            password=server.password,
+            host="127.0.0.1",
+            port=server.port,
+            database=server.dbname,
+            application_name=tag,
+        )
         opened.append(conn)
         return conn
 
@@ -42,8 +48,10 @@ def pool_factory(postgres_servers, monkeypatch):
     made: list[Database] = []
 
     def make(max_open: int, wait_seconds: float = 30.0) -> Database:
-        database = Database("arn:aws:secretsmanager:us-east-1:123456789012:secret:unused",
-                            pool=DbPool(max_open=max_open, wait_seconds=wait_seconds))
+        database = Database(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:unused",
+            pool=DbPool(max_open=max_open, wait_seconds=wait_seconds),
+        )
         made.append(database)
         return database
 

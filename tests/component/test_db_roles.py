@@ -22,13 +22,20 @@ from tests.component.conftest import aws_client, role_secrets
 INSUFFICIENT_PRIVILEGE = "42501"
 
 
-def login(postgres_servers: Any, service: str, label: str, *, server: str | None = None,
-          database: str | None = None) -> pg8000.native.Connection:
+def login(
+    postgres_servers: Any, service: str, label: str, *, server: str | None = None, database: str | None = None
+) -> pg8000.native.Connection:
     """Connect with `service`'s `label` role (owner/app/reader/master), to `server`'s Postgres."""
     secret = role_secrets(postgres_servers[service], service)[label]
     target = postgres_servers[server or service]
-    return pg8000.native.Connection(user=secret["username"], password=secret["password"], host="127.0.0.1",
-                                    port=target.port, database=database or target.dbname, timeout=10)
+    return pg8000.native.Connection(
+        user=secret["username"],
+        password=secret["password"],
+        host="127.0.0.1",
+        port=target.port,
+        database=database or target.dbname,
+        timeout=10,
+    )
 
 
 def sqlstate(exc: BaseException) -> str | None:
@@ -60,38 +67,46 @@ def inventory_app(valerix, postgres_servers):
 
 # ------------------------------------------------------------------------------ the app role
 
-@pytest.mark.parametrize("sql", [
-    "CREATE TABLE stolen (x int)",
-    "CREATE TEMP TABLE stolen (x int)",
-    "CREATE SCHEMA stolen",
-    "CREATE VIEW stolen AS SELECT * FROM orders",
-    "DROP TABLE orders",
-    "ALTER TABLE orders ADD COLUMN x int",
-    "ALTER TABLE orders DROP CONSTRAINT orders_quantity_check",
-    "CREATE INDEX stolen ON orders (reason)",
-    "TRUNCATE orders",
-    "SELECT * FROM schema_migrations",
-    "DELETE FROM schema_migrations",
-    "CREATE ROLE stolen LOGIN PASSWORD 'x'",
-    "CREATE DATABASE stolen",
-    "ALTER ROLE order_app SUPERUSER",
-])
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TABLE stolen (x int)",
+        "CREATE TEMP TABLE stolen (x int)",
+        "CREATE SCHEMA stolen",
+        "CREATE VIEW stolen AS SELECT * FROM orders",
+        "DROP TABLE orders",
+        "ALTER TABLE orders ADD COLUMN x int",
+        "ALTER TABLE orders DROP CONSTRAINT orders_quantity_check",
+        "CREATE INDEX stolen ON orders (reason)",
+        "TRUNCATE orders",
+        "SELECT * FROM schema_migrations",
+        "DELETE FROM schema_migrations",
+        "CREATE ROLE stolen LOGIN PASSWORD 'x'",
+        "CREATE DATABASE stolen",
+        "ALTER ROLE order_app SUPERUSER",
+    ],
+)
 def test_order_app_role_cannot_change_the_schema_or_escalate(order_app, valerix, sql):
     assert refused(order_app, sql) == INSUFFICIENT_PRIVILEGE
     # and nothing changed
-    assert [r[0] for r in valerix.order_db.run(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")] == ["orders", "schema_migrations"]
+    assert [
+        r[0] for r in valerix.order_db.run("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+    ] == ["orders", "schema_migrations"]
 
 
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM products",  # inventory declares no DELETE anywhere
-    "DELETE FROM reservations",
-    "DROP TABLE reservations",
-    "ALTER TABLE products DROP CONSTRAINT products_stock_check",
-    "TRUNCATE reservations",
-    "CREATE TABLE stolen (x int)",
-    "UPDATE schema_migrations SET version = 'x'",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM products",  # inventory declares no DELETE anywhere
+        "DELETE FROM reservations",
+        "DROP TABLE reservations",
+        "ALTER TABLE products DROP CONSTRAINT products_stock_check",
+        "TRUNCATE reservations",
+        "CREATE TABLE stolen (x int)",
+        "UPDATE schema_migrations SET version = 'x'",
+    ],
+)
 def test_inventory_app_role_is_limited_to_its_declared_dml(inventory_app, valerix, sql):
     before = valerix.snapshot()
     assert refused(inventory_app, sql) == INSUFFICIENT_PRIVILEGE
@@ -100,14 +115,17 @@ def test_inventory_app_role_is_limited_to_its_declared_dml(inventory_app, valeri
 
 def test_app_roles_can_do_their_dml(order_app, inventory_app, valerix):
     order_id = f"o-{uuid.uuid4().hex[:8]}"
-    order_app.run("INSERT INTO orders (order_id, product_id, quantity, status) VALUES (:o, 'widget', 1, 'PENDING')",
-                  o=order_id)
+    order_app.run(
+        "INSERT INTO orders (order_id, product_id, quantity, status) VALUES (:o, 'widget', 1, 'PENDING')", o=order_id
+    )
     order_app.run("UPDATE orders SET status = 'CONFIRMED' WHERE order_id = :o", o=order_id)
     assert order_app.run("SELECT status FROM orders WHERE order_id = :o", o=order_id) == [["CONFIRMED"]]
     order_app.run("DELETE FROM orders WHERE order_id = :o", o=order_id)
 
-    inventory_app.run("INSERT INTO reservations (order_id, product_id, quantity, status) "
-                      "VALUES (:o, 'widget', 2, 'RESERVED')", o=order_id)
+    inventory_app.run(
+        "INSERT INTO reservations (order_id, product_id, quantity, status) VALUES (:o, 'widget', 2, 'RESERVED')",
+        o=order_id,
+    )
     inventory_app.run("UPDATE products SET stock = stock - 2 WHERE product_id = 'widget'")
     inventory_app.run("INSERT INTO products (product_id, name, stock) VALUES ('new', 'New', 1)")
     assert valerix.stock("widget") == 98 and valerix.stock("new") == 1
@@ -126,8 +144,14 @@ def test_nothing_but_the_service_roles_may_connect(valerix, postgres_servers):
     try:
         conn.run("CREATE ROLE intruder LOGIN PASSWORD 'intruder-pw'")
         with pytest.raises(DatabaseError) as caught:
-            pg8000.native.Connection(user="intruder", password="intruder-pw", host="127.0.0.1",
-                                     port=postgres_servers["order"].port, database="order_db", timeout=10)
+            pg8000.native.Connection(
+                user="intruder",
+                password="intruder-pw",
+                host="127.0.0.1",
+                port=postgres_servers["order"].port,
+                database="order_db",
+                timeout=10,
+            )
         assert sqlstate(caught.value) == INSUFFICIENT_PRIVILEGE  # CONNECT is not granted to PUBLIC
     finally:
         conn.run("DROP ROLE intruder")
@@ -139,8 +163,12 @@ def test_run_time_functions_connect_as_the_app_role(valerix, postgres_servers):
     for service in ("order", "inventory"):
         conn = postgres_servers[service].connect()
         try:
-            users = {r[0] for r in conn.run(
-                "SELECT usename FROM pg_stat_activity WHERE application_name = :a", a=f"valerix-{service}")}
+            users = {
+                r[0]
+                for r in conn.run(
+                    "SELECT usename FROM pg_stat_activity WHERE application_name = :a", a=f"valerix-{service}"
+                )
+            }
         finally:
             conn.close()
         assert users == {f"{service}_app"}
@@ -148,12 +176,15 @@ def test_run_time_functions_connect_as_the_app_role(valerix, postgres_servers):
 
 # ------------------------------------------------------------------------------ owner, reader, bootstrap
 
+
 def test_migrations_run_as_the_owner_who_owns_every_table(valerix):
     for db, service in ((valerix.order_db, "order"), (valerix.inventory_db, "inventory")):
         owners = {r[0]: r[1] for r in db.run("SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'")}
         assert set(owners.values()) == {f"{service}_owner"}, owners
-        flags = db.run("SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = :r",
-                       r=f"{service}_owner")
+        flags = db.run(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = :r",
+            r=f"{service}_owner",
+        )
         assert flags == [[False, False, True, False]]  # CREATEDB: restore builds a fresh database
 
 
@@ -161,7 +192,8 @@ def test_bootstrap_is_idempotent_and_follows_the_secrets(valerix, postgres_serve
     def privileges() -> list:
         return valerix.order_db.run(
             "SELECT grantee, table_name, privilege_type FROM information_schema.role_table_grants "
-            "WHERE table_schema = 'public' AND grantee <> 'order_owner' ORDER BY 1, 2, 3")
+            "WHERE table_schema = 'public' AND grantee <> 'order_owner' ORDER BY 1, 2, 3"
+        )
 
     before = privileges()
     assert valerix.migrate("order")["applied"] == []
@@ -177,8 +209,14 @@ def test_bootstrap_is_idempotent_and_follows_the_secrets(valerix, postgres_serve
         SecretId=arn, SecretString=json.dumps({**secret, "password": "n3w-pw"})
     )
     valerix.migrate("order")
-    pg8000.native.Connection(user="order_app", password="n3w-pw", host="127.0.0.1",
-                             port=postgres_servers["order"].port, database="order_db", timeout=10).close()
+    pg8000.native.Connection(
+        user="order_app",
+        password="n3w-pw",
+        host="127.0.0.1",
+        port=postgres_servers["order"].port,
+        database="order_db",
+        timeout=10,
+    ).close()
     with pytest.raises(DatabaseError):
         login(postgres_servers, "order", "app")
     aws_client("secretsmanager").put_secret_value(SecretId=arn, SecretString=json.dumps(secret))
@@ -198,9 +236,12 @@ def test_tables_an_older_version_migrated_as_master_are_handed_to_the_owner(vale
     valerix.order_db.run("ALTER TABLE orders OWNER TO CURRENT_USER")
     valerix.order_db.run("CREATE SEQUENCE legacy_seq")
     valerix.migrate("order")
-    owners = dict(valerix.order_db.run(
-        "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'S')"))
+    owners = dict(
+        valerix.order_db.run(
+            "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'S')"
+        )
+    )
     assert owners == {"orders": "order_owner", "schema_migrations": "order_owner", "legacy_seq": "order_owner"}
 
 

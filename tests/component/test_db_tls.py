@@ -31,15 +31,31 @@ def _name(common_name: str) -> x509.Name:
 
 def _cert(subject: str, issuer_key, issuer: str, public_key, *, ca: bool, san: list | None = None):
     now = dt.datetime.now(dt.UTC)
-    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-               .public_key(public_key).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False), critical=True)
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     if san:
         builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
@@ -56,8 +72,14 @@ def tls_server(tmp_path_factory):
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _cert("Valerix test CA", ca_key, "Valerix test CA", ca_key.public_key(), ca=True)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = _cert("127.0.0.1", ca_key, "Valerix test CA", server_key.public_key(), ca=False,
-                        san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    server_cert = _cert(
+        "127.0.0.1",
+        ca_key,
+        "Valerix test CA",
+        server_key.public_key(),
+        ca=False,
+        san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
     other_key = ec.generate_private_key(ec.SECP256R1())
     other_ca = _cert("Someone else's CA", other_key, "Someone else's CA", other_key.public_key(), ca=True)
     (pki / "ca.pem").write_bytes(_pem(ca))
@@ -67,8 +89,11 @@ def tls_server(tmp_path_factory):
     server.init()
     (server.data_dir / "server.crt").write_bytes(_pem(server_cert))
     key_file = server.data_dir / "server.key"
-    key_file.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
+    key_file.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     os.chmod(key_file, 0o600)
     with open(server.data_dir / "postgresql.conf", "a") as conf:
         conf.write("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")

@@ -65,8 +65,7 @@ def test_the_deadline_sets_transaction_local_statement_and_lock_timeouts(databas
 
 
 def test_a_statement_running_into_the_deadline_is_cancelled_and_rolled_back(database):
-    with pytest.raises(DeadlineExceeded, match="57014"), \
-            database.transaction(Deadline(time.monotonic() + 0.4)) as conn:
+    with pytest.raises(DeadlineExceeded, match="57014"), database.transaction(Deadline(time.monotonic() + 0.4)) as conn:
         conn.run("INSERT INTO deadline_probe VALUES (1)")
         conn.run("SELECT pg_sleep(5)")
     assert _probe_rows(database) == []
@@ -86,8 +85,7 @@ class _DatabaseGremlin:
 
 def test_the_gremlins_slow_statement_is_cut_at_the_deadline(database, monkeypatch):
     monkeypatch.setattr(chaos, "injector", lambda: _DatabaseGremlin(DatabaseMode(fault="slow", delay_ms=5000)))
-    with pytest.raises(DeadlineExceeded, match="57014"), \
-            database.transaction(Deadline(time.monotonic() + 0.4)) as conn:
+    with pytest.raises(DeadlineExceeded, match="57014"), database.transaction(Deadline(time.monotonic() + 0.4)) as conn:
         conn.run("INSERT INTO deadline_probe VALUES (2)")
     monkeypatch.setattr(chaos, "injector", lambda: _DatabaseGremlin(None))
     assert _probe_rows(database) == []
@@ -118,8 +116,12 @@ def test_a_deadline_already_passed_takes_no_connection(database):
 
 
 def _reserve(product_id: str, quantity: int, *, budget_ms: int | None, order_id: str | None = None) -> dict:
-    payload = {"action": "reserve", "orderId": order_id or f"dl-{uuid.uuid4().hex[:12]}",
-               "productId": product_id, "quantity": quantity}
+    payload = {
+        "action": "reserve",
+        "orderId": order_id or f"dl-{uuid.uuid4().hex[:12]}",
+        "productId": product_id,
+        "quantity": quantity,
+    }
     if budget_ms is not None:
         payload["deadlineEpochMs"] = int(time.time() * 1000) + budget_ms
     return reserve_handler(payload, lambda_context("valerix-test-inventory-reserve"))

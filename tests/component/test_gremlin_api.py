@@ -79,7 +79,8 @@ def gremlin(monkeypatch):
             BillingMode="PAY_PER_REQUEST",
         )
         secret_arn = boto3.client("secretsmanager").create_secret(
-            Name="valerix-test/admin-api-key", SecretString=ADMIN_KEY)["ARN"]
+            Name="valerix-test/admin-api-key", SecretString=ADMIN_KEY
+        )["ARN"]
         monkeypatch.setenv("ADMIN_KEY_SECRET_ARN", secret_arn)
         from functions.gremlin import app as gremlin_app
         from functions.gremlin.handler import api_handler
@@ -93,8 +94,9 @@ def gremlin(monkeypatch):
             response = api_handler(rest_event(method, path, text, headers=headers), CONTEXT)
             return response["statusCode"], json.loads(response["body"]) if response["body"] else None
 
-        yield SimpleNamespace(call=call, ssm=boto3.client("ssm"), ddb=ddb,
-                              secrets=boto3.client("secretsmanager"), secret_arn=secret_arn)
+        yield SimpleNamespace(
+            call=call, ssm=boto3.client("ssm"), ddb=ddb, secrets=boto3.client("secretsmanager"), secret_arn=secret_arn
+        )
         fresh_environment(gremlin_app)
 
 
@@ -103,8 +105,14 @@ def fresh_environment(gremlin_app) -> None:
     built again on first use (functools.cache factories)."""
     from functions.common import aws, settings
 
-    for factory in (settings.get_settings, settings.runtime, aws.client, aws.secrets_provider,
-                    gremlin_app.get_store, gremlin_injector.injector):
+    for factory in (
+        settings.get_settings,
+        settings.runtime,
+        aws.client,
+        aws.secrets_provider,
+        gremlin_app.get_store,
+        gremlin_injector.injector,
+    ):
         factory.cache_clear()
 
 
@@ -229,8 +237,18 @@ def test_put_and_delete_reset_counters_and_the_injector_follows(gremlin):
     assert affected(6) == []
 
 
-INTERNALS = (TABLE, PARAM, "arn:", "123456789012", "botocore", "ResourceNotFound", "Traceback",
-             "GREMLIN_", "Exception", "Error")
+INTERNALS = (
+    TABLE,
+    PARAM,
+    "arn:",
+    "123456789012",
+    "botocore",
+    "ResourceNotFound",
+    "Traceback",
+    "GREMLIN_",
+    "Exception",
+    "Error",
+)
 
 
 def assert_no_internals(body):
@@ -300,14 +318,18 @@ def test_unconfigured_function_is_503_without_naming_variables(gremlin, monkeypa
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE"])
-@pytest.mark.parametrize(("headers", "status", "message"), [
-    ({}, 401, "missing x-api-key header"),
-    ({"x-api-key": ""}, 401, "missing x-api-key header"),
-    ({"x-api-key": "wrong-key-0123456789012345"}, 403, "invalid API key"),
-    ({"x-api-key": ADMIN_KEY[:-1]}, 403, "invalid API key"),  # a prefix is not the key
-    ({"x-api-key": ADMIN_KEY + "x"}, 403, "invalid API key"),
-    ({"x-api-key": ADMIN_KEY.upper()}, 403, "invalid API key"),
-], ids=["absent", "empty", "wrong", "prefix", "longer", "case"])
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        ({}, 401, "missing x-api-key header"),
+        ({"x-api-key": ""}, 401, "missing x-api-key header"),
+        ({"x-api-key": "wrong-key-0123456789012345"}, 403, "invalid API key"),
+        ({"x-api-key": ADMIN_KEY[:-1]}, 403, "invalid API key"),  # a prefix is not the key
+        ({"x-api-key": ADMIN_KEY + "x"}, 403, "invalid API key"),
+        ({"x-api-key": ADMIN_KEY.upper()}, 403, "invalid API key"),
+    ],
+    ids=["absent", "empty", "wrong", "prefix", "longer", "case"],
+)
 def test_writes_without_the_admin_key_are_refused_and_change_nothing(gremlin, method, headers, status, message):
     assert gremlin.call("PUT", EXAMPLE)[0] == 200
     gremlin.ddb.put_item(TableName=TABLE, Item={"id": {"S": "some-counter"}, "count": {"N": "2"}})
@@ -405,9 +427,14 @@ def test_every_enabled_mode_is_stored_with_an_absolute_expiry(gremlin):
     import time
 
     before = time.time()
-    status, body = gremlin.call("PUT", {"database": {"fault": "exhausted", "every": 2},
-                                        "error": {"expiresInSeconds": 120},
-                                        "crash": {"enabled": False}})
+    status, body = gremlin.call(
+        "PUT",
+        {
+            "database": {"fault": "exhausted", "every": 2},
+            "error": {"expiresInSeconds": 120},
+            "crash": {"enabled": False},
+        },
+    )
     after = time.time()
     assert status == 200
     raw = raw_stored(gremlin.ssm)
@@ -421,22 +448,47 @@ def test_every_enabled_mode_is_stored_with_an_absolute_expiry(gremlin):
 
 
 def test_get_shows_an_expired_setting_as_expired_and_off(gremlin, monkeypatch):
-    gremlin.ssm.put_parameter(Name=PARAM, Type="String", Overwrite=True, Value=json.dumps({
-        "database": {"enabled": True, "fault": "slow", "delayMs": 2000, "expiresAt": "2026-01-01T00:00:00Z"},
-        "error": {"enabled": True, "statusCode": 503, "expiresAt": "2999-01-01T00:00:00Z"},
-    }))  # stored earlier; its expiry has passed since
+    gremlin.ssm.put_parameter(
+        Name=PARAM,
+        Type="String",
+        Overwrite=True,
+        Value=json.dumps(
+            {
+                "database": {"enabled": True, "fault": "slow", "delayMs": 2000, "expiresAt": "2026-01-01T00:00:00Z"},
+                "error": {"enabled": True, "statusCode": 503, "expiresAt": "2999-01-01T00:00:00Z"},
+            }
+        ),
+    )  # stored earlier; its expiry has passed since
     status, body = gremlin.call("GET")
     assert status == 200
-    assert body["database"] == {"enabled": False, "fault": "slow", "delayMs": 2000,
-                                "expiresAt": "2026-01-01T00:00:00Z", "expired": True, "remainingSeconds": 0}
+    assert body["database"] == {
+        "enabled": False,
+        "fault": "slow",
+        "delayMs": 2000,
+        "expiresAt": "2026-01-01T00:00:00Z",
+        "expired": True,
+        "remainingSeconds": 0,
+    }
     assert body["error"]["enabled"] is True and body["error"]["expired"] is False
-    injector = GremlinInjector(PARAM, TABLE, cache_seconds=0, service="inventory",  # obeys database faults
-                               ssm_client=gremlin.ssm, dynamodb_client=gremlin.ddb)
+    injector = GremlinInjector(
+        PARAM,
+        TABLE,
+        cache_seconds=0,
+        service="inventory",  # obeys database faults
+        ssm_client=gremlin.ssm,
+        dynamodb_client=gremlin.ddb,
+    )
     assert injector.database_fault() is None  # and the injector agrees: off by itself
     with pytest.raises(InjectedError):
         injector.before_reservation()  # the unexpired error mode is still obeyed
-    gremlin.ssm.put_parameter(Name=PARAM, Type="String", Overwrite=True, Value=json.dumps({
-        "database": {"enabled": True, "fault": "slow", "delayMs": 2000, "expiresAt": "2999-01-01T00:00:00Z"}}))
+    gremlin.ssm.put_parameter(
+        Name=PARAM,
+        Type="String",
+        Overwrite=True,
+        Value=json.dumps(
+            {"database": {"enabled": True, "fault": "slow", "delayMs": 2000, "expiresAt": "2999-01-01T00:00:00Z"}}
+        ),
+    )
     assert injector.database_fault().fault == "slow"  # the same setting, not expired, is obeyed
 
 
@@ -453,18 +505,29 @@ def alarms(gremlin, monkeypatch):
     fresh_environment(gremlin_app)
     cw = boto3.client("cloudwatch")
     for name in (DLQ_ALARM, "Other-stack-api-5xx"):
-        cw.put_metric_alarm(AlarmName=name, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum", Period=60,
-                            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+        cw.put_metric_alarm(
+            AlarmName=name,
+            MetricName="Errors",
+            Namespace="AWS/Lambda",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
     yield cw
     fresh_environment(gremlin_app)
 
 
-@pytest.mark.parametrize(("names", "field"), [
-    (["Valerix-no-such-alarm"], "stopConditions.0"),  # not a known name
-    (["Valerix-not-created"], "stopConditions.0"),  # a known name, but no such alarm in CloudWatch
-    ([DLQ_ALARM, "Other-stack-api-5xx"], "stopConditions.1"),  # exists, but not in the known list
-    ([DLQ_ALARM, ""], "stopConditions.1"),
-])
+@pytest.mark.parametrize(
+    ("names", "field"),
+    [
+        (["Valerix-no-such-alarm"], "stopConditions.0"),  # not a known name
+        (["Valerix-not-created"], "stopConditions.0"),  # a known name, but no such alarm in CloudWatch
+        ([DLQ_ALARM, "Other-stack-api-5xx"], "stopConditions.1"),  # exists, but not in the known list
+        ([DLQ_ALARM, ""], "stopConditions.1"),
+    ],
+)
 def test_an_unknown_alarm_name_is_422_naming_it_and_nothing_changes(gremlin, alarms, names, field):
     assert gremlin.call("PUT", EXAMPLE)[0] == 200
     before = raw_stored(gremlin.ssm)

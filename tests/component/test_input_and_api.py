@@ -114,7 +114,11 @@ def test_products_and_admin_upsert(valerix):
     listed = call_api(api, "GET", "/products")
     assert listed.status == 200
     assert {p["productId"]: p["stock"] for p in listed.body["products"]} == {
-        "widget": 100, "gadget": 50, "gizmo": 25, "doohickey": 10}
+        "widget": 100,
+        "gadget": 50,
+        "gizmo": 25,
+        "doohickey": 10,
+    }
     assert call_api(api, "GET", "/products/gizmo").body == {"productId": "gizmo", "name": "Gizmo", "stock": 25}
     assert call_api(api, "GET", "/products/nope").status == 404
     created = call_api(api, "PUT", "/admin/products/sprocket", {"name": "Sprocket", "stock": 3}, headers=ADMIN)
@@ -148,8 +152,9 @@ def test_health_names_the_failing_check(valerix, monkeypatch):
     assert "-missing" not in json.dumps(reply.body) and "NonExistentQueue" not in json.dumps(reply.body)
 
     port = free_port()
-    valerix.set_env(INVENTORY_QUEUE_URL=valerix.inventory_queue_url,
-                    AWS_ENDPOINT_URL_LAMBDA=f"http://127.0.0.1:{port}")  # the Lambda API unreachable
+    valerix.set_env(
+        INVENTORY_QUEUE_URL=valerix.inventory_queue_url, AWS_ENDPOINT_URL_LAMBDA=f"http://127.0.0.1:{port}"
+    )  # the Lambda API unreachable
     reply = call_api(valerix.order_api, "GET", "/health/order")
     assert reply.status == 503 and reply.body["checks"]["inventory"]["status"] == "DOWN"
     assert reply.body["checks"]["inventory"]["error"] == "inventory unreachable"

@@ -43,8 +43,10 @@ def test_promtool_check_config():
 
 
 def test_promtool_check_config_of_rendered_copy(tmp_path):
-    out = promconfig.write(tmp_path / "prometheus.yml",
-                           promconfig.render(["127.0.0.1:19108"], scrape_interval="1s", evaluation_interval="1s"))
+    out = promconfig.write(
+        tmp_path / "prometheus.yml",
+        promconfig.render(["127.0.0.1:19108"], scrape_interval="1s", evaluation_interval="1s"),
+    )
     promtool("check", "config", str(out))
     cfg = yaml.safe_load(out.read_text())
     assert cfg["scrape_configs"][0]["static_configs"] == [{"targets": ["127.0.0.1:19108"]}]
@@ -64,6 +66,7 @@ def test_promtool_test_rules():
 
 # ---- metric names -------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
     """sample name -> {label name -> values seen} of the exporter's /metrics for known input."""
@@ -73,14 +76,20 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
         logs.create_log_group(logGroupName="/aws/lambda/valerix-order-api")
         logs.create_log_stream(logGroupName="/aws/lambda/valerix-order-api", logStreamName="s")
         now = int(time.time() * 1000)
-        logs.put_log_events(logGroupName="/aws/lambda/valerix-order-api", logStreamName="s", logEvents=[
-            {"timestamp": now + i, "message": line} for i, line in enumerate(traffic_lines().lines)])
+        logs.put_log_events(
+            logGroupName="/aws/lambda/valerix-order-api",
+            logStreamName="s",
+            logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(traffic_lines().lines)],
+        )
         dlq = sqs.create_queue(QueueName="valerix-inventory-dlq")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        main = sqs.create_queue(QueueName="valerix-inventory", Attributes={
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 3})})["QueueUrl"]
-        exporter = Exporter(Config(state_dir=str(tmp_path_factory.mktemp("st")), queue_urls={"inventory": main}),
-                            session=session)
+        main = sqs.create_queue(
+            QueueName="valerix-inventory",
+            Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 3})},
+        )["QueueUrl"]
+        exporter = Exporter(
+            Config(state_dir=str(tmp_path_factory.mktemp("st")), queue_urls={"inventory": main}), session=session
+        )
         exporter.poll_once()
         text = generate_latest(exporter.registry).decode()
         exporter.close()
@@ -95,8 +104,22 @@ def exported(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
     return out
 
 
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or",
-            "unless", "inf", "nan", "atan2"}
+KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "and",
+    "or",
+    "unless",
+    "inf",
+    "nan",
+    "atan2",
+}
 
 
 def selectors(expr: str) -> tuple[list[tuple[str, list[tuple[str, str, str]]]], set[str]]:
@@ -171,9 +194,14 @@ def test_dashboard_queries_use_exported_metrics(exported):
     problems = [p for e in exprs for p in check_expr(e, exported)]
     assert not problems, "\n".join(problems)
     used = {name for e in exprs for name, _ in selectors(e)[0]}
-    for needed in ("valerix_http_request_duration_seconds_bucket", "valerix_order_outcomes_total",
-                   "valerix_fallbacks_total", "valerix_circuit_state", "valerix_queue_depth",
-                   "valerix_gremlin_injections_total"):
+    for needed in (
+        "valerix_http_request_duration_seconds_bucket",
+        "valerix_order_outcomes_total",
+        "valerix_fallbacks_total",
+        "valerix_circuit_state",
+        "valerix_queue_depth",
+        "valerix_gremlin_injections_total",
+    ):
         assert needed in used, f"dashboard lacks {needed}"
 
 
@@ -198,9 +226,17 @@ def test_rule_queries_use_exported_metrics(exported):
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path):
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:expr_{i}", "expr": e.replace("$__rate_interval", "1m")}
-        for i, e in enumerate(dashboard_exprs())]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:expr_{i}", "expr": e.replace("$__rate_interval", "1m")}
+                    for i, e in enumerate(dashboard_exprs())
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard-exprs.yml"
     path.write_text(yaml.safe_dump(rules))
     promtool("check", "rules", str(path))

@@ -35,8 +35,11 @@ def put(logs, group: str, lines: list[str], stream: str = "2025/11/21/[$LATEST]a
     with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
     now = ts or int(time.time() * 1000)
-    logs.put_log_events(logGroupName=group, logStreamName=stream,
-                        logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)],
+    )
 
 
 DASHBOARD = "http://valerix-web-1a2b.s3-website.localhost:4566"
@@ -244,8 +247,10 @@ def test_queue_depths_and_http_endpoints(aws, tmp_path):
     sqs = aws.client("sqs")
     dlq = sqs.create_queue(QueueName="valerix-inventory-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    main = sqs.create_queue(QueueName="valerix-inventory", Attributes={
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})})["QueueUrl"]
+    main = sqs.create_queue(
+        QueueName="valerix-inventory",
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})},
+    )["QueueUrl"]
     completion = sqs.create_queue(QueueName="valerix-completion")["QueueUrl"]
     for _ in range(3):
         sqs.send_message(QueueUrl=main, MessageBody="{}")
@@ -254,8 +259,9 @@ def test_queue_depths_and_http_endpoints(aws, tmp_path):
     traffic = traffic_lines()
     put(logs, ORDER_GROUP, traffic.lines)
 
-    exporter = make(aws, tmp_path / "state", queue_urls={"inventory": main, "completion": completion},
-                    cors_origins=[DASHBOARD])
+    exporter = make(
+        aws, tmp_path / "state", queue_urls={"inventory": main, "completion": completion}, cors_origins=[DASHBOARD]
+    )
     port = exporter.start()
     try:
         base = f"http://127.0.0.1:{port}"
@@ -315,15 +321,20 @@ def test_state_dir_is_exclusive(aws, tmp_path):
     make(aws, tmp_path / "state").close()
 
 
-@pytest.mark.parametrize("origin", [
-    "http://evil.example",                                    # any other site
-    "http://valerix-web-1a2b.s3-website.localhost:4567",      # the dashboard's host on another port
-    "https://valerix-web-1a2b.s3-website.localhost:4566",     # another scheme
-    "http://x.valerix-web-1a2b.s3-website.localhost:4566",    # a subdomain of it
-    "null",                                                   # sandboxed frames, file:// pages
-])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://evil.example",  # any other site
+        "http://valerix-web-1a2b.s3-website.localhost:4567",  # the dashboard's host on another port
+        "https://valerix-web-1a2b.s3-website.localhost:4566",  # another scheme
+        "http://x.valerix-web-1a2b.s3-website.localhost:4566",  # a subdomain of it
+        "null",  # sandboxed frames, file:// pages
+    ],
+)
 def test_cors_refuses_every_origin_but_the_dashboards(aws, tmp_path, origin):
-    exporter = make(aws, tmp_path / "state", cors_origins=[DASHBOARD, "*", "http://*.s3-website.localhost.localstack.cloud:4566"])
+    exporter = make(
+        aws, tmp_path / "state", cors_origins=[DASHBOARD, "*", "http://*.s3-website.localhost.localstack.cloud:4566"]
+    )
     port = exporter.serve()
     try:
         base = f"http://127.0.0.1:{port}"
@@ -331,8 +342,9 @@ def test_cors_refuses_every_origin_but_the_dashboards(aws, tmp_path, origin):
         assert summary.status_code == 200
         assert "Access-Control-Allow-Origin" not in summary.headers
         assert summary.headers["Vary"] == "Origin"
-        pre = requests.options(f"{base}/api/summary",
-                               headers={"Origin": origin, "Access-Control-Request-Method": "GET"}, timeout=5)
+        pre = requests.options(
+            f"{base}/api/summary", headers={"Origin": origin, "Access-Control-Request-Method": "GET"}, timeout=5
+        )
         assert pre.status_code == 403 and "Access-Control-Allow-Origin" not in pre.headers
         assert origin in pre.json()["message"]
         # A pattern stands for exactly one DNS label of an origin, nothing more.
@@ -346,8 +358,11 @@ def test_cors_refuses_every_origin_but_the_dashboards(aws, tmp_path, origin):
 def _bound_address(port: int) -> str:
     import psutil
 
-    return next(c.laddr.ip for c in psutil.Process().net_connections(kind="tcp")
-                if c.status == psutil.CONN_LISTEN and c.laddr.port == port)
+    return next(
+        c.laddr.ip
+        for c in psutil.Process().net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    )
 
 
 def test_exporter_listens_on_loopback_by_default(aws, tmp_path, monkeypatch, caplog):

@@ -25,12 +25,15 @@ INVENTORY_FN = "Valerix-inventory-api"
 MIB = 1024 * 1024
 
 
-def executor_report(request_id: str, duration_ms: float, memory_mb: int, max_used_mb: int,
-                    init_ms: float | None = None) -> str:
+def executor_report(
+    request_id: str, duration_ms: float, memory_mb: int, max_used_mb: int, init_ms: float | None = None
+) -> str:
     """Exactly the line localcloud/valerix_localcloud/executor.py writes."""
-    line = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-            f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {memory_mb} MB\t"
-            f"Max Memory Used: {max_used_mb} MB")
+    line = (
+        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+        f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {memory_mb} MB\t"
+        f"Max Memory Used: {max_used_mb} MB"
+    )
     if init_ms is not None:
         line += f"\tInit Duration: {init_ms:.2f} ms"
     return line
@@ -46,30 +49,45 @@ def test_the_executors_report_line_is_read_field_by_field():
 
 
 def test_awss_own_report_line_with_extra_fields_is_read_too():
-    line = ("REPORT RequestId: 8f5c2a8e-4b1a-4c1e-9d1b-0c3f6e1d2a7b\tDuration: 102.25 ms\t"
-            "Billed Duration: 103 ms\tMemory Size: 1024 MB\tMax Memory Used: 78 MB\t"
-            "Init Duration: 412.98 ms\t\nXRAY TraceId: 1-5e1b4151-5ac6c58f3b0e5f6c\tSampled: true\t")
+    line = (
+        "REPORT RequestId: 8f5c2a8e-4b1a-4c1e-9d1b-0c3f6e1d2a7b\tDuration: 102.25 ms\t"
+        "Billed Duration: 103 ms\tMemory Size: 1024 MB\tMax Memory Used: 78 MB\t"
+        "Init Duration: 412.98 ms\t\nXRAY TraceId: 1-5e1b4151-5ac6c58f3b0e5f6c\tSampled: true\t"
+    )
     report = parse_report(line.splitlines()[0])
-    assert (report.duration_ms, report.memory_size_mb, report.max_memory_used_mb, report.init_duration_ms) \
-        == (102.25, 1024, 78, 412.98)
+    assert (report.duration_ms, report.memory_size_mb, report.max_memory_used_mb, report.init_duration_ms) == (
+        102.25,
+        1024,
+        78,
+        412.98,
+    )
 
 
-@pytest.mark.parametrize("line", [
-    "REPORT RequestId: x\tBilled Duration: 3 ms",          # no Duration: not a usable report
-    "REPORT RequestId: x\tDuration: fast",                 # not a number
-    "REPORT RequestId:",                                   # nothing at all
-    "START RequestId: x Version: $LATEST",                 # another platform line
-    "2025-01-01 x INFO REPORT RequestId: x\tDuration: 1 ms",  # not at the start of the line
-    "REPORT RequestId: x\tDuration: 1e999 ms",             # no exponent forms: not a number
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "REPORT RequestId: x\tBilled Duration: 3 ms",  # no Duration: not a usable report
+        "REPORT RequestId: x\tDuration: fast",  # not a number
+        "REPORT RequestId:",  # nothing at all
+        "START RequestId: x Version: $LATEST",  # another platform line
+        "2025-01-01 x INFO REPORT RequestId: x\tDuration: 1 ms",  # not at the start of the line
+        "REPORT RequestId: x\tDuration: 1e999 ms",  # no exponent forms: not a number
+    ],
+)
 def test_lines_that_are_not_usable_report_lines_are_not_reports(line):
     assert parse_report(line) is None
     assert parse_message(line, 0).reports == []
 
 
 def test_a_report_line_in_a_multi_line_event_is_found_and_not_counted_as_ignored():
-    message = "\n".join(["START RequestId: a Version: $LATEST", "hello from the handler",
-                         "END RequestId: a", executor_report("a", 5.0, 512, 100)])
+    message = "\n".join(
+        [
+            "START RequestId: a Version: $LATEST",
+            "hello from the handler",
+            "END RequestId: a",
+            executor_report("a", 5.0, 512, 100),
+        ]
+    )
     result = parse_message(message, 0)
     assert [r.request_id for r in result.reports] == ["a"]
     assert result.ignored_lines == 3
@@ -98,10 +116,12 @@ def metric_samples(text: str, name: str) -> dict[tuple, float]:
 def test_report_lines_become_metrics_and_the_summary_grid(aws, tmp_path):
     logs = aws.client("logs")
     now = int(time.time() * 1000)
-    order = [executor_report("o1", 300.0, 512, 120, init_ms=250.0),  # cold start
-             executor_report("o2", 20.0, 512, 140),                    # the peak
-             executor_report("o3", 30.0, 512, 130),
-             executor_report("o4", 40.0, 512, 135, init_ms=270.0)]    # a second environment
+    order = [
+        executor_report("o1", 300.0, 512, 120, init_ms=250.0),  # cold start
+        executor_report("o2", 20.0, 512, 140),  # the peak
+        executor_report("o3", 30.0, 512, 130),
+        executor_report("o4", 40.0, 512, 135, init_ms=270.0),
+    ]  # a second environment
     inventory = [executor_report("i1", 10.0, 256, 60)]
     put(logs, f"/aws/lambda/{ORDER_FN}", ["START RequestId: o1 Version: $LATEST", *order], ts=now)
     put(logs, f"/aws/lambda/{INVENTORY_FN}", inventory, ts=now)
@@ -167,7 +187,11 @@ def test_durations_older_than_the_window_leave_p50_but_not_the_totals(aws, tmp_p
         exporter.poll_once()
         grid = exporter.summary()["lambdas"][ORDER_FN]
         assert (grid["p50Ms"], grid["p95Ms"], grid["samples"]) == (None, None, 0)
-        assert (grid["invocations"], grid["coldStarts"], grid["initLastMs"], grid["maxMemoryUsedMb"]) == \
-            (1, 1, 200.0, 100)
+        assert (grid["invocations"], grid["coldStarts"], grid["initLastMs"], grid["maxMemoryUsedMb"]) == (
+            1,
+            1,
+            200.0,
+            100,
+        )
     finally:
         exporter.close()

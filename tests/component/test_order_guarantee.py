@@ -86,8 +86,7 @@ def test_503_only_when_nothing_was_stored_and_a_retry_creates_one_order(valerix,
         def _open(self):
             raise DatabaseUnavailable("cannot connect to the database (test)")
 
-    monkeypatch.setattr(order_repository, "database",
-                        lambda: Down("arn:none") if down["yes"] else real_database())
+    monkeypatch.setattr(order_repository, "database", lambda: Down("arn:none") if down["yes"] else real_database())
     before = valerix.snapshot()
     for key in ("retry-503", None):
         reply = valerix.order("gizmo", 2, key=key)

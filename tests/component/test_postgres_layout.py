@@ -80,8 +80,9 @@ def test_a_cluster_from_the_old_layout_is_stopped_moved_and_keeps_its_data(open_
     state.mkdir(parents=True)
     state.parent.chmod(0o755)
     # Record the in-checkout location, start, then forget it was recorded: the old layout.
-    (state / "server.json").write_text(json.dumps({"password": "pw-old-layout-123", "port": 0,
-                                                   "server_dir": str(state)}))
+    (state / "server.json").write_text(
+        json.dumps({"password": "pw-old-layout-123", "port": 0, "server_dir": str(state)})
+    )
     old.start()
     conn = old.connect()
     conn.run("CREATE TABLE kept (v text)")

@@ -31,13 +31,23 @@ def sqs(monkeypatch):
 
 def _event_from(sqs, queue_url: str, count: int) -> dict:
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=count,
-                                   AttributeNames=["All"])["Messages"]
-    return {"Records": [{
-        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-        "attributes": m["Attributes"], "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
-        "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1",
-    } for m in messages]}
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=count, AttributeNames=["All"])["Messages"]
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m["Attributes"],
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
 
 
 def test_a_failed_record_is_redelivered_after_the_backoff_not_the_visibility_timeout(sqs):

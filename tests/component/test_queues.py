@@ -14,6 +14,7 @@ from tests.component.conftest import aws_client
 
 def _queue_orders(valerix, *specs):
     """Place orders while inventory answers 503, so they are QUEUED; return their ids."""
+
     def fail():
         raise InjectedError(503, "injected")
 
@@ -108,10 +109,10 @@ def test_completion_never_flips_a_final_state(valerix):
     sqs = aws_client("sqs")
     url = valerix.completion_queue_url
     for order_id, status, reason in [
-        (confirmed, "REJECTED", "insufficient stock"),   # late/conflicting: ignored
-        (queued, "REJECTED", "insufficient stock"),      # applied
-        (queued, "CONFIRMED", None),                     # late: ignored
-        (queued, "REJECTED", "insufficient stock"),      # duplicate: no-op
+        (confirmed, "REJECTED", "insufficient stock"),  # late/conflicting: ignored
+        (queued, "REJECTED", "insufficient stock"),  # applied
+        (queued, "CONFIRMED", None),  # late: ignored
+        (queued, "REJECTED", "insufficient stock"),  # duplicate: no-op
     ]:
         sqs.send_message(
             QueueUrl=url, MessageBody=json.dumps({"orderId": order_id, "status": status, "reason": reason})

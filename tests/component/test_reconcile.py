@@ -21,8 +21,9 @@ def reconcile(valerix, monkeypatch):
     from functions.reconcile import handler, settings
 
     sqs = aws_client("sqs")
-    dlqs = {name: sqs.create_queue(QueueName=f"valerix-test-{name}-dlq")["QueueUrl"]
-            for name in ("inventory", "completion")}
+    dlqs = {
+        name: sqs.create_queue(QueueName=f"valerix-test-{name}-dlq")["QueueUrl"] for name in ("inventory", "completion")
+    }
     monkeypatch.setenv("ORDER_DB_SECRET_ARN", valerix.secret_arns["order"]["reader"])
     monkeypatch.setenv("INVENTORY_DB_SECRET_ARN", valerix.secret_arns["inventory"]["reader"])
     monkeypatch.setenv("DLQ_URLS", ",".join(f"{k}={v}" for k, v in dlqs.items()))
@@ -80,11 +81,14 @@ def test_missing_reservation_names_the_order_and_changes_nothing(valerix, reconc
     assert valerix.snapshot() == before  # repairs nothing
 
 
-@pytest.mark.parametrize("change, words", [
-    ("UPDATE reservations SET quantity = quantity + 1 WHERE order_id = :o", "quantity 3 instead of 2"),
-    ("UPDATE reservations SET product_id = 'gadget' WHERE order_id = :o", "product 'gadget' instead of 'widget'"),
-    ("UPDATE reservations SET status = 'REJECTED' WHERE order_id = :o", "status 'REJECTED' instead of 'RESERVED'"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ("UPDATE reservations SET quantity = quantity + 1 WHERE order_id = :o", "quantity 3 instead of 2"),
+        ("UPDATE reservations SET product_id = 'gadget' WHERE order_id = :o", "product 'gadget' instead of 'widget'"),
+        ("UPDATE reservations SET status = 'REJECTED' WHERE order_id = :o", "status 'REJECTED' instead of 'RESERVED'"),
+    ],
+)
 def test_reservation_of_another_product_quantity_or_status(valerix, reconcile, change, words):
     order_id = confirmed(valerix, "widget", 2)
     valerix.inventory_db.run(change, o=order_id)
@@ -108,8 +112,11 @@ def test_reservation_without_any_order(valerix, reconcile):
     order_id = confirmed(valerix)
     valerix.order_db.run("DELETE FROM orders WHERE order_id = :o", o=order_id)
     stray = f"stray-{uuid.uuid4()}"
-    valerix.inventory_db.run("INSERT INTO reservations (order_id, product_id, quantity, status, reason) "
-                             "VALUES (:o, 'gizmo', 1, 'REJECTED', 'insufficient stock')", o=stray)
+    valerix.inventory_db.run(
+        "INSERT INTO reservations (order_id, product_id, quantity, status, reason) "
+        "VALUES (:o, 'gizmo', 1, 'REJECTED', 'insufficient stock')",
+        o=stray,
+    )
 
     report = reconcile()
 
@@ -121,7 +128,11 @@ def insert_order(valerix, status: str, minutes_ago: float, product="widget", qua
     valerix.order_db.run(
         "INSERT INTO orders (order_id, product_id, quantity, status, created_at, updated_at) "
         "VALUES (:o, :p, :q, :s, clock_timestamp() - make_interval(secs => :m * 60), clock_timestamp())",
-        o=order_id, p=product, q=quantity, s=status, m=minutes_ago,
+        o=order_id,
+        p=product,
+        q=quantity,
+        s=status,
+        m=minutes_ago,
     )
     return order_id
 
@@ -149,8 +160,10 @@ def test_orders_pending_or_queued_too_long(valerix, reconcile):
 def test_reservation_of_an_order_in_flight_is_not_a_problem(valerix, reconcile):
     """The reservation committed, the completion message has not arrived yet."""
     order_id = insert_order(valerix, "QUEUED", 1, "gizmo", 3)
-    valerix.inventory_db.run("INSERT INTO reservations (order_id, product_id, quantity, status) "
-                             "VALUES (:o, 'gizmo', 3, 'RESERVED')", o=order_id)
+    valerix.inventory_db.run(
+        "INSERT INTO reservations (order_id, product_id, quantity, status) VALUES (:o, 'gizmo', 3, 'RESERVED')",
+        o=order_id,
+    )
     assert reconcile()["status"] == "clean"
 
 
@@ -188,10 +201,14 @@ def test_order_ids_in_any_case_and_many_batches_merge_correctly(valerix, reconci
     monkeypatch.setattr(sources, "FETCH_BATCH", 3)
     ids = ["Zeta", "alpha", "Alpha", "béta", "beta", "_x", "0-1", "ä"] + [str(uuid.uuid4()) for _ in range(7)]
     for order_id in ids:
-        valerix.order_db.run("INSERT INTO orders (order_id, product_id, quantity, status) "
-                             "VALUES (:o, 'widget', 1, 'CONFIRMED')", o=order_id)
-        valerix.inventory_db.run("INSERT INTO reservations (order_id, product_id, quantity, status) "
-                                 "VALUES (:o, 'widget', 1, 'RESERVED')", o=order_id)
+        valerix.order_db.run(
+            "INSERT INTO orders (order_id, product_id, quantity, status) VALUES (:o, 'widget', 1, 'CONFIRMED')",
+            o=order_id,
+        )
+        valerix.inventory_db.run(
+            "INSERT INTO reservations (order_id, product_id, quantity, status) VALUES (:o, 'widget', 1, 'RESERVED')",
+            o=order_id,
+        )
 
     report = reconcile()
 
@@ -228,8 +245,10 @@ def test_the_reconciler_logs_in_read_only(valerix, reconcile, monkeypatch):
     def try_to_write(conn, since=None):
         attempts.append(conn.run("SELECT current_user")[0][0])
         with pytest.raises(DatabaseError):  # read-only transaction (and no INSERT grant)
-            conn.run("INSERT INTO reservations (order_id, product_id, quantity, status) "
-                     "VALUES ('x', 'widget', 1, 'RESERVED')")
+            conn.run(
+                "INSERT INTO reservations (order_id, product_id, quantity, status) "
+                "VALUES ('x', 'widget', 1, 'RESERVED')"
+            )
         yield from ()
 
     monkeypatch.setattr(sources, "reservations", try_to_write)
@@ -239,12 +258,15 @@ def test_the_reconciler_logs_in_read_only(valerix, reconcile, monkeypatch):
     assert valerix.count("inventory", "reservations") == 0
 
 
-@pytest.mark.parametrize("event, field", [
-    ({"staleMinutes": 0}, "staleMinutes"),
-    ({"staleMinutes": "soon"}, "staleMinutes"),
-    ({"staleMinutes": True}, "staleMinutes"),
-    ({"repair": True}, "repair"),
-])
+@pytest.mark.parametrize(
+    "event, field",
+    [
+        ({"staleMinutes": 0}, "staleMinutes"),
+        ({"staleMinutes": "soon"}, "staleMinutes"),
+        ({"staleMinutes": True}, "staleMinutes"),
+        ({"repair": True}, "repair"),
+    ],
+)
 def test_bad_events_are_refused_naming_the_field(valerix, reconcile, event, field):
     from functions.common.settings import SettingsError
 
@@ -258,8 +280,10 @@ def test_since_limits_the_check_to_recent_orders_and_reservations(valerix, recon
     recent = confirmed(valerix)
     valerix.inventory_db.run("DELETE FROM reservations WHERE order_id = :o", o=recent)
     # a reservation made now for an order older than the window: not an orphan (re-read by id)
-    valerix.inventory_db.run("INSERT INTO reservations (order_id, product_id, quantity, status) "
-                             "VALUES (:o, 'widget', 1, 'RESERVED')", o=old_with_new_reservation)
+    valerix.inventory_db.run(
+        "INSERT INTO reservations (order_id, product_id, quantity, status) VALUES (:o, 'widget', 1, 'RESERVED')",
+        o=old_with_new_reservation,
+    )
     since = valerix.order_db.run("SELECT clock_timestamp() - interval '5 minutes'")[0][0]
 
     report = reconcile({"since": since.isoformat()})

@@ -101,8 +101,10 @@ def test_queued_conflicting_replay_fails_the_record_into_the_dlq(valerix, caplog
     sqs = aws_client("sqs")
     dlq_url = sqs.create_queue(QueueName="valerix-test-conflict-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    url = sqs.create_queue(QueueName="valerix-test-conflict", Attributes={
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})})["QueueUrl"]
+    url = sqs.create_queue(
+        QueueName="valerix-test-conflict",
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})},
+    )["QueueUrl"]
 
     assert reserve("o-11", "widget", 4)["status"] == "RESERVED"
     before = valerix.snapshot()
@@ -116,8 +118,11 @@ def test_queued_conflicting_replay_fails_the_record_into_the_dlq(valerix, caplog
     assert len(valerix.receive(dlq_url)) == 1
     assert valerix.snapshot() == before
     assert valerix.queue_depth(valerix.completion_queue_url) == 0  # neither confirmed nor rejected
-    why = [r for r in caplog.records if r.levelname == "ERROR" and "already reserved 4 of 'widget'" in str(
-        getattr(r, "error", ""))]
+    why = [
+        r
+        for r in caplog.records
+        if r.levelname == "ERROR" and "already reserved 4 of 'widget'" in str(getattr(r, "error", ""))
+    ]
     assert len(why) == 2, "each failed delivery logs why"
 
 
@@ -153,6 +158,7 @@ def test_database_down_during_a_reservation_is_an_error_answer(valerix, monkeypa
 def test_a_handler_failure_is_a_function_error_and_the_order_is_queued(valerix):
     """Anything that leaves the reserve function without an answer (a bug here; a crashed
     runtime in the cloud) reaches order as an Invoke FunctionError: a server error."""
+
     def boom():
         raise RuntimeError("bug (test)")
 
@@ -167,7 +173,11 @@ def test_a_handler_failure_is_a_function_error_and_the_order_is_queued(valerix):
 
 def test_the_inventory_app_has_no_reservation_route(valerix):
     before = valerix.snapshot()
-    reply = call_api(valerix.inventory_api, "POST", "/inventory/reservations",
-                     {"orderId": "o-13", "productId": "widget", "quantity": 8})
+    reply = call_api(
+        valerix.inventory_api,
+        "POST",
+        "/inventory/reservations",
+        {"orderId": "o-13", "productId": "widget", "quantity": 8},
+    )
     assert reply.status == 404 and reply.body["message"]
     assert valerix.snapshot() == before

@@ -18,13 +18,13 @@ class Api:
         self.admin = {"x-api-key": cloud.admin_api_key}
 
     def order(self, product_id: str, quantity: int = 1, **headers) -> httpx.Response:
-        return self.http.post("/orders", json={"productId": product_id, "quantity": quantity},
-                              headers=headers)
+        return self.http.post("/orders", json={"productId": product_id, "quantity": quantity}, headers=headers)
 
     def new_product(self, stock: int, name: str = "E2E product") -> str:
         product_id = f"e2e-{uuid.uuid4().hex[:10]}"
-        response = self.http.put(f"/admin/products/{product_id}", json={"name": name, "stock": stock},
-                                 headers=self.admin)
+        response = self.http.put(
+            f"/admin/products/{product_id}", json={"name": name, "stock": stock}, headers=self.admin
+        )
         assert response.status_code in (200, 201), response.text
         return product_id
 

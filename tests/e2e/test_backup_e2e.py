@@ -27,8 +27,13 @@ from infra.outputs import (
 
 pytestmark = pytest.mark.e2e
 
-REQUIRED = (BACKUP_FUNCTION_NAME, BACKUP_SYNC_FUNCTION_NAME, BACKUP_RESTORE_FUNCTION_NAME,
-            BACKUP_BUCKET_NAME, EXTERNAL_BACKUP_BUCKET_NAME)
+REQUIRED = (
+    BACKUP_FUNCTION_NAME,
+    BACKUP_SYNC_FUNCTION_NAME,
+    BACKUP_RESTORE_FUNCTION_NAME,
+    BACKUP_BUCKET_NAME,
+    EXTERNAL_BACKUP_BUCKET_NAME,
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +65,14 @@ class Backups:
 
     def connect(self, service: str, database: str | None = None) -> pg8000.native.Connection:
         secret = self.cloud.outputs["databases"][service]
-        return pg8000.native.Connection(user=secret["username"], password=secret["password"], host=secret["host"],
-                                        port=int(secret["port"]), database=database or secret["dbname"], timeout=10)
+        return pg8000.native.Connection(
+            user=secret["username"],
+            password=secret["password"],
+            host=secret["host"],
+            port=int(secret["port"]),
+            database=database or secret["dbname"],
+            timeout=10,
+        )
 
     def rows(self, service: str, table: str, database: str | None = None) -> list:
         conn = self.connect(service, database)
@@ -79,8 +90,11 @@ class Backups:
 
     def forget_today(self, today: str) -> None:
         """A fresh "day" for a test: forget an earlier run's sync of today (record, intent, bundle)."""
-        for bucket, key in ((self.bucket, f"sync/{today}.json"), (self.bucket, f"sync/intents/{today}.json"),
-                            (self.external, f"bundles/{today}.tar")):
+        for bucket, key in (
+            (self.bucket, f"sync/{today}.json"),
+            (self.bucket, f"sync/intents/{today}.json"),
+            (self.external, f"bundles/{today}.tar"),
+        ):
             self.s3.delete_object(Bucket=bucket, Key=key)
 
     def external_keys(self, today: str) -> list[str]:
@@ -139,8 +153,7 @@ def test_points_daily_sync_and_restore_from_external(backups: Backups, api) -> N
     assert intent["bundle"] == synced["bundle"] and set(made) <= set(intent["points"])
 
     inventory_point = next(p["point"] for p in first["points"] if p["service"] == "inventory")
-    restored = backups.call(BACKUP_RESTORE_FUNCTION_NAME,
-                            {"point": f"external:bundles/{today}.tar:{inventory_point}"})
+    restored = backups.call(BACKUP_RESTORE_FUNCTION_NAME, {"point": f"external:bundles/{today}.tar:{inventory_point}"})
     assert restored["status"] == "restored"
     assert backups.rows("inventory", "products", restored["database"]) == expected_products
 
@@ -157,8 +170,12 @@ def test_tampered_point_is_refused_and_nothing_left_behind(backups: Backups) -> 
     blob[-20] ^= 0x01
     head = backups.s3.head_object(Bucket=backups.bucket, Key=point)["Metadata"]
     # tampered in place (a throwaway point), the checksum fixed up as an attacker would
-    backups.s3.put_object(Bucket=backups.bucket, Key=point, Body=bytes(blob),
-                          Metadata={**head, "sha256": hashlib.sha256(blob).hexdigest(), "size": str(len(blob))})
+    backups.s3.put_object(
+        Bucket=backups.bucket,
+        Key=point,
+        Body=bytes(blob),
+        Metadata={**head, "sha256": hashlib.sha256(blob).hexdigest(), "size": str(len(blob))},
+    )
     before = backups.restore_databases("order")
     try:
         ok, body = backups.invoke(BACKUP_RESTORE_FUNCTION_NAME, {"point": point})

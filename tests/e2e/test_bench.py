@@ -22,17 +22,38 @@ from tests.unit.test_report_charts import group, points
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-MEASURED = ["happy_p50_ms", "happy_p99_ms", "happy_rps", "baseline_p50_ms", "baseline_rps",
-            "fallback_p99_ms", "circuit_open_p99_ms"]
+MEASURED = [
+    "happy_p50_ms",
+    "happy_p99_ms",
+    "happy_rps",
+    "baseline_p50_ms",
+    "baseline_rps",
+    "fallback_p99_ms",
+    "circuit_open_p99_ms",
+]
 
 
 def test_a_short_bench_run_writes_every_key(localcloud, tmp_path):
     out = tmp_path / "bench.json"
     # up_warm re-runs `make up`; the lifecycle test covers that path.
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "bench.py"), "--seconds", "3", "--clients", "2",
-         "--skip", "up_warm", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
+        [
+            sys.executable,
+            str(REPO / "scripts" / "bench.py"),
+            "--seconds",
+            "3",
+            "--clients",
+            "2",
+            "--skip",
+            "up_warm",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     bench = json.loads(out.read_text())
@@ -50,9 +71,16 @@ def test_a_short_bench_run_writes_every_key(localcloud, tmp_path):
     # from the switch-off
     assert isinstance(bench["completion_p95_ms"], (int, float)) and bench["completion_p95_ms"] >= 0
     assert bench["completion_orders"] > 0
-    assert set(bench["cold_start_ms"]) == {localcloud.stack[name] for name in (
-        ORDER_API_FUNCTION_NAME, INVENTORY_API_FUNCTION_NAME, GREMLIN_FUNCTION_NAME,
-        ORDER_COMPLETION_FUNCTION_NAME, INVENTORY_QUEUE_FUNCTION_NAME)}
+    assert set(bench["cold_start_ms"]) == {
+        localcloud.stack[name]
+        for name in (
+            ORDER_API_FUNCTION_NAME,
+            INVENTORY_API_FUNCTION_NAME,
+            GREMLIN_FUNCTION_NAME,
+            ORDER_COMPLETION_FUNCTION_NAME,
+            INVENTORY_QUEUE_FUNCTION_NAME,
+        )
+    }
     assert all(ms > 0 for ms in bench["cold_start_ms"].values())
     # AWS-realistic INIT and bundle size for every deployed function (issue 15)
     deployed = {name for key, name in localcloud.stack.items() if key.endswith(FUNCTION_NAME_SUFFIX)}

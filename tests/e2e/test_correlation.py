@@ -87,7 +87,10 @@ def test_the_queue_path_logs_the_callers_id_in_every_function(localcloud, api, c
     keys = ["OrderApi", "InventoryQueue", "OrderCompletion"]
     found = _wait_for_logs(localcloud, keys, correlation_id, since_ms)
     assert set(found) == set(keys), f"functions without {correlation_id} in their logs: {set(keys) - set(found)}"
-    assert any(line.get("orderId") == order_id and line["message"] == "completion published"
-               for line in found["InventoryQueue"])
-    assert any(line.get("order_id") == order_id and line.get("to_status") == "CONFIRMED"
-               for line in found["OrderCompletion"])
+    assert any(
+        line.get("orderId") == order_id and line["message"] == "completion published"
+        for line in found["InventoryQueue"]
+    )
+    assert any(
+        line.get("order_id") == order_id and line.get("to_status") == "CONFIRMED" for line in found["OrderCompletion"]
+    )

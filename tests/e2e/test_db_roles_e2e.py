@@ -21,9 +21,13 @@ def _sessions(localcloud, service: str) -> list[tuple[str, str]]:
     """(user, application_name) of every client session on the service's server but ours."""
     conn = localcloud.db(service)
     try:
-        return [tuple(r) for r in conn.run(
-            "SELECT usename, application_name FROM pg_stat_activity "
-            "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")]
+        return [
+            tuple(r)
+            for r in conn.run(
+                "SELECT usename, application_name FROM pg_stat_activity "
+                "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+        ]
     finally:
         conn.close()
 
@@ -49,11 +53,22 @@ def test_the_app_secret_cannot_change_the_schema(localcloud):
     """What a stolen run-time secret allows: its DML, nothing else."""
     secret = _app_secret(localcloud, "order")
     assert secret["username"] == "order_app" and len(secret["password"]) >= 30
-    conn = pg8000.native.Connection(user=secret["username"], password=secret["password"], host=secret["host"],
-                                    port=int(secret["port"]), database=secret["dbname"], timeout=10)
+    conn = pg8000.native.Connection(
+        user=secret["username"],
+        password=secret["password"],
+        host=secret["host"],
+        port=int(secret["port"]),
+        database=secret["dbname"],
+        timeout=10,
+    )
     try:
-        for sql in ("DROP TABLE orders", "CREATE TABLE stolen (x int)", "TRUNCATE orders",
-                    "ALTER TABLE orders ADD COLUMN x int", "SELECT * FROM schema_migrations"):
+        for sql in (
+            "DROP TABLE orders",
+            "CREATE TABLE stolen (x int)",
+            "TRUNCATE orders",
+            "ALTER TABLE orders ADD COLUMN x int",
+            "SELECT * FROM schema_migrations",
+        ):
             with pytest.raises(DatabaseError, match="42501"):
                 conn.run(sql)
         assert conn.run("SELECT count(*) FROM orders")[0][0] >= 0

@@ -64,8 +64,7 @@ def _wait_for_line(cloud, order_id: str, since_ms: int, message: str) -> list[di
         time.sleep(2)
 
 
-def test_a_slow_database_past_the_budget_rolls_the_sync_attempt_back_and_confirms_once(
-        api, localcloud, closed_circuit):
+def test_a_slow_database_past_the_budget_rolls_the_sync_attempt_back_and_confirms_once(api, localcloud, closed_circuit):
     product = api.new_product(stock=20)
     since_ms = int(time.time() * 1000) - 5_000
     try:
@@ -98,8 +97,12 @@ def test_the_reserve_function_refuses_a_reservation_it_cannot_commit_in_time(api
     lam = localcloud.client("lambda")
 
     def invoke(**extra) -> dict:
-        result = lam.invoke(FunctionName=localcloud.stack[INVENTORY_RESERVE_FUNCTION_NAME], Payload=json.dumps({
-            "action": "reserve", "orderId": order_id, "productId": product, "quantity": 4, **extra}))
+        result = lam.invoke(
+            FunctionName=localcloud.stack[INVENTORY_RESERVE_FUNCTION_NAME],
+            Payload=json.dumps(
+                {"action": "reserve", "orderId": order_id, "productId": product, "quantity": 4, **extra}
+            ),
+        )
         assert "FunctionError" not in result, result
         return json.loads(result["Payload"].read())
 

@@ -41,8 +41,13 @@ def lam(localcloud):
 def _create(lam, handler="probe.handler", timeout=3, code=None, memory=256) -> str:
     name = f"probe-{uuid.uuid4().hex[:8]}"
     lam.create_function(
-        FunctionName=name, Runtime="python3.12", Role=ROLE, Handler=handler,
-        Code=code or {"ZipFile": _zip(PROBE)}, Timeout=timeout, MemorySize=memory,
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler=handler,
+        Code=code or {"ZipFile": _zip(PROBE)},
+        Timeout=timeout,
+        MemorySize=memory,
     )
     lam.get_waiter("function_active_v2").wait(FunctionName=name)
     return name
@@ -78,8 +83,6 @@ def test_timeout_kills_the_process_and_next_invoke_gets_a_fresh_one(lam, probe):
     assert after["pid"] != before["pid"]
 
 
-
-
 def _eventually(predicate, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while not (result := predicate()) and time.monotonic() < deadline:
@@ -92,8 +95,9 @@ def test_timeout_kills_every_process_the_function_started(lam, probe):
     daemon are the environment's too: none outlives the timeout."""
     marker = f"escapee-{uuid.uuid4().hex}"
     result = {}
-    invoke = threading.Thread(target=lambda: result.update(
-        outcome=_invoke(lam, probe, {"spawnMarker": marker, "sleepSeconds": 10})))
+    invoke = threading.Thread(
+        target=lambda: result.update(outcome=_invoke(lam, probe, {"spawnMarker": marker, "sleepSeconds": 10}))
+    )
     invoke.start()
     try:
         assert _eventually(lambda: len(processes_named(marker)) == 3), processes_named(marker)
@@ -116,8 +120,7 @@ def small_probe(lam):
     lam.delete_function(FunctionName=name)
 
 
-def test_allocating_past_memory_size_is_lambdas_out_of_memory_and_the_next_invoke_is_fresh(
-        lam, small_probe):
+def test_allocating_past_memory_size_is_lambdas_out_of_memory_and_the_next_invoke_is_fresh(lam, small_probe):
     _, before = _invoke(lam, small_probe, {})
     error, body = _invoke(lam, small_probe, {"allocateMb": 64})
     assert error is None and body["allocatedMb"] == 64, body  # within MemorySize is fine
@@ -241,10 +244,14 @@ def test_invocation_metrics_reach_cloudwatch_summed_in_batches(localcloud, lam, 
         deadline = time.monotonic() + 20
         while True:
             points = cloudwatch.get_metric_statistics(
-                Namespace="AWS/Lambda", MetricName="Invocations",
+                Namespace="AWS/Lambda",
+                MetricName="Invocations",
                 Dimensions=[{"Name": "FunctionName", "Value": name}],
-                StartTime=now - timedelta(minutes=5), EndTime=now + timedelta(minutes=5),
-                Period=600, Statistics=["Sum", "SampleCount"])["Datapoints"]
+                StartTime=now - timedelta(minutes=5),
+                EndTime=now + timedelta(minutes=5),
+                Period=600,
+                Statistics=["Sum", "SampleCount"],
+            )["Datapoints"]
             total = sum(p["Sum"] for p in points)
             if total >= 6 or time.monotonic() > deadline:
                 break
@@ -260,14 +267,19 @@ def test_sqs_batch_item_failure_is_redelivered_then_dead_lettered(localcloud, la
     suffix = uuid.uuid4().hex[:8]
     dlq_url = sqs.create_queue(QueueName=f"probe-dlq-{suffix}")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = sqs.create_queue(QueueName=f"probe-{suffix}", Attributes={
-        "VisibilityTimeout": "2",
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}),
-    })["QueueUrl"]
+    queue_url = sqs.create_queue(
+        QueueName=f"probe-{suffix}",
+        Attributes={
+            "VisibilityTimeout": "2",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}),
+        },
+    )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     name = _create(lam, handler="probe.batch_handler")
     mapping = lam.create_event_source_mapping(
-        EventSourceArn=queue_arn, FunctionName=name, BatchSize=10,
+        EventSourceArn=queue_arn,
+        FunctionName=name,
+        BatchSize=10,
         FunctionResponseTypes=["ReportBatchItemFailures"],
     )
     try:
@@ -276,8 +288,7 @@ def test_sqs_batch_item_failure_is_redelivered_then_dead_lettered(localcloud, la
         deadline = time.monotonic() + 60
         dead = []
         while time.monotonic() < deadline and not dead:
-            dead = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1,
-                                       AttributeNames=["All"]).get("Messages", [])
+            dead = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1, AttributeNames=["All"]).get("Messages", [])
         assert [m["Body"] for m in dead] == ["poison"]
         messages = _log_messages(localcloud, name, "receive=2")
         poison_attempts = [m for m in messages if m.startswith("record poison")]

@@ -24,15 +24,16 @@ from functions.order.app import app as order_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 order_schema = schemathesis.openapi.from_dict(order_app.openapi())
 inventory_schema = schemathesis.openapi.from_dict(inventory_app.openapi())
 gremlin_schema = schemathesis.openapi.from_dict(gremlin_app.openapi()).include(method="GET")
 
 FUZZ = hypothesis.settings(
-    max_examples=25, deadline=None, derandomize=True,
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=list(hypothesis.HealthCheck),
 )
 
@@ -46,8 +47,9 @@ def test_order_api_conforms(case, localcloud):
 @inventory_schema.parametrize()
 @FUZZ
 def test_inventory_api_conforms(case, localcloud):
-    case.call_and_validate(base_url=localcloud.api_url, checks=CHECKS, timeout=30,
-                           headers={"x-api-key": localcloud.admin_api_key})
+    case.call_and_validate(
+        base_url=localcloud.api_url, checks=CHECKS, timeout=30, headers={"x-api-key": localcloud.admin_api_key}
+    )
 
 
 @gremlin_schema.parametrize()

@@ -36,7 +36,9 @@ LEAK_PATTERNS = [
 ]
 
 FUZZ = hypothesis.settings(
-    max_examples=25, deadline=None, derandomize=True,
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=list(hypothesis.HealthCheck),
 )
 
@@ -47,7 +49,8 @@ gremlin_schema = schemathesis.openapi.from_dict(gremlin_app.openapi())
 def admin_operations_refused(ctx, response, case) -> None:
     if (case.method.upper(), case.path) in ADMIN_OPERATIONS:
         assert response.status_code in (401, 403), (
-            f"{case.method} {case.formatted_path} without a key answered {response.status_code}")
+            f"{case.method} {case.formatted_path} without a key answered {response.status_code}"
+        )
 
 
 def no_internals_in_answer(ctx, response, case) -> None:
@@ -75,8 +78,11 @@ def gremlin_before(localcloud):
 
 def _settings(document: dict) -> dict:
     """The stored settings; `remainingSeconds` counts down by itself and `expired` follows it."""
-    return {key: {field: v for field, v in value.items() if field not in ("remainingSeconds", "expired")}
-            for key, value in document.items() if key in ("latency", "error", "crash", "database")}
+    return {
+        key: {field: v for field, v in value.items() if field not in ("remainingSeconds", "expired")}
+        for key, value in document.items()
+        if key in ("latency", "error", "crash", "database")
+    }
 
 
 @pytest.fixture(scope="module")

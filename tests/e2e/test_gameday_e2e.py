@@ -39,8 +39,14 @@ def leave_it_healthy(api):
 
 
 def gameday(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "gameday.py"), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gameday.py"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def assert_gremlin_all_off(api) -> None:
@@ -71,13 +77,23 @@ def test_a_short_game_day_scores_this_runs_own_orders(localcloud, api, closed_ci
         assert f"SLO failed: {name}" in result.stdout
     assert result.stdout.count("SLO failed:") == len(failed)
     # what the system guarantees whatever the machine's speed: nothing lost, stock exact, clean
-    assert {s["id"]: s["pass"] for s in card["slos"] if s["id"] != "latency"} == \
-        {"lost": True, "stock": True, "reconcile": True}, result.stdout
+    assert {s["id"]: s["pass"] for s in card["slos"] if s["id"] != "latency"} == {
+        "lost": True,
+        "stock": True,
+        "reconcile": True,
+    }, result.stdout
 
     # the shipped scenario's phases in order; the database outage really happened
     phases = {p["name"]: p for p in card["phases"]}
-    assert list(phases) == ["steady", "inventory-latency", "database-outage", "database-slow",
-                            "crash-after-commit", "inventory-errors", "recovery"]
+    assert list(phases) == [
+        "steady",
+        "inventory-latency",
+        "database-outage",
+        "database-slow",
+        "crash-after-commit",
+        "inventory-errors",
+        "recovery",
+    ]
     assert phases["database-outage"]["fault"] == "database unreachable"
     assert phases["database-outage"]["answers"]["202"] > 0  # the outage queued orders
 
@@ -91,15 +107,23 @@ def test_a_short_game_day_scores_this_runs_own_orders(localcloud, api, closed_ci
 
     # ... and agree with the databases: every order final as recorded, stock moved by the confirmed quantities
     products = list(card["stock"])
-    stored = {row[0]: row for row in rows(localcloud, "order", "SELECT order_id, product_id, quantity, status "
-                                          "FROM orders WHERE product_id = ANY(:p)", p=products)}
+    stored = {
+        row[0]: row
+        for row in rows(
+            localcloud,
+            "order",
+            "SELECT order_id, product_id, quantity, status FROM orders WHERE product_id = ANY(:p)",
+            p=products,
+        )
+    }
     assert len(stored) == sum(1 for r in records if r["http_status"] in (201, 202, 409))
     for record in records:
         assert stored[record["order_id"]][3] == record["final_status"], record
     statuses = Counter(row[3] for row in stored.values())
     assert (card["totals"]["confirmed"], card["totals"]["rejected"]) == (statuses["CONFIRMED"], statuses["REJECTED"])
-    stock = dict(rows(localcloud, "inventory", "SELECT product_id, stock FROM products WHERE product_id = ANY(:p)",
-                      p=products))
+    stock = dict(
+        rows(localcloud, "inventory", "SELECT product_id, stock FROM products WHERE product_id = ANY(:p)", p=products)
+    )
     for product, numbers in card["stock"].items():
         confirmed = sum(row[2] for row in stored.values() if row[1] == product and row[3] == "CONFIRMED")
         assert numbers["final"] == stock[product]
@@ -159,8 +183,13 @@ seconds = 600
 gremlin = { database = { fault = "unreachable" }, latency = { delayMs = 500, every = 5 } }
 """)
     before = SCORECARD.read_bytes() if SCORECARD.exists() else None
-    process = subprocess.Popen([sys.executable, "-u", str(REPO / "scripts" / "gameday.py"), "--scenario",
-                                str(scenario)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-u", str(REPO / "scripts" / "gameday.py"), "--scenario", str(scenario)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     try:
@@ -205,10 +234,16 @@ def test_make_up_seeds_the_scorecard_and_a_redeploy_keeps_the_latest(localcloud)
         assert shown() == (json.loads(SCORECARD.read_text()) if SCORECARD.exists() else {"status": "none"})
 
         newer = {"status": "pass", "scenario": "e2e-marker", "slos": [], "phases": []}
-        s3.put_object(Bucket=bucket, Key="gameday/scorecard.json", Body=json.dumps(newer).encode(),
-                      ContentType="application/json")
+        s3.put_object(
+            Bucket=bucket, Key="gameday/scorecard.json", Body=json.dumps(newer).encode(), ContentType="application/json"
+        )
         cli.upload_website(localcloud.stack, localcloud.metrics_url)
         assert shown() == newer
     finally:
-        s3.put_object(Bucket=bucket, Key="gameday/scorecard.json", Body=before, ContentType="application/json",
-                      CacheControl="no-store")
+        s3.put_object(
+            Bucket=bucket,
+            Key="gameday/scorecard.json",
+            Body=before,
+            ContentType="application/json",
+            CacheControl="no-store",
+        )

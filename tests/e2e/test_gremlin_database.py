@@ -47,8 +47,10 @@ def _wait_no_sleeping_transactions(api, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         conn = api.cloud.db("inventory")
         try:
-            [[sleeping]] = conn.run("SELECT count(*) FROM pg_stat_activity "
-                                    "WHERE pid <> pg_backend_pid() AND query ILIKE '%pg_sleep%' AND state = 'active'")
+            [[sleeping]] = conn.run(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND query ILIKE '%pg_sleep%' AND state = 'active'"
+            )
         finally:
             conn.close()
         if sleeping == 0:
@@ -150,15 +152,18 @@ def test_a_held_lock_convoy_queues_the_tail_and_confirms_once(api, closed_circui
 
 def test_a_refused_database_setting_leaves_the_gremlin_unchanged(api):
     before = _put(api, {"database": {"fault": "slow", "delayMs": 100, "every": 1000}})
-    for bad, field in (({"database": {"fault": "meltdown"}}, "database.fault"),
-                       ({"database": {"fault": "slow", "delayMs": -1}}, "database.delayMs"),
-                       ({"database": {"expiresAt": "2020-01-01T00:00:00Z"}}, "database.expiresAt"),
-                       ({"error": {"every": 2}, "stopConditions": ["Valerix-no-such-alarm"]}, "stopConditions.0")):
+    for bad, field in (
+        ({"database": {"fault": "meltdown"}}, "database.fault"),
+        ({"database": {"fault": "slow", "delayMs": -1}}, "database.delayMs"),
+        ({"database": {"expiresAt": "2020-01-01T00:00:00Z"}}, "database.expiresAt"),
+        ({"error": {"every": 2}, "stopConditions": ["Valerix-no-such-alarm"]}, "stopConditions.0"),
+    ):
         response = api.http.put("/gremlin", json=bad, headers=api.admin)
         assert response.status_code == 422 and field in response.json()["message"], response.text
     after = api.http.get("/gremlin").json()["database"]
-    assert {k: v for k, v in after.items() if k != "remainingSeconds"} == \
-        {k: v for k, v in before["database"].items() if k != "remainingSeconds"}
+    assert {k: v for k, v in after.items() if k != "remainingSeconds"} == {
+        k: v for k, v in before["database"].items() if k != "remainingSeconds"
+    }
 
 
 def _stop_alarm(localcloud) -> str:
@@ -174,8 +179,10 @@ def _reserve_directly(localcloud, product: str) -> int:
     order API's circuit breaker does not get in the way of watching the gremlin."""
     response = localcloud.client("lambda").invoke(
         FunctionName=localcloud.stack[INVENTORY_RESERVE_FUNCTION_NAME],
-        Payload=json.dumps({"action": "reserve", "orderId": f"stop-{uuid.uuid4().hex}", "productId": product,
-                            "quantity": 1}))
+        Payload=json.dumps(
+            {"action": "reserve", "orderId": f"stop-{uuid.uuid4().hex}", "productId": product, "quantity": 1}
+        ),
+    )
     return json.loads(response["Payload"].read())["statusCode"]
 
 

@@ -22,8 +22,12 @@ pytestmark = pytest.mark.e2e
 
 
 def _lan_addresses() -> list[str]:
-    return [address.address for addresses in psutil.net_if_addrs().values() for address in addresses
-            if address.family == socket.AF_INET and not address.address.startswith("127.")]
+    return [
+        address.address
+        for addresses in psutil.net_if_addrs().values()
+        for address in addresses
+        if address.family == socket.AF_INET and not address.address.startswith("127.")
+    ]
 
 
 def test_every_socket_of_the_local_cloud_is_loopback(localcloud):
@@ -36,8 +40,14 @@ def test_every_socket_of_the_local_cloud_is_loopback(localcloud):
     sockets = processes.listeners(cloud)
     components = {listener.component for listener in sockets}
     # Every server `make up` runs was found (else this test would pass by looking at nothing).
-    assert {processes.LOCALSTACK, processes.DYNAMODB_LOCAL, processes.EXPORTER, processes.PROMETHEUS,
-            "order_db", "inventory_db"} <= components, sorted(map(str, sockets))
+    assert {
+        processes.LOCALSTACK,
+        processes.DYNAMODB_LOCAL,
+        processes.EXPORTER,
+        processes.PROMETHEUS,
+        "order_db",
+        "inventory_db",
+    } <= components, sorted(map(str, sockets))
     ports = {listener.port for listener in sockets}
     assert {cli.PORT, cli.EXPORTER_PORT, cli.prometheus().port} <= ports
     assert {int(db["port"]) for db in localcloud.outputs["databases"].values()} <= ports
@@ -52,7 +62,8 @@ def test_the_local_cloud_cannot_be_reached_from_the_network_side(localcloud):
     if not addresses:
         pytest.skip("this machine has no non-loopback IPv4 address to try")
     ports = [cli.PORT, cli.EXPORTER_PORT, cli.prometheus().port] + [
-        int(db["port"]) for db in localcloud.outputs["databases"].values()]
+        int(db["port"]) for db in localcloud.outputs["databases"].values()
+    ]
     reachable = []
     for address in addresses:
         for port in ports:
@@ -72,6 +83,9 @@ def test_the_exporter_lets_only_the_dashboard_read_it_from_a_browser(localcloud)
     other = f"http://{uuid.uuid4().hex[:8]}.example"
     refused = httpx.get(f"{localcloud.metrics_url}/api/summary", headers={"Origin": other}, timeout=10)
     assert "access-control-allow-origin" not in refused.headers
-    preflight = httpx.options(f"{localcloud.metrics_url}/api/summary",
-                              headers={"Origin": other, "Access-Control-Request-Method": "GET"}, timeout=10)
+    preflight = httpx.options(
+        f"{localcloud.metrics_url}/api/summary",
+        headers={"Origin": other, "Access-Control-Request-Method": "GET"},
+        timeout=10,
+    )
     assert preflight.status_code == 403

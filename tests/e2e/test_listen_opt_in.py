@@ -66,8 +66,12 @@ def test_the_opt_in_opens_the_gateway_but_never_dynamodb_local(exposed_localstac
     others = [str(s) for s in sockets if s not in gateway and not s.loopback]
     assert others == []
 
-    lan = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
-           if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    lan = [
+        a.address
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    ]
     if lan:
         with socket.create_connection((lan[0], host.port), timeout=5):
             pass  # reachable from the network side, as asked

@@ -32,8 +32,15 @@ def _env(**extra: str) -> dict:
 
 
 def _make(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, env=_env(**env),
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=REPO,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _put(cloud, function: str, *messages: str) -> None:
@@ -44,13 +51,17 @@ def _put(cloud, function: str, *messages: str) -> None:
         logs.create_log_group(logGroupName=group)
     logs.create_log_stream(logGroupName=group, logStreamName=stream)
     now = int(time.time() * 1000)
-    logs.put_log_events(logGroupName=group, logStreamName=stream,
-                        logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(messages)])
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(messages)],
+    )
 
 
 def _powertools(message: str, **extra) -> str:
-    return json.dumps({"level": "INFO", "location": "e2e:1", "message": message, "service": "order",
-                       "timestamp": "now", **extra})
+    return json.dumps(
+        {"level": "INFO", "location": "e2e:1", "message": message, "service": "order", "timestamp": "now", **extra}
+    )
 
 
 def _parsed(stdout: str) -> list[dict]:
@@ -60,8 +71,12 @@ def _parsed(stdout: str) -> list[dict]:
 def test_make_logs_shows_one_function_with_its_correlation_ids(localcloud):
     order_api = localcloud.stack[ORDER_API_FUNCTION_NAME]
     marker = uuid.uuid4().hex
-    _put(localcloud, order_api, _powertools(f"with id {marker}", correlation_id=f"corr-{marker}"),
-         _powertools(f"without id {marker}"))
+    _put(
+        localcloud,
+        order_api,
+        _powertools(f"with id {marker}", correlation_id=f"corr-{marker}"),
+        _powertools(f"without id {marker}"),
+    )
     # A real request, so the inventory function has fresh lines that the filter must leave out.
     assert httpx.get(f"{localcloud.api_url}/products", timeout=30).status_code == 200
 
@@ -97,8 +112,24 @@ def test_make_logs_rejects_an_unknown_function(localcloud):
 def test_make_logs_follows_new_lines_until_ctrl_c(localcloud):
     gremlin = localcloud.stack[GREMLIN_FUNCTION_NAME]
     process = subprocess.Popen(
-        [sys.executable, "-m", "valerix_localcloud", "logs", "--function", "gremlin", "--since", "1s",
-         "--color", "never"], cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "valerix_localcloud",
+            "logs",
+            "--function",
+            "gremlin",
+            "--since",
+            "1s",
+            "--color",
+            "never",
+        ],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     try:
@@ -115,7 +146,10 @@ def test_make_logs_follows_new_lines_until_ctrl_c(localcloud):
                 seen = line
         assert seen is not None, process.stderr.read() if process.poll() is not None else "no line"
         assert LINE.match(seen.rstrip("\n")).groupdict() == {
-            "function": "gremlin", "correlation": marker, "rest": f"INFO    followed {marker}"}
+            "function": "gremlin",
+            "correlation": marker,
+            "rest": f"INFO    followed {marker}",
+        }
         assert process.poll() is None  # still following
     finally:
         process.send_signal(signal.SIGINT)

@@ -42,8 +42,11 @@ def test_prometheus_counts_orders_and_latency_from_the_local_cloud(localcloud, p
     prom.wait_for_target_up()
     http = httpx.Client(base_url=localcloud.api_url, timeout=30.0)
     product = f"obs-{uuid.uuid4().hex[:10]}"
-    r = http.put(f"/admin/products/{product}", json={"name": "Observability e2e", "stock": 3},
-                 headers={"x-api-key": localcloud.admin_api_key})
+    r = http.put(
+        f"/admin/products/{product}",
+        json={"name": "Observability e2e", "stock": 3},
+        headers={"x-api-key": localcloud.admin_api_key},
+    )
     assert r.status_code in (200, 201), r.text
 
     base_status, quiet = settled(prom, by_status)
@@ -73,14 +76,17 @@ def test_prometheus_counts_orders_and_latency_from_the_local_cloud(localcloud, p
     if not quiet or others is not None:  # other tests use the same cloud right now: lower bounds only
         assert all(current.get(s, 0.0) >= v for s, v in expected.items()), (placed, base_status, current)
         assert posts >= base_posts + 5
-        warnings.warn("other traffic on the local cloud during the test: order counts checked as lower bounds",
-                      stacklevel=1)
+        warnings.warn(
+            "other traffic on the local cloud during the test: order counts checked as lower bounds", stacklevel=1
+        )
 
     # the latency histogram of POST /orders is there and usable
     buckets = prom.query('valerix_http_request_duration_seconds_bucket{service="order",route="/orders",method="POST"}')
     assert {b["metric"]["le"] for b in buckets} >= {"0.1", "1.0", "2.0", "+Inf"}
-    p95 = prom.value('histogram_quantile(0.95, sum by (le) (rate(valerix_http_request_duration_seconds_bucket'
-                     '{service="order",route="/orders",method="POST"}[1m])))')
+    p95 = prom.value(
+        "histogram_quantile(0.95, sum by (le) (rate(valerix_http_request_duration_seconds_bucket"
+        '{service="order",route="/orders",method="POST"}[1m])))'
+    )
     assert p95 is not None and 0 < p95 < 60
 
     summary = httpx.get(f"{localcloud.metrics_url}/api/summary", timeout=10).json()

@@ -98,8 +98,9 @@ BAD_BODIES = [
 @pytest.mark.parametrize("body", BAD_BODIES, ids=range(len(BAD_BODIES)))
 def test_bad_input_is_a_4xx_naming_the_problem_and_stores_nothing(localcloud, api, body):
     product = api.new_product(stock=5)
-    response = api.http.post("/orders", content=body.replace("PRODUCT", product).encode(),
-                             headers={"content-type": "application/json"})
+    response = api.http.post(
+        "/orders", content=body.replace("PRODUCT", product).encode(), headers={"content-type": "application/json"}
+    )
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["message"]
     assert _order_rows(localcloud, product) == []

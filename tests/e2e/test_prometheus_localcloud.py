@@ -57,8 +57,9 @@ def test_prometheus_scrapes_this_clouds_exporter(localcloud):
     else:
         pytest.fail(f"exporter target never up: {targets}")
     # the exporter's own metrics arrive, e.g. its poll counter
-    result = httpx.get(f"{url}/api/v1/query", params={"query": "valerix_exporter_polls_total"},
-                       timeout=10).json()["data"]["result"]
+    result = httpx.get(f"{url}/api/v1/query", params={"query": "valerix_exporter_polls_total"}, timeout=10).json()[
+        "data"
+    ]["result"]
     assert result and float(result[0]["value"][1]) > 0
 
 

@@ -30,8 +30,15 @@ REPORT = REPO / ".valerix" / "reconcile-report.json"
 
 
 def make_reconcile(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-s", "reconcile", f"RECONCILE_ARGS={' '.join(args)}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600, env={**os.environ}, check=False)
+    return subprocess.run(
+        ["make", "-s", "reconcile", f"RECONCILE_ARGS={' '.join(args)}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ},
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +86,19 @@ def test_a_reservation_removed_behind_its_back_is_named(localcloud, own_orders):
             full = make_reconcile()  # everything: other tests' leftovers may be named too
             windowed = make_reconcile("--since", since)
         finally:
-            conn.run(f"INSERT INTO reservations ({', '.join(columns)}) VALUES (:a, :b, :c, :d, :e, :f)",
-                     **dict(zip("abcdef", row, strict=True)))
+            conn.run(
+                f"INSERT INTO reservations ({', '.join(columns)}) VALUES (:a, :b, :c, :d, :e, :f)",
+                **dict(zip("abcdef", row, strict=True)),
+            )
     finally:
         conn.close()
 
     for result in (full, windowed):
         assert result.returncode != 0, result.stdout
         lines = [line for line in result.stdout.splitlines() if victim in line]
-        assert lines == [f"missing_reservation: order {victim} is CONFIRMED (2 x {row[1]}) "
-                         "but has no reservation"], result.stdout
+        assert lines == [f"missing_reservation: order {victim} is CONFIRMED (2 x {row[1]}) but has no reservation"], (
+            result.stdout
+        )
         assert bystander not in result.stdout
     assert "1 problem(s); nothing was repaired" in windowed.stdout
     report = json.loads(REPORT.read_text())
@@ -107,8 +117,12 @@ def wait_for_alert(prometheus_url: str, kind: str, timeout: float = 90.0) -> Non
     deadline, alerts = time.monotonic() + timeout, []
     while time.monotonic() < deadline:
         alerts = httpx.get(f"{prometheus_url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
-        if any(a["labels"].get("alertname") == "ReconcileProblems" and a["labels"].get("kind") == kind
-               and a["state"] == "firing" for a in alerts):
+        if any(
+            a["labels"].get("alertname") == "ReconcileProblems"
+            and a["labels"].get("kind") == kind
+            and a["state"] == "firing"
+            for a in alerts
+        ):
             return
         time.sleep(1)
     pytest.fail(f"ReconcileProblems{{kind={kind}}} never fired: {alerts}")
@@ -126,8 +140,10 @@ def test_the_deployed_reconciler_logs_in_as_the_reader_roles(localcloud, own_ord
     for service in ("order", "inventory"):
         conn = localcloud.db(service)
         try:
-            users = {r[0] for r in conn.run("SELECT usename FROM pg_stat_activity "
-                                            "WHERE application_name = 'valerix-reconcile'")}
+            users = {
+                r[0]
+                for r in conn.run("SELECT usename FROM pg_stat_activity WHERE application_name = 'valerix-reconcile'")
+            }
         finally:
             conn.close()
         assert users == {f"{service}_backup"}, (service, users)

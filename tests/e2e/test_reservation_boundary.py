@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.e2e]
 def _invoke_reserve(cloud, **payload) -> dict:
     """The call order makes: the internal reserve function through the Lambda API."""
     response = cloud.client("lambda").invoke(
-        FunctionName=cloud.stack[INVENTORY_RESERVE_FUNCTION_NAME],
-        Payload=json.dumps({"action": "reserve", **payload}))
+        FunctionName=cloud.stack[INVENTORY_RESERVE_FUNCTION_NAME], Payload=json.dumps({"action": "reserve", **payload})
+    )
     assert "FunctionError" not in response, response
     return json.loads(response["Payload"].read())
 
@@ -31,17 +31,25 @@ def _orders_for(cloud, product_id: str) -> list:
         conn.close()
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"x-api-key": "ADMIN"},  # not even the admin key opens it: there is no such route
-    {"Authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20250101/us-east-1/execute-api/aws4_request"},
-], ids=["anonymous", "admin-key", "forged-signature"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"x-api-key": "ADMIN"},  # not even the admin key opens it: there is no such route
+        {"Authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20250101/us-east-1/execute-api/aws4_request"},
+    ],
+    ids=["anonymous", "admin-key", "forged-signature"],
+)
 def test_reservation_route_is_refused_on_the_public_api_and_moves_nothing(api, localcloud, headers):
     product = api.new_product(stock=10)
     headers = {k: (localcloud.admin_api_key if v == "ADMIN" else v) for k, v in headers.items()}
     for method in ("POST", "PUT"):
-        response = api.http.request(method, "/inventory/reservations", headers=headers, json={
-            "orderId": f"anon-{uuid.uuid4().hex[:8]}", "productId": product, "quantity": 8})
+        response = api.http.request(
+            method,
+            "/inventory/reservations",
+            headers=headers,
+            json={"orderId": f"anon-{uuid.uuid4().hex[:8]}", "productId": product, "quantity": 8},
+        )
         assert response.status_code in (401, 403), response.text
         assert response.json()["message"]
     assert api.stock(product) == 10
@@ -67,13 +75,16 @@ def test_mismatched_replay_on_the_queue_ends_in_the_dlq_and_changes_nothing(api,
     order_id = f"qreplay-{uuid.uuid4().hex[:10]}"
     assert _invoke_reserve(localcloud, orderId=order_id, productId=product, quantity=4)["status"] == "RESERVED"
     sqs = localcloud.client("sqs")
-    sqs.send_message(QueueUrl=localcloud.stack[INVENTORY_QUEUE_URL],
-                     MessageBody=json.dumps({"orderId": order_id, "productId": product, "quantity": 1}))
+    sqs.send_message(
+        QueueUrl=localcloud.stack[INVENTORY_QUEUE_URL],
+        MessageBody=json.dumps({"orderId": order_id, "productId": product, "quantity": 1}),
+    )
     dlq = localcloud.stack[INVENTORY_DLQ_URL]
     found, deadline = None, time.monotonic() + 150  # 5 receives, redelivery backoff 2+4+8+16 s
     while found is None and time.monotonic() < deadline:
-        for message in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=2,
-                                           VisibilityTimeout=5).get("Messages", []):
+        for message in sqs.receive_message(
+            QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=2, VisibilityTimeout=5
+        ).get("Messages", []):
             if order_id in message["Body"]:
                 found = message
                 sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])

@@ -129,7 +129,7 @@ def _reservation_lines(cloud) -> int:
     group = f"/aws/lambda/{cloud.stack[INVENTORY_RESERVE_FUNCTION_NAME]}"
     count, token = 0, None
     while True:
-        kwargs = {"logGroupName": group, "filterPattern": "\"ReservationRequests\""}
+        kwargs = {"logGroupName": group, "filterPattern": '"ReservationRequests"'}
         if token:
             kwargs["nextToken"] = token
         page = logs.filter_log_events(**kwargs)
@@ -152,18 +152,24 @@ def test_every_third_request_is_affected_exactly(api, localcloud):
     lam = localcloud.client("lambda")
     codes = []
     for index in range(9):  # the call order makes: the internal reserve function, invoked directly
-        response = lam.invoke(FunctionName=localcloud.stack[INVENTORY_RESERVE_FUNCTION_NAME], Payload=json.dumps({
-            "action": "reserve", "orderId": f"every3-{product}-{index}", "productId": product, "quantity": 1}))
+        response = lam.invoke(
+            FunctionName=localcloud.stack[INVENTORY_RESERVE_FUNCTION_NAME],
+            Payload=json.dumps(
+                {"action": "reserve", "orderId": f"every3-{product}-{index}", "productId": product, "quantity": 1}
+            ),
+        )
         codes.append(json.loads(response["Payload"].read())["statusCode"])
     assert codes == [201, 201, 503, 201, 201, 503, 201, 201, 503], codes
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE"])
 def test_gremlin_admin_routes_require_the_api_key(localcloud, method):
-    response = httpx.request(method, f"{localcloud.api_url}/gremlin",
-                             json={"latency": {"enabled": True, "delayMs": 1}})
+    response = httpx.request(method, f"{localcloud.api_url}/gremlin", json={"latency": {"enabled": True, "delayMs": 1}})
     assert response.status_code == 403
-    with_wrong_key = httpx.request(method, f"{localcloud.api_url}/gremlin",
-                                   headers={"x-api-key": "wrong-key-0123456789012345"},
-                                   json={"latency": {"enabled": True, "delayMs": 1}})
+    with_wrong_key = httpx.request(
+        method,
+        f"{localcloud.api_url}/gremlin",
+        headers={"x-api-key": "wrong-key-0123456789012345"},
+        json={"latency": {"enabled": True, "delayMs": 1}},
+    )
     assert with_wrong_key.status_code == 403

@@ -26,8 +26,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # --------------------------------------------------------------------------- gateway bypassed
 
 
-def gateway_event(method: str, path: str, resource: str, body: dict | None = None,
-                  headers: dict | None = None, path_parameters: dict | None = None) -> dict:
+def gateway_event(
+    method: str,
+    path: str,
+    resource: str,
+    body: dict | None = None,
+    headers: dict | None = None,
+    path_parameters: dict | None = None,
+) -> dict:
     """What API Gateway (REST, Lambda proxy) sends a function."""
     headers = {"Host": "gateway-bypass.example", "Content-Type": "application/json", **(headers or {})}
     return {
@@ -41,8 +47,12 @@ def gateway_event(method: str, path: str, resource: str, body: dict | None = Non
         "pathParameters": path_parameters,
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": resource, "httpMethod": method, "path": f"/prod{path}", "stage": "prod",
-            "requestId": f"bypass-{uuid.uuid4()}", "requestTimeEpoch": int(time.time() * 1000),
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": f"/prod{path}",
+            "stage": "prod",
+            "requestId": f"bypass-{uuid.uuid4()}",
+            "requestTimeEpoch": int(time.time() * 1000),
             "identity": {"sourceIp": "203.0.113.9", "apiKey": "forged-by-the-caller"},
         },
         "body": json.dumps(body) if body is not None else None,
@@ -62,8 +72,10 @@ def invoke(lam, function_name: str, event: dict) -> tuple[int, dict]:
     return result["statusCode"], json.loads(result["body"]) if result.get("body") else {}
 
 
-BAD_KEYS = [({}, 401, "missing x-api-key header"),
-            ({"x-api-key": "wrong-key-0123456789012345"}, 403, "invalid API key")]
+BAD_KEYS = [
+    ({}, 401, "missing x-api-key header"),
+    ({"x-api-key": "wrong-key-0123456789012345"}, 403, "invalid API key"),
+]
 
 
 @pytest.mark.parametrize(("headers", "status", "message"), BAD_KEYS, ids=["no-key", "wrong-key"])
@@ -71,19 +83,38 @@ def test_inventory_admin_route_refuses_a_direct_invoke_without_the_key(api, loca
     product = api.new_product(stock=5, name="Bypass target")
     function = localcloud.stack[INVENTORY_API_FUNCTION_NAME]
     for body in ({"name": "Hijacked", "stock": 0}, {"stock": 100_000}):
-        event = gateway_event("PUT", f"/admin/products/{product}", "/admin/products/{productId}", body,
-                              headers, {"productId": product})
+        event = gateway_event(
+            "PUT", f"/admin/products/{product}", "/admin/products/{productId}", body, headers, {"productId": product}
+        )
         assert invoke(lam, function, event)[0] == status
-    got, reply = invoke(lam, function, gateway_event(
-        "PUT", f"/admin/products/{product}", "/admin/products/{productId}", {"stock": 1}, headers,
-        {"productId": product}))
+    got, reply = invoke(
+        lam,
+        function,
+        gateway_event(
+            "PUT",
+            f"/admin/products/{product}",
+            "/admin/products/{productId}",
+            {"stock": 1},
+            headers,
+            {"productId": product},
+        ),
+    )
     assert (got, reply["message"]) == (status, message)
     assert api.stock(product) == 5
     assert api.http.get(f"/products/{product}").json()["name"] == "Bypass target"
     # the same event with the real key is served: the refusals above are about the key alone
-    got, reply = invoke(lam, function, gateway_event(
-        "PUT", f"/admin/products/{product}", "/admin/products/{productId}", {"stock": 6},
-        {"x-api-key": localcloud.admin_api_key}, {"productId": product}))
+    got, reply = invoke(
+        lam,
+        function,
+        gateway_event(
+            "PUT",
+            f"/admin/products/{product}",
+            "/admin/products/{productId}",
+            {"stock": 6},
+            {"x-api-key": localcloud.admin_api_key},
+            {"productId": product},
+        ),
+    )
     assert got == 200 and reply["stock"] == 6
 
 
@@ -98,8 +129,9 @@ def test_gremlin_refuses_a_direct_invoke_without_the_key(api, localcloud, lam, h
     got, reply = invoke(lam, function, gateway_event("DELETE", "/gremlin", "/gremlin", None, headers))
     assert (got, reply["message"]) == (status, message)
     assert api.http.get("/gremlin").json() == before  # nothing stored
-    got, _ = invoke(lam, function, gateway_event("DELETE", "/gremlin", "/gremlin", None,
-                                                 {"x-api-key": localcloud.admin_api_key}))
+    got, _ = invoke(
+        lam, function, gateway_event("DELETE", "/gremlin", "/gremlin", None, {"x-api-key": localcloud.admin_api_key})
+    )
     assert got == 200
 
 
@@ -112,9 +144,26 @@ def test_through_the_gateway_the_key_is_still_required(localcloud):
 # --------------------------------------------------------------------------- a database stopped
 
 ACCOUNT_ID = re.compile(r"(?<![0-9A-Za-z-])\d{12}(?![0-9A-Za-z-])")
-WORDS = ("127.0.0.1", "localhost", "localstack", "pg8000", "psycopg", "botocore", "boto3", "arn:",
-         "Traceback", "Exception", "Error:", "errno", "refused", "source_address", "timeout is",
-         "execute-api", "secretsmanager", "amazonaws")
+WORDS = (
+    "127.0.0.1",
+    "localhost",
+    "localstack",
+    "pg8000",
+    "psycopg",
+    "botocore",
+    "boto3",
+    "arn:",
+    "Traceback",
+    "Exception",
+    "Error:",
+    "errno",
+    "refused",
+    "source_address",
+    "timeout is",
+    "execute-api",
+    "secretsmanager",
+    "amazonaws",
+)
 
 
 def leaks(text: str, cloud) -> list[str]:
@@ -172,10 +221,12 @@ def test_with_a_database_stopped_no_public_answer_reveals_internals(api, localcl
         "health/inventory": api.http.get("/health/inventory"),
         "products": api.http.get("/products", headers={"X-Correlation-Id": correlation}),
         "product": api.http.get(f"/products/{product}"),
-        "admin upsert": api.http.put(f"/admin/products/e2e-leak-{uuid.uuid4().hex[:8]}", json={"stock": 1},
-                                     headers=api.admin),
-        "admin without key (app)": api.http.put(f"/admin/products/{product}", json={"stock": 1},
-                                                headers={"x-api-key": "wrong-key-0123456789012345"}),
+        "admin upsert": api.http.put(
+            f"/admin/products/e2e-leak-{uuid.uuid4().hex[:8]}", json={"stock": 1}, headers=api.admin
+        ),
+        "admin without key (app)": api.http.put(
+            f"/admin/products/{product}", json={"stock": 1}, headers={"x-api-key": "wrong-key-0123456789012345"}
+        ),
         "orders": api.http.get("/orders?limit=5"),
         "order": api.http.get(f"/orders/{uuid.uuid4()}"),
         "gremlin": api.http.get("/gremlin"),
@@ -194,20 +245,24 @@ def test_with_a_database_stopped_no_public_answer_reveals_internals(api, localcl
     products = answers["products"]
     if service == "inventory":
         assert products.status_code == 503
-        assert products.json() == {"message": "inventory database unreachable, try again later",
-                                   "requestId": correlation}
+        assert products.json() == {
+            "message": "inventory database unreachable, try again later",
+            "requestId": correlation,
+        }
         # the detail went to the inventory function's log, under the same correlation id
         detail = _log_lines(localcloud, localcloud.stack[INVENTORY_API_FUNCTION_NAME], correlation)
-        assert any("database unreachable" in line.get("message", "") and "port" in str(line.get("error"))
-                   for line in detail), detail
+        assert any(
+            "database unreachable" in line.get("message", "") and "port" in str(line.get("error")) for line in detail
+        ), detail
 
 
 def _log_lines(cloud, function_name: str, correlation_id: str, timeout: float = 30.0) -> list[dict]:
     logs = cloud.client("logs")
     deadline = time.monotonic() + timeout
     while True:
-        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{function_name}",
-                                        filterPattern=f'"{correlation_id}"')["events"]
+        events = logs.filter_log_events(
+            logGroupName=f"/aws/lambda/{function_name}", filterPattern=f'"{correlation_id}"'
+        )["events"]
         lines = []
         for event in events:
             try:

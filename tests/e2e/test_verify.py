@@ -18,7 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 def test_short_verify_run_holds_every_invariant(localcloud):
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "verify.py"), "--orders", "36", "--clients", "4"],
-        cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((REPO / ".valerix" / "verify-report.json").read_text())

@@ -24,8 +24,9 @@ FIS_LAYER_ARN = "arn:aws:lambda:eu-central-1:211125425201:layer:aws-fis-extensio
 @pytest.fixture(scope="session")
 def fis_synth(tmp_path_factory) -> Synth:
     """target=aws with the AWS FIS experiment templates (context fisExperiments)."""
-    return synth("aws", tmp_path_factory.mktemp("cdk-aws-fis"), fisExperiments="true",
-                 fisExtensionLayerArn=FIS_LAYER_ARN)
+    return synth(
+        "aws", tmp_path_factory.mktemp("cdk-aws-fis"), fisExperiments="true", fisExtensionLayerArn=FIS_LAYER_ARN
+    )
 
 
 @pytest.fixture(scope="session", params=["local", "aws"])

@@ -306,8 +306,11 @@ def check_website_bucket(f: Finding) -> None:
         f.fail("public ACLs are not blocked")
     for policy in t.referrers(bucket_id, "AWS::S3::BucketPolicy").values():
         for st in policy["Properties"]["PolicyDocument"]["Statement"]:
-            if (st["Effect"] == "Allow" and st.get("Principal") in ("*", {"AWS": "*"})
-                    and as_list(st["Action"]) != ["s3:GetObject"]):
+            if (
+                st["Effect"] == "Allow"
+                and st.get("Principal") in ("*", {"AWS": "*"})
+                and as_list(st["Action"]) != ["s3:GetObject"]
+            ):
                 f.fail(f"public statement allows {st['Action']}")
     if f.rule == "AwsSolutions-S5" and t.of_type("AWS::CloudFront::Distribution"):
         f.fail("there is a CloudFront distribution after all")

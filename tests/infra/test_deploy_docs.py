@@ -16,7 +16,7 @@ def section(title: str) -> str:
     text = README.read_text()
     start = text.index(f"## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else None]
+    return text[start : end if end != -1 else None]
 
 
 def table_row(text: str, first_cell: str) -> list[str]:
@@ -76,7 +76,7 @@ KEPT = [
 
 def test_teardown_lists_exactly_what_the_template_retains(aws_synth):
     doc = section("Deploying to AWS")
-    teardown = doc[doc.index("**Teardown.**"):]
+    teardown = doc[doc.index("**Teardown.**") :]
     retained = {k: r for k, r in aws_synth.resources.items() if r.get("DeletionPolicy") in ("Retain", "Snapshot")}
     assert retained
     used = set()
@@ -97,7 +97,7 @@ def test_teardown_lists_exactly_what_the_template_retains(aws_synth):
 
 def test_every_context_key_the_section_names_exists():
     doc = section("Deploying to AWS")
-    table = doc[doc.index("| context | default |"):doc.index("**4. After the deploy.**")]
+    table = doc[doc.index("| context | default |") : doc.index("**4. After the deploy.**")]
     keys = set(re.findall(r"^\| ((?:`\w+`(?: / |, )?)+)", table, re.MULTILINE))
     names = {k for cell in keys for k in re.findall(r"`(\w+)`", cell)}
     assert {"target", "alarmEmail", "dbMaxConnections", "dbMultiAz"} <= names

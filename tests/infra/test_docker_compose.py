@@ -152,8 +152,11 @@ def documented_synth(tmp_path_factory) -> Path:
 def test_the_documented_command_synthesizes_an_app_that_can_run_in_docker(documented_synth):
     template = json.loads((documented_synth / "Valerix.template.json").read_text())
     resources = template["Resources"]
-    secrets = [json.loads(r["Properties"]["SecretString"]) for r in resources.values()
-               if r["Type"] == "AWS::SecretsManager::Secret" and "host" in str(r["Properties"].get("SecretString"))]
+    secrets = [
+        json.loads(r["Properties"]["SecretString"])
+        for r in resources.values()
+        if r["Type"] == "AWS::SecretsManager::Secret" and "host" in str(r["Properties"].get("SecretString"))
+    ]
     assert sorted(s["host"] for s in secrets) == ["inventory-db", "order-db"]
     # LocalStack's Docker executor runs the functions in the bare python3.12 image: the asset
     # must carry the dependencies, not only functions/.

@@ -35,7 +35,8 @@ def test_the_bundle_holds_no_package_of_this_machine(bundle):
 def test_every_function_initialises_from_the_bundle(aws_synth, bundle):
     functions = aws_init.template_functions(aws_synth.template_dict)
     assert {"Valerix-order-api", "Valerix-inventory-reserve", "Valerix-inventory-queue", "Valerix-gremlin"} <= set(
-        functions)
+        functions
+    )
     for name, (handler, env) in functions.items():
         probe = aws_init.init_once(bundle, handler, aws_init.lambda_env(name, env))
         assert probe["python"] == ".".join(map(str, sys.version_info[:3])), name

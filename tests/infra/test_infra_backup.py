@@ -32,8 +32,11 @@ def _bucket_ids(s) -> dict[str, str]:
 
 
 def _functions(s) -> dict[str, dict]:
-    return {r["Properties"]["FunctionName"]: r for r in s.of_type("AWS::Lambda::Function").values()
-            if r["Properties"].get("FunctionName") in BACKUP_FUNCTIONS}
+    return {
+        r["Properties"]["FunctionName"]: r
+        for r in s.of_type("AWS::Lambda::Function").values()
+        if r["Properties"].get("FunctionName") in BACKUP_FUNCTIONS
+    }
 
 
 def _role_ids(s) -> dict[str, str]:
@@ -69,8 +72,9 @@ def _allowed_on_buckets(s) -> list[tuple[str, str, dict]]:
 # ------------------------------------------------------------------ target=aws: history lock
 
 
-@pytest.mark.parametrize(("bucket", "retention", "expiry"), [("local", 7, {"points/": 8, "sync/": 31}),
-                                                             ("external", 30, {"bundles/": 31})])
+@pytest.mark.parametrize(
+    ("bucket", "retention", "expiry"), [("local", 7, {"points/": 8, "sync/": 31}), ("external", 30, {"bundles/": 31})]
+)
 def test_aws_backup_buckets_are_versioned_and_object_locked(aws_synth, bucket, retention, expiry) -> None:
     props = aws_synth.resources[_bucket_ids(aws_synth)[bucket]]["Properties"]
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
@@ -90,8 +94,11 @@ def test_aws_backup_buckets_are_versioned_and_object_locked(aws_synth, bucket, r
 def test_aws_functions_cannot_delete_or_unlock_backups(aws_synth) -> None:
     granted = _allowed_on_buckets(aws_synth)
     assert granted, "the functions must at least read and create"
-    forbidden = [(p, a) for p, a, _ in granted
-                 if a in HISTORY_ERASING_ACTIONS or a in ("s3:*", "s3:Delete*", "s3:Put*") or a.startswith("s3:Delete")]
+    forbidden = [
+        (p, a)
+        for p, a, _ in granted
+        if a in HISTORY_ERASING_ACTIONS or a in ("s3:*", "s3:Delete*", "s3:Put*") or a.startswith("s3:Delete")
+    ]
     assert forbidden == []
     roles = _role_ids(aws_synth)
     for name, role in roles.items():
@@ -105,10 +112,16 @@ def test_aws_bucket_policies_deny_history_erasure_to_the_functions(aws_synth) ->
     """An explicit Deny survives a later over-broad grant to the functions' roles."""
     roles = set(_role_ids(aws_synth).values())
     for bucket in _bucket_ids(aws_synth).values():
-        (policy,) = [p for p in aws_synth.of_type("AWS::S3::BucketPolicy").values()
-                     if p["Properties"]["Bucket"] == {"Ref": bucket}]
-        denies = [st for st in policy["Properties"]["PolicyDocument"]["Statement"]
-                  if st["Effect"] == "Deny" and "Condition" not in st]
+        (policy,) = [
+            p
+            for p in aws_synth.of_type("AWS::S3::BucketPolicy").values()
+            if p["Properties"]["Bucket"] == {"Ref": bucket}
+        ]
+        denies = [
+            st
+            for st in policy["Properties"]["PolicyDocument"]["Statement"]
+            if st["Effect"] == "Deny" and "Condition" not in st
+        ]
         (deny,) = denies
         assert set(_actions(deny)) == set(HISTORY_ERASING_ACTIONS)
         assert {p["Fn::GetAtt"][0] for p in deny["Principal"]["AWS"]} == roles
@@ -134,15 +147,24 @@ def test_local_buckets_prune_by_code(local_synth) -> None:
 
 
 def test_daily_sync_has_no_eventbridge_or_lambda_retries(any_synth) -> None:
-    functions = {name: logical_id for logical_id, fn in any_synth.of_type("AWS::Lambda::Function").items()
-                 if (name := fn["Properties"].get("FunctionName")) in BACKUP_FUNCTIONS}
+    functions = {
+        name: logical_id
+        for logical_id, fn in any_synth.of_type("AWS::Lambda::Function").items()
+        if (name := fn["Properties"].get("FunctionName")) in BACKUP_FUNCTIONS
+    }
     sync_id = functions["Valerix-backup-sync"]
-    (rule,) = [r for r in any_synth.of_type("AWS::Events::Rule").values()
-               if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [sync_id, "Arn"]}]
+    (rule,) = [
+        r
+        for r in any_synth.of_type("AWS::Events::Rule").values()
+        if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [sync_id, "Arn"]}
+    ]
     (target,) = rule["Properties"]["Targets"]
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
-    (config,) = [c["Properties"] for c in any_synth.of_type("AWS::Lambda::EventInvokeConfig").values()
-                 if c["Properties"]["FunctionName"] == {"Ref": sync_id}]
+    (config,) = [
+        c["Properties"]
+        for c in any_synth.of_type("AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] == {"Ref": sync_id}
+    ]
     assert config["MaximumRetryAttempts"] == 0
     assert 60 <= config["MaximumEventAgeInSeconds"] <= 600  # a stale event must not run on the next day
 
@@ -155,8 +177,12 @@ def test_every_backup_write_is_create_only(any_synth) -> None:
 
 
 def test_kms_data_keys_need_the_point_identity(any_synth) -> None:
-    kms_statements = [st for role in _role_ids(any_synth).values() for st in _statements_of_role(any_synth, role)
-                      if any(a.startswith("kms:") for a in _actions(st))]
+    kms_statements = [
+        st
+        for role in _role_ids(any_synth).values()
+        for st in _statements_of_role(any_synth, role)
+        if any(a.startswith("kms:") for a in _actions(st))
+    ]
     assert sorted(a for st in kms_statements for a in _actions(st)) == ["kms:Decrypt", "kms:GenerateDataKey"]
     for statement in kms_statements:
         assert statement["Condition"]["StringEquals"] == {"kms:EncryptionContext:purpose": "valerix-backup"}

@@ -138,8 +138,14 @@ def test_aws_bundle_contains_everything_its_handler_imports(aws_synth, function_
                 if isinstance(t, ast.Name)}  # fmt: skip
     # or built on lookup: `__getattr__ = lazy_attributes(globals(), <attribute>=builder)`
     # (functions/common/lazy.py; tests/infra/test_infra_aws_init.py looks every handler up)
-    defined |= {keyword.arg for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
-                and getattr(n.value.func, "id", None) == "lazy_attributes" for keyword in n.value.keywords}
+    defined |= {
+        keyword.arg
+        for n in tree.body
+        if isinstance(n, ast.Assign)
+        and isinstance(n.value, ast.Call)
+        and getattr(n.value.func, "id", None) == "lazy_attributes"
+        for keyword in n.value.keywords
+    }
     assert attribute in defined, f"{handler}: {attribute} is not defined at module level"
 
     imports = third_party_imports(root, module)

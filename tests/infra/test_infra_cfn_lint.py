@@ -15,8 +15,14 @@ IGNORED_CHECKS = ["W3005"]
 def test_cfn_lint_passes_on_both_templates(local_synth, aws_synth, fis_synth):
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     # templates first: --ignore-checks takes one or more values and would swallow them
-    cmd = [str(cfn_lint), str(local_synth.template_path), str(aws_synth.template_path),
-           str(fis_synth.template_path), "--format", "parseable"]
+    cmd = [
+        str(cfn_lint),
+        str(local_synth.template_path),
+        str(aws_synth.template_path),
+        str(fis_synth.template_path),
+        "--format",
+        "parseable",
+    ]
     cmd += ["--ignore-checks", *IGNORED_CHECKS]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, f"cfn-lint rc={result.returncode}\n{result.stdout}\n{result.stderr}"

@@ -145,7 +145,8 @@ def test_local_functions_get_the_same_caps_and_fit_without_a_proxy(local_synth):
         assert counts["direct"] <= max_conn - db_limits.RESERVED_CONNECTIONS, (db, counts, max_conn)
     aws_equivalent = {db.removesuffix("_db"): b for db, b in db_limits.check_budget(max_conn).items()}
     assert {db: c["direct"] for db, c in load.items()} == {
-        f"{db}_db": b.proxied + b.direct for db, b in aws_equivalent.items()}
+        f"{db}_db": b.proxied + b.direct for db, b in aws_equivalent.items()
+    }
 
 
 def test_queue_consumers_scale_no_further_than_their_reserved_concurrency(aws_synth):
@@ -218,8 +219,11 @@ def test_proxy_alarms_watch_what_the_proxy_may_open(aws_synth):
 
 # ---------------------------------------------------------------------------------- refusals
 def test_synth_fails_when_the_budget_does_not_fit(tmp_path):
-    with pytest.raises(db_limits.ConnectionBudgetError, match=r"order_db: its functions may hold 61 connections "
-                       r"through RDS Proxy, but with max_connections 60 the proxy may open only \d+"):
+    with pytest.raises(
+        db_limits.ConnectionBudgetError,
+        match=r"order_db: its functions may hold 61 connections "
+        r"through RDS Proxy, but with max_connections 60 the proxy may open only \d+",
+    ):
         synth("aws", tmp_path, dbMaxConnections="60", nag="false")
 
 

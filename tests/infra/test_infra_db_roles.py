@@ -60,8 +60,11 @@ def secret_logins(s) -> dict[str, tuple[str, str]]:
         template = json.loads(props["GenerateSecretString"]["SecretStringTemplate"])
         username = template["username"]
         if username == "valerix":  # aws master: RDS-generated credentials
-            instance = next(r for r in s.of_type("AWS::RDS::DBInstance").values()
-                            if logical_id in json.dumps(r["Properties"]["MasterUserPassword"]))
+            instance = next(
+                r
+                for r in s.of_type("AWS::RDS::DBInstance").values()
+                if logical_id in json.dumps(r["Properties"]["MasterUserPassword"])
+            )
             out[logical_id] = (instance["Properties"]["DBName"].removesuffix("_db"), "master")
             continue
         service, _, suffix = username.partition("_")
@@ -75,9 +78,11 @@ def database_logins(s) -> dict[str, tuple[str, str]]:
 
 
 def functions_by_suffix(s) -> dict[str, dict]:
-    return {res["Properties"]["FunctionName"].removeprefix("Valerix-"): res
-            for res in s.of_type("AWS::Lambda::Function").values()
-            if str(res["Properties"].get("FunctionName", "")).startswith("Valerix-")}
+    return {
+        res["Properties"]["FunctionName"].removeprefix("Valerix-"): res
+        for res in s.of_type("AWS::Lambda::Function").values()
+        if str(res["Properties"].get("FunctionName", "")).startswith("Valerix-")
+    }
 
 
 def readable_secrets(s, fn: dict) -> set[str]:
@@ -94,7 +99,8 @@ def readable_secrets(s, fn: dict) -> set[str]:
 def test_every_database_has_a_master_owner_app_and_reader_secret(any_synth):
     logins = database_logins(any_synth)
     assert sorted(logins.values()) == sorted(
-        (service, label) for service in SERVICES for label in ("master", "owner", "app", "reader"))
+        (service, label) for service in SERVICES for label in ("master", "owner", "app", "reader")
+    )
     for logical_id, (service, label) in logins.items():
         if label == "master":
             continue
@@ -109,8 +115,10 @@ def test_every_database_has_a_master_owner_app_and_reader_secret(any_synth):
 def test_aws_role_secrets_are_attached_to_their_own_instance(aws_synth):
     logins = database_logins(aws_synth)
     attachments = aws_synth.of_type("AWS::SecretsManager::SecretTargetAttachment").values()
-    attached = {ref_id(a["Properties"]["SecretId"]): aws_synth.resources[ref_id(a["Properties"]["TargetId"])]
-                for a in attachments}
+    attached = {
+        ref_id(a["Properties"]["SecretId"]): aws_synth.resources[ref_id(a["Properties"]["TargetId"])]
+        for a in attachments
+    }
     assert set(attached) == set(logins)  # each of the 8 secrets gets host/port/engine of its instance
     for secret, instance in attached.items():
         assert instance["Properties"]["DBName"] == f"{logins[secret][0]}_db"
@@ -142,8 +150,14 @@ def test_functions_log_in_with_the_secret_of_their_role(any_synth):
     def login(fn: dict, variable: str) -> tuple[str, str]:
         return logins[_secret_id(any_synth, env_of(fn)[variable])]
 
-    for suffix in ("order-api", "order-completion", "order-sweeper", "inventory-api", "inventory-reserve",
-                   "inventory-queue"):
+    for suffix in (
+        "order-api",
+        "order-completion",
+        "order-sweeper",
+        "inventory-api",
+        "inventory-reserve",
+        "inventory-queue",
+    ):
         env = env_of(functions[suffix])
         assert login(functions[suffix], "DB_SECRET_ARN") == (suffix.split("-")[0], "app")
         assert not {"DB_MASTER_SECRET_ARN", "DB_APP_SECRET_ARN", "DB_READER_SECRET_ARN"} & set(env), suffix

@@ -61,8 +61,13 @@ def test_off_by_default_and_refused_where_it_cannot_work(local_synth, aws_synth)
             assert "Layers" not in fn["Properties"]
             assert "AWS_LAMBDA_EXEC_WRAPPER" not in fn["Properties"].get("Environment", {}).get("Variables", {})
     with pytest.raises(ValueError, match="target=aws only"):
-        ValerixConfig.from_context({"target": "local", "fisExperiments": "true",
-                                    "fisExtensionLayerArn": "arn:aws:lambda:eu-central-1:211125425201:layer:x:9"})
+        ValerixConfig.from_context(
+            {
+                "target": "local",
+                "fisExperiments": "true",
+                "fisExtensionLayerArn": "arn:aws:lambda:eu-central-1:211125425201:layer:x:9",
+            }
+        )
     with pytest.raises(ValueError, match="needs fisExtensionLayerArn"):
         ValerixConfig.from_context({"target": "aws", "fisExperiments": "true"})
     with pytest.raises(ValueError, match="fisExtensionLayerArn must be a Lambda layer version ARN"):
@@ -132,8 +137,9 @@ def test_the_extension_is_on_the_reservation_function_only(fis_synth, aws_synth)
     # its role may list and read the configurations, and nothing more of that bucket
     role = ref_id(fn["Role"])
     on_bucket = [st for st in policy_statements_of_role(fis_synth, role) if bucket in json.dumps(st["Resource"])]
-    assert sorted(a for st in on_bucket for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])) \
-        == ["s3:GetObject", "s3:ListBucket"]
+    assert sorted(
+        a for st in on_bucket for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+    ) == ["s3:GetObject", "s3:ListBucket"]
     listing = next(st for st in on_bucket if st["Action"] == "s3:ListBucket")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{CONFIG_PREFIX}/*"]}}
 

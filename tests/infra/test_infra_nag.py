@@ -137,7 +137,8 @@ def _no_api_keys(resources, f):
 
 def _s3_on_star(resources, f):
     resources[f.logical_id]["Properties"]["PolicyDocument"]["Statement"].append(
-        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}
+    )
 
 
 def _silence_errors_alarm(resources, f):

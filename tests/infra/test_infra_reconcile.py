@@ -11,14 +11,20 @@ from tests.infra.test_infra_stack import as_list, env_of, ref_id, statements_of_
 
 
 def reconcile_function(s) -> tuple[str, dict]:
-    [(logical_id, fn)] = [(lid, res) for lid, res in s.of_type("AWS::Lambda::Function").items()
-                          if res["Properties"].get("FunctionName") == "Valerix-reconcile"]
+    [(logical_id, fn)] = [
+        (lid, res)
+        for lid, res in s.of_type("AWS::Lambda::Function").items()
+        if res["Properties"].get("FunctionName") == "Valerix-reconcile"
+    ]
     return logical_id, fn
 
 
 def dead_letter_queues(s) -> set[str]:
-    return {ref(q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
-            for q in s.of_type("AWS::SQS::Queue").values() if "RedrivePolicy" in q["Properties"]}
+    return {
+        ref(q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+        for q in s.of_type("AWS::SQS::Queue").values()
+        if "RedrivePolicy" in q["Properties"]
+    }
 
 
 def test_reconcile_function_and_its_environment(any_synth):
@@ -63,34 +69,49 @@ def test_reconcile_may_only_read_dlq_attributes(any_synth):
 
 def test_reconcile_runs_every_15_minutes_with_only_the_time(any_synth):
     logical_id, _ = reconcile_function(any_synth)
-    rules = [r["Properties"] for r in any_synth.of_type("AWS::Events::Rule").values()
-             if any(ref_id(t["Arn"]) == logical_id for t in r["Properties"].get("Targets", []))]
+    rules = [
+        r["Properties"]
+        for r in any_synth.of_type("AWS::Events::Rule").values()
+        if any(ref_id(t["Arn"]) == logical_id for t in r["Properties"].get("Targets", []))
+    ]
     assert len(rules) == 1
     [rule] = rules
     assert rule["ScheduleExpression"] == "rate(15 minutes)"
     [target] = rule["Targets"]
     assert json.loads(target["Input"]) == {"source": "schedule"}
-    permissions = [p["Properties"] for p in any_synth.of_type("AWS::Lambda::Permission").values()
-                   if ref_id(p["Properties"]["FunctionName"]) == logical_id]
+    permissions = [
+        p["Properties"]
+        for p in any_synth.of_type("AWS::Lambda::Permission").values()
+        if ref_id(p["Properties"]["FunctionName"]) == logical_id
+    ]
     assert [p["Principal"] for p in permissions] == ["events.amazonaws.com"]
 
 
 def test_aws_both_databases_admit_the_reconcile_function(aws_synth):
     _, fn = reconcile_function(aws_synth)
     [group] = [ref_id(g) for g in fn["Properties"]["VpcConfig"]["SecurityGroupIds"]]
-    admitted = [r["Properties"] for r in aws_synth.of_type("AWS::EC2::SecurityGroupIngress").values()
-                if ref_id(r["Properties"]["SourceSecurityGroupId"]) == group]
+    admitted = [
+        r["Properties"]
+        for r in aws_synth.of_type("AWS::EC2::SecurityGroupIngress").values()
+        if ref_id(r["Properties"]["SourceSecurityGroupId"]) == group
+    ]
     assert len(admitted) == 2
-    db_groups = {ref_id(g) for db in aws_synth.of_type("AWS::RDS::DBInstance").values()
-                 for g in db["Properties"]["VPCSecurityGroups"]}
+    db_groups = {
+        ref_id(g)
+        for db in aws_synth.of_type("AWS::RDS::DBInstance").values()
+        for g in db["Properties"]["VPCSecurityGroups"]
+    }
     assert {ref_id(r["GroupId"]) for r in admitted} == db_groups
     assert all(r["FromPort"] == r["ToPort"] == 5432 for r in admitted)
 
 
 def test_a_run_with_problems_raises_an_alarm_that_notifies(any_synth):
     """On AWS nothing runs Prometheus: the CloudWatch alarm on the run's outcome is the alert."""
-    [alarm] = [a["Properties"] for a in any_synth.of_type("AWS::CloudWatch::Alarm").values()
-               if a["Properties"].get("MetricName") == "ReconcileRuns"]
+    [alarm] = [
+        a["Properties"]
+        for a in any_synth.of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "ReconcileRuns"
+    ]
     assert alarm["Namespace"] == "Valerix" and alarm["Statistic"] == "Sum"
     assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"service": "reconcile", "outcome": "problems"}
     assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"

@@ -44,11 +44,13 @@ def test_no_public_reservation_route_or_method(any_synth):
 def test_reserve_function_has_no_resource_policy(any_synth):
     """No lambda:Permission at all: not API Gateway, not EventBridge, not another account."""
     reserve_id = functions_by_key(any_synth)["InventoryReserve"][0]
-    permissions = [p for p in any_synth.of_type("AWS::Lambda::Permission").values()
-                   if reserve_id in json.dumps(p["Properties"]["FunctionName"])]
+    permissions = [
+        p
+        for p in any_synth.of_type("AWS::Lambda::Permission").values()
+        if reserve_id in json.dumps(p["Properties"]["FunctionName"])
+    ]
     assert permissions == []
-    urls = [u for u in any_synth.of_type("AWS::Lambda::Url").values()
-            if reserve_id in json.dumps(u["Properties"])]
+    urls = [u for u in any_synth.of_type("AWS::Lambda::Url").values() if reserve_id in json.dumps(u["Properties"])]
     assert urls == [], "no function URL either"
 
 
@@ -64,7 +66,7 @@ def test_only_the_order_api_role_may_invoke_the_reserve_function(aws_synth):
         if any(reserve_id in json.dumps(r) for r in resources):
             grants.append((logical_id, st))
     assert len(grants) == 1, grants
-    (policy_id, statement), = grants
+    ((policy_id, statement),) = grants
     policy = aws_synth.resources[policy_id]["Properties"]
     assert [ref_id(r) for r in policy["Roles"]] == [order_role]
     # exactly the function, no version/alias wildcard
@@ -96,15 +98,17 @@ def test_the_queue_consumer_reads_the_gremlin_for_database_faults(any_synth):
 def test_gremlin_stop_alarms_are_alarms_of_the_stack_and_readable_exactly(any_synth):
     """The known list of stop-condition alarms (GREMLIN_STOP_ALARMS) cannot drift from the stack:
     each is an alarm in the template; the gremlin functions may describe exactly those."""
-    alarm_names = {r["Properties"].get("AlarmName") for r in any_synth.resources.values()
-                   if r["Type"] == "AWS::CloudWatch::Alarm"}
+    alarm_names = {
+        r["Properties"].get("AlarmName") for r in any_synth.resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
     fns = functions_by_key(any_synth)
     for key in ("Gremlin", "InventoryReserve", "InventoryQueue"):
         env = fns[key][1]["Properties"]["Environment"]["Variables"]
         listed = env["GREMLIN_STOP_ALARMS"].split(",")
         assert listed and set(listed) <= alarm_names, (key, listed)
         role = ref_id(fns[key][1]["Properties"]["Role"])
-        statements = [st for st in statements_of_role(any_synth, role)
-                      if "cloudwatch:DescribeAlarms" in as_list(st["Action"])]
+        statements = [
+            st for st in statements_of_role(any_synth, role) if "cloudwatch:DescribeAlarms" in as_list(st["Action"])
+        ]
         assert len(statements) == 1 and len(as_list(statements[0]["Resource"])) == len(listed)
         assert "*" not in json.dumps(statements[0]["Resource"])

@@ -66,8 +66,11 @@ REQUIRED_OUTPUTS = [
 # ---------------------------------------------------------------------------------- helpers
 def all_functions(s) -> dict[str, dict]:
     """Every function of the stack (service, sweeper, backup), not CDK's internal providers."""
-    return {logical_id: res for logical_id, res in s.of_type("AWS::Lambda::Function").items()
-            if str(res["Properties"].get("FunctionName", "")).startswith("Valerix-")}
+    return {
+        logical_id: res
+        for logical_id, res in s.of_type("AWS::Lambda::Function").items()
+        if str(res["Properties"].get("FunctionName", "")).startswith("Valerix-")
+    }
 
 
 def functions_by_key(s) -> dict[str, tuple[str, dict]]:
@@ -327,8 +330,11 @@ def test_api_key_required_on_admin_methods_only(any_synth):
 
 
 def admin_key_secret(s) -> tuple[str, dict]:
-    secrets = {k: r for k, r in s.of_type("AWS::SecretsManager::Secret").items()
-               if r["Properties"].get("Name") == "Valerix/admin-api-key"}
+    secrets = {
+        k: r
+        for k, r in s.of_type("AWS::SecretsManager::Secret").items()
+        if r["Properties"].get("Name") == "Valerix/admin-api-key"
+    }
     assert len(secrets) == 1, "one admin key secret"
     return next(iter(secrets.items()))
 
@@ -346,7 +352,9 @@ def test_admin_functions_read_the_admin_key_secret_and_nothing_else_does(any_syn
             assert on_admin_secret, key
             for st in on_admin_secret:  # read only (CDK may merge it with the DB secret's grant)
                 assert set(as_list(st["Action"])) == {
-                    "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}, key
+                    "secretsmanager:GetSecretValue",
+                    "secretsmanager:DescribeSecret",
+                }, key
                 assert {"Ref": secret_id} in as_list(st["Resource"]), key
         else:
             assert "ADMIN_KEY_SECRET_ARN" not in env, key
@@ -519,8 +527,9 @@ def test_outputs(any_synth):
     joined = outputs[LOG_GROUP_NAMES]["Value"]["Fn::Join"]
     assert joined[0] == ","
     log_groups = {ref_id(v) for v in joined[1]}
-    assert log_groups == {ref_id(res["Properties"]["LoggingConfig"]["LogGroup"])
-                          for res in all_functions(any_synth).values()}
+    assert log_groups == {
+        ref_id(res["Properties"]["LoggingConfig"]["LogGroup"]) for res in all_functions(any_synth).values()
+    }
 
 
 # ---------------------------------------------------------------------------------- iam
@@ -558,6 +567,7 @@ def test_service_roles_are_least_privilege(any_synth):
                            or a.endswith("PrivateIpAddresses")
                            or a in ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
                            for a in actions), f"{key}: {actions}"  # fmt: skip
+
     # spot checks of who may do what
     def actions_of(key):
         return {a for st in statements_of_role(any_synth, ref_id(fns[key][1]["Properties"]["Role"]))
@@ -572,8 +582,11 @@ def test_service_roles_are_least_privilege(any_synth):
     assert not any(a.startswith("dynamodb:") for a in actions_of("OrderMigrate"))
     # Gremlin reads one secret: the admin key (checked in test_admin_functions_read_the_admin_key_secret...)
     admin_id, _ = admin_key_secret(any_synth)
-    gremlin_secret_reads = [st for st in statements_of_role(any_synth, ref_id(fns["Gremlin"][1]["Properties"]["Role"]))
-                            if any(a.startswith("secretsmanager:") for a in as_list(st["Action"]))]
+    gremlin_secret_reads = [
+        st
+        for st in statements_of_role(any_synth, ref_id(fns["Gremlin"][1]["Properties"]["Role"]))
+        if any(a.startswith("secretsmanager:") for a in as_list(st["Action"]))
+    ]
     assert [as_list(st["Resource"]) for st in gremlin_secret_reads] == [[{"Ref": admin_id}]]
 
 
@@ -582,9 +595,14 @@ def test_the_apig4_acknowledgment_says_what_the_stack_does(any_synth):
     exactly those require the API key at the gateway, and their functions check it themselves."""
     import aws_cdk as cdk
 
-    reasons = [reason for entries in any_synth.metadata.values() for entry in entries
-               if entry["type"] == cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY
-               for rule, reason in entry["data"].items() if rule.endswith("AwsSolutions-APIG4")]
+    reasons = [
+        reason
+        for entries in any_synth.metadata.values()
+        for entry in entries
+        if entry["type"] == cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+        for rule, reason in entry["data"].items()
+        if rule.endswith("AwsSolutions-APIG4")
+    ]
     assert len(reasons) == 1
     reason = reasons[0]
     methods = api_methods(any_synth)

@@ -21,8 +21,9 @@ def test_every_function_traces_actively_on_aws(aws_synth):
     for logical_id, res in functions.items():
         assert res["Properties"].get("TracingConfig") == {"Mode": "Active"}, logical_id
         assert env_of(res)["POWERTOOLS_TRACE_DISABLED"] == "false", logical_id
-        actions = {a for st in statements_of_role(aws_synth, ref_id(res["Properties"]["Role"]))
-                   for a in as_list(st["Action"])}
+        actions = {
+            a for st in statements_of_role(aws_synth, ref_id(res["Properties"]["Role"])) for a in as_list(st["Action"])
+        }
         assert actions >= XRAY_WRITE, f"{logical_id} cannot send its segments"
 
 
@@ -36,7 +37,10 @@ def test_nothing_traces_locally(local_synth):
     for logical_id, res in functions.items():
         assert res["Properties"].get("TracingConfig", {"Mode": "PassThrough"}) == {"Mode": "PassThrough"}, logical_id
         assert env_of(res)["POWERTOOLS_TRACE_DISABLED"] == "true", logical_id
-        actions = {a for st in statements_of_role(local_synth, ref_id(res["Properties"]["Role"]))
-                   for a in as_list(st["Action"])}
+        actions = {
+            a
+            for st in statements_of_role(local_synth, ref_id(res["Properties"]["Role"]))
+            for a in as_list(st["Action"])
+        }
         assert not actions & XRAY_WRITE, logical_id
     assert not _stage(local_synth).get("TracingEnabled")

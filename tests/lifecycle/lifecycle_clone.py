@@ -29,8 +29,12 @@ WHEELHOUSE_BASE = Path(os.environ.get("VALERIX_TEST_WHEELHOUSE", "/var/tmp/valer
 def copy_checkout(dest: Path) -> Path:
     """The work tree as `git clone` + the uncommitted edits would give it: tracked and
     untracked-but-not-ignored files, nothing generated (.venv, .valerix, node_modules)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, check=True).stdout.decode()
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     for name in filter(None, listed.split("\0")):
         source = REPO / name
         if not source.is_file() and not source.is_symlink():
@@ -72,8 +76,9 @@ def _build_wheelhouse(target: Path) -> Path:
         subprocess.run([*pip_download, "-r", lock], cwd=REPO, check=True)
     # A few locked packages are sources only (localstack-client, tailer, ...): pip builds them in
     # an isolated environment, which an older pip (Debian's 23.0) fills with setuptools and wheel.
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--dest", str(building), "wheel"],
-                   cwd=REPO, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--dest", str(building), "wheel"], cwd=REPO, check=True
+    )
     for path in [building, *building.iterdir()]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     (building / ".complete").touch()
@@ -106,8 +111,10 @@ def free_port() -> int:
 
 
 def postgres_server_dirs(checkout: Path) -> list[Path]:
-    return [Path(json.loads(state.read_text()).get("server_dir", str(state.parent)))
-            for state in (checkout / ".valerix" / "pg").glob("*/server.json")]
+    return [
+        Path(json.loads(state.read_text()).get("server_dir", str(state.parent)))
+        for state in (checkout / ".valerix" / "pg").glob("*/server.json")
+    ]
 
 
 def processes_of(checkout: Path, server_dirs: list[Path], uid: int | None = None) -> list[psutil.Process]:

@@ -83,5 +83,9 @@ class CommandLineWatcher:
         self._thread.join()
 
     def lines_with(self, secrets: dict[str, str]) -> list[str]:
-        return [f"{label}: {line.replace(chr(0), ' ')[:200]}" for line in sorted(self.seen)
-                for label, value in secrets.items() if value in line]
+        return [
+            f"{label}: {line.replace(chr(0), ' ')[:200]}"
+            for line in sorted(self.seen)
+            for label, value in secrets.items()
+            if value in line
+        ]

@@ -27,8 +27,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "valerix_localcloud", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "valerix_localcloud", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def _listening(port: int) -> bool:
@@ -39,8 +45,10 @@ def _listening(port: int) -> bool:
 
 def _postgres_server_dirs() -> list[str]:
     """As root the servers' files live outside the checkout (valerix_localcloud.postgres)."""
-    return [json.loads(state.read_text()).get("server_dir", str(state.parent))
-            for state in (REPO / ".valerix" / "pg").glob("*/server.json")]
+    return [
+        json.loads(state.read_text()).get("server_dir", str(state.parent))
+        for state in (REPO / ".valerix" / "pg").glob("*/server.json")
+    ]
 
 
 def _our_processes(server_dirs: list[str]) -> list[psutil.Process]:
@@ -59,8 +67,12 @@ def _our_processes(server_dirs: list[str]) -> list[psutil.Process]:
             continue
         if process.pid in session or test_servers in cmdline or test_servers in cwd:
             continue
-        if state in cmdline or state in cwd or ("awslambdaric" in cmdline and venv in cmdline) \
-                or any(server_dir in cmdline for server_dir in server_dirs):
+        if (
+            state in cmdline
+            or state in cwd
+            or ("awslambdaric" in cmdline and venv in cmdline)
+            or any(server_dir in cmdline for server_dir in server_dirs)
+        ):
             found.append(process)
     return found
 
@@ -109,7 +121,8 @@ def test_up_twice_then_down_leaves_nothing_behind():
     assert readable_secret_files(REPO, secrets) == []
 
     ports = [cli.PORT, cli.EXPORTER_PORT, cli.prometheus().port] + [
-        int(db["port"]) for db in again["databases"].values()]
+        int(db["port"]) for db in again["databases"].values()
+    ]
     assert any(_listening(port) for port in ports)
 
     server_dirs = _postgres_server_dirs()

@@ -76,11 +76,20 @@ class FreshClone:
         env = self.env
         if self.user:
             # A clean login-like environment: nothing of root's (pyenv shims, pip settings).
-            cmd = ["runuser", "-u", self.user, "--", "env", "-i",
-                   *(f"{key}={value}" for key, value in self.env.items()), *cmd]
+            cmd = [
+                "runuser",
+                "-u",
+                self.user,
+                "--",
+                "env",
+                "-i",
+                *(f"{key}={value}" for key, value in self.env.items()),
+                *cmd,
+            ]
             env = {"PATH": os.environ["PATH"]}
-        return subprocess.run(cmd, cwd=self.checkout, env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        return subprocess.run(
+            cmd, cwd=self.checkout, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def as_nobody(self, *cmd: str) -> subprocess.CompletedProcess:
         return subprocess.run(["runuser", "-u", "nobody", "--", *cmd], capture_output=True, text=True, check=False)
@@ -111,8 +120,9 @@ def _up_then_down(clone: FreshClone, ports: dict[str, str]) -> dict:
     assert outputs["admin_api_key"] == secrets["admin key"], "tests read the key from outputs.json"
     assert str(ports["VALERIX_LOCALSTACK_PORT"]) in outputs["endpoint_url"]
     assert httpx.get(f"{outputs['api_url']}/products", timeout=60).status_code == 200
-    gremlin = httpx.put(f"{outputs['api_url']}/gremlin", json={}, timeout=60,
-                        headers={"x-api-key": secrets["admin key"]})
+    gremlin = httpx.put(
+        f"{outputs['api_url']}/gremlin", json={}, timeout=60, headers={"x-api-key": secrets["admin key"]}
+    )
     assert gremlin.status_code == 200, gremlin.text
 
     server_dirs = postgres_server_dirs(clone.checkout)
@@ -143,10 +153,14 @@ def _cleanup(clone: FreshClone, uid: int | None = None) -> None:
 def test_make_up_as_root_in_a_folder_only_root_may_enter(wheels, ports):
     private = Path(tempfile.mkdtemp(prefix="valerix-root-only-"))  # mode 700, like /root
     private.chmod(0o700)
-    clone = FreshClone(copy_checkout(private / "valerix"), {
-        **{k: v for k, v in os.environ.items() if k not in OUTER_MAKE_VARIABLES},
-        **install_env(wheels), **ports,
-    })
+    clone = FreshClone(
+        copy_checkout(private / "valerix"),
+        {
+            **{k: v for k, v in os.environ.items() if k not in OUTER_MAKE_VARIABLES},
+            **install_env(wheels),
+            **ports,
+        },
+    )
     try:
         assert clone.as_nobody("ls", str(clone.checkout)).returncode != 0, "postgres/nobody can't enter"
         outputs = _up_then_down(clone, ports)
@@ -180,15 +194,22 @@ def test_make_up_as_an_unprivileged_user_with_debians_python(wheels, ports, unpr
     home = Path(unprivileged_user.pw_dir)
     checkout = copy_checkout(home / "valerix")
     seed_npm_cache(home / ".npm")
-    subprocess.run(["chown", "-R", f"{unprivileged_user.pw_uid}:{unprivileged_user.pw_gid}", str(home)],
-                   check=True)
-    clone = FreshClone(checkout, {
-        "HOME": str(home), "USER": unprivileged_user.pw_name, "LOGNAME": unprivileged_user.pw_name,
-        "SHELL": "/bin/bash", "LANG": "C.UTF-8",
-        # Debian's default PATH for a user: its python3 is /usr/bin/python3.
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        **install_env(wheels), **ports,
-    }, user=unprivileged_user.pw_name)
+    subprocess.run(["chown", "-R", f"{unprivileged_user.pw_uid}:{unprivileged_user.pw_gid}", str(home)], check=True)
+    clone = FreshClone(
+        checkout,
+        {
+            "HOME": str(home),
+            "USER": unprivileged_user.pw_name,
+            "LOGNAME": unprivileged_user.pw_name,
+            "SHELL": "/bin/bash",
+            "LANG": "C.UTF-8",
+            # Debian's default PATH for a user: its python3 is /usr/bin/python3.
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            **install_env(wheels),
+            **ports,
+        },
+        user=unprivileged_user.pw_name,
+    )
     try:
         _up_then_down(clone, ports)
         venv_home = (checkout / ".venv" / "pyvenv.cfg").read_text()

@@ -41,21 +41,39 @@ def handler(monkeypatch):
 
 def call(handler, method, path, body=None, headers=None, request_context=None):
     event = {
-        "resource": "/{proxy+}", "path": path, "httpMethod": method,
-        "headers": {"Content-Type": "application/json", **(headers or {})}, "multiValueHeaders": {},
-        "queryStringParameters": None, "multiValueQueryStringParameters": None, "pathParameters": None,
-        "stageVariables": None, "body": body, "isBase64Encoded": False,
-        "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": method, "path": "/prod" + path,
-                           "stage": "prod", "identity": {"sourceIp": "127.0.0.1"}, **(request_context or {})},
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "body": body,
+        "isBase64Encoded": False,
+        "requestContext": {
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method,
+            "path": "/prod" + path,
+            "stage": "prod",
+            "identity": {"sourceIp": "127.0.0.1"},
+            **(request_context or {}),
+        },
     }
     result = handler(event, lambda_context("valerix-unit"))  # what the Lambda runtime passes
-    return result["statusCode"], json.loads(result["body"]) if result.get("body") else None, {
-        k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    return (
+        result["statusCode"],
+        json.loads(result["body"]) if result.get("body") else None,
+        {k.lower(): v for k, v in (result.get("headers") or {}).items()},
+    )
 
 
 def test_ok_and_errors(handler):
     assert call(handler, "POST", "/things/a", json.dumps({"name": "x", "count": 2}))[:2] == (
-        201, {"id": "a", "name": "x", "count": 2})
+        201,
+        {"id": "a", "name": "x", "count": 2},
+    )
     status, body, _ = call(handler, "POST", "/things/a", json.dumps({"name": "x", "count": "2"}))
     assert status == 422 and "count" in body["message"]
     status, body, _ = call(handler, "POST", "/things/a", json.dumps({"name": "x", "count": 2, "z": 1}))
@@ -81,8 +99,12 @@ def test_cors(handler):
     assert headers["access-control-allow-origin"] == "http://site.example"
     _, _, headers = call(handler, "GET", "/nowhere", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in headers
-    status, _, headers = call(handler, "OPTIONS", "/things/a", headers={
-        "Origin": "http://site.example", "Access-Control-Request-Method": "POST"})
+    status, _, headers = call(
+        handler,
+        "OPTIONS",
+        "/things/a",
+        headers={"Origin": "http://site.example", "Access-Control-Request-Method": "POST"},
+    )
     assert status == 204 and "Idempotency-Key" in headers["access-control-allow-headers"]
 
 
@@ -105,8 +127,7 @@ ERROR_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status"), ERROR_CASES,
-                         ids=[f"{c[3]}" for c in ERROR_CASES])
+@pytest.mark.parametrize(("method", "path", "body", "status"), ERROR_CASES, ids=[f"{c[3]}" for c in ERROR_CASES])
 def test_every_error_body_carries_the_gateway_request_id(handler, method, path, body, status):
     got, reply, headers = call(handler, method, path, body, request_context={"requestId": "gw-req-42"})
     assert got == status
@@ -115,18 +136,29 @@ def test_every_error_body_carries_the_gateway_request_id(handler, method, path, 
 
 
 def test_a_well_formed_correlation_header_wins_and_a_malformed_one_is_ignored(handler):
-    _, body, headers = call(handler, "GET", "/nowhere", headers={"X-Correlation-Id": "shop-7f3a.trace:1"},
-                            request_context={"requestId": "gw-req-43"})
+    _, body, headers = call(
+        handler,
+        "GET",
+        "/nowhere",
+        headers={"X-Correlation-Id": "shop-7f3a.trace:1"},
+        request_context={"requestId": "gw-req-43"},
+    )
     assert body["requestId"] == headers["x-correlation-id"] == "shop-7f3a.trace:1"
     for hostile in ("a b", "x" * 200, '"}{"level":"ERROR', "\u0000", "-leading-dash"):
-        _, body, _ = call(handler, "GET", "/nowhere", headers={"X-Correlation-Id": hostile},
-                          request_context={"requestId": "gw-req-44"})
+        _, body, _ = call(
+            handler,
+            "GET",
+            "/nowhere",
+            headers={"X-Correlation-Id": hostile},
+            request_context={"requestId": "gw-req-44"},
+        )
         assert body["requestId"] == "gw-req-44", hostile
 
 
 def test_successful_answers_carry_the_correlation_header_not_a_body_field(handler):
-    status, body, headers = call(handler, "POST", "/things/a", json.dumps({"name": "x", "count": 2}),
-                                 request_context={"requestId": "gw-req-45"})
+    status, body, headers = call(
+        handler, "POST", "/things/a", json.dumps({"name": "x", "count": 2}), request_context={"requestId": "gw-req-45"}
+    )
     assert status == 201 and "requestId" not in body and headers["x-correlation-id"] == "gw-req-45"
 
 
@@ -142,8 +174,13 @@ def test_logs_of_a_request_carry_its_correlation_id(handler):
     log_handler.setFormatter(logger.registered_formatter)
     logger.addHandler(log_handler)
     try:
-        call(handler, "POST", "/things/dbdown", json.dumps({"name": "a", "count": 1}),
-             request_context={"requestId": "gw-req-46"})
+        call(
+            handler,
+            "POST",
+            "/things/dbdown",
+            json.dumps({"name": "a", "count": 1}),
+            request_context={"requestId": "gw-req-46"},
+        )
     finally:
         logger.removeHandler(log_handler)
     records = [json.loads(line) for line in stream.getvalue().splitlines()]
@@ -170,10 +207,18 @@ def test_request_duration_counts_from_the_gateway_receipt(handler, capsys):
     import time
 
     capsys.readouterr()
-    call(handler, "POST", "/things/a", json.dumps({"name": "x", "count": 2}),
-         request_context={"requestTimeEpoch": int((time.time() - 0.6) * 1000)})
-    durations = [json.loads(line)["HttpRequestDuration"] for line in capsys.readouterr().out.splitlines()
-                 if '"HttpRequestDuration"' in line]
+    call(
+        handler,
+        "POST",
+        "/things/a",
+        json.dumps({"name": "x", "count": 2}),
+        request_context={"requestTimeEpoch": int((time.time() - 0.6) * 1000)},
+    )
+    durations = [
+        json.loads(line)["HttpRequestDuration"]
+        for line in capsys.readouterr().out.splitlines()
+        if '"HttpRequestDuration"' in line
+    ]
     assert len(durations) == 1
     value = durations[0][0] if isinstance(durations[0], list) else durations[0]
     assert value >= 600, value

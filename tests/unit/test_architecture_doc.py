@@ -87,9 +87,13 @@ def test_every_named_path_exists_and_defines_what_it_names(path, symbol):
     if symbol:
         tree = ast.parse((REPO / path).read_text())
         defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
-        defined |= {target.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
-                    for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
-                    if isinstance(target, ast.Name)}
+        defined |= {
+            target.id
+            for node in tree.body
+            if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(target, ast.Name)
+        }
         assert symbol in defined, f"`{path}:{symbol}`: {path} defines no {symbol}"
 
 

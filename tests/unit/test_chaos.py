@@ -83,8 +83,13 @@ def test_design_example_round_trips():
         "latency": {"enabled": True, "delayMs": 5000, "every": 1},
         "error": {"enabled": False, "statusCode": 500, "percentage": 10},
         "crash": {"enabled": False, "when": "after-commit", "every": 4},
-        "database": {"enabled": True, "fault": "slow", "delayMs": 2500, "every": 2,
-                     "expiresAt": "2026-12-03T09:15:00Z"},
+        "database": {
+            "enabled": True,
+            "fault": "slow",
+            "delayMs": 2500,
+            "every": 2,
+            "expiresAt": "2026-12-03T09:15:00Z",
+        },
     }
     doc = parse_document(example)
     assert doc.to_json_dict() == example
@@ -293,8 +298,9 @@ def test_fail_open_when_ssm_unreachable(aws, caplog):
             calls.append(now[0])
             raise ConnectionError("endpoint unreachable")
 
-    inj = GremlinInjector(PARAM, TABLE, cache_seconds=1, ssm_client=BrokenSSM(), dynamodb_client=ddb,
-                          clock=lambda: now[0])
+    inj = GremlinInjector(
+        PARAM, TABLE, cache_seconds=1, ssm_client=BrokenSSM(), dynamodb_client=ddb, clock=lambda: now[0]
+    )
     inj.before_reservation()
     inj.after_commit()
     assert not inj.document().any_enabled
@@ -323,8 +329,10 @@ def test_crash_before_commit_flushes_metric_then_exits(aws, fake_exit, caplog):
     assert call["code"] == 1
     [metric] = metric_lines(call["stdout_before_exit"])[-1:]
     assert metric["mode"] == "crash_before_commit"
-    assert any(r.getMessage() == "gremlin: crashing before commit" and getattr(r, "mode", None) == "crash_before_commit"
-               for r in caplog.records)
+    assert any(
+        r.getMessage() == "gremlin: crashing before commit" and getattr(r, "mode", None) == "crash_before_commit"
+        for r in caplog.records
+    )
 
 
 def test_crash_after_commit_only_in_after_commit(aws, fake_exit):
@@ -389,11 +397,18 @@ with mock_aws():
     print("SURVIVED")
 """
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1",
-           "GREMLIN_PARAMETER_NAME": PARAM, "POWERTOOLS_SERVICE_NAME": "inventory"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "GREMLIN_PARAMETER_NAME": PARAM,
+        "POWERTOOLS_SERVICE_NAME": "inventory",
+    }
     env.pop("AWS_ENDPOINT_URL", None)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 1, proc.stderr
     assert "SURVIVED" not in proc.stdout
     [metric] = metric_lines(proc.stdout)
@@ -454,12 +469,17 @@ def iso(epoch: float) -> str:
 
 
 def test_stamp_expiry_gives_enabled_modes_an_absolute_expiry():
-    doc = document.stamp_expiry(parse_document({
-        "latency": {"delayMs": 10},  # no expiry given: the default 15 min
-        "error": {"expiresInSeconds": 90},
-        "crash": {"enabled": False, "expiresInSeconds": 90},  # off: nothing to switch off
-        "database": {"fault": "exhausted", "expiresAt": iso(NOW + 3600)},
-    }), NOW)
+    doc = document.stamp_expiry(
+        parse_document(
+            {
+                "latency": {"delayMs": 10},  # no expiry given: the default 15 min
+                "error": {"expiresInSeconds": 90},
+                "crash": {"enabled": False, "expiresInSeconds": 90},  # off: nothing to switch off
+                "database": {"fault": "exhausted", "expiresAt": iso(NOW + 3600)},
+            }
+        ),
+        NOW,
+    )
     stored = doc.to_json_dict()
     assert stored["latency"]["expiresAt"] == iso(NOW + 15 * 60)
     assert stored["error"]["expiresAt"] == iso(NOW + 90)
@@ -488,8 +508,13 @@ def test_an_expired_mode_is_off_and_shown_as_expired():
     assert not later.error.enabled and later.database.enabled
     assert not doc.effective(NOW + 600).any_enabled
     view = doc.to_view(NOW + 120)
-    assert view["error"] == {"enabled": False, "statusCode": 500, "expiresAt": iso(NOW + 60),
-                             "expired": True, "remainingSeconds": 0}
+    assert view["error"] == {
+        "enabled": False,
+        "statusCode": 500,
+        "expiresAt": iso(NOW + 60),
+        "expired": True,
+        "remainingSeconds": 0,
+    }
     assert view["database"]["enabled"] is True and view["database"]["expired"] is False
     assert view["database"]["remainingSeconds"] == 480
     assert "expired" not in view["latency"]  # no expiry, nothing to show
@@ -497,10 +522,15 @@ def test_an_expired_mode_is_off_and_shown_as_expired():
 
 def test_the_injector_obeys_nothing_after_the_expiry(aws, no_sleep, fake_exit):
     ssm, ddb = aws
-    put_doc(ssm, {"latency": {"delayMs": 100, "expiresAt": iso(NOW + 60)},
-                  "error": {"statusCode": 503, "expiresAt": iso(NOW + 60)},
-                  "crash": {"when": "after-commit", "expiresAt": iso(NOW + 60)},
-                  "database": {"expiresAt": iso(NOW + 60)}})
+    put_doc(
+        ssm,
+        {
+            "latency": {"delayMs": 100, "expiresAt": iso(NOW + 60)},
+            "error": {"statusCode": 503, "expiresAt": iso(NOW + 60)},
+            "crash": {"when": "after-commit", "expiresAt": iso(NOW + 60)},
+            "database": {"expiresAt": iso(NOW + 60)},
+        },
+    )
     clock = {"now": NOW + 59}
     inj = make_injector(ssm, ddb, wall_clock=lambda: clock["now"])
     with pytest.raises(InjectedError):
@@ -545,14 +575,14 @@ class _NoSsm:
 
 @pytest.mark.parametrize("service", ["order", "gremlin", "reconcile"])
 def test_other_services_do_not_obey_database_faults_nor_read_ssm(monkeypatch, service):
-    inj = GremlinInjector(PARAM, TABLE, cache_seconds=0, service=service, ssm_client=_NoSsm(),
-                          dynamodb_client=object())
+    inj = GremlinInjector(PARAM, TABLE, cache_seconds=0, service=service, ssm_client=_NoSsm(), dynamodb_client=object())
     assert inj.database_fault() is None
 
 
 def test_an_unwired_inventory_function_does_not_obey(monkeypatch):
-    inj = GremlinInjector("", TABLE, cache_seconds=0, service="inventory", ssm_client=_NoSsm(),
-                          dynamodb_client=object())
+    inj = GremlinInjector(
+        "", TABLE, cache_seconds=0, service="inventory", ssm_client=_NoSsm(), dynamodb_client=object()
+    )
     assert inj.database_fault() is None  # e.g. the products API: no GREMLIN_PARAMETER_NAME
 
 
@@ -560,16 +590,30 @@ def test_an_unwired_inventory_function_does_not_obey(monkeypatch):
 
 
 def make_alarm(cw, name):
-    cw.put_metric_alarm(AlarmName=name, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum",
-                        Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+    cw.put_metric_alarm(
+        AlarmName=name,
+        MetricName="Errors",
+        Namespace="AWS/Lambda",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
 
 
 def test_a_stop_condition_switches_everything_off_for_good(aws, no_sleep, capsys):
     ssm, ddb = aws
     cw = boto3.client("cloudwatch")
     make_alarm(cw, "Valerix-inventory-dlq-not-empty")
-    put_doc(ssm, {"error": {"statusCode": 503}, "database": {"fault": "exhausted"},
-                  "stopConditions": ["Valerix-inventory-dlq-not-empty"]})
+    put_doc(
+        ssm,
+        {
+            "error": {"statusCode": 503},
+            "database": {"fault": "exhausted"},
+            "stopConditions": ["Valerix-inventory-dlq-not-empty"],
+        },
+    )
     inj = make_injector(ssm, ddb, cloudwatch_client=cw)
     with pytest.raises(InjectedError):
         inj.before_reservation()

@@ -83,14 +83,16 @@ def test_the_reserve_request_carries_the_id_and_it_stays_optional():
 @pytest.mark.parametrize("bad", [*HOSTILE, 7])
 def test_a_malformed_id_in_a_reserve_request_is_refused(bad):
     with pytest.raises(ValidationError) as info:
-        parse_inventory_command({"action": "reserve", "orderId": "o-1", "productId": "widget", "quantity": 1,
-                                 "correlationId": bad})
+        parse_inventory_command(
+            {"action": "reserve", "orderId": "o-1", "productId": "widget", "quantity": 1, "correlationId": bad}
+        )
     assert "correlationId" in str(info.value)
 
 
 def test_queue_messages_carry_the_id_as_a_string_attribute():
     assert correlation_attributes("corr-3") == {
-        CORRELATION_ID_ATTRIBUTE: {"DataType": "String", "StringValue": "corr-3"}}
+        CORRELATION_ID_ATTRIBUTE: {"DataType": "String", "StringValue": "corr-3"}
+    }
     assert correlation_attributes(None) == {}
 
 
@@ -115,9 +117,18 @@ def test_a_scope_binds_the_id_to_log_lines_and_restores_the_outer_one(log_lines)
 
 
 def _record(message_id: str, body: dict, correlation_id: str | None = None) -> dict:
-    attributes = {} if correlation_id is None else {
-        CORRELATION_ID_ATTRIBUTE: {"stringValue": correlation_id, "stringListValues": [], "binaryListValues": [],
-                                   "dataType": "String"}}
+    attributes = (
+        {}
+        if correlation_id is None
+        else {
+            CORRELATION_ID_ATTRIBUTE: {
+                "stringValue": correlation_id,
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": "String",
+            }
+        }
+    )
     return {
         "messageId": message_id,
         "receiptHandle": f"rh-{message_id}",
@@ -142,8 +153,13 @@ def test_each_record_of_a_batch_logs_under_its_own_id_and_nothing_lingers(log_li
         logger.info("handled", extra={"n": body["n"]})
         return "ok"
 
-    event = {"Records": [_record("m-1", {"n": "1"}, "corr-a"), _record("m-2", {"n": "2"}, "corr-b"),
-                         _record("m-3", {"n": "3"})]}
+    event = {
+        "Records": [
+            _record("m-1", {"n": "1"}, "corr-a"),
+            _record("m-2", {"n": "2"}, "corr-b"),
+            _record("m-3", {"n": "3"}),
+        ]
+    }
     assert queue.process_batch(event, None, handle, "unit-correlation", logger) == {"batchItemFailures": []}
     assert seen == {"1": "corr-a", "2": "corr-b", "3": "m-3"}  # no attribute: the SQS message id
     lines = {line["n"]: line.get("correlation_id") for line in log_lines() if line["message"] == "handled"}
@@ -165,8 +181,13 @@ def test_each_record_of_a_batch_logs_under_its_own_id_and_nothing_lingers(log_li
 def test_a_malformed_attribute_is_not_logged_the_message_id_is(bad):
     logger = get_logger("unit-correlation")
     seen = []
-    queue.process_batch({"Records": [_record("m-9", {}, bad)]}, None,
-                        lambda record: seen.append(current_correlation_id()), "unit-correlation", logger)
+    queue.process_batch(
+        {"Records": [_record("m-9", {}, bad)]},
+        None,
+        lambda record: seen.append(current_correlation_id()),
+        "unit-correlation",
+        logger,
+    )
     assert seen == ["m-9"]
 
 
@@ -177,8 +198,9 @@ def test_a_failing_record_logs_its_failure_under_its_id(log_lines, monkeypatch):
     def handle(record):
         raise RuntimeError("database down (test)")
 
-    response = queue.process_batch({"Records": [_record("m-4", {}, "corr-fail")]}, None, handle,
-                                   "unit-correlation", logger)
+    response = queue.process_batch(
+        {"Records": [_record("m-4", {}, "corr-fail")]}, None, handle, "unit-correlation", logger
+    )
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-4"}]}
     failure = next(line for line in log_lines() if line["message"] == "queue record failed")
     assert failure["correlation_id"] == "corr-fail" and failure["message_id"] == "m-4"
@@ -196,8 +218,12 @@ def test_the_reserve_function_logs_under_the_id_it_was_sent(log_lines, monkeypat
         return {"statusCode": 201, "status": "RESERVED"}
 
     monkeypatch.setattr(reserve_api, "answer_command", answer)
-    context = SimpleNamespace(aws_request_id="lambda-req-7", function_name="inventory-reserve",
-                              memory_limit_in_mb=256, invoked_function_arn="arn:aws:lambda:::function:x")
+    context = SimpleNamespace(
+        aws_request_id="lambda-req-7",
+        function_name="inventory-reserve",
+        memory_limit_in_mb=256,
+        invoked_function_arn="arn:aws:lambda:::function:x",
+    )
     handler.reserve_handler({"action": "reserve", "orderId": "o-7", "correlationId": "corr-7"}, context)
     handler.reserve_handler({"action": "reserve", "orderId": "o-8", "correlationId": "not ok"}, context)
     handler.reserve_handler({"action": "reserve", "orderId": "o-9"}, context)

@@ -42,7 +42,8 @@ def test_verify_full_context_checks_chain_and_host_name():
     rds_units = {s.get("organizationalUnitName") for s in subjects if s.get("organizationName") != "Amazon"}
     assert rds_units == {"Amazon RDS"}
     assert sorted(s["commonName"] for s in subjects if s.get("organizationName") == "Amazon") == [
-        f"Amazon Root CA {n}" for n in range(1, 5)]
+        f"Amazon Root CA {n}" for n in range(1, 5)
+    ]
 
 
 def test_disable_means_no_tls_at_all():
@@ -59,13 +60,19 @@ def test_missing_bundle_is_an_error_not_a_fallback(tmp_path):
 
 def test_pool_settings_are_parsed_once_with_defaults():
     assert Settings.from_env({}).db_pool == DbPool(max_open=10, wait_seconds=10.0, proxy_endpoint=None)
-    pool = Settings.from_env({"DB_POOL_MAX": "2", "DB_POOL_WAIT_SECONDS": "3",
-                              "DB_PROXY_ENDPOINT": " valerix-order.proxy-abc.eu-central-1.rds.amazonaws.com "}).db_pool
+    pool = Settings.from_env(
+        {
+            "DB_POOL_MAX": "2",
+            "DB_POOL_WAIT_SECONDS": "3",
+            "DB_PROXY_ENDPOINT": " valerix-order.proxy-abc.eu-central-1.rds.amazonaws.com ",
+        }
+    ).db_pool
     assert pool == DbPool(2, 3.0, "valerix-order.proxy-abc.eu-central-1.rds.amazonaws.com")
 
 
-@pytest.mark.parametrize(("name", "value"), [("DB_POOL_MAX", "0"), ("DB_POOL_MAX", "two"),
-                                             ("DB_POOL_WAIT_SECONDS", "-1")])
+@pytest.mark.parametrize(
+    ("name", "value"), [("DB_POOL_MAX", "0"), ("DB_POOL_MAX", "two"), ("DB_POOL_WAIT_SECONDS", "-1")]
+)
 def test_bad_pool_settings_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
@@ -76,8 +83,13 @@ def test_the_proxy_endpoint_replaces_the_secrets_host(monkeypatch):
     instance): connect() must dial the proxy, and verify-full checks the proxy's name."""
     calls = []
     monkeypatch.setattr(db.pg8000.native, "Connection", lambda **kwargs: calls.append(kwargs) or object())
-    secret = {"host": "valerix-order-db.abc.eu-central-1.rds.amazonaws.com", "port": 5432,
-              "username": "order_app", "password": "pw", "dbname": "order_db"}
+    secret = {
+        "host": "valerix-order-db.abc.eu-central-1.rds.amazonaws.com",
+        "port": 5432,
+        "username": "order_app",
+        "password": "pw",
+        "dbname": "order_db",
+    }
     proxy = "valerix-order.proxy-abc.eu-central-1.rds.amazonaws.com"
     db.connect(secret, tls=DbTls("disable"), host=proxy)
     db.connect(secret, tls=DbTls("disable"))

@@ -62,13 +62,17 @@ def test_the_lock_holds_what_the_pyproject_declares(lock):
         assert name in entries, f"{pyproject} declares {requirement}, {lock} does not lock it: `make lock`"
         version, _ = entries[name]
         assert requirement.specifier.contains(version, prereleases=True), (
-            f"{lock} locks {name}=={version}, {pyproject} asks for {requirement}: `make lock`")
+            f"{lock} locks {name}=={version}, {pyproject} asks for {requirement}: `make lock`"
+        )
 
 
 def test_the_project_venv_runs_the_functions_with_the_bundled_versions():
     runtime, dev = locked("requirements.txt"), locked("requirements-dev.txt")
-    differ = {name: (version, dev.get(name, ("missing", 0))[0]) for name, (version, _) in runtime.items()
-              if dev.get(name, ("missing", 0))[0] != version}
+    differ = {
+        name: (version, dev.get(name, ("missing", 0))[0])
+        for name, (version, _) in runtime.items()
+        if dev.get(name, ("missing", 0))[0] != version
+    }
     assert differ == {}, "requirements-dev.txt must be compiled with -c requirements.txt (`make lock`)"
 
 

@@ -22,8 +22,12 @@ def order_api(monkeypatch):
     from functions.order import app, service
 
     def get_order(order_id: str) -> Order:
-        raise {"missing": model.OrderNotFound(order_id), "vanished": model.OrderVanished(order_id),
-               "reused": model.IdempotencyKeyReused(_order()), "busy": model.IdempotencyKeyInUse()}[order_id]
+        raise {
+            "missing": model.OrderNotFound(order_id),
+            "vanished": model.OrderVanished(order_id),
+            "reused": model.IdempotencyKeyReused(_order()),
+            "busy": model.IdempotencyKeyInUse(),
+        }[order_id]
 
     monkeypatch.setattr(service, "get_order", get_order)
     return TestClient(app.app, headers={"X-Correlation-Id": "unit-corr-1"})
@@ -31,13 +35,17 @@ def order_api(monkeypatch):
 
 def test_order_errors_become_the_same_answers_as_before(order_api):
     missing = order_api.get("/orders/missing")
-    assert (missing.status_code, missing.json()) == (404, {"message": "order 'missing' not found",
-                                                           "requestId": "unit-corr-1"})
+    assert (missing.status_code, missing.json()) == (
+        404,
+        {"message": "order 'missing' not found", "requestId": "unit-corr-1"},
+    )
     reused = order_api.get("/orders/reused")
     assert reused.status_code == 422
-    assert reused.json() == {"message": "Idempotency-Key was already used for a different order "
-                                        "(productId 'widget', quantity 2)",
-                             "orderId": "o-1", "requestId": "unit-corr-1"}
+    assert reused.json() == {
+        "message": "Idempotency-Key was already used for a different order (productId 'widget', quantity 2)",
+        "orderId": "o-1",
+        "requestId": "unit-corr-1",
+    }
     busy = order_api.get("/orders/busy")
     assert busy.status_code == 409 and busy.json()["message"].startswith("a request with this Idempotency-Key")
 
@@ -66,10 +74,14 @@ def test_inventory_outcomes_map_to_order_states_in_one_place():
     assert not any(final in sources for sources in model.ALLOWED_FROM.values() for final in model.FINAL)
 
 
-@pytest.mark.parametrize(("status", "expected"), [
-    ("RESERVED", ReservationStatus.RESERVED), ("REJECTED", ReservationStatus.REJECTED),
-    ("CONFIRMED", ReservationStatus.RESERVED),  # the former vocabulary, still on the queue after a deploy
-])
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("RESERVED", ReservationStatus.RESERVED),
+        ("REJECTED", ReservationStatus.REJECTED),
+        ("CONFIRMED", ReservationStatus.RESERVED),  # the former vocabulary, still on the queue after a deploy
+    ],
+)
 def test_a_completion_carries_inventorys_outcome(status, expected):
     assert CompletionMessage.model_validate({"orderId": "o-1", "status": status}).status is expected
 

@@ -12,8 +12,10 @@ import pytest
 from functions.common.health import Check, HealthCache, run_checks
 from functions.common.observability import get_logger
 
-LEAKY = ("connection to 10.0.3.7 port 5432 failed: pg8000 InterfaceError "
-         "(arn:aws:secretsmanager:eu-west-1:123456789012:secret:x)")
+LEAKY = (
+    "connection to 10.0.3.7 port 5432 failed: pg8000 InterfaceError "
+    "(arn:aws:secretsmanager:eu-west-1:123456789012:secret:x)"
+)
 
 
 def _refused() -> None:
@@ -32,10 +34,13 @@ def log_lines():
 
 
 def test_a_failing_check_says_its_public_reason_and_logs_the_detail(log_lines):
-    status, body = run_checks("unit-health", {
-        "database": Check(_refused, "database unreachable"),
-        "queue": Check(lambda: {"depth": 3}, "queue unreachable"),
-    })
+    status, body = run_checks(
+        "unit-health",
+        {
+            "database": Check(_refused, "database unreachable"),
+            "queue": Check(lambda: {"depth": 3}, "queue unreachable"),
+        },
+    )
     assert status == 503 and body["status"] == "DOWN"
     assert body["checks"]["database"] == {"status": "DOWN", "error": "database unreachable"}
     assert body["checks"]["queue"]["status"] == "UP" and body["checks"]["queue"]["depth"] == 3
@@ -50,8 +55,9 @@ def test_a_failing_check_says_its_public_reason_and_logs_the_detail(log_lines):
 def test_a_check_that_does_not_answer_in_time_is_down_with_its_reason():
     release = threading.Event()
     try:
-        status, body = run_checks("unit-health", {"inventory": Check(release.wait, "inventory unreachable")},
-                                  timeout=0.05)
+        status, body = run_checks(
+            "unit-health", {"inventory": Check(release.wait, "inventory unreachable")}, timeout=0.05
+        )
     finally:
         release.set()
     assert status == 503
@@ -114,8 +120,7 @@ def test_concurrent_callers_share_one_probe():
     first = threading.Thread(target=lambda: results.append(cache.get("order", 5, slow_compute)))
     first.start()
     assert started.wait(5)
-    others = [threading.Thread(target=lambda: results.append(cache.get("order", 5, slow_compute)))
-              for _ in range(4)]
+    others = [threading.Thread(target=lambda: results.append(cache.get("order", 5, slow_compute))) for _ in range(4)]
     for thread in others:
         thread.start()
     release.set()

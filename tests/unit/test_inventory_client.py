@@ -25,8 +25,10 @@ FUNCTION = "valerix-inventory-reserve"
 
 
 def answer(status: str, status_code: int, **extra) -> dict:
-    return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps({"status": status, "statusCode": status_code,
-                                                                 **extra}).encode())}
+    return {
+        "StatusCode": 200,
+        "Payload": io.BytesIO(json.dumps({"status": status, "statusCode": status_code, **extra}).encode()),
+    }
 
 
 def function_error(error_type: str = "Runtime.ExitError") -> dict:
@@ -66,16 +68,20 @@ def make_client(monkeypatch):
     clients = []
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                         BillingMode="PAY_PER_REQUEST")
+        ddb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
 
         def make(behaviour, **env):
             base._LOCAL_FAILURES.clear()
             base._LOCAL_SUCCESSES.clear()
             base._LAST_OBSERVED_STATE.clear()
-            settings = Settings.from_env({"INVENTORY_RESERVE_FUNCTION": FUNCTION, "CIRCUIT_BREAKER_TABLE": TABLE,
-                                          **env})
+            settings = Settings.from_env(
+                {"INVENTORY_RESERVE_FUNCTION": FUNCTION, "CIRCUIT_BREAKER_TABLE": TABLE, **env}
+            )
             fake = FakeLambda(behaviour)
             client = InventoryClient(settings, dynamodb_client=ddb, lambda_client=fake)
             client.fake = fake
@@ -133,13 +139,16 @@ def test_reserved_rejected_and_conflict(make_client):
     assert not reply.reserved and reply.reason == "reservation conflict"
 
 
-@pytest.mark.parametrize("response,detail", [
-    (lambda: answer("ERROR", 500, message="gremlin: injected error 500"), "ERROR 500"),
-    (lambda: answer("ERROR", 409, message="gremlin: injected error 409"), "ERROR 409"),  # injected, not a refusal
-    (lambda: answer("INVALID", 422, message="invalid reservation request: quantity"), "INVALID 422"),
-    (function_error, "Runtime.ExitError"),  # a crashed runtime (gremlin crash: a real process exit)
-    (lambda: {"StatusCode": 200, "Payload": io.BytesIO(b"not json")}, "malformed answer"),
-])
+@pytest.mark.parametrize(
+    "response,detail",
+    [
+        (lambda: answer("ERROR", 500, message="gremlin: injected error 500"), "ERROR 500"),
+        (lambda: answer("ERROR", 409, message="gremlin: injected error 409"), "ERROR 409"),  # injected, not a refusal
+        (lambda: answer("INVALID", 422, message="invalid reservation request: quantity"), "INVALID 422"),
+        (function_error, "Runtime.ExitError"),  # a crashed runtime (gremlin crash: a real process exit)
+        (lambda: {"StatusCode": 200, "Payload": io.BytesIO(b"not json")}, "malformed answer"),
+    ],
+)
 def test_faults_are_server_errors(make_client, response, detail):
     client = make_client(lambda payload: response())
     with pytest.raises(InventoryUnavailable) as info:
@@ -218,8 +227,11 @@ def test_no_retry_when_the_budget_is_nearly_spent(make_client):
 def test_circuit_opens_and_short_circuits(make_client):
     from aws_lambda_powertools.utilities.circuit_breaker import CircuitBreakerOpenError
 
-    client = make_client(lambda payload: answer("ERROR", 503, message="down"),
-                         CIRCUIT_FAILURE_THRESHOLD="2", CIRCUIT_RECOVERY_TIMEOUT_SECONDS="60")
+    client = make_client(
+        lambda payload: answer("ERROR", 503, message="down"),
+        CIRCUIT_FAILURE_THRESHOLD="2",
+        CIRCUIT_RECOVERY_TIMEOUT_SECONDS="60",
+    )
     for _ in range(2):
         with pytest.raises(InventoryUnavailable):
             client.reserve("o", "widget", 1)
@@ -232,8 +244,9 @@ def test_circuit_opens_and_short_circuits(make_client):
 
 
 def test_business_refusals_do_not_open_the_circuit(make_client):
-    client = make_client(lambda payload: answer("REJECTED", 409, reason="insufficient stock"),
-                         CIRCUIT_FAILURE_THRESHOLD="2")
+    client = make_client(
+        lambda payload: answer("REJECTED", 409, reason="insufficient stock"), CIRCUIT_FAILURE_THRESHOLD="2"
+    )
     for _ in range(5):
         assert not client.reserve("o", "widget", 1).reserved
     assert client.circuit_state() == "CLOSED"
@@ -248,12 +261,20 @@ def test_probe_pings_the_reserve_function(make_client):
     assert client.probe() == {}
 
 
-@pytest.mark.parametrize("behaviour,reason", [
-    (lambda p: {"StatusCode": 200, "Payload": io.BytesIO(b'{"status": "DOWN", "reason": "database unreachable"}')},
-     "inventory: database unreachable"),
-    (lambda p: function_error(), "inventory reserve function failed"),
-    (lambda p: connection_refused(), "inventory unreachable"),
-])
+@pytest.mark.parametrize(
+    "behaviour,reason",
+    [
+        (
+            lambda p: {
+                "StatusCode": 200,
+                "Payload": io.BytesIO(b'{"status": "DOWN", "reason": "database unreachable"}'),
+            },
+            "inventory: database unreachable",
+        ),
+        (lambda p: function_error(), "inventory reserve function failed"),
+        (lambda p: connection_refused(), "inventory unreachable"),
+    ],
+)
 def test_probe_failures_name_a_short_reason(make_client, behaviour, reason):
     with pytest.raises(RuntimeError) as info:
         make_client(behaviour).probe()
@@ -271,8 +292,9 @@ def test_the_real_lambda_client_makes_no_retries_of_its_own(monkeypatch):
         return real_client(self, service, config=config, **kwargs)
 
     monkeypatch.setattr(boto3.session.Session, "client", spy)
-    settings = Settings.from_env({"INVENTORY_RESERVE_FUNCTION": FUNCTION, "CIRCUIT_BREAKER_TABLE": TABLE,
-                                  "INVENTORY_CALL_BUDGET_MS": "2000"})
+    settings = Settings.from_env(
+        {"INVENTORY_RESERVE_FUNCTION": FUNCTION, "CIRCUIT_BREAKER_TABLE": TABLE, "INVENTORY_CALL_BUDGET_MS": "2000"}
+    )
     client = InventoryClient(settings, dynamodb_client=object())
     try:
         config = captured["lambda"]

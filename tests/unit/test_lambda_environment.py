@@ -29,6 +29,7 @@ ZYGOTE = Path(zygote.__file__)
 
 # --- Runtime API ---------------------------------------------------------------------------
 
+
 def _request(host_port: str, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
     host, port = host_port.split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
@@ -54,11 +55,14 @@ def test_runtime_api_address_carries_a_per_environment_secret(two_apis):
     assert mine.secret != other.secret and len(mine.secret) >= 32
 
 
-@pytest.mark.parametrize("path", [
-    f"{API_PREFIX}/invocation/next",                # no secret
-    f"/wrong{API_PREFIX}/invocation/next",          # a guessed one
-    f"/{'x' * 43}{API_PREFIX}/invocation/next",     # the right length, still wrong
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{API_PREFIX}/invocation/next",  # no secret
+        f"/wrong{API_PREFIX}/invocation/next",  # a guessed one
+        f"/{'x' * 43}{API_PREFIX}/invocation/next",  # the right length, still wrong
+    ],
+)
 def test_runtime_api_refuses_requests_without_its_secret(two_apis, path):
     api = two_apis[0]
     api.submit(Invocation("req-1", b'{"secret": "event"}', "arn:fn", 0))
@@ -73,8 +77,12 @@ def test_runtime_api_refuses_requests_without_its_secret(two_apis, path):
 def test_runtime_api_refuses_another_environments_secret(two_apis):
     mine, other = two_apis
     mine.submit(Invocation("req-1", b"{}", "arn:fn", 0))
-    for method, route in (("GET", "/invocation/next"), ("POST", "/invocation/req-1/response"),
-                          ("POST", "/invocation/req-1/error"), ("POST", "/init/error")):
+    for method, route in (
+        ("GET", "/invocation/next"),
+        ("POST", "/invocation/req-1/response"),
+        ("POST", "/invocation/req-1/error"),
+        ("POST", "/init/error"),
+    ):
         status, _ = _request(mine.host_port, method, f"/{other.secret}{API_PREFIX}{route}", b"{}")
         assert status == 403, (method, route)
     assert mine.wait_outcome("req-1", 0.2) is None
@@ -83,8 +91,7 @@ def test_runtime_api_refuses_another_environments_secret(two_apis):
 
 def test_runtime_api_accepts_its_own_secret(two_apis):
     api = two_apis[0]
-    status, _ = _request(api.host_port, "POST", f"/{api.secret}{API_PREFIX}/invocation/r/response",
-                         b'{"ok": true}')
+    status, _ = _request(api.host_port, "POST", f"/{api.secret}{API_PREFIX}/invocation/r/response", b'{"ok": true}')
     assert status == 202
     assert api.wait_outcome("r", 1).body == b'{"ok": true}'
 
@@ -109,13 +116,11 @@ def test_cgroup_candidates_lists_v2_before_v1_at_this_process_own_cgroup():
 
 def test_cgroup_candidates_honours_a_mount_of_a_subtree():
     mountinfo = "50 1 0:40 /jobs /mnt/mem rw - cgroup cgroup rw,memory,hugetlb\n"
-    assert zygote.cgroup_candidates(mountinfo, "7:hugetlb,memory:/jobs/abc\n") == [
-        ("1", "/mnt/mem/abc")]
+    assert zygote.cgroup_candidates(mountinfo, "7:hugetlb,memory:/jobs/abc\n") == [("1", "/mnt/mem/abc")]
 
 
 def test_cgroup_candidates_without_memory_controller_is_empty():
-    assert zygote.cgroup_candidates(MOUNTINFO.replace("rw,memory", "rw,cpu"),
-                                    "4:cpu:/jobs/abc\n") == []
+    assert zygote.cgroup_candidates(MOUNTINFO.replace("rw,memory", "rw,cpu"), "4:cpu:/jobs/abc\n") == []
 
 
 def test_unknown_memory_limit_preference_is_refused_with_the_choices():
@@ -125,12 +130,17 @@ def test_unknown_memory_limit_preference_is_refused_with_the_choices():
 
 # --- environments forked by a real zygote -----------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def fork_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("zygote")
     env = {"PATH": os.environ["PATH"], "VALERIX_LAMBDA_PRELOAD": "json"}
-    server = subprocess.Popen([sys.executable, str(ZYGOTE), str(base / "z.sock"), str(base / "exits")],
-                              env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, str(ZYGOTE), str(base / "z.sock"), str(base / "exits")],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while not (base / "z.sock").exists():
         assert server.poll() is None and time.monotonic() < deadline, "zygote did not start"
@@ -148,10 +158,17 @@ class Environment:
         read_fd, write_fd = os.pipe()
         self.output = os.fdopen(read_fd, "rb")
         os.set_blocking(read_fd, False)
-        request = {"cwd": str(PROBE_DIR), "handler": handler, "limits": limits, "env": {
-            "PATH": os.environ["PATH"], "AWS_LAMBDA_RUNTIME_API": self.api.address,
-            "LAMBDA_TASK_ROOT": str(PROBE_DIR), "PYTHONPATH": str(PROBE_DIR),
-        }}
+        request = {
+            "cwd": str(PROBE_DIR),
+            "handler": handler,
+            "limits": limits,
+            "env": {
+                "PATH": os.environ["PATH"],
+                "AWS_LAMBDA_RUNTIME_API": self.api.address,
+                "LAMBDA_TASK_ROOT": str(PROBE_DIR),
+                "PYTHONPATH": str(PROBE_DIR),
+            },
+        }
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(str(socket_path))
             socket.send_fds(conn, [json.dumps(request).encode()], [write_fd])
@@ -163,8 +180,9 @@ class Environment:
 
     def invoke(self, event: dict, timeout: float = 20):
         request_id = uuid.uuid4().hex
-        self.api.submit(Invocation(request_id, json.dumps(event).encode(), "arn:probe",
-                                   int((time.time() + timeout) * 1000)))
+        self.api.submit(
+            Invocation(request_id, json.dumps(event).encode(), "arn:probe", int((time.time() + timeout) * 1000))
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and zygote._running(self.pid):
             if (outcome := self.api.wait_outcome(request_id, 0.05)) is not None:
@@ -181,8 +199,6 @@ class Environment:
         zygote.kill_environment(self.pid, members)
         self.api.close()
         self.output.close()
-
-
 
 
 @pytest.fixture
@@ -343,6 +359,7 @@ def test_the_secret_is_not_in_the_runtimes_visible_environment(fork_server):
 
 
 # --- the fork server's own door ------------------------------------------------------------------
+
 
 def test_fork_server_socket_is_owner_only(fork_server):
     assert fork_server.stat().st_mode & 0o777 == 0o600

@@ -28,12 +28,15 @@ def _modules_after(code: str) -> dict:
     return json.loads(result.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("module, handler", [
-    ("functions.order.handler", "completion_handler"),
-    ("functions.order.handler", "sweeper_handler"),
-    ("functions.inventory.handler", "reserve_handler"),
-    ("functions.inventory.handler", "queue_handler"),
-])
+@pytest.mark.parametrize(
+    "module, handler",
+    [
+        ("functions.order.handler", "completion_handler"),
+        ("functions.order.handler", "sweeper_handler"),
+        ("functions.inventory.handler", "reserve_handler"),
+        ("functions.inventory.handler", "queue_handler"),
+    ],
+)
 def test_a_non_api_handler_does_not_import_fastapi(module, handler):
     assert _modules_after(f"import {module} as m\nm.{handler}") == {"fastapi": False}
 
@@ -41,7 +44,8 @@ def test_a_non_api_handler_does_not_import_fastapi(module, handler):
 @pytest.mark.parametrize("module", ["functions.order.handler", "functions.inventory.handler"])
 def test_the_api_handler_is_built_when_looked_up(module):
     assert _modules_after(f"import {module} as m\nassert callable(m.api_handler) and m.api_handler.app") == {
-        "fastapi": True}
+        "fastapi": True
+    }
 
 
 def test_an_unknown_attribute_is_still_an_attribute_error():
@@ -52,13 +56,30 @@ def test_an_unknown_attribute_is_still_an_attribute_error():
 
 
 def _prewarmed(extra_env: dict) -> bool:
-    env = {"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_LAMBDA_FUNCTION_NAME": "fn",
-           "CIRCUIT_BREAKER_TABLE": "circuit", **extra_env}
-    result = subprocess.run([sys.executable, "-c", "import functions.order.handler\n"
-                             "from functions.order import inventory_client\n"
-                             "print(inventory_client.get_client.cache_info().currsize == 1)"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120, env=env, check=False)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_LAMBDA_FUNCTION_NAME": "fn",
+        "CIRCUIT_BREAKER_TABLE": "circuit",
+        **extra_env,
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import functions.order.handler\n"
+            "from functions.order import inventory_client\n"
+            "print(inventory_client.get_client.cache_info().currsize == 1)",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1] == "True"
 

@@ -10,13 +10,16 @@ def test_loopback_endpoints_are_accepted(url):
     assert assert_local_endpoint(url) == url
 
 
-@pytest.mark.parametrize("url", [
-    "https://sqs.us-east-1.amazonaws.com",
-    "https://lambda.eu-west-1.amazonaws.com/",
-    "http://10.0.0.5:4566",
-    "http://192.168.1.20:4566",
-    "not a url",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sqs.us-east-1.amazonaws.com",
+        "https://lambda.eu-west-1.amazonaws.com/",
+        "http://10.0.0.5:4566",
+        "http://192.168.1.20:4566",
+        "not a url",
+    ],
+)
 def test_anything_that_may_be_real_aws_is_refused(url):
     with pytest.raises(NotLocalEndpointError):
         assert_local_endpoint(url)

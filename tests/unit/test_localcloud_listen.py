@@ -23,11 +23,22 @@ def test_anything_else_stays_on_loopback(value):
     assert listen.bind_host(environ) == "127.0.0.1"
 
 
-@pytest.mark.parametrize("address, loopback", [
-    ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("::ffff:127.0.0.1", True),
-    ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("::ffff:10.0.0.1", False),
-    ("fe80::1%eth0", False), ("", False), ("localhost", False),
-])
+@pytest.mark.parametrize(
+    "address, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.20", False),
+        ("::ffff:10.0.0.1", False),
+        ("fe80::1%eth0", False),
+        ("", False),
+        ("localhost", False),
+    ],
+)
 def test_loopback_addresses(address, loopback):
     assert listen.is_loopback(address) is loopback
 
@@ -40,9 +51,18 @@ def test_the_warning_names_what_is_exposed(monkeypatch, capsys):
     monkeypatch.setenv(listen.ENV_VAR, "1")
     assert listen.announce(4566, 9108) is True
     warning = capsys.readouterr().err
-    for words in ("WARNING", "every network interface", "port 4566", "ANY credentials",
-                  "Lambda functions", "Secrets Manager", "admin API key", "gremlin",
-                  "exporter on port 9108", f"Unset {listen.ENV_VAR}"):
+    for words in (
+        "WARNING",
+        "every network interface",
+        "port 4566",
+        "ANY credentials",
+        "Lambda functions",
+        "Secrets Manager",
+        "admin API key",
+        "gremlin",
+        "exporter on port 9108",
+        f"Unset {listen.ENV_VAR}",
+    ):
         assert words in warning, words
 
 
@@ -53,17 +73,23 @@ def fake_cloud(tmp_path):
     state = tmp_path / ".valerix"
     (state / "exporter").mkdir(parents=True)
     (state / "localstack").mkdir(parents=True)
-    server = ("import socket,sys,time\n"
-              "s=socket.socket(); s.bind((sys.argv[1], 0)); s.listen()\n"
-              "print(s.getsockname()[1], flush=True); time.sleep(120)\n")
-    parent = ("import subprocess,sys,time\n"
-              "c=subprocess.Popen([sys.executable,'-c',sys.argv[1],'127.0.0.1'],stdout=sys.stdout)\n"
-              "time.sleep(120)\n")
+    server = (
+        "import socket,sys,time\n"
+        "s=socket.socket(); s.bind((sys.argv[1], 0)); s.listen()\n"
+        "print(s.getsockname()[1], flush=True); time.sleep(120)\n"
+    )
+    parent = (
+        "import subprocess,sys,time\n"
+        "c=subprocess.Popen([sys.executable,'-c',sys.argv[1],'127.0.0.1'],stdout=sys.stdout)\n"
+        "time.sleep(120)\n"
+    )
     started = [
-        subprocess.Popen([sys.executable, "-c", server, "0.0.0.0"], cwd=state / "exporter",
-                         stdout=subprocess.PIPE, text=True),
-        subprocess.Popen([sys.executable, "-c", parent, server], cwd=state / "localstack",
-                         stdout=subprocess.PIPE, text=True),
+        subprocess.Popen(
+            [sys.executable, "-c", server, "0.0.0.0"], cwd=state / "exporter", stdout=subprocess.PIPE, text=True
+        ),
+        subprocess.Popen(
+            [sys.executable, "-c", parent, server], cwd=state / "localstack", stdout=subprocess.PIPE, text=True
+        ),
     ]
     ports = [int(p.stdout.readline()) for p in started if p.stdout is not None]
     (state / "exporter" / "exporter.pid").write_text(str(started[0].pid))
@@ -78,8 +104,10 @@ def fake_cloud(tmp_path):
 
 def test_the_socket_finder_sees_every_recorded_process_and_its_children(fake_cloud):
     state, (exposed_port, child_port) = fake_cloud
-    found = {(item.component, item.ip, item.port, item.loopback)
-             for item in processes.listeners(processes.cloud_processes(state))}
+    found = {
+        (item.component, item.ip, item.port, item.loopback)
+        for item in processes.listeners(processes.cloud_processes(state))
+    }
     assert ("exporter", "0.0.0.0", exposed_port, False) in found
     assert ("LocalStack", "127.0.0.1", child_port, True) in found
 
@@ -111,11 +139,14 @@ def _running_host(tmp_path, monkeypatch, listen_all: bool, recorded: str | None)
     return host
 
 
-@pytest.mark.parametrize("listen_all, recorded, message", [
-    (False, "0.0.0.0", r"already running on 0\.0\.0\.0:1, not 127\.0\.0\.1: run `make down`"),
-    (True, "127.0.0.1", r"already running on 127\.0\.0\.1:1, not 0\.0\.0\.0: run `make down`"),
-    (False, None, r"started by an older `make up`, which listened on every network interface"),
-])
+@pytest.mark.parametrize(
+    "listen_all, recorded, message",
+    [
+        (False, "0.0.0.0", r"already running on 0\.0\.0\.0:1, not 127\.0\.0\.1: run `make down`"),
+        (True, "127.0.0.1", r"already running on 127\.0\.0\.1:1, not 0\.0\.0\.0: run `make down`"),
+        (False, None, r"started by an older `make up`, which listened on every network interface"),
+    ],
+)
 def test_a_running_localstack_on_another_interface_is_never_reused(
     tmp_path, monkeypatch, listen_all, recorded, message
 ):

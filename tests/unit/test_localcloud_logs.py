@@ -22,15 +22,20 @@ STACK = {
 
 def test_functions_are_named_without_the_stack_prefix():
     assert logs.function_names(STACK, "Valerix") == {
-        "inventory-api": "Valerix-inventory-api", "order-api": "Valerix-order-api"}
+        "inventory-api": "Valerix-inventory-api",
+        "order-api": "Valerix-order-api",
+    }
 
 
-@pytest.mark.parametrize("wanted, expected", [
-    (None, {"inventory-api", "order-api"}),
-    ("order-api", {"order-api"}),
-    ("Valerix-order-api", {"order-api"}),
-    ("order-api, inventory-api", {"order-api", "inventory-api"}),
-])
+@pytest.mark.parametrize(
+    "wanted, expected",
+    [
+        (None, {"inventory-api", "order-api"}),
+        ("order-api", {"order-api"}),
+        ("Valerix-order-api", {"order-api"}),
+        ("order-api, inventory-api", {"order-api", "inventory-api"}),
+    ],
+)
 def test_select_by_short_or_full_name(wanted, expected):
     assert set(logs.select(logs.function_names(STACK, "Valerix"), wanted)) == expected
 
@@ -54,8 +59,18 @@ def test_since_refuses_what_it_cannot_read(value):
 
 
 def powertools(message: str, **extra) -> str:
-    return json.dumps({"level": "INFO", "location": "app:1", "message": message, "timestamp": "t",
-                       "service": "order", "cold_start": False, "function_request_id": "r", **extra})
+    return json.dumps(
+        {
+            "level": "INFO",
+            "location": "app:1",
+            "message": message,
+            "timestamp": "t",
+            "service": "order",
+            "cold_start": False,
+            "function_request_id": "r",
+            **extra,
+        }
+    )
 
 
 def parsed(function: str, event: dict, show_emf: bool = False) -> logs.Line:
@@ -65,8 +80,13 @@ def parsed(function: str, event: dict, show_emf: bool = False) -> logs.Line:
 
 
 def test_a_powertools_line_shows_level_message_context_and_correlation_id():
-    line = parsed("order-api", {"timestamp": 5, "message": powertools(
-        "request failed", correlation_id="corr-1", status=503, error="database unavailable")})
+    line = parsed(
+        "order-api",
+        {
+            "timestamp": 5,
+            "message": powertools("request failed", correlation_id="corr-1", status=503, error="database unavailable"),
+        },
+    )
     assert (line.function, line.correlation_id, line.level) == ("order-api", "corr-1", "INFO")
     assert line.text == "request failed status=503 error=database unavailable"
 
@@ -112,8 +132,11 @@ def cloudwatch(monkeypatch):
 
 def put(client, function: str, *messages: str, at: int | None = None) -> None:
     at = at or int(time.time() * 1000)
-    client.put_log_events(logGroupName=f"/aws/lambda/{function}", logStreamName="s",
-                          logEvents=[{"timestamp": at + i, "message": m} for i, m in enumerate(messages)])
+    client.put_log_events(
+        logGroupName=f"/aws/lambda/{function}",
+        logStreamName="s",
+        logEvents=[{"timestamp": at + i, "message": m} for i, m in enumerate(messages)],
+    )
 
 
 def test_following_shows_every_event_once_in_time_order_and_only_the_chosen_functions(cloudwatch):
@@ -144,8 +167,12 @@ def test_no_follow_prints_and_returns(cloudwatch):
     put(cloudwatch, "Valerix-order-api", powertools("placed", correlation_id="c-7"))
     out = io.StringIO()
     slept: list[float] = []
-    assert logs.run(cloudwatch, {"order-api": "Valerix-order-api"}, 0, follow=False, out=out,
-                    colour=False, sleep=slept.append) == 0
+    assert (
+        logs.run(
+            cloudwatch, {"order-api": "Valerix-order-api"}, 0, follow=False, out=out, colour=False, sleep=slept.append
+        )
+        == 0
+    )
     assert slept == [] and "order-api | c-7 | INFO    placed" in out.getvalue()
 
 
@@ -156,8 +183,10 @@ def test_follow_stops_quietly_on_ctrl_c(cloudwatch):
     def interrupt(_seconds):
         raise KeyboardInterrupt
 
-    assert logs.run(cloudwatch, {"order-api": "Valerix-order-api"}, 0, follow=True, out=out,
-                    colour=False, sleep=interrupt) == 0
+    assert (
+        logs.run(cloudwatch, {"order-api": "Valerix-order-api"}, 0, follow=True, out=out, colour=False, sleep=interrupt)
+        == 0
+    )
     assert out.getvalue().rstrip().endswith("order-api | - | one")
 
 

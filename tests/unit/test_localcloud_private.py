@@ -144,8 +144,9 @@ def test_cdk_synth_gets_no_secret_on_its_command_line(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "STATE", tmp_path)
     monkeypatch.setattr(cli.subprocess, "Popen", fake_popen)
     secret_env = {"VALERIX_ADMIN_API_KEY": "a" * 40, "VALERIX_ORDER_DB_SECRET": json.dumps({"password": "p" * 20})}
-    cli.finish(cli.start(["cdk", "synth", "-c", "target=local"], "cdk-synth", extra_env=secret_env),
-               ["cdk"], "cdk-synth")
+    cli.finish(
+        cli.start(["cdk", "synth", "-c", "target=local"], "cdk-synth", extra_env=secret_env), ["cdk"], "cdk-synth"
+    )
     cmd, env = launched[0]
     assert env["VALERIX_ADMIN_API_KEY"] == "a" * 40
     assert not any("a" * 40 in arg or "p" * 20 in arg for arg in cmd)

@@ -25,8 +25,11 @@ def test_invocation_metrics_are_summed_per_function_and_metric():
     metrics.record_invocation("order-api", "111111111111", "eu-west-1")
     metrics.flush()
 
-    values = {(account, region, d["Dimensions"][0]["Value"], d["MetricName"]): d["Value"]
-              for account, region, data in published for d in data}
+    values = {
+        (account, region, d["Dimensions"][0]["Value"], d["MetricName"]): d["Value"]
+        for account, region, data in published
+        for d in data
+    }
     assert values == {
         ("000000000000", "us-east-1", "order-api", "Invocations"): 6,  # an error is an invocation too
         ("000000000000", "us-east-1", "order-api", "Errors"): 1,
@@ -67,7 +70,10 @@ def test_queued_logs_become_one_call_per_stream_in_order():
     ]
     calls = patches.batched_log_events(items)
     assert [(group, stream) for group, stream, _ in calls] == [
-        ("/aws/lambda/a", "s1"), ("/aws/lambda/b", "s9"), ("/aws/lambda/a", "s2")]
+        ("/aws/lambda/a", "s1"),
+        ("/aws/lambda/b", "s9"),
+        ("/aws/lambda/a", "s2"),
+    ]
     messages = [e["message"] for e in calls[0][2]]
     assert messages == ["START 1\n", "line 1\n", "END 1\n", "START 2\n", "END 2\n"]  # empty line dropped
     assert len({e["timestamp"] for _, _, events in calls for e in events}) == 1

@@ -98,9 +98,11 @@ def test_several_dimension_sets_become_one_label_set(capsys):
     assert feed(store, lines) == []
     out = exposition(store)
     # counted once, with the union of the dimensions as labels (not once per dimension set)
-    assert out == {**{k: v for k, v in out.items() if k.startswith("valerix_exporter")},
-                   "valerix_gremlin_injections_total{environment=local,mode=latency,namespace=Valerix,"
-                   "region=us-east-1,service=inventory}": 1.0}
+    assert out == {
+        **{k: v for k, v in out.items() if k.startswith("valerix_exporter")},
+        "valerix_gremlin_injections_total{environment=local,mode=latency,namespace=Valerix,"
+        "region=us-east-1,service=inventory}": 1.0,
+    }
 
 
 def test_single_metric_and_gauge_last_value_by_timestamp(capsys):
@@ -154,17 +156,19 @@ def test_malformed_lines_are_skipped_and_counted(capsys):
     missing_value = json.loads(good)
     del missing_value["OrderOutcomes"]
     bad_aws = {**doc, "_aws": {"CloudWatchMetrics": "nope"}}
-    message = "\n".join([
-        "START RequestId: 1f0c Version: $LATEST",            # ignored, not an error
-        '{"level":"INFO","message":"order created"}',         # structured log: ignored
-        "2025-11-21T10:00:00Z 1f0c INFO " + good,             # prefixed EMF -> error
-        good[: len(good) // 2],                               # truncated JSON -> error
-        json.dumps(missing_value),                            # declared metric without value
-        json.dumps(bad_aws),                                  # broken metadata
-        json.dumps({**doc, "OrderOutcomes": "one"}),          # non-numeric value
-        good,                                                 # the only usable line
-        "REPORT RequestId: 1f0c Duration: 12.3 ms",           # Lambda's REPORT: read, not EMF
-    ])
+    message = "\n".join(
+        [
+            "START RequestId: 1f0c Version: $LATEST",  # ignored, not an error
+            '{"level":"INFO","message":"order created"}',  # structured log: ignored
+            "2025-11-21T10:00:00Z 1f0c INFO " + good,  # prefixed EMF -> error
+            good[: len(good) // 2],  # truncated JSON -> error
+            json.dumps(missing_value),  # declared metric without value
+            json.dumps(bad_aws),  # broken metadata
+            json.dumps({**doc, "OrderOutcomes": "one"}),  # non-numeric value
+            good,  # the only usable line
+            "REPORT RequestId: 1f0c Duration: 12.3 ms",  # Lambda's REPORT: read, not EMF
+        ]
+    )
     result = parse_message(message, TS)
     assert sorted(result.errors) == ["invalid_emf", "invalid_json", "invalid_value", "missing_value", "prefixed"]
     assert result.ignored_lines == 2
@@ -195,10 +199,24 @@ def test_names_units_and_label_sanitising():
     assert prometheus_name("Lag", "Microseconds") == ("valerix_lag_seconds", "histogram")
     assert prometheus_name("CircuitState", "None") == ("valerix_circuit_state", "gauge")
     assert prometheus_name("PayloadSize", "Bytes") == ("valerix_payload_size", "gauge")
-    line = json.dumps({"_aws": {"Timestamp": TS, "CloudWatchMetrics": [
-        {"Namespace": "Valerix", "Dimensions": [["FunctionVersion", "le"]],
-         "Metrics": [{"Name": "Lag", "Unit": "Microseconds"}, {"Name": "Raw"}]}]},
-        "FunctionVersion": "$LATEST", "le": "x", "Lag": 250000, "Raw": 7})
+    line = json.dumps(
+        {
+            "_aws": {
+                "Timestamp": TS,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": "Valerix",
+                        "Dimensions": [["FunctionVersion", "le"]],
+                        "Metrics": [{"Name": "Lag", "Unit": "Microseconds"}, {"Name": "Raw"}],
+                    }
+                ],
+            },
+            "FunctionVersion": "$LATEST",
+            "le": "x",
+            "Lag": 250000,
+            "Raw": 7,
+        }
+    )
     result = parse_message(line, TS)
     assert not result.errors
     assert result.records[0].label_dict == {"function_version": "$LATEST", "dim_le": "x"}

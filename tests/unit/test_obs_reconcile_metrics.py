@@ -18,7 +18,7 @@ def test_reconcile_metrics_become_the_gauge_the_alert_reads(capsys, monkeypatch)
     assert feed(store, lines_of(capsys)) == []
 
     samples = exposition(store)
-    gauge = 'valerix_reconcile_problems{{kind={},namespace=Valerix,service=reconcile}}'
+    gauge = "valerix_reconcile_problems{{kind={},namespace=Valerix,service=reconcile}}"
     assert samples[gauge.format("missing_reservation")] == 2
     assert samples[gauge.format("stuck_order")] == 0
     assert samples["valerix_reconcile_runs_total{namespace=Valerix,outcome=problems,service=reconcile}"] == 1

@@ -25,8 +25,21 @@ AMAZON_ROOTS = {
     "Amazon Root CA 3": ("18ce6cfe7bf14e60b2e347b8dfe868cb31d02ebb3ada271569f50343b46db3a4", EcKey, 256),
     "Amazon Root CA 4": ("e35d28419ed02025cfa69038cd623962458da5c695fbdea3c22b0bfb25897092", EcKey, 384),
 }
-REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1", "eu-north-1",
-           "ap-northeast-1", "ap-southeast-1", "ap-southeast-2", "ap-south-1", "ca-central-1", "sa-east-1")
+REGIONS = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "eu-west-1",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-northeast-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-south-1",
+    "ca-central-1",
+    "sa-east-1",
+)
 
 
 def _certificates() -> list[x509.Certificate]:
@@ -50,8 +63,11 @@ def test_the_rds_cas_come_first():
 
 def test_current_g1_roots_of_the_main_regions_are_present_and_valid():
     now = dt.datetime.now(dt.UTC)
-    valid = {c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-             for c in _certificates() if c.not_valid_before_utc <= now < c.not_valid_after_utc}
+    valid = {
+        c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        for c in _certificates()
+        if c.not_valid_before_utc <= now < c.not_valid_after_utc
+    }
     for region in REGIONS:
         for kind in ("RSA2048", "RSA4096", "ECC384"):
             assert f"Amazon RDS {region} Root CA {kind} G1" in valid

@@ -16,13 +16,25 @@ from scripts import reconcile as script
 
 REPO = Path(__file__).resolve().parents[2]
 
-CLEAN = {"status": "clean", "checkedAt": "2026-01-01T00:00:00+00:00", "staleMinutes": 5, "since": None,
-         "counts": {"orders": 2, "reservations": 2}, "dlqDepths": {"inventory": 0, "completion": 0},
-         "problemCounts": {"missing_reservation": 0, "dlq_not_empty": 0}, "problems": []}
-PROBLEMS = {**CLEAN, "status": "problems",
-            "problemCounts": {"missing_reservation": 1, "dlq_not_empty": 1},
-            "problems": [{"kind": "missing_reservation", "orderId": "o-1", "message": "order o-1 is CONFIRMED ..."},
-                         {"kind": "dlq_not_empty", "queue": "completion", "message": "dead-letter queue ..."}]}
+CLEAN = {
+    "status": "clean",
+    "checkedAt": "2026-01-01T00:00:00+00:00",
+    "staleMinutes": 5,
+    "since": None,
+    "counts": {"orders": 2, "reservations": 2},
+    "dlqDepths": {"inventory": 0, "completion": 0},
+    "problemCounts": {"missing_reservation": 0, "dlq_not_empty": 0},
+    "problems": [],
+}
+PROBLEMS = {
+    **CLEAN,
+    "status": "problems",
+    "problemCounts": {"missing_reservation": 1, "dlq_not_empty": 1},
+    "problems": [
+        {"kind": "missing_reservation", "orderId": "o-1", "message": "order o-1 is CONFIRMED ..."},
+        {"kind": "dlq_not_empty", "queue": "completion", "message": "dead-letter queue ..."},
+    ],
+}
 
 
 class FakeLambda:
@@ -42,8 +54,9 @@ class FakeLambda:
 def run(monkeypatch, tmp_path, capsys):
     def go(answer, *args, function_error=False):
         fake = FakeLambda(answer, function_error)
-        monkeypatch.setattr(script, "lambda_client_and_outputs",
-                            lambda _args: (fake, {RECONCILE_FUNCTION_NAME: "Valerix-reconcile"}))
+        monkeypatch.setattr(
+            script, "lambda_client_and_outputs", lambda _args: (fake, {RECONCILE_FUNCTION_NAME: "Valerix-reconcile"})
+        )
         code = script.main(["--report-dir", str(tmp_path), *args])
         out = capsys.readouterr()
         return code, out.out, out.err, fake

@@ -61,7 +61,7 @@ def test_verify_charts_reflect_the_run_and_differ_between_runs(tmp_path):
         for svg in (timeline, mix, cdf):
             relative = svg.relative_to(folder).as_posix()
             assert f"]({relative})" in markdown  # embedded in the markdown
-            assert f'src="{relative}"' in page   # and shown on the page
+            assert f'src="{relative}"' in page  # and shown on the page
         assert "verify-report.html" in markdown
 
     for chart in ("latency-over-time.svg", "answer-mix.svg", "latency-cdf.svg"):
@@ -76,15 +76,23 @@ def test_the_same_run_draws_the_same_bytes(tmp_path):
         (tmp_path / name).mkdir()
         verify.write_report(verify_run(7, 9, 3), tmp_path / name / "verify-report.md", tmp_path / name / "r.json")
     for chart in ("latency-over-time.svg", "answer-mix.svg", "latency-cdf.svg"):
-        assert (tmp_path / "one" / "verify-charts" / chart).read_bytes() == \
-            (tmp_path / "two" / "verify-charts" / chart).read_bytes()
+        assert (tmp_path / "one" / "verify-charts" / chart).read_bytes() == (
+            tmp_path / "two" / "verify-charts" / chart
+        ).read_bytes()
 
 
 def test_bench_report_embeds_charts_of_its_own_requests(tmp_path):
     samples, marks = bench_samples(3)
     out = tmp_path / "bench.json"
-    results = {"measured_at": "2026-01-01T00:00:00", "machine": {"cpus": 2}, "clients": 2, "seconds": 3,
-               "happy_p50_ms": 100.0, "happy_rps": 12.0, "cold_start_ms": {"Valerix-order-api": 250.0}}
+    results = {
+        "measured_at": "2026-01-01T00:00:00",
+        "machine": {"cpus": 2},
+        "clients": 2,
+        "seconds": 3,
+        "happy_p50_ms": 100.0,
+        "happy_rps": 12.0,
+        "cold_start_ms": {"Valerix-order-api": 250.0},
+    }
     report = bench.write_report(results, samples, marks, samples[0]["sent_at"] - 1, out)
     assert report == tmp_path / "bench-report.md"
     charts = tmp_path / "bench-charts"

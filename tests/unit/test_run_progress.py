@@ -30,8 +30,7 @@ def test_plain_lines_when_not_a_terminal_show_phase_count_elapsed_and_eta():
                 phase.advance()
     lines = out.getvalue().splitlines()
     # one line per 5 s at most (the 3rd order, at 6 s), then the end of the phase
-    assert lines == ["[latency] 3/10 orders, 6.0 s elapsed, ETA 14 s",
-                     "[latency] done: 4/10 orders in 8.0 s"]
+    assert lines == ["[latency] 3/10 orders, 6.0 s elapsed, ETA 14 s", "[latency] done: 4/10 orders in 8.0 s"]
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
 
 
@@ -44,8 +43,10 @@ def test_a_timed_phase_counts_what_it_did_and_its_eta_is_the_time_left():
         clock.now += 1
         assert phase.line() == "[happy] 40 orders, 13.0 s elapsed, ETA 17 s"
         phase.finish()
-    assert out.getvalue().splitlines() == ["[happy] 40 orders, 12.0 s elapsed, ETA 18 s",
-                                           "[happy] done: 40 orders in 13.0 s"]
+    assert out.getvalue().splitlines() == [
+        "[happy] 40 orders, 12.0 s elapsed, ETA 18 s",
+        "[happy] done: 40 orders in 13.0 s",
+    ]
 
 
 def test_eta_is_unknown_before_the_first_order_and_minutes_are_readable():
@@ -61,6 +62,7 @@ def test_eta_is_unknown_before_the_first_order_and_minutes_are_readable():
 def test_counts_from_many_threads_add_up():
     out = io.StringIO()
     with RunProgress(stream=out, every_s=3600) as progress, progress.phase("error", total=800) as phase:
+
         def advance_100() -> None:
             for _ in range(100):
                 phase.advance()

@@ -18,8 +18,17 @@ def test_defaults_and_parsing():
     assert s.db_secret_arn == "arn:s"
 
 
-@pytest.mark.parametrize("name", ["DB_SECRET_ARN", "INVENTORY_QUEUE_URL", "COMPLETION_QUEUE_URL",
-                                  "IDEMPOTENCY_TABLE", "CIRCUIT_BREAKER_TABLE", "INVENTORY_RESERVE_FUNCTION"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DB_SECRET_ARN",
+        "INVENTORY_QUEUE_URL",
+        "COMPLETION_QUEUE_URL",
+        "IDEMPOTENCY_TABLE",
+        "CIRCUIT_BREAKER_TABLE",
+        "INVENTORY_RESERVE_FUNCTION",
+    ],
+)
 def test_missing_required_variable_is_named(name):
     s = Settings.from_env({})
     with pytest.raises(SettingsError, match=name):
@@ -50,8 +59,14 @@ def test_admin_key_and_health_cache_settings():
 
 
 def test_the_gremlin_section():
-    s = Settings.from_env({"GREMLIN_PARAMETER_NAME": "/valerix/gremlin", "GREMLIN_STATE_TABLE": "state",
-                           "GREMLIN_STOP_ALARMS": "a-5xx, b-dlq ,", "GREMLIN_CACHE_SECONDS": "0"})
+    s = Settings.from_env(
+        {
+            "GREMLIN_PARAMETER_NAME": "/valerix/gremlin",
+            "GREMLIN_STATE_TABLE": "state",
+            "GREMLIN_STOP_ALARMS": "a-5xx, b-dlq ,",
+            "GREMLIN_CACHE_SECONDS": "0",
+        }
+    )
     assert s.gremlin == GremlinSettings("/valerix/gremlin", "state", ("a-5xx", "b-dlq"), 0)
     with pytest.raises(SettingsError, match="GREMLIN_CACHE_SECONDS"):
         Settings.from_env({"GREMLIN_CACHE_SECONDS": "soon"})
@@ -75,8 +90,11 @@ def test_only_the_settings_module_reads_the_environment():
     import functions
 
     root = Path(functions.__file__).parent
-    readers = {path.relative_to(root).as_posix() for path in root.rglob("*.py")
-               if re.search(r"\bos\.(getenv|environ)\b|\bgetenv\(", path.read_text())}
+    readers = {
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*.py")
+        if re.search(r"\bos\.(getenv|environ)\b|\bgetenv\(", path.read_text())
+    }
     assert readers == {"common/settings.py"}
 
 
@@ -87,7 +105,8 @@ def test_a_missing_variable_of_the_backup_and_reconcile_functions_is_named():
     with pytest.raises(SettingsError, match=r"BACKUP_KMS_KEY_ID is not set .*backup functions"):
         BackupSettings.from_env({"BACKUP_BUCKET": "b", "EXTERNAL_BUCKET": "e"})
     with pytest.raises(SettingsError, match="DB_TLS must be one of verify-full, disable"):
-        BackupSettings.from_env({"BACKUP_BUCKET": "b", "EXTERNAL_BUCKET": "e", "BACKUP_KMS_KEY_ID": "k",
-                                 "DB_TLS": "maybe"})
+        BackupSettings.from_env(
+            {"BACKUP_BUCKET": "b", "EXTERNAL_BUCKET": "e", "BACKUP_KMS_KEY_ID": "k", "DB_TLS": "maybe"}
+        )
     with pytest.raises(SettingsError, match=r"DLQ_URLS is not set .*reconcile function"):
         ReconcileSettings.from_env({"ORDER_DB_SECRET_ARN": "o", "INVENTORY_DB_SECRET_ARN": "i"})

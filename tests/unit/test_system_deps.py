@@ -12,8 +12,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _system_deps(python: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(REPO / "scripts" / "system-deps.sh"), "up"], capture_output=True,
-                          text=True, env={**os.environ, "PYTHON": python}, timeout=60, check=False)
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "system-deps.sh"), "up"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": python},
+        timeout=60,
+        check=False,
+    )
 
 
 def _fake_python(tmp_path: Path, body: str) -> str:

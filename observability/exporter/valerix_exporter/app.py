@@ -61,8 +61,11 @@ def make_session(endpoint_url: str | None, region: str | None):
     region = region or session.region_name or "us-east-1"
     if endpoint_url and session.get_credentials() is None:
         # LocalStack / moto accept any credentials; don't require the caller to invent some.
-        return boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test",  # noqa: S106 -- the emulators' fixed dummy
-                                     region_name=region)
+        return boto3.session.Session(
+            aws_access_key_id="test",
+            aws_secret_access_key="test",  # noqa: S106 -- the emulators' fixed dummy
+            region_name=region,
+        )
     return boto3.session.Session(region_name=region)
 
 
@@ -80,8 +83,13 @@ def origin_matcher(patterns: list[str]):
             if pattern:
                 log.warning("ignoring CORS origin %r: an origin looks like http(s)://host[:port]", pattern)
             continue
-        compiled.append(re.compile(re.escape(f"{scheme}://") + "".join(
-            _LABEL if part == "*" else re.escape(part) for part in re.split(r"(\*)", rest)), re.IGNORECASE))
+        compiled.append(
+            re.compile(
+                re.escape(f"{scheme}://")
+                + "".join(_LABEL if part == "*" else re.escape(part) for part in re.split(r"(\*)", rest)),
+                re.IGNORECASE,
+            )
+        )
 
     def allowed(origin: str | None) -> bool:
         return bool(origin) and any(regex.fullmatch(origin) for regex in compiled)
@@ -115,18 +123,22 @@ class Exporter:
             os.close(self._lock_fd)
             raise RuntimeError(f"another exporter already uses the state directory {self.state_dir}") from exc
         session = session or make_session(config.endpoint_url, config.region)
-        boto_cfg = BotoConfig(retries={"mode": "adaptive", "max_attempts": 5},
-                              connect_timeout=5, read_timeout=20)
+        boto_cfg = BotoConfig(retries={"mode": "adaptive", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
         self.logs = session.client("logs", endpoint_url=config.endpoint_url, config=boto_cfg)
         self.sqs = session.client("sqs", endpoint_url=config.endpoint_url, config=boto_cfg)
         checkpoints = self._load_state()
-        self.follower = LogFollower(self.logs, config.log_group_prefixes, config.log_groups,
-                                    int(config.overlap_seconds * 1000),
-                                    int(config.initial_lookback_seconds * 1000), checkpoints,
-                                    recent_overlap_ms=int(config.recent_overlap_seconds * 1000),
-                                    deep_interval_ms=int(config.deep_poll_seconds * 1000),
-                                    discover_interval_ms=int(config.discover_seconds * 1000),
-                                    idle_interval_ms=int(config.idle_poll_seconds * 1000))
+        self.follower = LogFollower(
+            self.logs,
+            config.log_group_prefixes,
+            config.log_groups,
+            int(config.overlap_seconds * 1000),
+            int(config.initial_lookback_seconds * 1000),
+            checkpoints,
+            recent_overlap_ms=int(config.recent_overlap_seconds * 1000),
+            deep_interval_ms=int(config.deep_poll_seconds * 1000),
+            discover_interval_ms=int(config.discover_seconds * 1000),
+            idle_interval_ms=int(config.idle_poll_seconds * 1000),
+        )
         self.queues = QueuePoller(self.sqs, config.queue_urls)
         self.polls = 0
         self.poll_errors: dict[str, int] = {}
@@ -152,17 +164,22 @@ class Exporter:
         except Exception as exc:  # noqa: BLE001 -- any unreadable state is set aside, never fatal
             aside = self.state_file.with_name(f"state.json.unreadable-{int(time.time())}")
             os.replace(self.state_file, aside)
-            log.error("state %s unreadable (%s); moved to %s, starting over from the logs",
-                      self.state_file, exc, aside)
+            log.error("state %s unreadable (%s); moved to %s, starting over from the logs", self.state_file, exc, aside)
             self.store = MetricStore(buckets=self.config.buckets)
             return {}
 
     def _snapshot(self) -> None:
         """Metrics and checkpoints in one file, replaced atomically (tmp + fsync + rename)."""
         with self.lock:
-            payload = json.dumps({"version": STATE_VERSION, "savedAt": time.time(),
-                                  "metrics": self.store.to_dict(),
-                                  "checkpoints": self.follower.state}, separators=(",", ":"))
+            payload = json.dumps(
+                {
+                    "version": STATE_VERSION,
+                    "savedAt": time.time(),
+                    "metrics": self.store.to_dict(),
+                    "checkpoints": self.follower.state,
+                },
+                separators=(",", ":"),
+            )
         tmp = self.state_file.with_suffix(".json.tmp")
         with open(tmp, "w") as fh:
             fh.write(payload)
@@ -221,8 +238,9 @@ class Exporter:
             if events is None:
                 continue
             with self.lock:
-                new, dup = self.follower.accept(group, events,
-                                                lambda event, group=group: self._handle_event(event, group))
+                new, dup = self.follower.accept(
+                    group, events, lambda event, group=group: self._handle_event(event, group)
+                )
                 if new:
                     self.store.inc("valerix_exporter_log_events", (("result", "processed"),), new)
                 if dup:
@@ -258,8 +276,9 @@ class Exporter:
         g.add_sample("valerix_exporter_log_groups", {}, len(self.follower.known))
         p = Metric("valerix_exporter_polls", "Poll cycles since the process started.", "counter")
         p.add_sample("valerix_exporter_polls_total", {}, self.polls)
-        t = Metric("valerix_exporter_last_success_timestamp_seconds",
-                   "Unix time of the last poll without errors.", "gauge")
+        t = Metric(
+            "valerix_exporter_last_success_timestamp_seconds", "Unix time of the last poll without errors.", "gauge"
+        )
         t.add_sample("valerix_exporter_last_success_timestamp_seconds", {}, self.last_success or 0)
         st = Metric("valerix_exporter_start_time_seconds", "Unix time the exporter started.", "gauge")
         st.add_sample("valerix_exporter_start_time_seconds", {}, self.started)
@@ -283,10 +302,15 @@ class Exporter:
         now = time.time()
         age = None if self.last_success is None else round(now - self.last_success, 3)
         healthy = (age is not None and age < max(30.0, 10 * self.config.poll_interval)) or (
-            self.last_success is None and now - self.started < 30.0)
-        body = {"status": "ok" if healthy else "failing", "polls": self.polls,
-                "lastSuccessAgeSeconds": age, "lastError": self.last_error,
-                "logGroups": list(self.follower.known)}
+            self.last_success is None and now - self.started < 30.0
+        )
+        body = {
+            "status": "ok" if healthy else "failing",
+            "polls": self.polls,
+            "lastSuccessAgeSeconds": age,
+            "lastError": self.last_error,
+            "logGroups": list(self.follower.known),
+        }
         return (200 if healthy else 503), body
 
     def serve(self) -> int:
@@ -324,8 +348,13 @@ class Exporter:
             def do_OPTIONS(self):
                 origin = self.headers.get("Origin")
                 if not origin_allowed(origin):
-                    return self._json(403, {"message": f"origin {origin or '(none)'} is not allowed to "
-                                                       "read this exporter (see --cors-origins)"})
+                    return self._json(
+                        403,
+                        {
+                            "message": f"origin {origin or '(none)'} is not allowed to "
+                            "read this exporter (see --cors-origins)"
+                        },
+                    )
                 self.send_response(204)
                 self._cors()
                 self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
@@ -347,8 +376,9 @@ class Exporter:
                     elif path == "/healthz":
                         self._json(*exporter.health())
                     elif path == "/":
-                        self._json(200, {"service": "valerix-exporter",
-                                         "endpoints": ["/metrics", "/api/summary", "/healthz"]})
+                        self._json(
+                            200, {"service": "valerix-exporter", "endpoints": ["/metrics", "/api/summary", "/healthz"]}
+                        )
                     else:
                         self._json(404, {"message": f"no such path: {path}"})
                 except Exception as exc:
@@ -358,16 +388,18 @@ class Exporter:
             do_HEAD = do_GET
 
         if not is_loopback_host(self.config.host):
-            log.warning("listening on %s: every machine that can reach this one can read these metrics",
-                        self.config.host)
+            log.warning(
+                "listening on %s: every machine that can reach this one can read these metrics", self.config.host
+            )
         ThreadingHTTPServer.daemon_threads = True
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer((self.config.host, self.config.port), Handler)
         port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, name="exporter-http", daemon=True).start()
         with contextlib.suppress(OSError):
-            (self.state_dir / "endpoint.json").write_text(json.dumps(
-                {"pid": os.getpid(), "port": port, "url": f"http://127.0.0.1:{port}"}))
+            (self.state_dir / "endpoint.json").write_text(
+                json.dumps({"pid": os.getpid(), "port": port, "url": f"http://127.0.0.1:{port}"})
+            )
         return port
 
     def start(self) -> int:

@@ -38,15 +38,19 @@ class StoreCollector(Collector):
                         metric.add_sample(fam.name + "_sum", lbl, total)
                 families.append(metric)
             depth = Metric("valerix_queue_depth", "SQS ApproximateNumberOfMessages per queue (kind=main|dlq).", GAUGE)
-            inflight = Metric("valerix_queue_in_flight",
-                              "SQS ApproximateNumberOfMessagesNotVisible per queue (kind=main|dlq).", GAUGE)
+            inflight = Metric(
+                "valerix_queue_in_flight", "SQS ApproximateNumberOfMessagesNotVisible per queue (kind=main|dlq).", GAUGE
+            )
             for name, q in sorted(self.store.queues.items()):
                 for kind, prefix in (("main", ""), ("dlq", "dlq")):
                     key = "depth" if not prefix else "dlqDepth"
                     if q.get(key) is None:
                         continue
-                    lbl = {"queue": name, "kind": kind,
-                           "queue_name": q.get("queueName" if not prefix else "dlqQueueName") or ""}
+                    lbl = {
+                        "queue": name,
+                        "kind": kind,
+                        "queue_name": q.get("queueName" if not prefix else "dlqQueueName") or "",
+                    }
                     depth.add_sample("valerix_queue_depth", lbl, q[key])
                     nv = q.get("inFlight" if not prefix else "dlqInFlight")
                     if nv is not None:

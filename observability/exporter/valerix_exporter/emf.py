@@ -144,9 +144,7 @@ def parse_document(doc: dict, default_timestamp_ms: int, result: LineResult) -> 
             if not values:
                 result.errors.append("invalid_value")
                 continue
-            result.records.append(
-                MetricRecord(namespace, name, unit, tuple(values), label_pairs, int(ts))
-            )
+            result.records.append(MetricRecord(namespace, name, unit, tuple(values), label_pairs, int(ts)))
 
 
 def parse_message(message: str, default_timestamp_ms: int) -> LineResult:

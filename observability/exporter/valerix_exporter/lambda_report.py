@@ -44,7 +44,7 @@ def parse_report(line: str) -> LambdaReport | None:
     if not match:
         return None
     fields: dict[str, float] = {}
-    for name, number, _unit in _FIELD.findall(line[match.end():]):
+    for name, number, _unit in _FIELD.findall(line[match.end() :]):
         value = float(number)
         if math.isfinite(value):
             fields.setdefault(name.strip(), value)

@@ -28,8 +28,12 @@ def _seconds(duration: str) -> float:
     return float(duration)
 
 
-def render(targets: list[str], base: Path | str = DEFAULT_BASE, scrape_interval: str | None = None,
-           evaluation_interval: str | None = None) -> dict:
+def render(
+    targets: list[str],
+    base: Path | str = DEFAULT_BASE,
+    scrape_interval: str | None = None,
+    evaluation_interval: str | None = None,
+) -> dict:
     base = Path(base).resolve()
     config = yaml.safe_load(base.read_text())
     glob_ = config.setdefault("global", {})

@@ -30,11 +30,21 @@ class LogFollower:
     new is polled at most every ``idle_interval``.
     """
 
-    def __init__(self, client, prefixes: list[str], groups: list[str], overlap_ms: int,
-                 initial_lookback_ms: int = 0, state: dict | None = None, *,
-                 recent_overlap_ms: int = 2_000, deep_interval_ms: int = 10_000,
-                 discover_interval_ms: int = 30_000, idle_interval_ms: int = 3_000,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        client,
+        prefixes: list[str],
+        groups: list[str],
+        overlap_ms: int,
+        initial_lookback_ms: int = 0,
+        state: dict | None = None,
+        *,
+        recent_overlap_ms: int = 2_000,
+        deep_interval_ms: int = 10_000,
+        discover_interval_ms: int = 30_000,
+        idle_interval_ms: int = 3_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.client = client
         self.prefixes = [p for p in prefixes if p]
         self.explicit = [g for g in groups if g]
@@ -72,8 +82,9 @@ class LogFollower:
 
     def due(self, groups: list[str]) -> list[str]:
         """The groups to poll now: busy ones every time, idle ones every ``idle_interval``."""
-        return [g for g in groups
-                if g not in self._idle or self._ms_since(self._polled_at.get(g)) >= self.idle_interval_ms]
+        return [
+            g for g in groups if g not in self._idle or self._ms_since(self._polled_at.get(g)) >= self.idle_interval_ms
+        ]
 
     def fetch(self, group: str) -> list[dict] | None:
         """All events of ``group`` from the checkpoint on; None when the group does not exist."""
@@ -177,12 +188,14 @@ class QueuePoller:
             return None
         if name not in self._discovered:
             import json
+
             arn = json.loads(redrive).get("deadLetterTargetArn", "")
             parts = arn.split(":")
             if len(parts) < 6:
                 return None
-            self._discovered[name] = self.client.get_queue_url(
-                QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
+            self._discovered[name] = self.client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])[
+                "QueueUrl"
+            ]
         return self._discovered[name]
 
     def poll(self) -> tuple[dict[str, dict], list[str]]:
@@ -195,15 +208,19 @@ class QueuePoller:
                 if name in self.main:
                     a = self._attrs(self.main[name])
                     redrive = a.get("RedrivePolicy")
-                    entry.update(depth=int(a.get("ApproximateNumberOfMessages", 0)),
-                                 inFlight=int(a.get("ApproximateNumberOfMessagesNotVisible", 0)),
-                                 queueName=self.main[name].rstrip("/").rsplit("/", 1)[-1])
+                    entry.update(
+                        depth=int(a.get("ApproximateNumberOfMessages", 0)),
+                        inFlight=int(a.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                        queueName=self.main[name].rstrip("/").rsplit("/", 1)[-1],
+                    )
                 dlq = self._dlq_url(name, redrive)
                 if dlq:
                     a = self._attrs(dlq)
-                    entry.update(dlqDepth=int(a.get("ApproximateNumberOfMessages", 0)),
-                                 dlqInFlight=int(a.get("ApproximateNumberOfMessagesNotVisible", 0)),
-                                 dlqQueueName=dlq.rstrip("/").rsplit("/", 1)[-1])
+                    entry.update(
+                        dlqDepth=int(a.get("ApproximateNumberOfMessages", 0)),
+                        dlqInFlight=int(a.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                        dlqQueueName=dlq.rstrip("/").rsplit("/", 1)[-1],
+                    )
             except Exception as exc:  # noqa: BLE001 - keep polling the others
                 log.warning("queue %s: %s", name, exc)
                 errors.append(name)

@@ -74,15 +74,23 @@ class MetricStore:
 
     # ---- exporter self metrics -------------------------------------------------------
     def _self_metrics(self) -> None:
-        self.family("valerix_exporter_parse_errors", COUNTER,
-                    "Log lines that looked like EMF but could not be used, by reason.")
-        self.family("valerix_exporter_log_events", COUNTER,
-                    "CloudWatch log events read, by result (processed, duplicate).")
+        self.family(
+            "valerix_exporter_parse_errors", COUNTER, "Log lines that looked like EMF but could not be used, by reason."
+        )
+        self.family(
+            "valerix_exporter_log_events", COUNTER, "CloudWatch log events read, by result (processed, duplicate)."
+        )
         self.family("valerix_exporter_emf_documents", COUNTER, "EMF documents parsed.")
-        self.family("valerix_exporter_ignored_lines", COUNTER,
-                    "Log lines that are not EMF (START/END/REPORT, structured logs, text).")
-        self.family("valerix_exporter_dropped_records", COUNTER,
-                    "EMF metrics not exported, by reason (namespace, type_conflict).")
+        self.family(
+            "valerix_exporter_ignored_lines",
+            COUNTER,
+            "Log lines that are not EMF (START/END/REPORT, structured logs, text).",
+        )
+        self.family(
+            "valerix_exporter_dropped_records",
+            COUNTER,
+            "EMF metrics not exported, by reason (namespace, type_conflict).",
+        )
         # known series start at 0 so that rate()/sum() work before the first occurrence
         for reason in PARSE_ERROR_REASONS:
             self.inc("valerix_exporter_parse_errors", (("reason", reason),), 0)
@@ -146,11 +154,11 @@ class MetricStore:
         """One invocation's REPORT line: duration and init duration (histograms), the function's
         MemorySize (gauge) and the highest Max Memory Used seen so far (gauge)."""
         self.family(LAMBDA_DURATION, HISTOGRAM, "Lambda invocation duration (REPORT Duration), per function.")
-        self.family(LAMBDA_INIT_DURATION, HISTOGRAM,
-                    "Cold start init duration (REPORT Init Duration), per function.")
+        self.family(LAMBDA_INIT_DURATION, HISTOGRAM, "Cold start init duration (REPORT Init Duration), per function.")
         self.family(LAMBDA_MEMORY_SIZE, GAUGE, "Configured memory of the function (REPORT Memory Size).")
-        self.family(LAMBDA_MAX_MEMORY_USED, GAUGE,
-                    "Highest REPORT Max Memory Used of the function's invocations seen so far.")
+        self.family(
+            LAMBDA_MAX_MEMORY_USED, GAUGE, "Highest REPORT Max Memory Used of the function's invocations seen so far."
+        )
         labels = (("function", function),)
         self.observe(LAMBDA_DURATION, labels, report.duration_ms / 1000)
         self.report_samples.append((timestamp_ms, function, report.duration_ms))
@@ -194,9 +202,14 @@ class MetricStore:
         return {
             "buckets": list(self.buckets),
             "families": [
-                {"name": f.name, "kind": f.kind, "help": f.help,
-                 "series": [[list(map(list, labels)), value] for labels, value in f.series.items()]}
-                for f in self.families.values() if f.persistent
+                {
+                    "name": f.name,
+                    "kind": f.kind,
+                    "help": f.help,
+                    "series": [[list(map(list, labels)), value] for labels, value in f.series.items()],
+                }
+                for f in self.families.values()
+                if f.persistent
             ],
             "samples": [list(s) for s in self.samples],
             "reportSamples": [list(s) for s in self.report_samples],
@@ -248,9 +261,14 @@ def _num(x: float) -> float | int:
     return int(x) if float(x).is_integer() else round(x, 3)
 
 
-def build_summary(store: MetricStore, now: float | None = None, window_s: int = 30,
-                  series_step_s: int = 5, series_points: int = 60,
-                  percentile_window_s: int = 300) -> dict:
+def build_summary(
+    store: MetricStore,
+    now: float | None = None,
+    window_s: int = 30,
+    series_step_s: int = 5,
+    series_points: int = 60,
+    percentile_window_s: int = 300,
+) -> dict:
     """The ``/api/summary`` document (shape fixed in docs/ARCHITECTURE.md)."""
     now = time.time() if now is None else now
     now_ms = int(now * 1000)
@@ -331,6 +349,7 @@ def lambda_summary(store: MetricStore, horizon_ms: int) -> dict:
     """Per function, from its REPORT lines: memory (peak used against MemorySize), cold starts and
     their init duration, invocations, and p50/p95 of Duration over the samples newer than
     `horizon_ms` (None when there are none)."""
+
     def per_function(family: str) -> dict[str, list]:
         fam = store.families.get(family)
         return {} if fam is None else {dict(labels).get("function", ""): value for labels, value in fam.series.items()}

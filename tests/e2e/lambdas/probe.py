@@ -15,20 +15,13 @@ VERSION = "v1"
 MIB = 2**20
 SLEEPER = "import time; time.sleep(600)"
 # A daemon: fork, new session, fork again; the survivor's parent is gone.
-DAEMON = (
-    "import os, time\n"
-    "if os.fork(): os._exit(0)\n"
-    "os.setsid()\n"
-    "if os.fork(): os._exit(0)\n"
-    "time.sleep(600)\n"
-)
+DAEMON = "import os, time\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\ntime.sleep(600)\n"
 HOLDER = "import sys, time; data = b'x' * (int(sys.argv[1]) * 2**20); time.sleep(600)"
 
 
 def handler(event, context):
     print(f"probe invoked: {json.dumps(event)}")
-    result = {"pid": os.getpid(), "version": VERSION,
-              "remainingMs": context.get_remaining_time_in_millis()}
+    result = {"pid": os.getpid(), "version": VERSION, "remainingMs": context.get_remaining_time_in_millis()}
     if event.get("spawnMarker"):
         spawn_escapees(event["spawnMarker"])
     if event.get("allocateMb"):
@@ -49,8 +42,7 @@ def handler(event, context):
 
 def spawn_escapees(marker: str) -> None:
     """Processes that leave the runtime's process group and session; `marker` names them."""
-    quiet: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
-                             "stderr": subprocess.DEVNULL}
+    quiet: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     subprocess.Popen([sys.executable, "-c", SLEEPER, marker], start_new_session=True, **quiet)
     subprocess.Popen(["setsid", sys.executable, "-c", SLEEPER, marker], **quiet)
     subprocess.run([sys.executable, "-c", DAEMON, marker], check=True, **quiet)
