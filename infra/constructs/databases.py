@@ -239,37 +239,35 @@ class Databases(Construct):
                 "(a token cdk-nag cannot resolve), never 0.0.0.0/0.",
             )
 
+    def _security_group(self, construct_id: str, description: str, *, outbound: bool) -> ec2.SecurityGroup:
+        """A group in the stack's VPC; only the instance's and the proxy's are closed outbound
+        (they answer, never call out), so a rule added later is the only path they get."""
+        assert self.vpc is not None
+        return ec2.SecurityGroup(self, construct_id, vpc=self.vpc, description=description, allow_all_outbound=outbound)
+
     def _rds_database(self, name: str, dbname: str) -> ServiceDatabase:
         assert self.vpc is not None
         label = name.capitalize()
-        function_sg = ec2.SecurityGroup(
-            self,
+        function_sg = self._security_group(
             f"{label}FunctionsSg",
-            vpc=self.vpc,
-            description=f"Functions of the {name} service that connect to the instance directly (migrate)",
-            allow_all_outbound=True,
+            f"Functions of the {name} service that connect to the instance directly (migrate)",
+            outbound=True,
         )
-        db_sg = ec2.SecurityGroup(
-            self,
+        db_sg = self._security_group(
             f"{label}DbSg",
-            vpc=self.vpc,
-            description=f"RDS {dbname}: Postgres from its proxy and the functions that connect directly",
-            allow_all_outbound=False,
+            f"RDS {dbname}: Postgres from its proxy and the functions that connect directly",
+            outbound=False,
         )
         db_sg.add_ingress_rule(function_sg, ec2.Port.tcp(POSTGRES_PORT), f"Postgres from the {name} migrate function")
-        app_sg = ec2.SecurityGroup(
-            self,
+        app_sg = self._security_group(
             f"{label}AppFunctionsSg",
-            vpc=self.vpc,
-            description=f"Run-time Lambda functions of the {name} service (reach the database through its proxy)",
-            allow_all_outbound=True,
+            f"Run-time Lambda functions of the {name} service (reach the database through its proxy)",
+            outbound=True,
         )
-        proxy_sg = ec2.SecurityGroup(
-            self,
+        proxy_sg = self._security_group(
             f"{label}ProxySg",
-            vpc=self.vpc,
-            description=f"RDS Proxy of {dbname}: Postgres from the {name} run-time functions, to the instance",
-            allow_all_outbound=False,
+            f"RDS Proxy of {dbname}: Postgres from the {name} run-time functions, to the instance",
+            outbound=False,
         )
         proxy_sg.add_ingress_rule(app_sg, ec2.Port.tcp(POSTGRES_PORT), f"Postgres from the {name} run-time functions")
         # proxy -> instance (egress here, ingress on db_sg): added by ProxyTarget.from_instance below

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 FINAL = {"CONFIRMED", "REJECTED"}
+GREMLIN_CACHE_WAIT = 2.5  # the inventory functions pick a new gremlin document up within ~2 s
+LOG_WAIT_SECONDS = 90  # log lines reach CloudWatch Logs shortly after the invocation
 
 
 class Api:
@@ -60,13 +64,83 @@ class Api:
         assert not pending, f"orders not final after {timeout}s: {sorted(pending)}"
         return final
 
-    def gremlin(self, document: dict) -> None:
+    def gremlin(self, document: dict, settle: bool = False) -> dict:
+        """PUT the gremlin document; `settle` waits until the inventory functions act on it."""
         response = self.http.put("/gremlin", json=document, headers=self.admin)
         assert response.status_code == 200, response.text
+        if settle:
+            time.sleep(GREMLIN_CACHE_WAIT)
+        return response.json()
 
     def gremlin_off(self) -> None:
         response = self.http.delete("/gremlin", headers=self.admin)
         assert response.status_code == 200, response.text
+
+    def _wait_no_sleeping_transactions(self, timeout: float = 30.0) -> None:
+        """A slow fault's pg_sleep may still hold a reservation transaction that the caller gave up
+        on: wait until the inventory database runs none, so what is counted is final."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            conn = self.cloud.db("inventory")
+            try:
+                [[sleeping]] = conn.run(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                    "AND query ILIKE '%pg_sleep%' AND state = 'active'"
+                )
+            finally:
+                conn.close()
+            if sleeping == 0:
+                return
+            time.sleep(0.5)
+        raise AssertionError("inventory transactions still sleeping after the fault was switched off")
+
+    def assert_invariants(self, product: str, initial_stock: int, accepted: dict[str, int]) -> dict[str, dict]:
+        """The order flow's invariants for `accepted` (orderId -> quantity of every order the API
+        answered 201/202): none lost (each reaches a final state), the stock moved by exactly the
+        CONFIRMED quantities, and one RESERVED reservation per CONFIRMED order, none other."""
+        final = self.wait_final(list(accepted), timeout=120)
+        self._wait_no_sleeping_transactions()
+        confirmed = {oid: body for oid, body in final.items() if body["status"] == "CONFIRMED"}
+        assert all(body["quantity"] == accepted[oid] for oid, body in final.items())
+        assert initial_stock - self.stock(product) == sum(b["quantity"] for b in confirmed.values())
+        rows = self.reservations(product)
+        reservations = {row[0]: (row[1], row[2]) for row in rows}
+        assert {oid for oid, (status, _) in reservations.items() if status == "RESERVED"} == set(confirmed)
+        assert all(reservations[oid] == ("RESERVED", body["quantity"]) for oid, body in confirmed.items())
+        assert len(rows) == len(reservations)  # one row per order id
+        return final
+
+    def log_lines(self, function_output: str, since_ms: int, match: Callable[[dict], bool]) -> list[dict]:
+        """The Powertools log lines (JSON objects) of the function named by the stack output
+        `function_output` since `since_ms` for which `match` holds, read through FilterLogEvents."""
+        logs = self.cloud.client("logs")
+        group = f"/aws/lambda/{self.cloud.stack[function_output]}"
+        lines = []
+        for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group, startTime=since_ms):
+            for event in page.get("events", []):
+                try:
+                    line = json.loads(event["message"])
+                except ValueError:
+                    continue  # START/END/REPORT lines
+                if isinstance(line, dict) and match(line):
+                    lines.append(line)
+        return lines
+
+    def wait_for_log_lines(
+        self,
+        function_outputs: list[str],
+        since_ms: int,
+        match: Callable[[dict], bool],
+        enough: Callable[[list[dict]], bool] = bool,
+    ) -> dict[str, list[dict]]:
+        """Poll until every function's matching lines are `enough` (or the time is up: the caller's
+        assertion then names what is missing). Function output -> its matching lines."""
+        deadline = time.monotonic() + LOG_WAIT_SECONDS
+        while True:
+            found = {output: self.log_lines(output, since_ms, match) for output in function_outputs}
+            if all(enough(lines) for lines in found.values()) or time.monotonic() > deadline:
+                return found
+            time.sleep(2)
 
     def circuit_state(self) -> str:
         body = self.http.get("/health/order").json()
@@ -88,6 +162,14 @@ def api(localcloud):
     client = Api(localcloud)
     yield client
     client.http.close()
+
+
+@pytest.fixture
+def gremlin_off_around(api):
+    """No gremlin before the test, none after it, even when it fails."""
+    api.gremlin_off()
+    yield
+    api.gremlin_off()
 
 
 @pytest.fixture

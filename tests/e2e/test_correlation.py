@@ -9,7 +9,6 @@ through the local cloud's CloudWatch Logs API (FilterLogEvents).
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -19,38 +18,14 @@ from infra.outputs import FUNCTION_NAME_OUTPUTS
 
 pytestmark = pytest.mark.e2e
 
-LOG_WAIT_SECONDS = 90
 
-
-def _correlated_functions(cloud, keys: list[str], correlation_id: str, since_ms: int) -> dict[str, list[dict]]:
-    """Function key -> its Powertools log lines carrying `correlation_id` (FilterLogEvents)."""
-    logs = cloud.client("logs")
-    found: dict[str, list[dict]] = {}
-    for key in keys:
-        group = f"/aws/lambda/{cloud.stack[FUNCTION_NAME_OUTPUTS[key]]}"
-        lines = []
-        for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group, startTime=since_ms):
-            for event in page.get("events", []):
-                try:
-                    line = json.loads(event["message"])
-                except ValueError:
-                    continue  # START/END/REPORT lines, EMF blobs are JSON but carry no id
-                if isinstance(line, dict) and line.get("correlation_id") == correlation_id:
-                    lines.append(line)
-        if lines:
-            found[key] = lines
-    return found
-
-
-def _wait_for_logs(cloud, keys: list[str], correlation_id: str, since_ms: int) -> dict[str, list[dict]]:
-    """Log lines reach CloudWatch Logs shortly after the invocation: poll until every function
-    shows the id (or the time is up, and the assertion names the ones that did not)."""
-    deadline = time.monotonic() + LOG_WAIT_SECONDS
-    while True:
-        found = _correlated_functions(cloud, keys, correlation_id, since_ms)
-        if set(found) == set(keys) or time.monotonic() > deadline:
-            return found
-        time.sleep(2)
+def _wait_for_logs(api, keys: list[str], correlation_id: str, since_ms: int) -> dict[str, list[dict]]:
+    """Function key -> its log lines carrying `correlation_id`, once every function shows one."""
+    outputs = {FUNCTION_NAME_OUTPUTS[key]: key for key in keys}
+    found = api.wait_for_log_lines(
+        list(outputs), since_ms, match=lambda line: line.get("correlation_id") == correlation_id
+    )
+    return {outputs[output]: lines for output, lines in found.items() if lines}
 
 
 def test_the_sync_path_logs_the_callers_id_in_every_function(localcloud, api, closed_circuit):
@@ -63,7 +38,7 @@ def test_the_sync_path_logs_the_callers_id_in_every_function(localcloud, api, cl
     order_id = response.json()["orderId"]
 
     keys = ["OrderApi", "InventoryReserve"]
-    found = _wait_for_logs(localcloud, keys, correlation_id, since_ms)
+    found = _wait_for_logs(api, keys, correlation_id, since_ms)
     assert set(found) == set(keys), f"functions without {correlation_id} in their logs: {set(keys) - set(found)}"
     # the lines are about this order (not merely carrying the id by accident)
     assert any(line.get("order_id") == order_id for line in found["OrderApi"])
@@ -85,7 +60,7 @@ def test_the_queue_path_logs_the_callers_id_in_every_function(localcloud, api, c
     assert api.wait_final([order_id])[order_id]["status"] == "CONFIRMED"
 
     keys = ["OrderApi", "InventoryQueue", "OrderCompletion"]
-    found = _wait_for_logs(localcloud, keys, correlation_id, since_ms)
+    found = _wait_for_logs(api, keys, correlation_id, since_ms)
     assert set(found) == set(keys), f"functions without {correlation_id} in their logs: {set(keys) - set(found)}"
     assert any(
         line.get("orderId") == order_id and line["message"] == "completion published"

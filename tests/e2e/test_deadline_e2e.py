@@ -18,62 +18,23 @@ import uuid
 import pytest
 
 from infra.outputs import INVENTORY_RESERVE_FUNCTION_NAME
-from tests.e2e.test_gremlin_database import CACHE_WAIT, assert_invariants
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("gremlin_off_around")]
 
 SLOW = {"database": {"fault": "slow", "delayMs": 3000}}
-LOG_WAIT_SECONDS = 60
-
-
-@pytest.fixture(autouse=True)
-def gremlin_off_afterwards(api):
-    api.gremlin_off()
-    yield
-    api.gremlin_off()
-
-
-def _switch_on(api, document: dict) -> None:
-    response = api.http.put("/gremlin", json=document, headers=api.admin)
-    assert response.status_code == 200, response.text
-    time.sleep(CACHE_WAIT)
-
-
-def _reserve_function_lines(cloud, order_id: str, since_ms: int) -> list[dict]:
-    """The reserve function's Powertools log lines about `order_id` (FilterLogEvents)."""
-    logs = cloud.client("logs")
-    group = f"/aws/lambda/{cloud.stack[INVENTORY_RESERVE_FUNCTION_NAME]}"
-    lines = []
-    for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group, startTime=since_ms):
-        for event in page.get("events", []):
-            try:
-                line = json.loads(event["message"])
-            except ValueError:
-                continue
-            if isinstance(line, dict) and line.get("order_id") == order_id:
-                lines.append(line)
-    return lines
-
-
-def _wait_for_line(cloud, order_id: str, since_ms: int, message: str) -> list[dict]:
-    deadline = time.monotonic() + LOG_WAIT_SECONDS
-    while True:
-        lines = _reserve_function_lines(cloud, order_id, since_ms)
-        if any(line.get("message") == message for line in lines) or time.monotonic() > deadline:
-            return lines
-        time.sleep(2)
+REFUSED = "reservation not committed: the caller's deadline"
 
 
 def test_a_slow_database_past_the_budget_rolls_the_sync_attempt_back_and_confirms_once(api, localcloud, closed_circuit):
     product = api.new_product(stock=20)
     since_ms = int(time.time() * 1000) - 5_000
     try:
-        _switch_on(api, SLOW)
+        api.gremlin(SLOW, settle=True)
         response = api.order(product, 3)
         assert response.status_code == 202, response.text
         assert response.json()["status"] == "QUEUED" and response.json()["reason"] == "inventory timeout"
         order_id = response.json()["orderId"]
-        final = assert_invariants(api, product, 20, {order_id: 3})  # the queue path, slow as well
+        final = api.assert_invariants(product, 20, {order_id: 3})  # the queue path, slow as well
     finally:
         api.gremlin_off()
     assert final[order_id]["status"] == "CONFIRMED"
@@ -81,8 +42,13 @@ def test_a_slow_database_past_the_budget_rolls_the_sync_attempt_back_and_confirm
     assert api.stock(product) == 17  # moved once
 
     # The synchronous attempt was cut at the order's deadline and wrote nothing; it says so.
-    lines = _wait_for_line(localcloud, order_id, since_ms, "reservation not committed: the caller's deadline")
-    refused = [line for line in lines if line.get("message") == "reservation not committed: the caller's deadline"]
+    lines = api.wait_for_log_lines(
+        [INVENTORY_RESERVE_FUNCTION_NAME],
+        since_ms,
+        match=lambda line: line.get("order_id") == order_id,
+        enough=lambda lines: any(line.get("message") == REFUSED for line in lines),
+    )[INVENTORY_RESERVE_FUNCTION_NAME]
+    refused = [line for line in lines if line.get("message") == REFUSED]
     assert len(refused) == 1, lines
     assert "rolled back" in refused[0]["error"] or "not started" in refused[0]["error"], refused[0]
     assert not any(line.get("message") == "stock reserved" for line in lines), lines  # not by the sync path
@@ -107,7 +73,7 @@ def test_the_reserve_function_refuses_a_reservation_it_cannot_commit_in_time(api
         return json.loads(result["Payload"].read())
 
     try:
-        _switch_on(api, SLOW)
+        api.gremlin(SLOW, settle=True)
         answer = invoke(deadlineEpochMs=int(time.time() * 1000) + 1500)
         assert answer["statusCode"] == 504 and answer["status"] == "DEADLINE_EXCEEDED", answer
         assert api.stock(product) == 10

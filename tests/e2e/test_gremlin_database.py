@@ -21,69 +21,22 @@ import uuid
 import pytest
 
 from infra.outputs import GREMLIN_FUNCTION_NAME, INVENTORY_RESERVE_FUNCTION_NAME
+from tests.e2e.conftest import GREMLIN_CACHE_WAIT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-CACHE_WAIT = 2.5  # the inventory functions pick a new gremlin document up within ~2 s
-
-
-@pytest.fixture(autouse=True)
-def gremlin_off_afterwards(api):
-    api.gremlin_off()
-    yield
-    api.gremlin_off()
-
-
-def _put(api, document: dict) -> dict:
-    response = api.http.put("/gremlin", json=document, headers=api.admin)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def _wait_no_sleeping_transactions(api, timeout: float = 30.0) -> None:
-    """A slow fault's pg_sleep may still hold a reservation transaction that the caller gave up
-    on: wait until the inventory database runs none, so what is counted below is final."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conn = api.cloud.db("inventory")
-        try:
-            [[sleeping]] = conn.run(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE pid <> pg_backend_pid() AND query ILIKE '%pg_sleep%' AND state = 'active'"
-            )
-        finally:
-            conn.close()
-        if sleeping == 0:
-            return
-        time.sleep(0.5)
-    raise AssertionError("inventory transactions still sleeping after the fault was switched off")
-
-
-def assert_invariants(api, product: str, initial_stock: int, accepted: dict[str, int]) -> dict[str, dict]:
-    """accepted: orderId -> quantity of every order the API accepted (201/202)."""
-    final = api.wait_final(list(accepted), timeout=120)  # no order lost, each reaches a final state
-    _wait_no_sleeping_transactions(api)
-    confirmed = {oid: body for oid, body in final.items() if body["status"] == "CONFIRMED"}
-    assert all(body["quantity"] == accepted[oid] for oid, body in final.items())
-    assert initial_stock - api.stock(product) == sum(b["quantity"] for b in confirmed.values())
-    reservations = {row[0]: (row[1], row[2]) for row in api.reservations(product)}
-    assert {oid for oid, (status, _) in reservations.items() if status == "RESERVED"} == set(confirmed)
-    assert all(reservations[oid] == ("RESERVED", body["quantity"]) for oid, body in confirmed.items())
-    assert len(api.reservations(product)) == len(reservations)  # one row per order id
-    return final
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("gremlin_off_around")]
 
 
 def test_unreachable_database_queues_orders_and_the_fault_expires_by_itself(api, closed_circuit):
     product = api.new_product(stock=30)
     try:
-        body = _put(api, {"database": {"fault": "unreachable", "expiresInSeconds": 12}})
+        body = api.gremlin({"database": {"fault": "unreachable", "expiresInSeconds": 12}})
         assert body["database"]["enabled"] is True and body["database"]["remainingSeconds"] > 0
-        time.sleep(CACHE_WAIT)
+        time.sleep(GREMLIN_CACHE_WAIT)
         responses = [api.order(product, quantity) for quantity in (1, 2, 3)]
         assert [r.status_code for r in responses] == [202, 202, 202], [r.text for r in responses]
         accepted = {r.json()["orderId"]: q for r, q in zip(responses, (1, 2, 3), strict=True)}
         # No DELETE: the queued orders complete once the safety switch has turned the fault off.
-        final = assert_invariants(api, product, 30, accepted)
+        final = api.assert_invariants(product, 30, accepted)
         assert {o["status"] for o in final.values()} == {"CONFIRMED"}  # the queue path did its job
         assert api.stock(product) == 24
         shown = api.http.get("/gremlin").json()["database"]
@@ -95,8 +48,7 @@ def test_unreachable_database_queues_orders_and_the_fault_expires_by_itself(api,
 def test_exhausted_connections_every_second_transaction(api, closed_circuit):
     product = api.new_product(stock=40)
     try:
-        _put(api, {"database": {"fault": "exhausted", "every": 2}})
-        time.sleep(CACHE_WAIT)
+        api.gremlin({"database": {"fault": "exhausted", "every": 2}}, settle=True)
         quantities = (1, 2, 3, 4, 5, 6)
         responses = [api.order(product, q) for q in quantities]
         assert all(r.status_code in (201, 202) for r in responses), [r.text for r in responses]
@@ -106,7 +58,7 @@ def test_exhausted_connections_every_second_transaction(api, closed_circuit):
     finally:
         api.gremlin_off()
     accepted = {r.json()["orderId"]: q for r, q in zip(responses, quantities, strict=True)}
-    final = assert_invariants(api, product, 40, accepted)
+    final = api.assert_invariants(product, 40, accepted)
     assert {o["status"] for o in final.values()} == {"CONFIRMED"}
     assert api.stock(product) == 40 - sum(quantities)
 
@@ -114,8 +66,7 @@ def test_exhausted_connections_every_second_transaction(api, closed_circuit):
 def test_slow_database_past_the_budget_confirms_once(api, closed_circuit):
     product = api.new_product(stock=20)
     try:
-        _put(api, {"database": {"fault": "slow", "delayMs": 3000}})
-        time.sleep(CACHE_WAIT)
+        api.gremlin({"database": {"fault": "slow", "delayMs": 3000}}, settle=True)
         responses = [api.order(product, q) for q in (1, 2)]
         # The reservation commits 3 s later, after the order's 2 s budget: the order queued it.
         assert [r.status_code for r in responses] == [202, 202], [r.text for r in responses]
@@ -123,7 +74,7 @@ def test_slow_database_past_the_budget_confirms_once(api, closed_circuit):
     finally:
         api.gremlin_off()
     accepted = {r.json()["orderId"]: q for r, q in zip(responses, (1, 2), strict=True)}
-    final = assert_invariants(api, product, 20, accepted)
+    final = api.assert_invariants(product, 20, accepted)
     assert {o["status"] for o in final.values()} == {"CONFIRMED"}
     assert api.stock(product) == 17  # once: the sync attempt was rolled back at its deadline (test_deadline.py)
 
@@ -134,8 +85,7 @@ def test_a_held_lock_convoy_queues_the_tail_and_confirms_once(api, closed_circui
     product = api.new_product(stock=30)
     quantities = (1, 2, 3)
     try:
-        _put(api, {"database": {"fault": "locked", "delayMs": 1200}})
-        time.sleep(CACHE_WAIT)
+        api.gremlin({"database": {"fault": "locked", "delayMs": 1200}}, settle=True)
         # Three at once: each reservation holds the one lock 1.2 s, so the last in the queue
         # waits 2 x 1.2 s before its own 1.2 s -- past the 2 s budget whatever the order.
         with ThreadPoolExecutor(3) as pool:
@@ -145,13 +95,13 @@ def test_a_held_lock_convoy_queues_the_tail_and_confirms_once(api, closed_circui
     finally:
         api.gremlin_off()
     accepted = {r.json()["orderId"]: q for r, q in zip(responses, quantities, strict=True)}
-    final = assert_invariants(api, product, 30, accepted)
+    final = api.assert_invariants(product, 30, accepted)
     assert {o["status"] for o in final.values()} == {"CONFIRMED"}
     assert api.stock(product) == 24
 
 
 def test_a_refused_database_setting_leaves_the_gremlin_unchanged(api):
-    before = _put(api, {"database": {"fault": "slow", "delayMs": 100, "every": 1000}})
+    before = api.gremlin({"database": {"fault": "slow", "delayMs": 100, "every": 1000}})
     for bad, field in (
         ({"database": {"fault": "meltdown"}}, "database.fault"),
         ({"database": {"fault": "slow", "delayMs": -1}}, "database.delayMs"),
@@ -192,9 +142,9 @@ def test_a_firing_alarm_switches_the_gremlin_off_for_good(api, localcloud, close
     product, probe = api.new_product(stock=20), api.new_product(stock=100)
     accepted: dict[str, int] = {}
     try:
-        body = _put(api, {"error": {"statusCode": 503}, "stopConditions": [alarm]})
+        body = api.gremlin({"error": {"statusCode": 503}, "stopConditions": [alarm]})
         assert body["stopConditions"] == [alarm] and "stopped" not in body
-        time.sleep(CACHE_WAIT)
+        time.sleep(GREMLIN_CACHE_WAIT)
         response = api.order(product, 1)
         assert response.status_code == 202, response.text  # the gremlin is on
         accepted[response.json()["orderId"]] = 1
@@ -210,7 +160,7 @@ def test_a_firing_alarm_switches_the_gremlin_off_for_good(api, localcloud, close
             time.sleep(0.5)
 
         cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="e2e: cleared")
-        time.sleep(CACHE_WAIT)
+        time.sleep(GREMLIN_CACHE_WAIT)
         assert [_reserve_directly(localcloud, probe) for _ in range(3)] == [201, 201, 201]  # stays off
         assert api.http.get("/gremlin").json()["stopped"]["alarm"] == alarm
         api.wait_circuit("closed", timeout=60, probe=True)
@@ -220,5 +170,5 @@ def test_a_firing_alarm_switches_the_gremlin_off_for_good(api, localcloud, close
     finally:
         cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="e2e: cleanup")
         api.gremlin_off()
-    final = assert_invariants(api, product, 20, accepted)
+    final = api.assert_invariants(product, 20, accepted)
     assert {o["status"] for o in final.values()} == {"CONFIRMED"}

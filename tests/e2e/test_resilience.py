@@ -11,14 +11,7 @@ import pytest
 
 from infra.outputs import INVENTORY_RESERVE_FUNCTION_NAME
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@pytest.fixture(autouse=True)
-def gremlin_off_afterwards(api):
-    api.gremlin_off()
-    yield
-    api.gremlin_off()
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("gremlin_off_around")]
 
 
 def _timed_order(api, product, quantity=1):
@@ -55,8 +48,7 @@ def test_slow_inventory_queues_within_budget_and_orders_complete_once(api, close
 
 def test_crash_after_commit_every_second_request_moves_stock_once(api, closed_circuit):
     product = api.new_product(stock=50)
-    api.gremlin({"crash": {"enabled": True, "when": "after-commit", "every": 2}})
-    time.sleep(2.5)
+    api.gremlin({"crash": {"enabled": True, "when": "after-commit", "every": 2}}, settle=True)
     responses = [api.order(product, quantity) for quantity in (1, 2, 3, 4, 5, 6)]
     assert all(r.status_code in (201, 202) for r in responses), [r.text for r in responses]
     assert any(r.status_code == 202 for r in responses), "no crash was observed"
@@ -70,8 +62,7 @@ def test_crash_after_commit_every_second_request_moves_stock_once(api, closed_ci
 
 def test_injected_500_queues_orders_and_never_rejects_them(api, closed_circuit):
     product = api.new_product(stock=10)
-    api.gremlin({"error": {"enabled": True, "statusCode": 500, "every": 1}})
-    time.sleep(2.5)
+    api.gremlin({"error": {"enabled": True, "statusCode": 500, "every": 1}}, settle=True)
     responses = [api.order(product, 1) for _ in range(3)]
     assert [r.status_code for r in responses] == [202, 202, 202], [r.text for r in responses]
     assert all(r.json()["status"] == "QUEUED" for r in responses)
@@ -84,8 +75,7 @@ def test_injected_500_queues_orders_and_never_rejects_them(api, closed_circuit):
 def test_circuit_opens_short_circuits_and_closes_after_recovery(api, localcloud, closed_circuit):
     product = api.new_product(stock=100)
     calls_at_start = _reservation_calls(localcloud)
-    api.gremlin({"error": {"enabled": True, "statusCode": 503, "every": 1}})
-    time.sleep(2.5)
+    api.gremlin({"error": {"enabled": True, "statusCode": 503, "every": 1}}, settle=True)
     for _ in range(12):
         response = api.order(product, 1)
         assert response.status_code == 202
@@ -147,8 +137,7 @@ def _reservation_lines(cloud) -> int:
 
 def test_every_third_request_is_affected_exactly(api, localcloud):
     product = api.new_product(stock=100)
-    api.gremlin({"error": {"enabled": True, "statusCode": 503, "every": 3}})
-    time.sleep(2.5)
+    api.gremlin({"error": {"enabled": True, "statusCode": 503, "every": 3}}, settle=True)
     lam = localcloud.client("lambda")
     codes = []
     for index in range(9):  # the call order makes: the internal reserve function, invoked directly
