@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,7 @@ def pytest_collection_modifyitems(config, items):
     """Local-cloud tests first (on one worker), the lifecycle test that stops the cloud last among
     them; the fresh-clone tests next, each on a worker of its own; the CDK synth tests together;
     the rest wherever a worker is free. Without xdist the same order, one by one."""
+    _give_every_test_its_own_id(items)
     for item in items:
         if ("localcloud" in item.fixturenames or item.get_closest_marker("e2e")) and not (
             xdist_group(item.nodeid) == LOCALCLOUD_GROUP or item.nodeid.startswith(FRESH_CLONE_FILE)
@@ -210,6 +212,21 @@ def pytest_collection_modifyitems(config, items):
                 "(tests/conftest.py runs every local-cloud test on one worker)"
             )
     items.sort(key=_rank)
+
+
+def _give_every_test_its_own_id(items) -> None:
+    """pytest 9.2 builds a test's id from its callspec; schemathesis' per-operation cases have none,
+    so every operation of one fuzz test had the same id. pytest-xdist schedules by id and ran only
+    the first of them (11 cases silently skipped under TEST_WORKERS=2). Each such case gets its
+    name's bracket (the operation) as the id's parameter -- through the private `_id`, the only
+    place pytest 9.2 reads the id from -- and any id still shared stops the session."""
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        if counts[item.nodeid] > 1 and item.name.endswith("]") and "[" in item.name:
+            item._id = item._id.with_params(item.name[item.name.index("[") + 1 : -1])
+    shared = sorted(nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1)
+    if shared:
+        raise pytest.UsageError(f"tests sharing an id (pytest-xdist would run one of each): {shared}")
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own
