@@ -37,8 +37,6 @@ import json
 import time
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -120,8 +118,12 @@ class _StopWithinBudget:
 
 class InventoryClient:
     def __init__(self, settings: Settings, *, dynamodb_client: Any = None, lambda_client: Any = None) -> None:
+        # Here, not at the top: the order module's other functions (completion, sweeper) load this
+        # module too and never call inventory; boto3 costs them ~100 ms of INIT (README, aws_init_ms).
+        import boto3
         from aws_lambda_powertools.utilities.circuit_breaker import CircuitBreakerConfig, circuit_breaker
         from aws_lambda_powertools.utilities.circuit_breaker.persistence import CircuitBreakerDynamoDBPersistence
+        from botocore.config import Config
 
         self.function_name = settings.inventory_reserve_function
         self.budget = settings.inventory_call_budget_seconds
