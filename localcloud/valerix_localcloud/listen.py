@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import sys
 from typing import TextIO
 
 ENV_VAR = "VALERIX_LISTEN_ALL"
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 -- the opt-in (VALERIX_LISTEN_ALL=1), named once
+
+
+def accepts_connections(port: int, host: str = LOOPBACK, timeout: float = 1.0) -> bool:
+    """Whether something answers a TCP connect on host:port (ours or anyone's)."""
+    with socket.socket() as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((host, port)) == 0
 
 
 def listen_all(environ: dict[str, str] | None = None) -> bool:

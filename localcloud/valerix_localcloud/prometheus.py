@@ -23,10 +23,11 @@ from pathlib import Path
 
 import psutil
 
+from valerix_localcloud.listen import LOOPBACK, accepts_connections
+
 REPO = Path(__file__).resolve().parents[2]
 PORT_VAR = "VALERIX_PROMETHEUS_PORT"
 DEFAULT_PORT = 9090
-LOOPBACK = "127.0.0.1"
 
 
 def port() -> int:
@@ -89,7 +90,7 @@ class LocalPrometheus:
         if executable is None:
             raise RuntimeError("the `prometheus` binary is missing (Debian package `prometheus`)")
         self.stop()
-        if _accepts(self.port):
+        if accepts_connections(self.port, timeout=0.5):
             raise RuntimeError(f"port {self.port} is taken by another program")
         self.write_config()
         data = self.folder / "data"
@@ -193,14 +194,6 @@ class LocalPrometheus:
             f"firing: {', '.join(firing) if firing else 'none'}"
         )
         return True, detail
-
-
-def _accepts(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((LOOPBACK, port)) == 0
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +17,7 @@ import psutil
 
 from valerix_localcloud import processes
 from valerix_localcloud import prometheus as prometheus_server
+from valerix_localcloud.listen import accepts_connections
 from valerix_localcloud.localstack_host import LocalStackHost
 from valerix_localcloud.postgres import PostgresServer
 
@@ -41,12 +41,6 @@ def _http_json(url: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
             return exc.code, json.loads(exc.read() or b"{}")
         except ValueError:
             return exc.code, {}
-
-
-def _accepts(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1.0)
-        return sock.connect_ex((host, port)) == 0
 
 
 def localstack_components(ls: LocalStackHost) -> list[Component]:
@@ -76,7 +70,7 @@ def dynamodb_local_component(cloud: list[processes.CloudProcess]) -> Component:
             continue
         port = int(args[args.index("-port") + 1]) if "-port" in args else 0
         url = f"http://127.0.0.1:{port}" if port else ""
-        state = UP if port and _accepts(port) else DOWN
+        state = UP if port and accepts_connections(port) else DOWN
         return Component("DynamoDB Local", state, url, f"pid {entry.process.pid}, behind LocalStack")
     return Component("DynamoDB Local", IDLE, "", "not started (LocalStack starts it on the first DynamoDB call)")
 

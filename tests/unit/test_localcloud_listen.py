@@ -155,3 +155,20 @@ def test_a_running_localstack_on_another_interface_is_never_reused(
     host = _running_host(tmp_path, monkeypatch, listen_all, recorded)
     with pytest.raises(LocalStackError, match=message):
         host.start(timeout=1)
+
+
+def test_localstack_never_starts_on_a_port_another_program_answers(tmp_path):
+    """Another checkout's local cloud on the port would pass the health check: `make up` would
+    then deploy into it. It is refused, naming the port and the way out, and nothing is started."""
+    import socket
+
+    from valerix_localcloud.localstack_host import LocalStackError, LocalStackHost
+
+    with socket.socket() as other:
+        other.bind((listen.LOOPBACK, 0))
+        other.listen()
+        port = other.getsockname()[1]
+        host = LocalStackHost(tmp_path / "localstack", tmp_path / "python", tmp_path / "python", port=port)
+        with pytest.raises(LocalStackError, match=rf"port {port} is taken by another program.*VALERIX_LOCALSTACK_PORT"):
+            host.start(timeout=1)
+    assert host.pid() is None and not host.pid_file.exists()
