@@ -417,6 +417,7 @@ def start_exporter(stack_outputs: dict[str, str]) -> None:
     if not package_root.exists():
         print("    (observability/exporter not present: skipped)")
         return
+    listen.refuse_if_taken(EXPORTER_PORT, "VALERIX_EXPORTER_PORT")
     exporter_dir().mkdir(parents=True, exist_ok=True)
     queues = {
         "inventory": stack_outputs[INVENTORY_QUEUE_URL],

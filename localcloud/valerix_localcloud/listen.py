@@ -31,6 +31,20 @@ def accepts_connections(port: int, host: str = LOOPBACK, timeout: float = 1.0) -
         return sock.connect_ex((host, port)) == 0
 
 
+class PortTaken(RuntimeError):
+    """Another program answers on a port one of our servers is about to take."""
+
+
+def refuse_if_taken(port: int, env_var: str) -> None:
+    """Before starting a server of ours: a program already answering there would pass our health
+    check in its place (another checkout's local cloud: `make up` would deploy into it)."""
+    if accepts_connections(port):
+        raise PortTaken(
+            f"port {port} is taken by another program (another checkout's `make up`? `make down` there), "
+            f"or set {env_var}"
+        )
+
+
 def listen_all(environ: dict[str, str] | None = None) -> bool:
     """True only for an explicit yes (1/true/yes); anything else keeps loopback."""
     value = (environ if environ is not None else os.environ).get(ENV_VAR, "")

@@ -308,13 +308,7 @@ class LocalStackHost:
             else:
                 return
         self.stop()
-        if listen.accepts_connections(self.port):
-            # Without this, the health check below would find the other program (say, another
-            # checkout's local cloud) healthy, and `make up` would deploy into it.
-            raise LocalStackError(
-                f"port {self.port} is taken by another program (another checkout's `make up`? "
-                f"`make down` there), or set VALERIX_LOCALSTACK_PORT"
-            )
+        listen.refuse_if_taken(self.port, "VALERIX_LOCALSTACK_PORT")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from valerix_localcloud.listen import LOOPBACK, accepts_connections
+from valerix_localcloud.listen import LOOPBACK, refuse_if_taken
 
 REPO = Path(__file__).resolve().parents[2]
 PORT_VAR = "VALERIX_PROMETHEUS_PORT"
@@ -90,8 +90,7 @@ class LocalPrometheus:
         if executable is None:
             raise RuntimeError("the `prometheus` binary is missing (Debian package `prometheus`)")
         self.stop()
-        if accepts_connections(self.port, timeout=0.5):
-            raise RuntimeError(f"port {self.port} is taken by another program")
+        refuse_if_taken(self.port, PORT_VAR)
         self.write_config()
         data = self.folder / "data"
         self._private_dir(data)

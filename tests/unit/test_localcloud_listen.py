@@ -157,18 +157,38 @@ def test_a_running_localstack_on_another_interface_is_never_reused(
         host.start(timeout=1)
 
 
-def test_localstack_never_starts_on_a_port_another_program_answers(tmp_path):
-    """Another checkout's local cloud on the port would pass the health check: `make up` would
-    then deploy into it. It is refused, naming the port and the way out, and nothing is started."""
+@pytest.fixture
+def taken_port():
+    """A port another program answers on (a listening socket of this test)."""
     import socket
-
-    from valerix_localcloud.localstack_host import LocalStackError, LocalStackHost
 
     with socket.socket() as other:
         other.bind((listen.LOOPBACK, 0))
         other.listen()
-        port = other.getsockname()[1]
-        host = LocalStackHost(tmp_path / "localstack", tmp_path / "python", tmp_path / "python", port=port)
-        with pytest.raises(LocalStackError, match=rf"port {port} is taken by another program.*VALERIX_LOCALSTACK_PORT"):
-            host.start(timeout=1)
+        yield other.getsockname()[1]
+
+
+def test_localstack_never_starts_on_a_port_another_program_answers(tmp_path, taken_port):
+    """Another checkout's local cloud on the port would pass the health check: `make up` would
+    then deploy into it. It is refused, naming the port and the way out, and nothing is started."""
+    from valerix_localcloud.localstack_host import LocalStackHost
+
+    host = LocalStackHost(tmp_path / "localstack", tmp_path / "python", tmp_path / "python", port=taken_port)
+    with pytest.raises(
+        listen.PortTaken, match=rf"port {taken_port} is taken by another program.*VALERIX_LOCALSTACK_PORT"
+    ):
+        host.start(timeout=1)
     assert host.pid() is None and not host.pid_file.exists()
+
+
+def test_the_exporter_never_starts_on_a_port_another_program_answers(tmp_path, monkeypatch, taken_port):
+    """Its health check (GET /metrics) would be answered by the other exporter."""
+    from valerix_localcloud import cli
+
+    monkeypatch.setattr(cli, "EXPORTER_PORT", taken_port)
+    monkeypatch.setattr(cli, "exporter_dir", lambda: tmp_path / "exporter")
+    started = []
+    monkeypatch.setattr(cli.subprocess, "Popen", lambda *args, **kwargs: started.append(args))
+    with pytest.raises(listen.PortTaken, match=rf"port {taken_port} is taken.*VALERIX_EXPORTER_PORT"):
+        cli.start_exporter({})
+    assert started == []
