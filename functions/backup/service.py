@@ -124,7 +124,7 @@ class BackupService:
         for service in services or list(SERVICES):
             try:
                 points.append(self.create_point(service).to_dict())
-            except Exception as exc:
+            except Exception as exc:  # reported per service, raised by the handler
                 logger.exception("backup failed", extra={"service": service})
                 errors[service] = str(exc)
         return {"points": points, "errors": errors}

@@ -79,7 +79,7 @@ def step(name: str, hint: str) -> Iterator[None]:
     started = time.monotonic()
     try:
         yield
-    except Exception as exc:
+    except Exception as exc:  # every failure is reported the same way
         fix = getattr(exc, "fix", None) or hint
         print(
             redact(

@@ -333,7 +333,7 @@ class PostgresServer:
             try:
                 self.connect("postgres").close()
                 return
-            except Exception as exc:
+            except Exception as exc:  # any failure means "not ready yet"
                 if time.monotonic() > deadline:
                     raise PostgresError(
                         f"Postgres for {self.dbname} on port {self.port} did not accept "
