@@ -350,6 +350,7 @@ class LocalStackHost:
                 break
             deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5)
             while time.monotonic() < deadline and _group_alive(pid):
+                _reap(pid)
                 time.sleep(0.2)
             if not _group_alive(pid):
                 break
@@ -366,6 +367,15 @@ class LocalStackHost:
             with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
                 os.killpg(int(marker.name), signal.SIGKILL)
             marker.unlink(missing_ok=True)
+
+
+def _reap(pid: int) -> None:
+    """Collect LocalStack's exit status when this process started it (a test that starts and
+    stops one): an exited child stays a zombie, in its process group, until its parent waits for
+    it, so `stop` waited out its whole timeout (25 s), then SIGKILLed a process already gone.
+    Under `make down` LocalStack's parent (`make up`) is gone: nothing to do."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _group_alive(pgid: int) -> bool:
