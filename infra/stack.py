@@ -26,7 +26,7 @@ from infra.constructs.migrations import migration_triggers
 from infra.constructs.queue_pair import QueuePair
 from infra.constructs.rds_instance import rds_instance
 from infra.constructs.reconcile import Reconciler
-from infra.constructs.routes import add_routes
+from infra.constructs.routes import add_routes, method_throttles
 from infra.constructs.service_function import ServiceFunction
 from infra.constructs.service_functions import (
     INVENTORY_QUEUE_TIMEOUT,
@@ -72,6 +72,7 @@ class ValerixStack(Stack):
             self, "Api", api_name=f"{prefix}-api", stage_name=config.stage_name, cors_origins=cors_origins,
             throttle_rate_limit=config.throttle_rate_limit, throttle_burst_limit=config.throttle_burst_limit,
             log_retention_days=config.log_retention_days, admin_api_key_value=self.admin_key.api_key_value,
+            method_throttles=method_throttles(config.throttle_rate_limit, config.throttle_burst_limit),
             tracing=config.is_aws,
         )  # fmt: skip
         # Built from the API id (not from the stage/deployment) so functions can reference it

@@ -1,9 +1,20 @@
-"""The public REST API (API Gateway v1): Lambda proxy routes, CORS, stage throttling,
-access/execution logging, and the admin API key + usage plan."""
+"""The public REST API (API Gateway v1): Lambda proxy routes, CORS, stage and method throttling,
+access/execution logging, and the admin API key + usage plan.
+
+Under a burst, API Gateway answers before a function is throttled where it can, and says "retry"
+where it cannot (both with `Retry-After`):
+- a method throttle per route (routes.method_throttles) keeps one route from admitting more
+  requests at once than its function has environments (its reserved concurrency): the excess
+  gets 429 from the gateway, never reaching Lambda;
+- a function throttled all the same (several routes share its environments; slow requests hold
+  them longer) is an integration failure, which API Gateway would answer with a bare 500 -- a
+  client cannot tell that from a bug. It is a 503 here: the dashboard and any client retry it,
+  with the same Idempotency-Key for an order, which never creates a second one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
@@ -16,6 +27,9 @@ from infra.nag import acknowledge_all
 
 CORS_ALLOW_HEADERS = ["Content-Type", "Idempotency-Key", "X-Api-Key", "Authorization"]
 CORS_ALLOW_METHODS = ["GET", "POST", "PUT", "DELETE", "OPTIONS"]
+RETRY_AFTER_SECONDS = 1
+THROTTLED_MESSAGE = "too many requests at once: retry after a second (an order with the same Idempotency-Key)"
+BUSY_MESSAGE = "the service is busy: retry after a second (an order with the same Idempotency-Key)"
 
 
 class ValerixApi(Construct):
@@ -31,9 +45,11 @@ class ValerixApi(Construct):
         throttle_burst_limit: int,
         log_retention_days: int,
         admin_api_key_value: str,
+        method_throttles: Mapping[str, apigw.ThrottleSettings] | None = None,
         tracing: bool = False,
     ) -> None:
-        """`tracing`: X-Ray tracing on the stage (target=aws; LocalStack community has no X-Ray)."""
+        """`tracing`: X-Ray tracing on the stage (target=aws; LocalStack community has no X-Ray).
+        `method_throttles`: "/path/METHOD" -> the limits of that route (routes.method_throttles)."""
         super().__init__(scope, construct_id)
         self.stage_name = stage_name
         self._integrations: dict[str, apigw.LambdaIntegration] = {}
@@ -57,6 +73,17 @@ class ValerixApi(Construct):
                 stage_name=stage_name,
                 throttling_rate_limit=throttle_rate_limit,
                 throttling_burst_limit=throttle_burst_limit,
+                # A method's settings replace the stage's for it: logging and metrics are repeated.
+                method_options={
+                    key: apigw.MethodDeploymentOptions(
+                        throttling_rate_limit=throttle.rate_limit,
+                        throttling_burst_limit=throttle.burst_limit,
+                        metrics_enabled=True,
+                        logging_level=apigw.MethodLoggingLevel.ERROR,
+                        data_trace_enabled=False,
+                    )
+                    for key, throttle in (method_throttles or {}).items()
+                },
                 metrics_enabled=True,
                 tracing_enabled=tracing,
                 logging_level=apigw.MethodLoggingLevel.ERROR,
@@ -102,6 +129,18 @@ class ValerixApi(Construct):
                 type=response_type,
                 response_headers=cors_headers,
                 templates={"application/json": '{"message": $context.error.messageString}'},
+            )
+        retry_headers = {**cors_headers, "Retry-After": f"'{RETRY_AFTER_SECONDS}'"}
+        for response_id, response_type, status, message in (
+            ("Throttled", apigw.ResponseType.THROTTLED, "429", THROTTLED_MESSAGE),
+            ("IntegrationFailure", apigw.ResponseType.INTEGRATION_FAILURE, "503", BUSY_MESSAGE),
+        ):
+            self.rest_api.add_gateway_response(
+                response_id,
+                type=response_type,
+                status_code=status,
+                response_headers=retry_headers,
+                templates={"application/json": f'{{"message": "{message}", "requestId": "$context.requestId"}}'},
             )
 
         # Admin API key: its value comes from the admin-key secret (infra/constructs/admin_key.py),

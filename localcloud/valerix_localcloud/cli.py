@@ -271,6 +271,14 @@ def up(hot_reload: bool) -> dict[str, Any]:
     stack_outputs = json.loads(CDK_OUTPUTS_FILE.read_text())[STACK_NAME]
 
     with step(
+        "set the functions' reserved concurrency (LocalStack's CloudFormation skips it)",
+        "see .valerix/localstack/localstack.log; `make down && make up` deploys again",
+    ):
+        template = json.loads((assembly / f"{STACK_NAME}.template.json").read_text())
+        applied = apply_reserved_concurrency(local_client("lambda", endpoint()), template)
+        print(f"    {len(applied)} functions: " + ", ".join(f"{name} {n}" for name, n in sorted(applied.items())))
+
+    with step(
         "run database migrations (order, inventory)",
         "see the migrate functions' logs: `make logs FN=order-migrate,inventory-migrate LOGS_ARGS=--no-follow`",
     ):
@@ -316,6 +324,21 @@ def up(hot_reload: bool) -> dict[str, Any]:
     write_private(OUTPUTS_FILE, json.dumps(outputs, indent=2))
     print_summary(outputs)
     return outputs
+
+
+def apply_reserved_concurrency(lam: Any, template: dict[str, Any]) -> dict[str, int]:
+    """Each function's ReservedConcurrentExecutions from the deployed template, which LocalStack's
+    CloudFormation provider ignores. The connection budget counts on it (infra/constructs/db_limits.py:
+    environments x pool size within max_connections), and Lambda throttles past it as on AWS (the
+    API's 503, infra/constructs/api.py). Returns function name -> reserved concurrency."""
+    applied = {}
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        reserved, name = props.get("ReservedConcurrentExecutions"), props.get("FunctionName")
+        if resource.get("Type") == "AWS::Lambda::Function" and isinstance(reserved, int) and isinstance(name, str):
+            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+            applied[name] = reserved
+    return applied
 
 
 def warm_up(api_url: str) -> None:

@@ -1,5 +1,6 @@
-"""The dashboard sends an Idempotency-Key with every order, and retries a 503 (nothing stored)
-or a lost answer with the same key, so a retry can never place a second order (issue 13 item 6)."""
+"""The dashboard sends an Idempotency-Key with every order, and retries a 503 (nothing stored),
+API Gateway's 429 (throttled) or a lost answer with the same key, so a retry can never place a
+second order (issue 13 item 6)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,28 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
-def test_a_503_is_retried_with_the_same_key_and_places_one_order(dash, localcloud):
+REFUSALS = {
+    503: "order database unavailable, try again later",  # the order API, its database down
+    429: "too many requests at once: retry after a second",  # API Gateway's method throttle
+}
+
+
+@pytest.mark.parametrize("status", sorted(REFUSALS))
+def test_a_refusal_that_asks_for_a_retry_is_retried_with_the_same_key_and_places_one_order(dash, localcloud, status):
     page = dash.page
-    dash.allowed_statuses = {(503, "/orders"), (503, "/health/")}
+    dash.allowed_statuses = {(status, "/orders"), (503, "/health/")}
     attempts: list[dict] = []
 
     def on_order(route, request):
         if request.method != "POST":
             return route.continue_()
         attempts.append({"key": request.headers.get("idempotency-key"), "body": request.post_data})
-        if len(attempts) == 1:  # what the order API answers when its database is down
+        if len(attempts) == 1:
             return route.fulfill(
-                status=503,
+                status=status,
                 content_type="application/json",
-                headers={"Access-Control-Allow-Origin": "*"},
-                body=json.dumps({"message": "order database unavailable, try again later"}),
+                headers={"Access-Control-Allow-Origin": "*", "Retry-After": "1"},
+                body=json.dumps({"message": REFUSALS[status]}),
             )
         return route.continue_()
 

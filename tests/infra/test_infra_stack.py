@@ -383,6 +383,56 @@ def test_cors_preflight_on_every_resource_and_stage_throttling(any_synth):
     assert "AccessLogSetting" in stage["Properties"]
 
 
+def test_no_route_admits_more_requests_at_once_than_its_function_has_environments(any_synth):
+    """Lambda throttling behind a proxy integration is a bare 500 from API Gateway: each route's
+    burst (and rate) stays within its function's reserved concurrency, so a burst gets the
+    gateway's 429 first. Functions without reserved concurrency keep the stage's limits."""
+    (stage,) = any_synth.of_type("AWS::ApiGateway::Stage").values()
+    settings = stage["Properties"]["MethodSettings"]
+    (stage_wide,) = [s for s in settings if s["ResourcePath"] == "/*"]
+    # "/~1orders~1{orderId}": API Gateway's escaping of the path "/orders/{orderId}"
+    per_method = {
+        (s["ResourcePath"].removeprefix("/").replace("~1", "/"), s["HttpMethod"]): s
+        for s in settings
+        if s is not stage_wide
+    }
+    fns = functions_by_key(any_synth)
+    for (path, method), key in EXPECTED_ROUTES.items():
+        reserved = fns[key][1]["Properties"].get("ReservedConcurrentExecutions")
+        if reserved is None:
+            assert (path, method) not in per_method, (path, method)
+            continue
+        setting = per_method[(path, method)]
+        assert 0 < setting["ThrottlingBurstLimit"] <= reserved, (path, method, setting)
+        assert 0 < setting["ThrottlingRateLimit"] <= reserved, (path, method, setting)
+        # a method's settings replace the stage's: its logs and metrics must not be lost
+        assert setting["MetricsEnabled"] is True and setting["LoggingLevel"] == "ERROR", setting
+    order_burst = per_method[("/orders", "POST")]["ThrottlingBurstLimit"]
+    assert order_burst == fns["OrderApi"][1]["Properties"]["ReservedConcurrentExecutions"]
+    assert order_burst < stage_wide["ThrottlingBurstLimit"]  # the stage alone let a burst through
+
+
+def test_throttled_and_busy_answers_say_retry_after_and_are_readable_by_the_dashboard(any_synth):
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in any_synth.of_type("AWS::ApiGateway::GatewayResponse").values()
+    }
+    for response_type, status in (("THROTTLED", "429"), ("INTEGRATION_FAILURE", "503")):
+        answer = responses[response_type]
+        assert answer["StatusCode"] == status
+        headers = answer["ResponseParameters"]
+        assert headers["gatewayresponse.header.Retry-After"] == "'1'"
+        assert (
+            headers["gatewayresponse.header.Access-Control-Allow-Origin"]
+            == responses["DEFAULT_4XX"]["ResponseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+        )
+        body = answer["ResponseTemplates"]["application/json"]
+        assert json.loads(body.replace("$context.requestId", "req-1"))["message"].startswith(
+            ("too many requests", "the service is busy")
+        )
+        assert "Idempotency-Key" in body
+
+
 # ---------------------------------------------------------------------------------- databases
 def test_rds_only_on_aws(aws_synth, local_synth):
     local_synth.template.resource_count_is("AWS::RDS::DBInstance", 0)

@@ -65,10 +65,12 @@ function newKey() {
   return `k-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
 }
 
-// A 503 means nothing was stored, and a lost answer (timeout, network) may hide an order that
+// A 503 (nothing stored, or every order function busy) and API Gateway's 429 (throttled before
+// the function ran) ask for a retry, and a lost answer (timeout, network) may hide an order that
 // was stored: either way the same Idempotency-Key makes a retry safe (it returns the order the
 // first attempt created, never a second one), so the dashboard retries with the same key.
 const RETRY_DELAYS_MS = [500, 1500];
+const RETRY_STATUSES = [0, 429, 503];
 
 /** POST /orders; adds the answer to the list. Resolves to the stored order or an {error}. */
 export async function placeOrder(productId, quantity) {
@@ -81,7 +83,7 @@ export async function placeOrder(productId, quantity) {
       headers: { "Idempotency-Key": key },
       timeoutMs: 30000,
     });
-    if (!(result.status === 0 || result.status === 503) || attempt >= RETRY_DELAYS_MS.length) break;
+    if (!RETRY_STATUSES.includes(result.status) || attempt >= RETRY_DELAYS_MS.length) break;
     await new Promise((resolve) => setTimeout(resolve, RETRY_DELAYS_MS[attempt]));
   }
   const data = result.data || {};
