@@ -13,8 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _modules_after(code: str) -> dict:
-    script = f"import json, sys\n{code}\nprint(json.dumps({{'fastapi': 'fastapi' in sys.modules}}))"
+def _modules_after(code: str, modules: tuple[str, ...] = ("fastapi",)) -> dict:
+    script = f"import json, sys\n{code}\nprint(json.dumps({{m: m in sys.modules for m in {modules!r}}}))"
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO,
@@ -46,6 +46,44 @@ def test_the_api_handler_is_built_when_looked_up(module):
     assert _modules_after(f"import {module} as m\nassert callable(m.api_handler) and m.api_handler.app") == {
         "fastapi": True
     }
+
+
+@pytest.mark.parametrize(
+    "module", ["functions.order.handler", "functions.inventory.handler", "functions.gremlin.handler"]
+)
+def test_an_api_does_not_import_pydantic_v1(module):
+    """FastAPI's check for pydantic.v1 models imported pydantic.v1 at every API's INIT."""
+    assert _modules_after(f"import {module} as m\nassert m.api_handler.app", ("pydantic.v1",)) == {"pydantic.v1": False}
+
+
+def test_a_pydantic_v1_model_is_still_refused():
+    """...while FastAPI still refuses a v1 model, on a route and in an answer."""
+    code = """
+import warnings
+warnings.simplefilter("ignore")
+from fastapi.encoders import jsonable_encoder
+from functions.common.api import create_app
+from pydantic import v1
+
+class Legacy(v1.BaseModel):
+    a: int
+
+refused = []
+try:
+    app = create_app("x")
+
+    @app.post("/legacy")
+    def legacy(body: Legacy) -> None: ...
+except Exception as exc:
+    refused.append(type(exc).__name__)
+try:
+    jsonable_encoder(Legacy(a=1))
+except Exception as exc:
+    refused.append(type(exc).__name__)
+print(refused, file=sys.stderr)
+assert refused == ["PydanticV1NotSupportedError"] * 2, refused
+"""
+    assert _modules_after(code, ("pydantic.v1",)) == {"pydantic.v1": True}
 
 
 def test_an_unknown_attribute_is_still_an_attribute_error():
