@@ -86,6 +86,24 @@ assert refused == ["PydanticV1NotSupportedError"] * 2, refused
     assert _modules_after(code, ("pydantic.v1",)) == {"pydantic.v1": True}
 
 
+RESERVATION_PATH = ("functions.inventory.reserve_api", "functions.gremlin.injector", "functions.gremlin.document")
+
+
+def test_the_inventory_api_does_not_import_the_reservation_path():
+    """Not the reserve function's answers, nor the gremlin's injector: the API is not wired to it."""
+    loaded = _modules_after("import functions.inventory.handler as m\nassert m.api_handler.app", RESERVATION_PATH)
+    assert loaded == dict.fromkeys(RESERVATION_PATH, False)
+
+
+def test_the_reserve_function_loads_its_path_at_init():
+    """...while the reserve function's INIT (the handler lookup) loads all of it, so its first
+    reservation does not."""
+    loaded = _modules_after(
+        "import functions.inventory.handler as m\nassert callable(m.reserve_handler)", RESERVATION_PATH
+    )
+    assert loaded == dict.fromkeys(RESERVATION_PATH, True)
+
+
 def test_an_unknown_attribute_is_still_an_attribute_error():
     import functions.order.handler as handler
 
