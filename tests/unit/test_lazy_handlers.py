@@ -28,6 +28,9 @@ def _modules_after(code: str, modules: tuple[str, ...] = ("fastapi",)) -> dict:
     return json.loads(result.stdout.splitlines()[-1])
 
 
+API_MODULES = ["functions.order.handler", "functions.inventory.handler", "functions.gremlin.handler"]
+
+
 @pytest.mark.parametrize(
     "module, handler",
     [
@@ -48,9 +51,7 @@ def test_the_api_handler_is_built_when_looked_up(module):
     }
 
 
-@pytest.mark.parametrize(
-    "module", ["functions.order.handler", "functions.inventory.handler", "functions.gremlin.handler"]
-)
+@pytest.mark.parametrize("module", API_MODULES)
 def test_an_api_does_not_import_pydantic_v1(module):
     """FastAPI's check for pydantic.v1 models imported pydantic.v1 at every API's INIT."""
     assert _modules_after(f"import {module} as m\nassert m.api_handler.app", ("pydantic.v1",)) == {"pydantic.v1": False}
@@ -84,6 +85,51 @@ print(refused, file=sys.stderr)
 assert refused == ["PydanticV1NotSupportedError"] * 2, refused
 """
     assert _modules_after(code, ("pydantic.v1",)) == {"pydantic.v1": True}
+
+
+def _printed(code: str) -> object:
+    """What `code` prints last (JSON), run in a fresh interpreter."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", API_MODULES)
+def test_an_api_does_not_build_the_openapi_models_at_init(module):
+    """FastAPI's OpenAPI document models (functions/common/fastapi_import.py) are not built at
+    INIT, nor by a request; only `app.openapi()` builds them."""
+    code = f"""
+import json
+import {module} as m
+app = m.api_handler.app  # the runtime's lookup: INIT
+from fastapi.openapi.models import OpenAPI
+at_init = OpenAPI.__pydantic_complete__
+app.openapi()
+print(json.dumps([at_init, OpenAPI.__pydantic_complete__]))
+"""
+    assert _printed(code) == [False, True]
+
+
+@pytest.mark.parametrize("module", API_MODULES)
+def test_the_openapi_document_is_the_same(module):
+    """Deferred or not, the models describe the same document (the fuzz tests read it)."""
+    code = f"""
+import json
+{{first}}
+import {module} as m
+print(json.dumps(m.api_handler.app.openapi(), sort_keys=True))
+"""
+    deferred = _printed(code.format(first=""))
+    built_at_import = _printed(code.format(first="import fastapi"))
+    assert deferred == built_at_import and deferred["paths"]
 
 
 RESERVATION_PATH = ("functions.inventory.reserve_api", "functions.gremlin.injector", "functions.gremlin.document")
