@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 import time
 import uuid
@@ -77,6 +78,33 @@ __all__ = [
 ]
 
 MAX_BODY_BYTES = 16 * 1024
+
+
+def _check_pydantic_v1_only_once_loaded() -> None:
+    """FastAPI refuses pydantic.v1 models, and to check a route's types it imports pydantic.v1
+    (pydantic's whole v1 copy, ~25 ms of every API's INIT) although nothing here uses it. A v1
+    model can exist only once pydantic.v1 is imported: until then the answer is "no" without
+    importing it, afterwards FastAPI's own check runs, so the refusal itself is unchanged."""
+    from fastapi import encoders
+    from fastapi._compat import shared
+
+    fastapi_is_v1_class = shared.is_pydantic_v1_model_class
+    fastapi_is_v1_instance = shared.is_pydantic_v1_model_instance
+
+    def is_v1_class(cls: Any) -> bool:
+        return "pydantic.v1" in sys.modules and fastapi_is_v1_class(cls)
+
+    def is_v1_instance(obj: Any) -> bool:
+        return "pydantic.v1" in sys.modules and fastapi_is_v1_instance(obj)
+
+    # `annotation_is_pydantic_v1` (route registration) calls the class check through its module;
+    # the encoder imported the instance check by name.
+    shared.is_pydantic_v1_model_class = is_v1_class
+    shared.is_pydantic_v1_model_instance = is_v1_instance
+    encoders.is_pydantic_v1_model_instance = is_v1_instance
+
+
+_check_pydantic_v1_only_once_loaded()
 
 
 class _BodyTooLarge(StarletteHTTPException):

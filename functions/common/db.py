@@ -49,7 +49,7 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 from functions.common import aws
 from functions.common.deadline import Deadline
 from functions.common.errors import DatabaseUnavailable, DeadlineExceeded
-from functions.common.settings import DbPool, DbTls
+from functions.common.settings import DbPool, DbTls, get_settings
 
 __all__ = [
     "Connection",
@@ -168,10 +168,21 @@ def connect(
     )
 
 
+def _gremlin_wired() -> bool:
+    """Whether this function obeys the gremlin: the stack gives GREMLIN_PARAMETER_NAME to those
+    that do (the reserve function, the inventory queue consumer), and the injector of any other
+    answers "no fault" without reading anything."""
+    return bool(get_settings().gremlin.parameter_name)
+
+
 def _gremlin_fault() -> Any:
     """The gremlin's database fault for the next transaction, or None. Never raises: the
     gremlin fails open, it must not become the outage it simulates."""
     try:
+        # A function not wired to the gremlin (the inventory and order APIs) never imports the
+        # injector and its pydantic models (~20 ms): its INIT does not, nor its first request.
+        if not _gremlin_wired():
+            return None
         # Imported here, not at the top: the gremlin's pydantic models are built by the first
         # transaction, not at INIT (the backup functions import this module and never obey).
         from functions.gremlin.injector import injector

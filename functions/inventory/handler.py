@@ -34,7 +34,7 @@ from functions.common.observability import (
     invocation_correlation_id,
     traced,
 )
-from functions.inventory import reserve_api, service
+from functions.inventory import service
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     # built on first lookup, by `__getattr__` below
     api_handler: Callable[[dict[str, Any], Any], dict[str, Any]]
+    reserve_handler: Callable[[Any, Any], dict[str, Any]]
     PoisonMessage: type[Exception]
 
 logger = get_logger(service.SERVICE)
@@ -57,28 +58,44 @@ def _poison_message() -> type:
 
 
 def _build_api_handler() -> Any:
+    from functions.common.fastapi_import import import_fastapi
+
+    import_fastapi()  # first: without building its OpenAPI models
     from functions.common.api import make_api_handler
     from functions.inventory.app import app
 
     return traced(make_api_handler(app, service.SERVICE))
 
 
-# `api_handler` is built when looked up (the API function's INIT): this module's other
-# functions never import FastAPI (functions/common/lazy.py).
+def _build_reserve_handler() -> Any:
+    # The reservation's answers and the gremlin's injector (its pydantic models, ~20 ms) are the
+    # reserve function's alone: the API is not wired to the gremlin (functions/common/db.py).
+    from functions.inventory import reserve_api
+
+    @traced
+    @logger.inject_lambda_context(log_event=False)
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    def reserve_handler(event: Any, context: Any) -> dict[str, Any]:
+        sent = event.get("correlationId") if isinstance(event, dict) else None
+        with correlation_scope(logger, invocation_correlation_id(sent, context)):
+            return reserve_api.answer_command(event)
+
+    return reserve_handler
+
+
+# `api_handler` and `reserve_handler` are built when looked up (their function's INIT, so
+# neither function's first request pays for it): the other functions never import FastAPI,
+# the API never imports the reservation path (functions/common/lazy.py).
 # The SQS batch utilities (functions/common/queue.py, ~0.1 s) load with the first batch.
-__getattr__ = lazy_attributes(globals(), api_handler=_build_api_handler, PoisonMessage=_poison_message)
+__getattr__ = lazy_attributes(
+    globals(),
+    api_handler=_build_api_handler,
+    reserve_handler=_build_reserve_handler,
+    PoisonMessage=_poison_message,
+)
 
 
 __all__ = ["PoisonMessage", "api_handler", "migrate_handler", "queue_handler", "reserve_handler"]
-
-
-@traced
-@logger.inject_lambda_context(log_event=False)
-@metrics.log_metrics(capture_cold_start_metric=True)
-def reserve_handler(event: Any, context: Any) -> dict[str, Any]:
-    sent = event.get("correlationId") if isinstance(event, dict) else None
-    with correlation_scope(logger, invocation_correlation_id(sent, context)):
-        return reserve_api.answer_command(event)
 
 
 def _record_handler(record: SQSRecord) -> dict[str, Any]:

@@ -55,6 +55,9 @@ def _poison_message() -> type:
 
 
 def _build_api_handler() -> Any:
+    from functions.common.fastapi_import import import_fastapi
+
+    import_fastapi()  # first: without building its OpenAPI models
     from functions.common.api import make_api_handler
     from functions.order.app import app
 

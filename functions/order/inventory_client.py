@@ -120,21 +120,17 @@ class InventoryClient:
     def __init__(self, settings: Settings, *, dynamodb_client: Any = None, lambda_client: Any = None) -> None:
         # Here, not at the top: the order module's other functions (completion, sweeper) load this
         # module too and never call inventory; boto3 costs them ~100 ms of INIT (README, aws_init_ms).
-        import boto3
         from aws_lambda_powertools.utilities.circuit_breaker import CircuitBreakerConfig, circuit_breaker
         from aws_lambda_powertools.utilities.circuit_breaker.persistence import CircuitBreakerDynamoDBPersistence
-        from botocore.config import Config
 
         self.function_name = settings.inventory_reserve_function
         self.budget = settings.inventory_call_budget_seconds
-        self._lambda = lambda_client or boto3.session.Session().client(
+        self._lambda = lambda_client or aws.client_with(
             "lambda",
-            config=Config(
-                connect_timeout=CONNECT_TIMEOUT,
-                read_timeout=self.budget,
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                max_pool_connections=MAX_CONCURRENT_CALLS,
-            ),
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=self.budget,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=MAX_CONCURRENT_CALLS,
         )
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=MAX_CONCURRENT_CALLS, thread_name_prefix="inventory-call"

@@ -12,6 +12,7 @@ import pytest
 
 from functions.common import db
 from functions.common.db import Database, DatabaseUnavailable
+from functions.common.settings import get_settings
 from functions.gremlin import injector as gremlin_injector
 from functions.gremlin.document import DatabaseMode
 
@@ -40,7 +41,9 @@ def database(postgres_servers, monkeypatch):
         return conn
 
     monkeypatch.setattr(Database, "_open", _open)
-    # the process injector is whatever the test programs (no fault until it does)
+    # a function wired to the gremlin (GREMLIN_PARAMETER_NAME), whose injector is whatever the
+    # test programs (no fault until it does)
+    monkeypatch.setattr(db, "_gremlin_wired", lambda: True)
     monkeypatch.setattr(gremlin_injector, "injector", lambda: _PROGRAMMED.get("injector") or FaultyInjector(None))
     database = Database("arn:aws:secretsmanager:us-east-1:123456789012:secret:unused")
     database.opened = opened
@@ -115,8 +118,31 @@ def test_a_broken_injector_fails_open(database):
 
 def test_the_hook_asks_the_process_injector(monkeypatch):
     seen = []
+    monkeypatch.setattr(db, "_gremlin_wired", lambda: True)
     monkeypatch.setattr(gremlin_injector, "injector", lambda: seen.append(1) or FaultyInjector(DatabaseMode()))
     assert db._gremlin_fault().fault == "unreachable" and seen == [1]
+
+
+def test_a_function_not_wired_to_the_gremlin_never_asks_it(monkeypatch):
+    """The APIs have no GREMLIN_PARAMETER_NAME: their transactions neither consult nor import
+    the injector (its models would cost their INIT or their first request)."""
+    monkeypatch.delenv("GREMLIN_PARAMETER_NAME", raising=False)
+    get_settings.cache_clear()
+    monkeypatch.setattr(gremlin_injector, "injector", lambda: pytest.fail("the injector was asked"))
+    try:
+        assert db._gremlin_fault() is None
+    finally:
+        get_settings.cache_clear()
+
+
+def test_a_function_wired_to_the_gremlin_asks_it(monkeypatch):
+    monkeypatch.setenv("GREMLIN_PARAMETER_NAME", "/valerix/gremlin")
+    get_settings.cache_clear()
+    monkeypatch.setattr(gremlin_injector, "injector", lambda: FaultyInjector(DatabaseMode()))
+    try:
+        assert db._gremlin_fault().fault == "unreachable"
+    finally:
+        get_settings.cache_clear()
 
 
 def test_locked_fault_makes_hit_transactions_queue_for_one_held_lock(database, postgres_servers):

@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from functions.common import db
 from functions.common.db import Database, DeadlineExceeded
 from functions.common.deadline import Deadline
 from functions.gremlin import injector as chaos
@@ -84,6 +85,7 @@ class _DatabaseGremlin:
 
 
 def test_the_gremlins_slow_statement_is_cut_at_the_deadline(database, monkeypatch):
+    monkeypatch.setattr(db, "_gremlin_wired", lambda: True)  # as the reserve function is
     monkeypatch.setattr(chaos, "injector", lambda: _DatabaseGremlin(DatabaseMode(fault="slow", delay_ms=5000)))
     with pytest.raises(DeadlineExceeded, match="57014"), database.transaction(Deadline(time.monotonic() + 0.4)) as conn:
         conn.run("INSERT INTO deadline_probe VALUES (2)")
