@@ -27,6 +27,7 @@ from pathlib import Path
 from infra import bundling
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_REPEATS = 5  # fresh interpreters per function; the median is reported
 
 # What the child runs: import + handler lookup (the runtime's INIT for this handler), timed inside
 # the child so interpreter start-up (not ours to cut) is reported apart. Both wall and CPU time:
@@ -192,7 +193,7 @@ def init_once(bundle: Bundle, handler: str, env: dict[str, str]) -> dict:
 def measure(
     bundle: Bundle,
     functions: dict[str, tuple[str, dict[str, str]]],
-    repeats: int = 5,
+    repeats: int = DEFAULT_REPEATS,
 ) -> dict[str, dict[str, float]]:
     """Per function (name -> (handler, environment)): median CPU ms and median wall ms of INIT,
     a fresh interpreter each time."""

@@ -13,7 +13,7 @@ Not a test: it asserts nothing, it measures. Keys:
   cold_start_ms                              per function: new process to first response
   aws_init_ms, bundle_mb                     per function: a fresh interpreter (no fork server)
                                              importing + looking up the handler from the AWS bundle,
-                                             median of 5, CPU time (aws_init_wall_ms: wall time,
+                                             median of 5 (--init-repeats), CPU time (aws_init_wall_ms: wall time,
                                              which on a shared machine includes waiting for a core;
                                              scripts/aws_init.py; aws_init_bundle says which bundle
                                              and interpreter); the AWS bundle's size
@@ -135,8 +135,16 @@ def load(
 
 
 class Bench:
-    def __init__(self, outputs: dict, seconds: float, clients: int, progress: RunProgress | None = None) -> None:
+    def __init__(
+        self,
+        outputs: dict,
+        seconds: float,
+        clients: int,
+        progress: RunProgress | None = None,
+        init_repeats: int = aws_init.DEFAULT_REPEATS,
+    ) -> None:
         self.outputs = outputs
+        self.init_repeats = init_repeats
         self.api_url = outputs["api_url"]
         self.seconds = seconds
         self.clients = clients
@@ -419,7 +427,7 @@ class Bench:
         bar = self.progress.phase("aws init", total=len(functions), unit="functions")
         measured = {}
         for name, spec in functions.items():
-            measured.update(aws_init.measure(bundle, {name: spec}))
+            measured.update(aws_init.measure(bundle, {name: spec}, repeats=self.init_repeats))
             bar.advance()
         bar.finish()
         size = aws_init.bundle_mb(aws_bundle)  # one code asset, shared by every function
@@ -565,6 +573,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--skip", default="", help="comma-separated phases to skip")
     parser.add_argument("--out", type=Path, default=cli.STATE / "bench.json", help="where to write the results")
+    parser.add_argument(
+        "--init-repeats",
+        type=int,
+        default=aws_init.DEFAULT_REPEATS,
+        help="fresh interpreters per function in the aws_init phase (the median is reported)",
+    )
     args = parser.parse_args(argv)
     if not (cli.OUTPUTS_FILE.exists() and cli.localstack().pid()) and cli.main(["up"]) != 0:
         return 2
@@ -573,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     outputs = json.loads(cli.OUTPUTS_FILE.read_text())
     run_started = time.time()
     with RunProgress() as progress:
-        bench = Bench(outputs, args.seconds, args.clients, progress)
+        bench = Bench(outputs, args.seconds, args.clients, progress, init_repeats=args.init_repeats)
         for phase in phases:
             if phase in skip:
                 continue
