@@ -69,6 +69,7 @@ lock: $(VENV)/.installed
 	$(UV_COMPILE) pyproject.toml --extra dev -c requirements.txt -o requirements-dev.txt
 	$(UV_COMPILE) localcloud/pyproject.toml --extra localstack -o requirements-localstack.txt
 	$(UV_COMPILE) observability/exporter/pyproject.toml -c requirements-dev.txt -o observability/exporter/requirements.txt
+	echo uv | $(UV_COMPILE) - -c requirements-dev.txt -o requirements-uv.txt
 
 # Fast feedback: everything that needs neither the local cloud nor a browser.
 test-unit: deps
@@ -119,20 +120,25 @@ system-deps:
 system-deps-test:
 	@$(STEP) "test system packages (Chromium)" "do what the line above says, then \`make test\` again" env PYTHON="$(PYTHON)" scripts/system-deps.sh test
 
-# Every virtualenv installs from a lock file with hashes (pip refuses anything else), then this
-# tree's own packages as editable installs (no sys.path edits anywhere). The project venv builds
-# them with its locked setuptools, without build isolation: nothing unlocked is downloaded.
-# LocalStack's venv cannot: plux, installed there, hooks setuptools' editable builds and fails on
-# a fresh checkout; there pip's isolated build environment fetches setuptools (build time only).
+# Every virtualenv installs from a lock file with hashes (anything else is refused), then this
+# tree's own packages as editable installs (no sys.path edits anywhere). pip installs uv (its own
+# lock, requirements-uv.txt), uv installs the locks: the same hash checking, ~10x faster than pip
+# (the two venvs of a fresh `make up`: ~2.5 min with pip, ~15 s with uv). No bytecode is compiled
+# ahead: Python writes it for the modules that are imported, the first time they are.
+# The project venv builds its editable packages with its locked setuptools, without build
+# isolation: nothing unlocked is downloaded. LocalStack's venv cannot: plux, installed there,
+# hooks setuptools' editable builds and fails on a fresh checkout; there pip's isolated build
+# environment fetches setuptools (build time only).
 EDITABLE := pip install -q --no-deps --no-build-isolation -e
+UV_INSTALL = $(VENV)/bin/uv pip install --quiet --require-hashes --python
 
-$(VENV)/.installed: requirements-dev.txt pyproject.toml localcloud/pyproject.toml observability/exporter/pyproject.toml
+$(VENV)/.installed: requirements-uv.txt requirements-dev.txt pyproject.toml localcloud/pyproject.toml observability/exporter/pyproject.toml
 	@$(STEP) "project virtualenv (.venv, requirements-dev.txt)" "check that PyPI is reachable, then re-run" \
-	  bash -c '$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --require-hashes -r requirements-dev.txt && $(VENV)/bin/$(EDITABLE) . -e localcloud -e observability/exporter && touch $@'
+	  bash -c '$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q --require-hashes -r requirements-uv.txt && $(UV_INSTALL) $(VENV)/bin/python -r requirements-dev.txt && $(VENV)/bin/$(EDITABLE) . -e localcloud -e observability/exporter && touch $@'
 
-$(LS_VENV)/.installed: requirements-localstack.txt localcloud/pyproject.toml
+$(LS_VENV)/.installed: requirements-localstack.txt localcloud/pyproject.toml | $(VENV)/.installed
 	@$(STEP) "LocalStack virtualenv (pinned localstack-core + Valerix executor plugin)" "check that PyPI is reachable, then re-run" \
-	  bash -c 'mkdir -p -m 700 .valerix && $(PYTHON) -m venv $(LS_VENV) && $(LS_VENV)/bin/pip install -q --require-hashes -r requirements-localstack.txt && $(LS_VENV)/bin/pip install -q --no-deps -e localcloud && touch $@'
+	  bash -c 'mkdir -p -m 700 .valerix && $(PYTHON) -m venv $(LS_VENV) && $(UV_INSTALL) $(LS_VENV)/bin/python -r requirements-localstack.txt && $(LS_VENV)/bin/pip install -q --no-deps -e localcloud && touch $@'
 
 node_modules/.installed: package.json package-lock.json
 	@$(STEP) "node_modules (aws-cdk@2, aws-cdk-local)" "check that the npm registry is reachable, then re-run" \

@@ -92,12 +92,19 @@ def _build_wheelhouse(target: Path) -> Path:
     return target
 
 
-def install_env(wheels: Path) -> dict[str, str]:
-    """Environment for a fresh `make up`: pip installs offline from `wheels`, npm prefers its
-    cache. Nothing of the outer `make` (jobserver) leaks in."""
+def install_env(wheels: Path, uv_cache: Path) -> dict[str, str]:
+    """Environment for a fresh `make up`: pip and uv install offline from `wheels`, npm prefers
+    its cache. Nothing of the outer `make` (jobserver) leaks in.
+
+    uv has no variable for --no-index: offline, it reads find-links and its cache, and a cache
+    that knows the registry's files (this user's, after `make lock`) makes it want to download
+    them. So it starts from `uv_cache`, a new folder, as on a fresh machine."""
     return {
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": str(wheels),
+        "UV_OFFLINE": "1",
+        "UV_FIND_LINKS": str(wheels),
+        "UV_CACHE_DIR": str(uv_cache),
         "npm_config_prefer_offline": "true",
         "npm_config_audit": "false",
         "npm_config_fund": "false",

@@ -157,7 +157,7 @@ def test_make_up_as_root_in_a_folder_only_root_may_enter(wheels, ports):
         copy_checkout(private / "valerix"),
         {
             **{k: v for k, v in os.environ.items() if k not in OUTER_MAKE_VARIABLES},
-            **install_env(wheels),
+            **install_env(wheels, private / "uv-cache"),
             **ports,
         },
     )
@@ -205,7 +205,7 @@ def test_make_up_as_an_unprivileged_user_with_debians_python(wheels, ports, unpr
             "LANG": "C.UTF-8",
             # Debian's default PATH for a user: its python3 is /usr/bin/python3.
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            **install_env(wheels),
+            **install_env(wheels, home / ".cache" / "uv"),
             **ports,
         },
         user=unprivileged_user.pw_name,

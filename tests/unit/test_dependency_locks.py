@@ -76,6 +76,15 @@ def test_the_project_venv_runs_the_functions_with_the_bundled_versions():
     assert differ == {}, "requirements-dev.txt must be compiled with -c requirements.txt (`make lock`)"
 
 
+def test_the_uv_that_installs_the_locks_is_the_locked_uv_with_its_hashes():
+    """pip installs uv from requirements-uv.txt, uv installs the other locks (Makefile)."""
+    entries = locked("requirements-uv.txt")
+    assert set(entries) == {"uv"}
+    version, hashes = entries["uv"]
+    assert hashes > 0
+    assert version == locked("requirements-dev.txt")["uv"][0], "`make lock`"
+
+
 def test_the_unused_validation_extra_is_not_bundled():
     assert "fastjsonschema" not in locked("requirements.txt")
 
