@@ -39,6 +39,14 @@ class Api:
         finally:
             conn.close()
 
+    def stored_orders(self, product_id: str) -> list[list]:
+        """[order_id, status] of every order the order database holds for `product_id`."""
+        conn = self.cloud.db("order")
+        try:
+            return conn.run("SELECT order_id, status FROM orders WHERE product_id = :p", p=product_id)
+        finally:
+            conn.close()
+
     def reservations(self, product_id: str) -> list[tuple]:
         conn = self.cloud.db("inventory")
         try:

@@ -23,14 +23,6 @@ def _invoke_reserve(cloud, **payload) -> dict:
     return json.loads(response["Payload"].read())
 
 
-def _orders_for(cloud, product_id: str) -> list:
-    conn = cloud.db("order")
-    try:
-        return conn.run("SELECT order_id, status FROM orders WHERE product_id = :p", p=product_id)
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize(
     "headers",
     [
@@ -107,7 +99,7 @@ def test_a_retry_after_503_never_creates_a_second_order(api, localcloud, closed_
             assert response.json()["message"]
     finally:
         db.start()
-    assert _orders_for(localcloud, product) == []  # 503: nothing was stored
+    assert api.stored_orders(product) == []  # 503: nothing was stored
     assert api.stock(product) == 10 and api.reservations(product) == []
 
     deadline = time.monotonic() + 30
@@ -117,5 +109,5 @@ def test_a_retry_after_503_never_creates_a_second_order(api, localcloud, closed_
     assert retry.status_code == 201, retry.text
     again = api.order(product, 2, **{"Idempotency-Key": key})
     assert again.json()["orderId"] == retry.json()["orderId"]
-    assert len(_orders_for(localcloud, product)) == 1
+    assert len(api.stored_orders(product)) == 1
     assert api.stock(product) == 8

@@ -21,14 +21,6 @@ from valerix_localcloud import cli
 pytestmark = [pytest.mark.e2e]
 
 
-def _orders_for(cloud, product_id: str) -> list:
-    conn = cloud.db("order")
-    try:
-        return conn.run("SELECT order_id FROM orders WHERE product_id = :p", p=product_id)
-    finally:
-        conn.close()
-
-
 def test_every_function_runs_with_the_reserved_concurrency_of_its_template(localcloud):
     """LocalStack's CloudFormation skips ReservedConcurrentExecutions; `make up` sets it, so the
     connection budget (infra/constructs/db_limits.py) holds on the local cloud as on AWS."""
@@ -64,12 +56,12 @@ def test_a_throttled_order_function_answers_503_and_the_retry_places_one_order(a
     assert refused.status_code == 503, refused.text  # API Gateway's default: 500 (502 on LocalStack)
     assert refused.json()["message"], refused.text
     assert health.status_code == 503, health.text
-    assert _orders_for(localcloud, product) == []  # the function never ran
+    assert api.stored_orders(product) == []  # the function never ran
     assert api.stock(product) == 5
 
     retry = api.order(product, 2, **{"Idempotency-Key": key})
     assert retry.status_code == 201, retry.text
     again = api.order(product, 2, **{"Idempotency-Key": key})
     assert again.json()["orderId"] == retry.json()["orderId"]
-    assert [row[0] for row in _orders_for(localcloud, product)] == [retry.json()["orderId"]]
+    assert [row[0] for row in api.stored_orders(product)] == [retry.json()["orderId"]]
     assert api.stock(product) == 3
