@@ -192,3 +192,16 @@ def test_the_exporter_never_starts_on_a_port_another_program_answers(tmp_path, m
     with pytest.raises(listen.PortTaken, match=rf"port {taken_port} is taken.*VALERIX_EXPORTER_PORT"):
         cli.start_exporter({})
     assert started == []
+
+
+def test_prometheus_never_starts_on_a_port_another_program_answers(tmp_path, monkeypatch, taken_port):
+    """Its readiness check would be answered by the other checkout's Prometheus."""
+    from valerix_localcloud import prometheus
+
+    monkeypatch.setattr(prometheus, "binary", lambda: "/usr/bin/prometheus")
+    started = []
+    monkeypatch.setattr(prometheus.subprocess, "Popen", lambda *args, **kwargs: started.append(args))
+    server = prometheus.LocalPrometheus(tmp_path / ".valerix", taken_port, "127.0.0.1:1")
+    with pytest.raises(listen.PortTaken, match=rf"port {taken_port} is taken.*{prometheus.PORT_VAR}"):
+        server.start(timeout=1)
+    assert started == [] and not server.pid_file.exists()
