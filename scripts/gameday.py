@@ -639,7 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     outputs = running_cloud_outputs()
     if outputs is None:
         return EXIT_ERROR
-    previous_term = signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT too, explicitly: Python installs its ctrl-C handler only when SIGINT is not ignored at
+    # start, and a parent may hand it down ignored (nohup, some runners): the run would go on.
+    previous_handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     driver = LoadDriver(outputs, scenario.load.clients)
     run = Run(started_at=time.time())
     stop = threading.Event()
@@ -670,7 +672,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         run.marks = driver.marks
         driver.close()
-        signal.signal(signal.SIGTERM, previous_term)
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
 
     run.finished_at = time.time()
     card = scorecard(scenario, phases, args.scale, run)

@@ -595,6 +595,9 @@ def status() -> int:
 
 
 def logs(args: argparse.Namespace) -> int:
+    # ctrl-C ends `make logs`, also when SIGINT was handed down ignored (a background job of a
+    # script, nohup): Python installs its ctrl-C handler only where SIGINT is not ignored at start.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return logs_command.main(args, read_outputs(), lambda: local_client("logs", endpoint()))
 
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from infra.outputs import WEBSITE_BUCKET_NAME
+from tests.sigint import with_sigint_ignored
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -167,8 +168,15 @@ gremlin = { database = { fault = "unreachable" } }
     assert_gremlin_all_off(api)
 
 
-@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_an_interrupted_game_day_leaves_the_gremlin_off(localcloud, api, closed_circuit, tmp_path, stop_with):
+@pytest.mark.usefixtures("gremlin_off_around")  # a run that failed to stop must not leave its outage on
+@pytest.mark.parametrize(
+    "stop_with, sigint_ignored_by_parent",
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["ctrl-c", "sigterm", "ctrl-c-with-sigint-ignored-at-start"],  # e.g. started under nohup
+)
+def test_an_interrupted_game_day_leaves_the_gremlin_off(
+    localcloud, api, closed_circuit, tmp_path, stop_with, sigint_ignored_by_parent
+):
     scenario = tmp_path / "long.toml"
     scenario.write_text("""
 name = "long"
@@ -183,8 +191,11 @@ seconds = 600
 gremlin = { database = { fault = "unreachable" }, latency = { delayMs = 500, every = 5 } }
 """)
     before = SCORECARD.read_bytes() if SCORECARD.exists() else None
+    command = [sys.executable, "-u", str(REPO / "scripts" / "gameday.py"), "--scenario", str(scenario)]
+    if sigint_ignored_by_parent:  # an ignored signal stays ignored across exec: Python installs no ctrl-C handler
+        command = with_sigint_ignored(command)
     process = subprocess.Popen(
-        [sys.executable, "-u", str(REPO / "scripts" / "gameday.py"), "--scenario", str(scenario)],
+        command,
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -202,7 +213,12 @@ gremlin = { database = { fault = "unreachable" }, latency = { delayMs = 500, eve
         assert shown["database"]["enabled"] and shown["latency"]["enabled"], shown  # the fault is on now
         time.sleep(2)
         process.send_signal(stop_with)
-        assert process.wait(timeout=60) == 130
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail(f"the game day went on for 60 s after {stop_with.name}:\n{process.stderr.read()[-3000:]}")
+        assert code == 130
     finally:
         if process.poll() is None:
             process.kill()

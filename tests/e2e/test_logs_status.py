@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from infra.outputs import GREMLIN_FUNCTION_NAME, ORDER_API_FUNCTION_NAME
+from tests.sigint import with_sigint_ignored
 from valerix_localcloud.postgres import free_port
 
 pytestmark = pytest.mark.e2e
@@ -109,21 +110,17 @@ def test_make_logs_rejects_an_unknown_function(localcloud):
     assert "no function 'order' in the stack; choose from:" in result.stderr and "order-api" in result.stderr
 
 
-def test_make_logs_follows_new_lines_until_ctrl_c(localcloud):
+@pytest.mark.parametrize(
+    "sigint_ignored_by_parent", [False, True], ids=["ctrl-c", "ctrl-c-with-sigint-ignored-at-start"]
+)
+def test_make_logs_follows_new_lines_until_ctrl_c(localcloud, sigint_ignored_by_parent):
     gremlin = localcloud.stack[GREMLIN_FUNCTION_NAME]
+    command = [sys.executable, "-m", "valerix_localcloud", "logs", "--function", "gremlin", "--since", "1s"]
+    command += ["--color", "never"]
+    if sigint_ignored_by_parent:
+        command = with_sigint_ignored(command)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "valerix_localcloud",
-            "logs",
-            "--function",
-            "gremlin",
-            "--since",
-            "1s",
-            "--color",
-            "never",
-        ],
+        command,
         cwd=REPO,
         env=_env(),
         stdout=subprocess.PIPE,
