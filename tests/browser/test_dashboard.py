@@ -104,10 +104,8 @@ def test_latency_gremlin_queues_orders_and_raises_the_alert(dash, localcloud, gr
 
     page.click("#gremlin-off")
     page.wait_for_selector('#gremlin-pill[data-state="off"]', timeout=20 * SECOND)
-    off_at = time.monotonic()
-    # green again once the 30 s window no longer holds a slow request (+ exporter lag)
-    page.wait_for_timeout(max(0.0, 35 - (time.monotonic() - off_at)) * SECOND)
-    page.wait_for_selector('#latency-indicator[data-state="ok"]', timeout=45 * SECOND)
+    # green again once the 30 s window's average is back under 1 s (+ exporter lag)
+    page.wait_for_selector('#latency-indicator[data-state="ok"]', timeout=80 * SECOND)
     dash.screenshot("recovered")
     expect_no_console_errors(dash)
 
