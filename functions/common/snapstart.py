@@ -4,9 +4,10 @@ With SnapStart, Lambda runs INIT once when a version is published, snapshots the
 initialised environment and resumes every new environment of that version from the same
 snapshot (AWS docs, "Handling uniqueness with Lambda SnapStart"). Whatever INIT left in memory
 is therefore shared by all of them. The one piece of such state these functions depend on is the
-`random` module's generator: restored environments would draw the same sequence, so the
-gremlin-style percentages, tenacity's jitter (functions/order/inventory_client.py), botocore's
-and urllib3's retry jitter would fire in lockstep across environments. `reseed_random_after_restore`
+`random` module's generator: restored environments would draw the same sequence, so tenacity's
+jitter (functions/order/inventory_client.py) and botocore's and urllib3's retry jitter would fire
+in lockstep across environments (the gremlin's `percentage` faults draw from it too, but run in
+the reserve and queue functions, which have no SnapStart). `reseed_random_after_restore`
 registers an after-restore runtime hook (the `snapshot_restore_py` library of AWS's Python
 managed runtimes) that re-seeds it from the OS (`random.seed()` reads os.urandom). Every user
 found calls the module-level functions (`random.random`, `random.uniform`, `random.choice`, or
