@@ -21,6 +21,8 @@ Guarantees for every app built here:
   `unmatched` for unknown paths;
 - the Lambda handler is decorated like every other one (functions/common/observability.py):
   the Lambda context on every log line, `ColdStart` once per environment;
+- building the handler registers the SnapStart after-restore hook that re-seeds `random` in
+  every restored environment (functions/common/snapstart.py; a no-op outside AWS);
 - every request has a correlation id: a well-formed `X-Correlation-Id` header, else API
   Gateway's request id (requestContext.requestId), else a new one. It is set on the service's
   Powertools logger (every log line of the request carries `correlation_id`), returned in the
@@ -62,6 +64,7 @@ from functions.common.observability import (
     put_metric,
     valid_correlation_id,
 )
+from functions.common.snapstart import reseed_random_after_restore
 
 __all__ = [
     "CORRELATION_ID_HEADER",
@@ -449,6 +452,8 @@ def make_api_handler(app: FastAPI, service_name: str | None = None) -> Callable[
     service = str(service_name or getattr(app.state, "service_name", "api"))
     ensure_event_loop()
     mangum = Mangum(app, lifespan="off")
+    # The API functions run with SnapStart on AWS: each restored environment re-seeds `random`.
+    reseed_random_after_restore()
 
     @get_logger(service).inject_lambda_context(log_event=False)
     @get_metrics(service).log_metrics(capture_cold_start_metric=True)

@@ -155,6 +155,9 @@ class StackAlarms(Construct):
 
     # ------------------------------------------------------------------ helpers
     def functions(self, functions: Mapping[str, ServiceFunction]) -> None:
+        # Lambda's metrics with the FunctionName dimension alone aggregate every version and alias,
+        # so these also watch what a SnapStart function's alias `live` runs (a failed restore is
+        # an invocation error).
         for key, service_function in functions.items():
             fn, label = service_function.function, service_function.node.id
             self.alarm(

@@ -39,7 +39,8 @@ ROUTES = (
 
 def add_routes(api: ValerixApi, functions: Mapping[str, ServiceFunction]) -> None:
     for route in ROUTES:
-        api.route(route.path, route.method, functions[route.function].function, api_key_required=route.admin)
+        # The alias of the published version where the function has SnapStart (service_function.py).
+        api.route(route.path, route.method, functions[route.function].invoke_target, api_key_required=route.admin)
 
 
 def method_throttles(rate_limit: int, burst_limit: int) -> dict[str, apigw.ThrottleSettings]:

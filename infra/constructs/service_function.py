@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Annotations, Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -44,6 +44,27 @@ def retention_days(days: int) -> logs.RetentionDays:
         raise ValueError(f"logRetentionDays must be one of {sorted(_RETENTION)}, got {days}") from None
 
 
+# Lambda SnapStart (python3.12+): INIT runs once when a version is published, and new execution
+# environments of that version resume from a snapshot of it instead of importing FastAPI,
+# pydantic and boto3 again (README, "aws_init_ms"). Only published versions use it ($LATEST
+# never does), so a SnapStart function gets `current_version` and the alias `live`, which API
+# Gateway invokes (routes.py). Checked against what AWS documents SnapStart cannot be combined
+# with (CDK's own validation covers the first three at synth):
+# - runtime: python3.12 is supported (3.12 and later);
+# - EFS: none is mounted;
+# - ephemeral storage: the default 512 MB (SnapStart refuses more);
+# - provisioned concurrency: none (it cannot be combined with SnapStart); reserved concurrency
+#   is a function setting and caps all versions together, so the connection budget
+#   (db_limits.py) holds as before, and INIT opens no database connection to snapshot;
+# - X-Ray active tracing, VPC attachment, x86_64: supported (X-Ray shows a Restore subsegment);
+# - uniqueness: the snapshot holds `random`'s state; the handlers re-seed it after every restore
+#   (functions/common/snapstart.py, which lists what else INIT creates and why it is safe).
+# Old versions are deleted when a deploy publishes a new one (DESTROY): a snapshot is billed
+# while its version is active, and the alias is the only thing that invokes a version.
+SNAP_START = lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS
+SNAP_START_ALIAS = "live"
+
+
 @dataclass
 class FunctionVpcPlacement:
     vpc: ec2.IVpc
@@ -66,6 +87,8 @@ class ServiceFunctionProps:
     # X-Ray active tracing (target=aws). Off: POWERTOOLS_TRACE_DISABLED=true, so the Powertools
     # Tracer is a no-op (LocalStack community has no X-Ray).
     tracing: bool = False
+    # Lambda SnapStart (target=aws, the API functions): see SNAP_START below.
+    snap_start: bool = False
 
 
 class ServiceFunction(Construct):
@@ -131,6 +154,13 @@ class ServiceFunction(Construct):
                 )
             )
 
+        snap_start_kwargs: dict[str, Any] = {}
+        if props.snap_start:
+            snap_start_kwargs = {
+                "snap_start": SNAP_START,
+                "current_version_options": lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
+            }
+
         self.function = lambda_.Function(
             self,
             "Function",
@@ -147,9 +177,20 @@ class ServiceFunction(Construct):
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE if props.tracing else lambda_.Tracing.DISABLED,
             **vpc_kwargs,
+            **snap_start_kwargs,
         )
         # The function must not start before its role can write logs.
         self.function.node.add_dependency(self.role)
+        # What API Gateway invokes: the alias of the published version where SnapStart is on.
+        self.alias: lambda_.Alias | None = None
+        if props.snap_start:
+            self.alias = lambda_.Alias(
+                self, "Alias", alias_name=SNAP_START_ALIAS, version=self.function.current_version
+            )
+            Annotations.of(self.function).acknowledge_warning(
+                "@aws-cdk/aws-lambda:snapStartRequirePublish",
+                f"Published: current_version, invoked through the alias {SNAP_START_ALIAS!r}.",
+            )
 
         for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
             acknowledge(self.function, rule, _RUNTIME_REASON)
@@ -168,6 +209,11 @@ class ServiceFunction(Construct):
             )
         if wildcard_reasons:
             acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]", " ".join(wildcard_reasons))
+
+    @property
+    def invoke_target(self) -> lambda_.IFunction:
+        """What a caller (API Gateway) invokes: the SnapStart alias, else the function."""
+        return self.alias if self.alias is not None else self.function
 
     @property
     def function_name(self) -> str:

@@ -70,18 +70,22 @@ class FunctionSpec:
     description: str
     timeout: Duration
     memory_size: int
+    # Lambda SnapStart on target=aws (service_function.SNAP_START): the public APIs, whose INIT
+    # (FastAPI, pydantic, boto3: README "aws_init_ms") a caller would otherwise wait for.
+    snap_start: bool = False
 
 
 FUNCTION_SPECS = {
     "OrderApi": FunctionSpec("OrderApi", "order", "functions.order.handler.api_handler", "order-api",
-                             "Order REST API (FastAPI + Mangum)", ORDER_API_TIMEOUT, 512),
+                             "Order REST API (FastAPI + Mangum)", ORDER_API_TIMEOUT, 512, snap_start=True),
     "OrderCompletion": FunctionSpec("OrderCompletion", "order", "functions.order.handler.completion_handler",
                                     "order-completion", "Applies queued order outcomes (SQS)",
                                     ORDER_COMPLETION_TIMEOUT, 256),
     "OrderMigrate": FunctionSpec("OrderMigrate", "order", "functions.order.handler.migrate_handler",
                                  "order-migrate", "order_db migrations (run after deploy)", MIGRATE_TIMEOUT, 256),
     "InventoryApi": FunctionSpec("InventoryApi", "inventory", "functions.inventory.handler.api_handler",
-                                 "inventory-api", "Inventory REST API (FastAPI + Mangum)", INVENTORY_API_TIMEOUT, 512),
+                                 "inventory-api", "Inventory REST API (FastAPI + Mangum)", INVENTORY_API_TIMEOUT, 512,
+                                 snap_start=True),
     "InventoryReserve": FunctionSpec("InventoryReserve", "inventory", "functions.inventory.handler.reserve_handler",
                                      "inventory-reserve", "Internal stock reservation (invoked by the order API only)",
                                      INVENTORY_RESERVE_TIMEOUT, 512),
@@ -95,7 +99,7 @@ FUNCTION_SPECS = {
                                  "order-sweeper", "Re-queues orders left PENDING by a request that died",
                                  ORDER_COMPLETION_TIMEOUT, 256),
     "Gremlin": FunctionSpec("Gremlin", "gremlin", "functions.gremlin.handler.api_handler", "gremlin",
-                            "Gremlin chaos control API", GREMLIN_TIMEOUT, 256),
+                            "Gremlin chaos control API", GREMLIN_TIMEOUT, 256, snap_start=True),
     "Reconcile": FunctionSpec("Reconcile", "reconcile", "functions.reconcile.handler.reconcile_handler",
                               "reconcile", "Checks order_db against inventory_db and the DLQs (read-only, reports)",
                               RECONCILE_TIMEOUT, 512),
@@ -147,6 +151,7 @@ class FunctionFactory:
                 log_retention_days=self.config.log_retention_days,
                 vpc=vpc,
                 tracing=self.config.is_aws,
+                snap_start=spec.snap_start and self.config.is_aws,  # LocalStack community has none
             ),
         )
 

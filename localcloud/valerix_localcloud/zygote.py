@@ -577,6 +577,9 @@ def serve(socket_path: str, exit_dir: str) -> None:
             # The child must be registered before its SIGCHLD can arrive.
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
             try:
+                # Each child draws its own `random` numbers: CPython re-seeds the module in the
+                # child of os.fork() (register_at_fork in random.py), as the SnapStart restore hook
+                # does on AWS (functions/common/snapstart.py).
                 pid = os.fork()
                 if pid == 0:
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})

@@ -53,6 +53,15 @@ def test_cost_table_prices_the_quantities_of_the_template(aws_synth):
     assert table_row(doc, "KMS customer-managed keys")[1] == str(count(aws_synth, "AWS::KMS::Key"))
     assert table_row(doc, "Secrets Manager secrets")[1] == str(count(aws_synth, "AWS::SecretsManager::Secret"))
     assert table_row(doc, "CloudWatch alarms")[1] == str(count(aws_synth, "AWS::CloudWatch::Alarm"))
+    # SnapStart caches one snapshot per live version: the memory of every SnapStart function
+    snap = [
+        f["Properties"] for f in aws_synth.of_type("AWS::Lambda::Function").values() if "SnapStart" in f["Properties"]
+    ]
+    gb = sum(f["MemorySize"] for f in snap) / 1024
+    cache = table_row(doc, "Lambda SnapStart cache")
+    assert cache[1] == f"{len(snap)} versions, {gb:g} GB" and len(snap) == count(aws_synth, "AWS::Lambda::Alias")
+    price = float(re.fullmatch(r"\$([\d.]+) / GB-s", cache[2]).group(1))
+    assert abs(float(cache[3]) - gb * 730 * 3600 * price) < 0.01, cache
     # the total is the sum of the rows (≈ rows rounded), within a dollar
     rows = re.findall(r"^\|[^|]+\|[^|]*\|[^|]*\| (?:≈ |< )?([\d.]+) \|$", doc, re.MULTILINE)
     assert len(rows) >= 10, rows
