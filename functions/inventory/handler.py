@@ -10,9 +10,10 @@
   each record `{orderId, productId, quantity}` goes through `service.process_queued_order`
   (Powertools idempotency keyed by orderId + the reservations primary key), which publishes
   `{orderId, status: CONFIRMED|REJECTED, reason}` to COMPLETION_QUEUE_URL. A failing record
-  (database down, malformed body, a reservation conflicting with the one recorded for its
-  orderId) is reported as a batch item failure: SQS redelivers it after
-  the visibility timeout and moves it to the DLQ after maxReceiveCount.
+  (database down) is reported as a batch item failure: SQS redelivers it after a backoff and
+  moves it to the DLQ after maxReceiveCount. One that can never succeed (malformed body, a
+  reservation conflicting with the one recorded for its orderId) goes to the DLQ at once
+  (functions/common/queue.py).
 - `migrate_handler`: applies migrations/ and seeds the catalogue on first run.
 
 Every handler wears the same Powertools decorators (functions/common/observability.py: Tracer
@@ -35,6 +36,7 @@ from functions.common.observability import (
     traced,
 )
 from functions.inventory import service
+from functions.inventory.model import ReservationConflict
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -99,10 +101,14 @@ __all__ = ["PoisonMessage", "api_handler", "migrate_handler", "queue_handler", "
 
 
 def _record_handler(record: SQSRecord) -> dict[str, Any]:
-    from functions.common.queue import parse_body
+    from functions.common.queue import PoisonMessage, parse_body
 
     message = parse_body(record, InventoryQueueMessage, logger)
-    return service.process_queued_order(message=message.model_dump())
+    try:
+        return service.process_queued_order(message=message.model_dump())
+    except ReservationConflict as exc:
+        # No delivery can ever succeed: the order id holds another reservation for good.
+        raise PoisonMessage(str(exc)) from exc
 
 
 @traced

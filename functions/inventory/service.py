@@ -149,10 +149,10 @@ def _process_queued_order(message: dict[str, Any]) -> dict[str, Any]:
     try:
         outcome = reserve(queued.orderId, queued.productId, queued.quantity)
     except ReservationConflict as exc:
-        # Not confirmed, not rejected on a guess: the record fails, SQS retries it and moves it
-        # to the DLQ (alarm); the order stays QUEUED and no stock moves for it.
+        # Not confirmed, not rejected on a guess: the record goes to the DLQ (the handler's
+        # PoisonMessage; alarm); the order stays QUEUED and no stock moves for it.
         logger.error(
-            "queued order conflicts with the recorded reservation; failing the record",
+            "queued order conflicts with the recorded reservation; the record goes to the DLQ",
             extra={"order_id": exc.order_id, "error": str(exc)},
         )
         raise

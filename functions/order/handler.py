@@ -4,8 +4,8 @@
 - `completion_handler`: SQS order-completion queue, `{orderId, status: CONFIRMED|REJECTED,
   reason}` per record. Powertools BatchProcessor with partial batch failures; applying a
   completion is idempotent (conditional UPDATE from PENDING/QUEUED only), so duplicates and
-  late messages never flip a final state. A failing record (database down, malformed body) is
-  retried by SQS and ends in the DLQ after maxReceiveCount.
+  late messages never flip a final state. A failing record (database down) is
+  retried by SQS and ends in the DLQ after maxReceiveCount; a malformed one goes there at once.
 - `migrate_handler`: applies migrations/ (returns {"applied": [...], "seeded": false}).
 - `sweeper_handler` (optional, e.g. an EventBridge rule every minute): re-queues orders left
   PENDING for over a minute by an invocation that died mid-request.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -50,7 +52,8 @@ class QueuePair(Construct):
             "DlqNotEmpty",
             alarm_name=alarm_name,
             alarm_description="Messages reached the dead-letter queue: they failed "
-            f"{max_receive_count} times and need a look (redrive after fixing the cause).",
+            f"{max_receive_count} times, or can never succeed (their failureReason attribute says "
+            "why), and need a look (redrive after fixing the cause).",
             metric=self.dlq.metric_approximate_number_of_messages_visible(
                 period=Duration.minutes(1), statistic="Maximum"
             ),
@@ -59,3 +62,14 @@ class QueuePair(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+
+    def consume_with(self, function: lambda_.IFunction, *, batch_size: int, max_concurrency: int) -> None:
+        """`function` consumes `queue` (partial batch failures, functions/common/queue.py) and may
+        send to `dlq`: a record that can never succeed goes there at once, found through the
+        queue's redrive policy (the event source's grant already reads the queue's attributes)."""
+        function.add_event_source(
+            event_sources.SqsEventSource(
+                self.queue, batch_size=batch_size, report_batch_item_failures=True, max_concurrency=max_concurrency
+            )
+        )
+        self.dlq.grant_send_messages(function)

@@ -23,7 +23,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -308,16 +307,9 @@ class ServiceFunctions:
         r.admin_key.grant_read_to(gremlin)
 
         # ---------------------------------------------------------------- queue consumers
-        inventory_consumer.add_event_source(
-            event_sources.SqsEventSource(
-                iq, batch_size=5, report_batch_item_failures=True, max_concurrency=BUDGET["InventoryQueue"].environments
-            )
+        r.inventory_queue.consume_with(
+            inventory_consumer, batch_size=5, max_concurrency=BUDGET["InventoryQueue"].environments
         )
-        f["OrderCompletion"].function.add_event_source(
-            event_sources.SqsEventSource(
-                cq,
-                batch_size=10,
-                report_batch_item_failures=True,
-                max_concurrency=BUDGET["OrderCompletion"].environments,
-            )
+        r.completion_queue.consume_with(
+            f["OrderCompletion"].function, batch_size=10, max_concurrency=BUDGET["OrderCompletion"].environments
         )

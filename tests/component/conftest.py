@@ -313,6 +313,16 @@ def use_injector(monkeypatch: Any, stand_in: Any) -> None:
     monkeypatch.setattr(injector, "injector", lambda: stand_in)
 
 
+def _queue_with_dlq(sqs: Any, name: str) -> str:
+    """A queue that redrives to `<name>-dlq`, as the stack's QueuePair (infra/constructs/queue_pair.py)."""
+    from infra.constructs.service_functions import MAX_RECEIVE_COUNT
+
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+    return str(sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(policy)})["QueueUrl"])
+
+
 @dataclasses.dataclass
 class Valerix:
     """Handles on the whole component environment of one test."""
@@ -402,6 +412,10 @@ class Valerix:
         }
 
     # -- queues -------------------------------------------------------------------------
+    @staticmethod
+    def dlq_of(url: str) -> str:
+        return url + "-dlq"
+
     def queue_depth(self, url: str) -> int:
         attrs = aws_client("sqs").get_queue_attributes(
             QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
@@ -566,8 +580,8 @@ def valerix(postgres_servers, inventory_server, monkeypatch) -> Iterator[Valerix
 
     with mock_aws():
         sqs = aws_client("sqs")
-        inventory_queue = sqs.create_queue(QueueName="valerix-test-inventory")["QueueUrl"]
-        completion_queue = sqs.create_queue(QueueName="valerix-test-completion")["QueueUrl"]
+        inventory_queue = _queue_with_dlq(sqs, "valerix-test-inventory")
+        completion_queue = _queue_with_dlq(sqs, "valerix-test-completion")
         ddb = aws_client("dynamodb")
         for table in (IDEMPOTENCY_TABLE, CIRCUIT_TABLE):
             ddb.create_table(

@@ -3,6 +3,8 @@ whole visibility timeout (functions/common/queue.py)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 import boto3
@@ -72,8 +74,44 @@ def test_a_failed_record_is_redelivered_after_the_backoff_not_the_visibility_tim
     assert redelivered[0]["Attributes"]["ApproximateReceiveCount"] == "2"
 
 
-def test_poison_messages_are_reported_as_failures(sqs):
-    queue_url = sqs.create_queue(QueueName="poison")["QueueUrl"]
+def _queue_redriving_to(sqs, name: str) -> tuple[str, str]:
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
+    return sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": policy})["QueueUrl"], dlq_url
+
+
+def test_a_poison_record_goes_to_the_dead_letter_queue_at_once_saying_why(sqs):
+    queue_url, dlq_url = _queue_redriving_to(sqs, "poison")
+    sqs.send_message(QueueUrl=queue_url, MessageBody="not json")
+    sqs.send_message(QueueUrl=queue_url, MessageBody='{"ok": true}')
+    event = _event_from(sqs, queue_url, 2)
+    for record in event["Records"]:
+        record["messageAttributes"] = {
+            "correlationId": {"stringValue": "c-42", "dataType": "String"},
+            "blob": {"binaryValue": base64.b64encode(b"\x00\x01").decode(), "dataType": "Binary"},
+        }
+
+    def handler(record):
+        if record.body == "not json":
+            raise PoisonMessage("malformed: expected JSON")
+        return "done"
+
+    response = process_batch(event, None, handler, "test", get_logger("test"))
+    assert response == {"batchItemFailures": []}  # nothing left to retry
+    (dead,) = sqs.receive_message(QueueUrl=dlq_url, MessageAttributeNames=["All"], MaxNumberOfMessages=10)["Messages"]
+    assert dead["Body"] == "not json"
+    attributes = dead["MessageAttributes"]
+    assert attributes["correlationId"]["StringValue"] == "c-42"
+    assert attributes["blob"]["BinaryValue"] == b"\x00\x01"
+    assert attributes["failureReason"]["StringValue"] == "PoisonMessage: malformed: expected JSON"
+    assert attributes["sourceQueueArn"]["StringValue"] == event["Records"][0]["eventSourceARN"]
+
+
+def test_a_poison_record_fails_as_any_other_when_its_dead_letter_queue_is_unknown(sqs):
+    """No redrive policy to follow (or no permission to send): SQS's own redrive stays the way
+    to the DLQ, so the record must keep failing rather than be lost."""
+    queue_url = sqs.create_queue(QueueName="poison-without-dlq")["QueueUrl"]
     sqs.send_message(QueueUrl=queue_url, MessageBody="not json")
     event = _event_from(sqs, queue_url, 1)
 

@@ -86,9 +86,10 @@ def test_batch_with_one_failing_record_reports_only_that_record(valerix, monkeyp
     failed_ids = {f["itemIdentifier"] for f in response["batchItemFailures"]}
     by_body = {m["MessageId"]: m["Body"] for m in messages}
     failed_bodies = {by_body[i] for i in failed_ids}
-    assert len(failed_ids) == 2
-    assert "{not json" in failed_bodies
+    assert len(failed_ids) == 1  # the database error: retried; the malformed one: in the DLQ at once
     assert any(ids[1] in b for b in failed_bodies)
+    dead = valerix.receive(valerix.dlq_of(valerix.inventory_queue_url))
+    assert [m["Body"] for m in dead] == ["{not json"]
     assert valerix.stock("widget") == 99 and valerix.stock("gadget") == 47
     assert valerix.stock("gizmo") == 25
 
@@ -96,7 +97,7 @@ def test_batch_with_one_failing_record_reports_only_that_record(valerix, monkeyp
     flaky.clear()
     messages = valerix.receive(valerix.inventory_queue_url)
     response = valerix.deliver(valerix.inventory_queue_url, queue_handler, messages)
-    assert len(response["batchItemFailures"]) == 1  # only the poison message keeps failing (-> DLQ)
+    assert response["batchItemFailures"] == []
     assert valerix.stock("gizmo") == 23
 
     valerix.drain_completion_queue()
@@ -123,16 +124,18 @@ def test_completion_never_flips_a_final_state(valerix):
     assert row["status"] == "REJECTED" and row["reason"] == "insufficient stock"
 
 
-def test_malformed_completion_fails_only_that_record(valerix):
+def test_a_malformed_completion_goes_to_the_dlq_and_the_rest_of_its_batch_applies(valerix):
     (queued,) = _queue_orders(valerix, ("widget", 1))
     sqs = aws_client("sqs")
     url = valerix.completion_queue_url
+    malformed = json.dumps({"orderId": queued, "status": "MAYBE"})
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"orderId": queued, "status": "CONFIRMED"}))
-    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"orderId": queued, "status": "MAYBE"}))
+    sqs.send_message(QueueUrl=url, MessageBody=malformed)
     messages = valerix.receive(url)
     assert len(messages) == 2
     response = valerix.deliver(url, completion_handler, messages)
-    assert len(response["batchItemFailures"]) == 1
+    assert response["batchItemFailures"] == []
+    assert [m["Body"] for m in valerix.receive(valerix.dlq_of(url))] == [malformed]
     assert valerix.order_row(queued)["status"] == "CONFIRMED"
 
 

@@ -95,27 +95,30 @@ def test_order_treats_a_conflicting_reservation_as_a_refusal(valerix, monkeypatc
     assert valerix.queue_depth(valerix.inventory_queue_url) == 0
 
 
-def test_queued_conflicting_replay_fails_the_record_into_the_dlq(valerix, caplog):
-    """The queue consumer neither confirms nor rejects a conflicting replay: the record fails
-    on every delivery, so SQS moves it to the DLQ (maxReceiveCount), and nothing changes."""
+def test_queued_conflicting_replay_goes_to_the_dlq_at_once_and_changes_nothing(valerix, caplog):
+    """The queue consumer neither confirms nor rejects a conflicting replay, and does not retry
+    what can never succeed: the first delivery sends the record to the DLQ, saying why."""
     sqs = aws_client("sqs")
-    dlq_url = sqs.create_queue(QueueName="valerix-test-conflict-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    url = sqs.create_queue(
-        QueueName="valerix-test-conflict",
-        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})},
-    )["QueueUrl"]
+    url, dlq_url = valerix.inventory_queue_url, valerix.dlq_of(valerix.inventory_queue_url)
 
     assert reserve("o-11", "widget", 4)["status"] == "RESERVED"
     before = valerix.snapshot()
-    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"orderId": "o-11", "productId": "widget", "quantity": 1}))
-    for _ in range(2):
-        messages = valerix.receive(url)
-        assert len(messages) == 1
-        response = valerix.deliver(url, queue_handler, messages, redeliver_failed=True)
-        assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [messages[0]["MessageId"]]
-    assert valerix.receive(url) == []  # the third receive finds it gone: moved to the DLQ
-    assert len(valerix.receive(dlq_url)) == 1
+    body = json.dumps({"orderId": "o-11", "productId": "widget", "quantity": 1})
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody=body,
+        MessageAttributes={"correlationId": {"DataType": "String", "StringValue": "replay-o-11"}},
+    )
+    messages = valerix.receive(url)
+    response = valerix.deliver(url, queue_handler, messages)
+    assert response["batchItemFailures"] == []  # handled: SQS deletes it from the queue
+    assert valerix.queue_depth(url) == 0
+    (dead,) = sqs.receive_message(QueueUrl=dlq_url, MessageAttributeNames=["All"])["Messages"]
+    assert dead["Body"] == body
+    attributes = {name: value["StringValue"] for name, value in dead["MessageAttributes"].items()}
+    assert attributes["correlationId"] == "replay-o-11"
+    assert "already reserved 4 of 'widget'" in attributes["failureReason"]
+    assert attributes["sourceQueueArn"].endswith(":valerix-test-inventory")
     assert valerix.snapshot() == before
     assert valerix.queue_depth(valerix.completion_queue_url) == 0  # neither confirmed nor rejected
     why = [
@@ -123,7 +126,7 @@ def test_queued_conflicting_replay_fails_the_record_into_the_dlq(valerix, caplog
         for r in caplog.records
         if r.levelname == "ERROR" and "already reserved 4 of 'widget'" in str(getattr(r, "error", ""))
     ]
-    assert len(why) == 2, "each failed delivery logs why"
+    assert len(why) == 1, "the one delivery logs why"
 
 
 def test_ping_reports_the_database(valerix, monkeypatch):

@@ -254,6 +254,28 @@ def test_queues_have_dlqs_and_consistent_visibility(any_synth):
         assert props["VisibilityTimeout"] >= 6 * fn["Properties"]["Timeout"]
 
 
+def test_only_each_queues_consumer_may_send_to_its_dead_letter_queue(any_synth):
+    """A record that can never succeed goes to its queue's DLQ at once (functions/common/queue.py):
+    the consumer may send there; no other function may put anything in a DLQ."""
+    fns = functions_by_key(any_synth)
+    mappings = any_synth.of_type("AWS::Lambda::EventSourceMapping").values()
+    consumer_of = {ref_id(m["Properties"]["EventSourceArn"]): ref_id(m["Properties"]["FunctionName"]) for m in mappings}
+    queues = any_synth.of_type("AWS::SQS::Queue")
+    dlq_of = {
+        logical_id: ref_id(q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+        for logical_id, q in queues.items()
+        if "RedrivePolicy" in q["Properties"]
+    }
+    senders: dict[str, set[str]] = {dlq: set() for dlq in dlq_of.values()}
+    for function_id, res in fns.values():
+        for st in statements_of_role(any_synth, ref_id(res["Properties"]["Role"])):
+            if "sqs:SendMessage" in as_list(st["Action"]):
+                for resource in as_list(st["Resource"]):
+                    if ref_id(resource) in senders:
+                        senders[ref_id(resource)].add(function_id)
+    assert senders == {dlq: {consumer_of[queue]} for queue, dlq in dlq_of.items()}
+
+
 def test_event_source_mappings_report_batch_item_failures(any_synth):
     mappings = any_synth.of_type("AWS::Lambda::EventSourceMapping")
     assert len(mappings) == 2
